@@ -1,0 +1,64 @@
+//! Internal pipeline hot path with the harness installed (100% sampling) and its queue
+//! drained by a consumer thread.
+//!
+//! Run: `cargo bench -p foundations --bench tracing`. Criterion reports time per iteration;
+//! each iteration opens 10 spans, so divide by 10 for the time per span (the throughput line
+//! gives spans per second directly).
+
+use criterion::{Criterion, Throughput, criterion_group, criterion_main};
+use foundations::add_span_tags;
+use foundations::telemetry::tracing::{self, HarnessOptions, StartTraceOptions};
+use std::hint::black_box;
+use std::time::Duration;
+
+fn installed_hot_path(c: &mut Criterion) {
+    let drain = tracing::install(HarnessOptions::default().sampling_ratio(1.0))
+        .expect("harness installs once per bench process");
+    // The consumer an exporter would be: woken per batch of 512 or every 100 ms.
+    std::thread::spawn(move || {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_time()
+            .build()
+            .unwrap();
+        runtime.block_on(async move {
+            let mut batch = Vec::with_capacity(512);
+            loop {
+                drain
+                    .recv_batch(&mut batch, 512, Duration::from_millis(100))
+                    .await;
+                batch.clear();
+            }
+        })
+    });
+
+    let mut group = c.benchmark_group("internal_installed");
+    group.throughput(Throughput::Elements(10));
+    group.bench_function("root_plus_9_tagged_children", |b| {
+        b.iter(|| {
+            let _root = tracing::start_trace("root", StartTraceOptions::default());
+            for _ in 0..9 {
+                let _child = tracing::span("child");
+                add_span_tags!("key" => "value");
+            }
+        })
+    });
+    group.bench_function("unsampled_root_plus_9_children", |b| {
+        b.iter(|| {
+            let options = StartTraceOptions::default().force_sampling(false);
+            let _root = tracing::start_trace("root", options);
+            for _ in 0..9 {
+                let _child = tracing::span("child");
+                add_span_tags!("key" => "value");
+            }
+        })
+    });
+    group.finish();
+
+    c.bench_function("internal_installed/w3c_traceparent_format", |b| {
+        let _root = tracing::start_trace("root", StartTraceOptions::default());
+        b.iter(|| black_box(tracing::w3c_traceparent().map(|tp| tp.to_header_value())))
+    });
+}
+
+criterion_group!(benches, installed_hot_path);
+criterion_main!(benches);

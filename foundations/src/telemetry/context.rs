@@ -1,0 +1,314 @@
+//! [`TelemetryContext`]: the current spans of both pipelines, as a value that can travel.
+//!
+//! Which span is current is thread-local state (the scope stacks). A `TelemetryContext`
+//! captures it so it can be re-established elsewhere: after an `.await` on another worker
+//! thread, inside a spawned task, or on another OS thread. This module owns that capture and
+//! re-entry; it does not create spans (beyond [`TelemetryContext::with_forked_trace`], which
+//! asks the tracing API) and knows nothing of export.
+
+use crate::telemetry::tracing::scope_stack::{self, ScopeId};
+use crate::telemetry::tracing::state::SharedSpan;
+use crate::telemetry::tracing::{self, Pipeline};
+use pin_project_lite::pin_project;
+use std::borrow::Cow;
+use std::future::Future;
+use std::marker::PhantomData;
+use std::pin::Pin;
+use std::task::{Context, Poll};
+
+#[cfg(feature = "testing")]
+use crate::telemetry::tracing::Harness;
+#[cfg(feature = "testing")]
+use std::sync::Arc;
+
+/// One value per pipeline. The pipelines share this shape, never the values.
+#[derive(Clone, Debug, Default)]
+pub(crate) struct PerPipeline<T> {
+    pub(crate) internal: T,
+    pub(crate) user: T,
+}
+
+impl<T> PerPipeline<T> {
+    pub(crate) fn get(&self, pipeline: Pipeline) -> &T {
+        match pipeline {
+            Pipeline::Internal => &self.internal,
+            Pipeline::User => &self.user,
+        }
+    }
+
+    pub(crate) fn get_mut(&mut self, pipeline: Pipeline) -> &mut T {
+        match pipeline {
+            Pipeline::Internal => &mut self.internal,
+            Pipeline::User => &mut self.user,
+        }
+    }
+}
+
+const PIPELINES: [Pipeline; 2] = [Pipeline::Internal, Pipeline::User];
+
+/// The current spans of both pipelines, captured so they can be carried elsewhere.
+///
+/// Capture with [`current`](Self::current) or [`SpanScope::into_context`]
+/// (crate::telemetry::tracing::SpanScope::into_context); re-establish with
+/// [`scope`](Self::scope) (synchronous code) or [`apply`](Self::apply) (a future, re-entered
+/// on every poll). Cloning is cheap: it shares the spans, it does not copy them.
+///
+/// # Carrying a trace into spawned work
+///
+/// ```
+/// use foundations::telemetry::{self, TelemetryContext};
+/// use foundations::telemetry::tracing::{self, StartTraceOptions};
+///
+/// # #[tokio::main]
+/// # async fn main() {
+/// # let test = TelemetryContext::test();
+/// # let _test_scope = test.scope();
+/// let _root = tracing::start_trace("request", StartTraceOptions::default());
+/// let trace_id = tracing::trace_id();
+///
+/// // A tokio task: `telemetry::spawn` is `tokio::spawn(TelemetryContext::current().apply(f))`.
+/// let task = telemetry::spawn(async move { tracing::trace_id() });
+/// assert_eq!(task.await.unwrap(), trace_id);
+///
+/// // An OS thread: capture, move, enter.
+/// let ctx = TelemetryContext::current();
+/// let thread = std::thread::spawn(move || {
+///     let _scope = ctx.scope();
+///     tracing::trace_id()
+/// });
+/// assert_eq!(thread.join().unwrap(), trace_id);
+/// # }
+/// ```
+#[derive(Clone, Debug, Default)]
+pub struct TelemetryContext {
+    spans: PerPipeline<Option<SharedSpan>>,
+    /// Harnesses of a test context: roots started inside it go to its own sinks.
+    #[cfg(feature = "testing")]
+    test_harnesses: PerPipeline<Option<Arc<Harness>>>,
+}
+
+impl TelemetryContext {
+    /// Captures this thread's current spans (of both pipelines).
+    pub fn current() -> Self {
+        Self {
+            spans: PerPipeline {
+                internal: scope_stack::current(Pipeline::Internal),
+                user: scope_stack::current(Pipeline::User),
+            },
+            #[cfg(feature = "testing")]
+            test_harnesses: PerPipeline {
+                internal: scope_stack::test_harness(Pipeline::Internal),
+                user: scope_stack::test_harness(Pipeline::User),
+            },
+        }
+    }
+
+    #[cfg(feature = "testing")]
+    pub(crate) fn with_test_harnesses(harnesses: PerPipeline<Option<Arc<Harness>>>) -> Self {
+        Self {
+            spans: PerPipeline::default(),
+            test_harnesses: harnesses,
+        }
+    }
+
+    pub(crate) fn set_span(&mut self, pipeline: Pipeline, span: Option<SharedSpan>) {
+        *self.spans.get_mut(pipeline) = span;
+    }
+
+    pub(crate) fn span(&self, pipeline: Pipeline) -> Option<&SharedSpan> {
+        self.spans.get(pipeline).as_ref()
+    }
+
+    /// Makes this context current on this thread until the returned guard is dropped.
+    ///
+    /// Inside, the context's spans are the current ones, and a pipeline for which the
+    /// context holds no span has none current (spans current on the thread before are
+    /// hidden, not inherited).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use foundations::telemetry::TelemetryContext;
+    /// use foundations::telemetry::tracing::{self, StartTraceOptions};
+    ///
+    /// # let test = TelemetryContext::test();
+    /// # let _test_scope = test.scope();
+    /// let ctx = tracing::start_trace("job", StartTraceOptions::default()).into_context();
+    /// assert!(tracing::trace_id().is_none());
+    /// {
+    ///     let _scope = ctx.scope();
+    ///     assert!(tracing::trace_id().is_some());
+    /// }
+    /// assert!(tracing::trace_id().is_none());
+    /// ```
+    pub fn scope(&self) -> TelemetryScope {
+        let ids =
+            PIPELINES.map(|pipeline| scope_stack::push(pipeline, self.span(pipeline).cloned()));
+        TelemetryScope {
+            ids,
+            #[cfg(feature = "testing")]
+            previous_test_harnesses: PIPELINES.map(|pipeline| {
+                scope_stack::swap_test_harness(pipeline, self.test_harnesses.get(pipeline).clone())
+            }),
+            _not_send: PhantomData,
+        }
+    }
+
+    /// Runs `f` with this context current, and returns its result.
+    ///
+    /// Shorthand for `{ let _scope = ctx.scope(); f() }`.
+    pub fn scope_and<R>(&self, f: impl FnOnce() -> R) -> R {
+        let _scope = self.scope();
+        f()
+    }
+
+    /// Wraps `future` so that this context is current during every poll of it.
+    ///
+    /// The future is not boxed: the wrapper adds the context (a few words) to its size.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use foundations::telemetry::TelemetryContext;
+    /// use foundations::telemetry::tracing::{self, StartTraceOptions};
+    ///
+    /// # #[tokio::main]
+    /// # async fn main() {
+    /// # let test = TelemetryContext::test();
+    /// # let _test_scope = test.scope();
+    /// let root = tracing::start_trace("request", StartTraceOptions::default());
+    /// let trace_id = tracing::trace_id();
+    /// let handle = tokio::spawn(root.into_context().apply(async move {
+    ///     tokio::task::yield_now().await;
+    ///     let _child = tracing::span("in_task");
+    ///     assert_eq!(tracing::trace_id(), trace_id);
+    /// }));
+    /// handle.await.unwrap();
+    /// # }
+    /// ```
+    pub fn apply<F: Future>(self, future: F) -> WithTelemetryContext<F> {
+        WithTelemetryContext {
+            ctx: self,
+            inner: future,
+        }
+    }
+
+    /// A new context whose internal span is a new span named `name`, opened as a child of
+    /// *this context's* span, whatever is current on the calling thread.
+    ///
+    /// Use it to hand a branch of the trace to work that outlives the current request
+    /// (a background task, a deferred write): the fork keeps the trace id and links to the
+    /// context's span, and it finishes on its own schedule. A context without an internal
+    /// span forks into a new trace. The user span, if any, is carried unchanged.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use foundations::telemetry::TelemetryContext;
+    /// use foundations::telemetry::tracing::{self, StartTraceOptions};
+    ///
+    /// # let test = TelemetryContext::test();
+    /// # let _test_scope = test.scope();
+    /// let ctx = tracing::start_trace("request", StartTraceOptions::default()).into_context();
+    /// let request_trace = ctx.scope_and(tracing::trace_id);
+    ///
+    /// let fork = ctx.with_forked_trace("background_flush");
+    /// assert_eq!(fork.scope_and(tracing::trace_id), request_trace);
+    /// assert_ne!(fork.scope_and(tracing::span_id), ctx.scope_and(tracing::span_id));
+    /// ```
+    pub fn with_forked_trace(&self, name: impl Into<Cow<'static, str>>) -> TelemetryContext {
+        let _scope = self.scope();
+        tracing::span(name).into_context()
+    }
+}
+
+/// Keeps a [`TelemetryContext`] current on this thread; restores the previous state on drop.
+///
+/// Returned by [`TelemetryContext::scope`]. Not `Send`: it belongs to the thread whose
+/// state it changed.
+#[must_use = "the context is current only while its scope lives"]
+pub struct TelemetryScope {
+    ids: [Option<ScopeId>; 2],
+    #[cfg(feature = "testing")]
+    previous_test_harnesses: [Option<Arc<Harness>>; 2],
+    _not_send: PhantomData<*const ()>,
+}
+
+impl Drop for TelemetryScope {
+    fn drop(&mut self) {
+        for (pipeline, id) in PIPELINES.into_iter().zip(self.ids) {
+            if let Some(id) = id {
+                drop(scope_stack::remove(pipeline, id));
+            }
+        }
+        #[cfg(feature = "testing")]
+        for (pipeline, previous) in PIPELINES.into_iter().zip(&mut self.previous_test_harnesses) {
+            drop(scope_stack::swap_test_harness(pipeline, previous.take()));
+        }
+    }
+}
+
+impl std::fmt::Debug for TelemetryScope {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TelemetryScope").finish_non_exhaustive()
+    }
+}
+
+pin_project! {
+    /// A future that runs with a [`TelemetryContext`] current during every poll.
+    ///
+    /// Returned by [`TelemetryContext::apply`].
+    #[must_use = "futures do nothing unless polled"]
+    #[derive(Debug)]
+    pub struct WithTelemetryContext<F> {
+        ctx: TelemetryContext,
+        #[pin]
+        inner: F,
+    }
+}
+
+impl<F: Future> Future for WithTelemetryContext<F> {
+    type Output = F::Output;
+
+    #[inline]
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<F::Output> {
+        let this = self.project();
+        let _scope = this.ctx.scope();
+        this.inner.poll(cx)
+    }
+}
+
+/// Spawns `future` on the current tokio runtime with the current [`TelemetryContext`].
+///
+/// Exactly `tokio::spawn(TelemetryContext::current().apply(future))`. Must be called from
+/// within a tokio runtime, like `tokio::spawn`.
+///
+/// # Examples
+///
+/// ```
+/// use foundations::telemetry::{self, TelemetryContext};
+/// use foundations::telemetry::tracing::{self, StartTraceOptions};
+///
+/// # #[tokio::main]
+/// # async fn main() {
+/// # let test = TelemetryContext::test();
+/// # let _test_scope = test.scope();
+/// let _root = tracing::start_trace("request", StartTraceOptions::default());
+/// let parent = tracing::span_id();
+/// telemetry::spawn(async move {
+///     let _child = tracing::span("background");
+/// })
+/// .await
+/// .unwrap();
+/// # drop(_root);
+/// # let traces = test.traces(Default::default());
+/// # assert_eq!(traces[0].children[0].parent_id, parent);
+/// # }
+/// ```
+pub fn spawn<F>(future: F) -> tokio::task::JoinHandle<F::Output>
+where
+    F: Future + Send + 'static,
+    F::Output: Send + 'static,
+{
+    tokio::spawn(TelemetryContext::current().apply(future))
+}

@@ -1,0 +1,18 @@
+//! Telemetry: two span pipelines, and the context that carries them.
+//!
+//! - [`tracing`]: the internal pipeline, the service's own spans, sampled and exported to
+//!   the operator's collector.
+//! - [`TelemetryContext`]: the current spans captured as a value, to carry across `.await`,
+//!   tasks and threads.
+//! - `testing` (feature `testing`): in-memory sinks that show recorded spans as trees.
+//!
+//! The pipelines never mix: each has its own harness, scope stack and queue.
+
+mod context;
+#[cfg(feature = "testing")]
+pub mod testing;
+pub mod tracing;
+
+pub use context::{TelemetryContext, TelemetryScope, WithTelemetryContext, spawn};
+#[cfg(feature = "testing")]
+pub use testing::{TestLog, TestSpan, TestTelemetryContext, TestTraceOptions};

@@ -1,0 +1,267 @@
+//! In-memory span sinks for tests (feature `testing`).
+//!
+//! [`TelemetryContext::test`] returns a [`TestTelemetryContext`]: a context whose own
+//! harnesses record every span started inside it (100% sampling) into memory, where
+//! [`TestTelemetryContext::traces`] reads them back as trees. Each test context has its own
+//! sinks, so tests running in parallel in one process never see each other's spans, and
+//! nothing reaches the process-global harnesses or their exporters.
+//!
+//! This module owns the sinks and the tree view of finished spans; it must not change how
+//! spans are created or carried.
+
+use crate::telemetry::TelemetryContext;
+use crate::telemetry::context::PerPipeline;
+use crate::telemetry::tracing::harness::RootSampling;
+use crate::telemetry::tracing::{
+    FinishedSpan, Harness, SpanId, SpanState, TagValue, TraceFlags, TraceId, TraceState,
+};
+use cf_rustracing::span::SpanConsumer;
+use parking_lot::Mutex;
+use std::collections::HashSet;
+use std::future::Future;
+use std::ops::Deref;
+use std::sync::Arc;
+use std::time::SystemTime;
+
+/// Collects finished spans of one pipeline of one test context.
+#[derive(Default)]
+struct TestSink {
+    spans: Mutex<Vec<FinishedSpan>>,
+}
+
+struct SinkConsumer(Arc<TestSink>);
+
+impl SpanConsumer<SpanState> for SinkConsumer {
+    fn consume_span(&self, span: FinishedSpan) {
+        self.0.spans.lock().push(span);
+    }
+}
+
+impl TelemetryContext {
+    /// A context for tests: spans started inside it are recorded (all of them) into
+    /// in-memory sinks of its own, readable with [`TestTelemetryContext::traces`].
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use foundations::telemetry::TelemetryContext;
+    /// use foundations::telemetry::tracing::{self, StartTraceOptions};
+    ///
+    /// let ctx = TelemetryContext::test();
+    /// ctx.scope_and(|| {
+    ///     let _root = tracing::start_trace("root", StartTraceOptions::default());
+    ///     let _child = tracing::span("child");
+    /// });
+    /// let traces = ctx.traces(Default::default());
+    /// assert_eq!(traces[0].name, "root");
+    /// assert_eq!(traces[0].children[0].name, "child");
+    /// ```
+    pub fn test() -> TestTelemetryContext {
+        let internal = Arc::new(TestSink::default());
+        let harness = Harness::new(
+            RootSampling::Ratio(1.0),
+            SinkConsumer(Arc::clone(&internal)),
+        );
+        let ctx = TelemetryContext::with_test_harnesses(PerPipeline {
+            internal: Some(Arc::new(harness)),
+            user: None,
+        });
+        TestTelemetryContext { ctx, internal }
+    }
+}
+
+/// A [`TelemetryContext`] that records its spans in memory. Created by
+/// [`TelemetryContext::test`].
+///
+/// It dereferences to its `TelemetryContext`, so `scope()`, `scope_and()` and
+/// `with_forked_trace()` work as usual; [`apply`](Self::apply) takes `&self`.
+pub struct TestTelemetryContext {
+    ctx: TelemetryContext,
+    internal: Arc<TestSink>,
+}
+
+impl Deref for TestTelemetryContext {
+    type Target = TelemetryContext;
+
+    fn deref(&self) -> &TelemetryContext {
+        &self.ctx
+    }
+}
+
+impl std::fmt::Debug for TestTelemetryContext {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TestTelemetryContext")
+            .field("internal_spans", &self.internal.spans.lock().len())
+            .finish_non_exhaustive()
+    }
+}
+
+impl TestTelemetryContext {
+    /// Wraps `future` so that this test context is current during every poll of it.
+    pub fn apply<F: Future>(&self, future: F) -> crate::telemetry::WithTelemetryContext<F> {
+        self.ctx.clone().apply(future)
+    }
+
+    /// The finished spans of the internal pipeline, as trees.
+    ///
+    /// A span is a root when it has no parent, when its parent is remote (a trace continued
+    /// from an inbound `traceparent`), or when its parent was not recorded here or has not
+    /// finished yet.
+    pub fn traces(&self, options: TestTraceOptions) -> Vec<TestSpan> {
+        build_trees(&self.internal.spans.lock(), &options)
+    }
+}
+
+/// How [`TestTelemetryContext::traces`] presents its trees.
+#[derive(Clone, Debug)]
+#[non_exhaustive]
+pub struct TestTraceOptions {
+    /// Order roots and siblings by start time (the default). When `false`, they keep the
+    /// order in which they finished.
+    pub order_by_start_time: bool,
+}
+
+impl Default for TestTraceOptions {
+    fn default() -> Self {
+        Self {
+            order_by_start_time: true,
+        }
+    }
+}
+
+/// A log entry of a [`TestSpan`].
+#[derive(Clone, Debug, PartialEq)]
+pub struct TestLog {
+    /// When the entry was recorded.
+    pub time: SystemTime,
+    /// Its fields, sorted by name.
+    pub fields: Vec<(String, String)>,
+}
+
+/// A finished span and its finished children, as [`TestTelemetryContext::traces`] shows them.
+#[derive(Clone, Debug, PartialEq)]
+pub struct TestSpan {
+    /// Operation name.
+    pub name: String,
+    /// Trace id.
+    pub trace_id: TraceId,
+    /// Span id.
+    pub span_id: SpanId,
+    /// The parent's span id; for a continued root, the inbound parent id.
+    pub parent_id: Option<SpanId>,
+    /// `true` when the parent is a span of another process (an inbound `traceparent`).
+    pub remote_parent: bool,
+    /// W3C trace flags.
+    pub flags: TraceFlags,
+    /// The W3C `tracestate` carried by the trace.
+    pub trace_state: Option<TraceState>,
+    /// Tags, sorted by name.
+    pub tags: Vec<(String, TagValue)>,
+    /// Log entries, in the order recorded.
+    pub logs: Vec<TestLog>,
+    /// Start time.
+    pub start_time: SystemTime,
+    /// Finish time.
+    pub finish_time: SystemTime,
+    /// Finished children.
+    pub children: Vec<TestSpan>,
+}
+
+impl TestSpan {
+    /// The value of tag `name`, if set.
+    pub fn tag(&self, name: &str) -> Option<&TagValue> {
+        self.tags.iter().find(|(n, _)| n == name).map(|(_, v)| v)
+    }
+
+    /// The first span named `name` in this tree (depth first, this span included).
+    pub fn find(&self, name: &str) -> Option<&TestSpan> {
+        if self.name == name {
+            return Some(self);
+        }
+        self.children.iter().find_map(|child| child.find(name))
+    }
+
+    /// Every span of this tree, depth first, this span first.
+    pub fn iter(&self) -> impl Iterator<Item = &TestSpan> {
+        let mut stack = vec![self];
+        std::iter::from_fn(move || {
+            let span = stack.pop()?;
+            stack.extend(span.children.iter().rev());
+            Some(span)
+        })
+    }
+}
+
+fn to_test_span(span: &FinishedSpan) -> TestSpan {
+    let state = span.context().state();
+    let parent = span.references().first().map(|reference| reference.span());
+    let mut tags: Vec<_> = span
+        .tags()
+        .iter()
+        .map(|tag| (tag.name().to_owned(), tag.value().clone()))
+        .collect();
+    tags.sort_by(|a, b| a.0.cmp(&b.0));
+    TestSpan {
+        name: span.operation_name().to_owned(),
+        trace_id: state.trace_id(),
+        span_id: state.span_id(),
+        parent_id: parent.map(SpanState::span_id),
+        remote_parent: parent.is_some_and(SpanState::is_remote),
+        flags: state.flags(),
+        trace_state: state.trace_state().cloned(),
+        tags,
+        logs: span
+            .logs()
+            .iter()
+            .map(|log| TestLog {
+                time: log.time(),
+                fields: log
+                    .fields()
+                    .iter()
+                    .map(|field| (field.name().to_owned(), field.value().to_owned()))
+                    .collect(),
+            })
+            .collect(),
+        start_time: span.start_time(),
+        finish_time: span.finish_time(),
+        children: Vec::new(),
+    }
+}
+
+fn build_trees(finished: &[FinishedSpan], options: &TestTraceOptions) -> Vec<TestSpan> {
+    let spans: Vec<TestSpan> = finished.iter().map(to_test_span).collect();
+    let local_ids: HashSet<(TraceId, SpanId)> =
+        spans.iter().map(|s| (s.trace_id, s.span_id)).collect();
+    let is_root = |span: &TestSpan| match span.parent_id {
+        Some(parent) => span.remote_parent || !local_ids.contains(&(span.trace_id, parent)),
+        None => true,
+    };
+    let (roots, mut rest): (Vec<_>, Vec<_>) = spans.into_iter().partition(is_root);
+    let mut roots: Vec<TestSpan> = roots
+        .into_iter()
+        .map(|root| attach_children(root, &mut rest, options))
+        .collect();
+    if options.order_by_start_time {
+        roots.sort_by_key(|span| span.start_time);
+    }
+    roots
+}
+
+fn attach_children(
+    mut parent: TestSpan,
+    pool: &mut Vec<TestSpan>,
+    options: &TestTraceOptions,
+) -> TestSpan {
+    let (children, rest): (Vec<_>, Vec<_>) = std::mem::take(pool).into_iter().partition(|span| {
+        span.trace_id == parent.trace_id && span.parent_id == Some(parent.span_id)
+    });
+    *pool = rest;
+    parent.children = children
+        .into_iter()
+        .map(|child| attach_children(child, pool, options))
+        .collect();
+    if options.order_by_start_time {
+        parent.children.sort_by_key(|span| span.start_time);
+    }
+    parent
+}

@@ -1,0 +1,77 @@
+//! Support for the tracing macros. Not a public API: it may change in any release.
+//!
+//! A macro first asks whether the current span is recorded, then evaluates its arguments
+//! (application code, run outside any borrow or lock of ours), then hands the built values
+//! over. Handing over borrows the thread's scope stack and locks the span only for the push.
+
+use super::state::{RecordingSpan, SpanState};
+use super::{Pipeline, scope_stack};
+use cf_rustracing::log::LogField;
+use cf_rustracing::span::FinishSpanCallback;
+use cf_rustracing::tag::Tag;
+
+#[inline]
+pub(crate) fn is_recording(pipeline: Pipeline) -> bool {
+    scope_stack::inspect_current(pipeline, |span| {
+        span.is_some_and(|span| span.as_recording().is_some())
+    })
+}
+
+#[inline]
+pub(crate) fn with_recording(pipeline: Pipeline, f: impl FnOnce(&RecordingSpan)) {
+    scope_stack::inspect_current(pipeline, |span| {
+        if let Some(recording) = span.and_then(|span| span.as_recording()) {
+            f(recording);
+        }
+    })
+}
+
+pub(crate) fn set_tags<const N: usize>(pipeline: Pipeline, tags: [Tag; N]) {
+    with_recording(pipeline, |span| {
+        span.with_span(|span| span.set_tags(|| tags))
+    });
+}
+
+pub(crate) fn log<const N: usize>(pipeline: Pipeline, fields: [LogField; N]) {
+    with_recording(pipeline, |span| {
+        span.with_span(|span| {
+            span.log(|log| {
+                for field in fields {
+                    log.field(field);
+                }
+            })
+        })
+    });
+}
+
+pub(crate) fn set_finish_callback(
+    pipeline: Pipeline,
+    callback: impl Into<FinishSpanCallback<SpanState>>,
+) {
+    let callback = callback.into();
+    with_recording(pipeline, |span| span.set_finish_callback(callback));
+}
+
+/// `true` when the current internal span is recorded.
+#[inline]
+pub fn internal_is_recording() -> bool {
+    is_recording(Pipeline::Internal)
+}
+
+/// Sets tags on the current internal span.
+#[inline]
+pub fn internal_set_tags<const N: usize>(tags: [Tag; N]) {
+    set_tags(Pipeline::Internal, tags);
+}
+
+/// Adds a log entry to the current internal span.
+#[inline]
+pub fn internal_log<const N: usize>(fields: [LogField; N]) {
+    log(Pipeline::Internal, fields);
+}
+
+/// Sets the finish callback of the current internal span.
+#[inline]
+pub fn internal_set_finish_callback(callback: impl Into<FinishSpanCallback<SpanState>>) {
+    set_finish_callback(Pipeline::Internal, callback);
+}

@@ -1,0 +1,426 @@
+//! The internal pipeline: the service's own spans.
+//!
+//! A trace starts with [`start_trace`] (a new trace, or the continuation of an inbound W3C
+//! `traceparent`), and every [`span`] opened while it is current becomes its child. A
+//! [`SpanScope`] makes its span current on this thread until it is dropped; to carry a span
+//! across `.await` points, tasks or threads, turn the scope into a
+//! [`TelemetryContext`](crate::telemetry::TelemetryContext) with
+//! [`SpanScope::into_context`].
+//!
+//! Spans are recorded only once a harness is [`install`]ed (normally by telemetry init) and
+//! only when sampled; otherwise every call here is a cheap no-op that allocates nothing.
+//!
+//! ```
+//! use foundations::telemetry::tracing::{self, StartTraceOptions};
+//! use foundations::telemetry::TelemetryContext;
+//! use foundations::add_span_tags;
+//!
+//! let ctx = TelemetryContext::test();
+//! {
+//!     let _scope = ctx.scope();
+//!     let _root = tracing::start_trace("handle_request", StartTraceOptions::default());
+//!     {
+//!         let _child = tracing::span("load_user");
+//!         add_span_tags!("user.id" => 42);
+//!     }
+//! }
+//!
+//! let traces = ctx.traces(Default::default());
+//! assert_eq!(traces.len(), 1);
+//! assert_eq!(traces[0].name, "handle_request");
+//! assert_eq!(traces[0].children[0].name, "load_user");
+//! ```
+//!
+//! This module owns the public API of the internal pipeline. It must not reach the user
+//! pipeline's stack or harness: that is `user_tracing`'s.
+
+pub(crate) mod harness;
+pub(crate) mod scope_stack;
+pub(crate) mod state;
+pub mod w3c;
+
+#[doc(hidden)]
+pub mod __private;
+
+pub use cf_rustracing::log::LogField;
+pub use cf_rustracing::span::FinishSpanCallback;
+pub use cf_rustracing::tag::{Tag, TagValue};
+pub use harness::{HarnessOptions, InstallError, QueueStats, SpanDrain, install};
+pub use state::{FinishedSpan, Span, SpanState};
+pub use w3c::{
+    SpanId, TraceFlags, TraceId, TraceState, TraceStateError, TraceparentContext, TraceparentError,
+};
+
+pub(crate) use harness::{Harness, Pipeline, RootOptions};
+
+use crate::telemetry::TelemetryContext;
+use scope_stack::ScopeId;
+use state::SharedSpan;
+use std::borrow::Cow;
+use std::marker::PhantomData;
+
+/// How [`start_trace`] starts its trace: fresh, or continuing an inbound one.
+///
+/// # Examples
+///
+/// Continue the trace of an incoming request, whatever its headers hold. A malformed
+/// `traceparent` starts a fresh trace; a malformed `tracestate` is dropped:
+///
+/// ```
+/// use foundations::telemetry::tracing::{self, StartTraceOptions, TraceparentContext};
+///
+/// # let ctx = foundations::telemetry::TelemetryContext::test();
+/// # let _scope = ctx.scope();
+/// let traceparent = b"00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
+/// let options = StartTraceOptions::default()
+///     .continue_from_headers(Some(traceparent.as_slice()), Some(b"vendor=value".as_slice()));
+/// let _root = tracing::start_trace("request", options);
+///
+/// let outbound = tracing::w3c_traceparent().unwrap();
+/// assert_eq!(outbound.trace_id.to_string(), "4bf92f3577b34da6a3ce929d0e0e4736");
+/// assert_ne!(outbound.parent_id.to_string(), "00f067aa0ba902b7");
+/// assert_eq!(tracing::w3c_tracestate().unwrap().to_string(), "vendor=value");
+/// ```
+#[derive(Clone, Debug, Default)]
+pub struct StartTraceOptions {
+    inbound: Option<(TraceparentContext, Option<TraceState>)>,
+    force_sampling: Option<bool>,
+}
+
+impl StartTraceOptions {
+    /// Continues the trace of `traceparent`: same trace id, the inbound parent id as the
+    /// root's parent, `tracestate` carried along, and its sampled flag respected (unless
+    /// [`force_sampling`](Self::force_sampling) says otherwise).
+    pub fn continue_trace(
+        mut self,
+        traceparent: TraceparentContext,
+        tracestate: Option<TraceState>,
+    ) -> Self {
+        self.inbound = Some((traceparent, tracestate));
+        self
+    }
+
+    /// Continues the trace described by raw header values, if they are valid.
+    ///
+    /// Follows the W3C rules for bad input: an absent or malformed `traceparent` starts a
+    /// fresh trace and its `tracestate` is ignored; a malformed `tracestate` alone is dropped
+    /// and the trace is still continued. Use [`TraceparentContext::parse`] directly to see the
+    /// error.
+    pub fn continue_from_headers(
+        self,
+        traceparent: Option<&[u8]>,
+        tracestate: Option<&[u8]>,
+    ) -> Self {
+        let Some(Ok(traceparent)) = traceparent.map(TraceparentContext::parse) else {
+            return self;
+        };
+        let tracestate = tracestate.and_then(|value| TraceState::parse(value).ok());
+        self.continue_trace(traceparent, tracestate)
+    }
+
+    /// Records the trace (`true`) or not (`false`) regardless of the sampling ratio and of an
+    /// inbound sampled flag. Outbound headers then carry this decision.
+    pub fn force_sampling(mut self, sampled: bool) -> Self {
+        self.force_sampling = Some(sampled);
+        self
+    }
+}
+
+/// Starts a trace and makes its root span current.
+///
+/// The root is recorded when the harness samples it: by ratio for a new trace, by the
+/// inbound sampled flag for a continued one, or as [`StartTraceOptions::force_sampling`]
+/// says. An unsampled root records nothing but still propagates its trace (with the sampled
+/// flag unset) so downstream services make the same decision. Without an installed harness
+/// the returned scope is inert.
+///
+/// # Examples
+///
+/// ```
+/// use foundations::telemetry::tracing::{self, StartTraceOptions};
+///
+/// # let ctx = foundations::telemetry::TelemetryContext::test();
+/// # let _scope = ctx.scope();
+/// let root = tracing::start_trace("batch_job", StartTraceOptions::default());
+/// assert!(tracing::span_is_sampled());
+/// drop(root);
+/// assert!(tracing::trace_id().is_none());
+/// ```
+pub fn start_trace(name: impl Into<Cow<'static, str>>, options: StartTraceOptions) -> SpanScope {
+    let root = with_root_harness(Pipeline::Internal, move |harness| {
+        let options = RootOptions {
+            inbound: options.inbound,
+            force_sampling: options.force_sampling,
+        };
+        harness.start_root(name.into(), options)
+    });
+    SpanScope::enter(root)
+}
+
+/// Opens a span and makes it current: a child of the current span, or a new root when no
+/// span is current.
+///
+/// Costs next to nothing and allocates nothing when no harness is installed or the current
+/// trace is not sampled.
+///
+/// # Examples
+///
+/// ```
+/// use foundations::telemetry::tracing::{self, StartTraceOptions};
+///
+/// # let ctx = foundations::telemetry::TelemetryContext::test();
+/// # let _scope = ctx.scope();
+/// let _root = tracing::start_trace("request", StartTraceOptions::default());
+/// let root_id = tracing::span_id();
+/// {
+///     let _child = tracing::span("parse_body");
+///     assert_ne!(tracing::span_id(), root_id);
+/// }
+/// assert_eq!(tracing::span_id(), root_id);
+/// ```
+#[inline]
+pub fn span(name: impl Into<Cow<'static, str>>) -> SpanScope {
+    let mut name = Some(name.into());
+    let child = scope_stack::inspect_current(Pipeline::Internal, |current| {
+        current.map(|parent| parent.child(name.take().unwrap_or_default()))
+    });
+    let span = match child {
+        Some(child) => Some(child),
+        None => with_root_harness(Pipeline::Internal, |harness| {
+            harness.start_root(name.unwrap_or_default(), RootOptions::default())
+        }),
+    };
+    SpanScope::enter(span)
+}
+
+/// Runs `f` with the harness that serves roots on this thread: the thread's test harness if
+/// a test context is entered, else the installed one. `None`, without calling `f`, when
+/// neither exists: the check is a thread-local read and an atomic load.
+#[inline]
+pub(crate) fn with_root_harness<R>(pipeline: Pipeline, f: impl FnOnce(&Harness) -> R) -> Option<R> {
+    #[cfg(feature = "testing")]
+    if let Some(harness) = scope_stack::test_harness(pipeline) {
+        return Some(f(&harness));
+    }
+    harness::global(pipeline).map(f)
+}
+
+/// Makes a span current on this thread until it is dropped.
+///
+/// Returned by [`start_trace`] and [`span`]. While it lives, new spans on this thread are its
+/// children and the accessors ([`trace_id`], [`w3c_traceparent`], …) describe it. The span
+/// itself finishes when its last handle is gone: this scope, and any
+/// [`TelemetryContext`] made from it.
+///
+/// A scope belongs to the thread that opened it (`SpanScope` is not `Send`): to keep a span
+/// across an `.await` that may resume elsewhere, use [`into_context`](Self::into_context)
+/// and [`TelemetryContext::apply`].
+///
+/// Scopes may be dropped in any order: dropping one removes exactly its own span from the
+/// thread's stack.
+#[must_use = "the span is current only while its scope lives"]
+pub struct SpanScope {
+    id: Option<ScopeId>,
+    _not_send: PhantomData<*const ()>,
+}
+
+impl SpanScope {
+    #[inline]
+    fn enter(span: Option<SharedSpan>) -> Self {
+        let id = span.and_then(|span| scope_stack::push(Pipeline::Internal, Some(span)));
+        Self {
+            id,
+            _not_send: PhantomData,
+        }
+    }
+
+    /// `true` when this scope's span is recorded (sampled, with a harness installed).
+    pub fn is_sampled(&self) -> bool {
+        self.id.is_some() && span_is_sampled()
+    }
+
+    /// Ends this scope and returns a [`TelemetryContext`] that carries its span, together
+    /// with the rest of the current context (such as the current user span), to other
+    /// tasks and threads.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use foundations::telemetry::tracing::{self, StartTraceOptions};
+    ///
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() {
+    /// # let test = foundations::telemetry::TelemetryContext::test();
+    /// # let _scope = test.scope();
+    /// let root = tracing::start_trace("request", StartTraceOptions::default());
+    /// let trace_id = tracing::trace_id();
+    ///
+    /// root.into_context()
+    ///     .apply(async move {
+    ///         tokio::task::yield_now().await;
+    ///         assert_eq!(tracing::trace_id(), trace_id);
+    ///     })
+    ///     .await;
+    /// # }
+    /// ```
+    pub fn into_context(mut self) -> TelemetryContext {
+        let own_span = self
+            .id
+            .take()
+            .map(|id| scope_stack::remove(Pipeline::Internal, id));
+        let mut ctx = TelemetryContext::current();
+        if let Some(span) = own_span {
+            ctx.set_span(Pipeline::Internal, span);
+        }
+        ctx
+    }
+}
+
+impl Drop for SpanScope {
+    #[inline]
+    fn drop(&mut self) {
+        if let Some(id) = self.id.take() {
+            // The removed span is dropped here, after the stack borrow is released.
+            drop(scope_stack::remove(Pipeline::Internal, id));
+        }
+    }
+}
+
+impl std::fmt::Debug for SpanScope {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SpanScope")
+            .field("active", &self.id.is_some())
+            .finish()
+    }
+}
+
+pub(crate) fn current_state<R>(pipeline: Pipeline, f: impl FnOnce(&SpanState) -> R) -> Option<R> {
+    scope_stack::inspect_current(pipeline, |span| span.map(|span| f(span.state())))
+}
+
+/// `true` when the current span is recorded (sampled, with a harness installed).
+///
+/// Use it to skip work that only feeds tracing.
+pub fn span_is_sampled() -> bool {
+    __private::is_recording(Pipeline::Internal)
+}
+
+/// The trace id of the current span, sampled or not.
+pub fn trace_id() -> Option<TraceId> {
+    current_state(Pipeline::Internal, SpanState::trace_id)
+}
+
+/// The id of the current span, sampled or not.
+///
+/// For an unsampled span this is the id a downstream service sees as its parent.
+pub fn span_id() -> Option<SpanId> {
+    current_state(Pipeline::Internal, SpanState::span_id)
+}
+
+/// The W3C `traceparent` that continues the current trace under the current span.
+///
+/// Its sampled flag tells downstream services whether this trace is recorded. `None`
+/// when no span is current.
+///
+/// # Examples
+///
+/// ```
+/// use foundations::telemetry::tracing::{self, StartTraceOptions};
+///
+/// # let ctx = foundations::telemetry::TelemetryContext::test();
+/// # let _scope = ctx.scope();
+/// assert!(tracing::w3c_traceparent().is_none());
+/// let _root = tracing::start_trace("request", StartTraceOptions::default());
+/// let header = tracing::w3c_traceparent().unwrap().to_string();
+/// assert!(header.starts_with("00-") && header.ends_with("-03")); // sampled, random id
+/// ```
+pub fn w3c_traceparent() -> Option<TraceparentContext> {
+    current_state(Pipeline::Internal, SpanState::traceparent)
+}
+
+/// The W3C `tracestate` of the current trace, if it carries one.
+pub fn w3c_tracestate() -> Option<TraceState> {
+    current_state(Pipeline::Internal, |state| state.trace_state().cloned()).flatten()
+}
+
+/// Adds tags to the current span of the internal pipeline.
+///
+/// Each tag is `name => value`, where the name converts into `Cow<'static, str>` and the
+/// value into a [`TagValue`] (string, `bool`, `i64` or `f64`). A tag replaces an earlier one
+/// of the same name. The expressions are evaluated only when the current span is recorded.
+///
+/// # Examples
+///
+/// ```
+/// use foundations::add_span_tags;
+/// use foundations::telemetry::tracing::{self, StartTraceOptions};
+///
+/// # let ctx = foundations::telemetry::TelemetryContext::test();
+/// # let _scope = ctx.scope();
+/// let _root = tracing::start_trace("request", StartTraceOptions::default());
+/// add_span_tags!("http.request.method" => "GET", "retry" => false, "attempt" => 1);
+/// ```
+#[macro_export]
+macro_rules! add_span_tags {
+    ($($name:expr => $value:expr),+ $(,)?) => {
+        if $crate::telemetry::tracing::__private::internal_is_recording() {
+            $crate::telemetry::tracing::__private::internal_set_tags([
+                $($crate::telemetry::tracing::Tag::new($name, $value)),+
+            ]);
+        }
+    };
+}
+
+/// Adds a log entry (timestamped key–value fields) to the current span of the internal
+/// pipeline.
+///
+/// Names and values convert into `Cow<'static, str>`. The expressions are evaluated only when
+/// the current span is recorded.
+///
+/// # Examples
+///
+/// ```
+/// use foundations::add_span_log_fields;
+/// use foundations::telemetry::tracing::{self, StartTraceOptions};
+///
+/// # let ctx = foundations::telemetry::TelemetryContext::test();
+/// # let _scope = ctx.scope();
+/// let _root = tracing::start_trace("request", StartTraceOptions::default());
+/// add_span_log_fields!("event" => "cache_miss", "key" => format!("user/{}", 42));
+/// ```
+#[macro_export]
+macro_rules! add_span_log_fields {
+    ($($name:expr => $value:expr),+ $(,)?) => {
+        if $crate::telemetry::tracing::__private::internal_is_recording() {
+            $crate::telemetry::tracing::__private::internal_log([
+                $($crate::telemetry::tracing::LogField::new($name, $value)),+
+            ]);
+        }
+    };
+}
+
+/// Sets a callback that runs when the current span of the internal pipeline finishes.
+///
+/// The callback receives the span (`&mut Span`) just before it is queued, so it can add
+/// last-minute tags; children opened later inherit it. It runs on whichever thread drops the
+/// span's last handle, never under a lock of ours.
+///
+/// # Examples
+///
+/// ```
+/// use foundations::set_span_finish_callback;
+/// use foundations::telemetry::tracing::{self, Span, StartTraceOptions, Tag};
+///
+/// # let ctx = foundations::telemetry::TelemetryContext::test();
+/// # let _scope = ctx.scope();
+/// let _root = tracing::start_trace("request", StartTraceOptions::default());
+/// set_span_finish_callback!(|span: &mut Span| span.set_tag(|| Tag::new("finished", true)));
+/// ```
+#[macro_export]
+macro_rules! set_span_finish_callback {
+    ($callback:expr) => {
+        if $crate::telemetry::tracing::__private::internal_is_recording() {
+            $crate::telemetry::tracing::__private::internal_set_finish_callback($callback);
+        }
+    };
+}
