@@ -9,9 +9,11 @@
 //!   header still says "not sampled".
 
 use foundations::add_span_tags;
-use foundations::telemetry::tracing::{self, FinishedSpan, HarnessOptions, StartTraceOptions};
+use foundations::telemetry::tracing::{
+    self, FinishedSpan, HarnessOptions, SpanId, StartTraceOptions,
+};
 use foundations::telemetry::{self};
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::time::Duration;
 
 #[tokio::main]
@@ -74,54 +76,43 @@ async fn handle_request(route: &'static str, traceparent: Option<&[u8]>) {
 }
 
 fn print_traces(spans: &[FinishedSpan]) {
-    let mut children: HashMap<u64, Vec<&FinishedSpan>> = HashMap::new();
+    let local: HashSet<SpanId> = spans.iter().map(FinishedSpan::span_id).collect();
+    let mut children: HashMap<SpanId, Vec<&FinishedSpan>> = HashMap::new();
     let mut roots = Vec::new();
-    let local: std::collections::HashSet<u64> = spans
-        .iter()
-        .map(|s| s.context().state().span_id().to_u64())
-        .collect();
     for span in spans {
-        match span.references().first().map(|r| r.span()) {
-            Some(parent) if !parent.is_remote() && local.contains(&parent.span_id().to_u64()) => {
-                children
-                    .entry(parent.span_id().to_u64())
-                    .or_default()
-                    .push(span)
+        match span.parent() {
+            Some(parent) if !parent.is_remote && local.contains(&parent.span_id) => {
+                children.entry(parent.span_id).or_default().push(span)
             }
             _ => roots.push(span),
         }
     }
     roots.sort_by_key(|s| s.start_time());
     for root in roots {
-        println!("\ntrace {}", root.context().state().trace_id());
+        println!("\ntrace {}", root.trace_id());
         print_tree(root, &children, 0);
     }
     println!();
 }
 
-fn print_tree(span: &FinishedSpan, children: &HashMap<u64, Vec<&FinishedSpan>>, depth: usize) {
-    let state = span.context().state();
+fn print_tree(span: &FinishedSpan, children: &HashMap<SpanId, Vec<&FinishedSpan>>, depth: usize) {
     let duration = span
         .finish_time()
         .duration_since(span.start_time())
         .unwrap_or_default();
-    let parent = match span.references().first().map(|r| r.span()) {
-        Some(parent) if parent.is_remote() => format!(" (remote parent {})", parent.span_id()),
+    let remote_parent = match span.parent() {
+        Some(parent) if parent.is_remote => format!(" (remote parent {})", parent.span_id),
         _ => String::new(),
     };
     println!(
-        "{:indent$}{} [{}] {:.1} ms{}",
+        "{:indent$}{} [{}] {:.1} ms{remote_parent}",
         "",
-        span.operation_name(),
-        state.span_id(),
+        span.name(),
+        span.span_id(),
         duration.as_secs_f64() * 1000.0,
-        parent,
         indent = depth * 2
     );
-    let mut kids = children
-        .get(&state.span_id().to_u64())
-        .cloned()
-        .unwrap_or_default();
+    let mut kids = children.get(&span.span_id()).cloned().unwrap_or_default();
     kids.sort_by_key(|s| s.start_time());
     for child in kids {
         print_tree(child, children, depth + 1);

@@ -87,7 +87,7 @@ fn installs_once_and_samples_by_ratio_and_counts_queue_drops() {
     assert_eq!(after.dropped_queue_full - before.dropped_queue_full, 36);
     let mut received = 0;
     while let Some(span) = drain.try_recv() {
-        assert_eq!(span.operation_name(), "burst");
+        assert_eq!(span.name(), "burst");
         received += 1;
     }
     assert_eq!(received, QUEUE);

@@ -12,6 +12,7 @@
 use crate::telemetry::TelemetryContext;
 use crate::telemetry::context::PerPipeline;
 use crate::telemetry::tracing::harness::RootSampling;
+use crate::telemetry::tracing::state::RawFinishedSpan;
 use crate::telemetry::tracing::{
     FinishedSpan, Harness, SpanId, SpanState, TagValue, TraceFlags, TraceId, TraceState,
 };
@@ -32,7 +33,8 @@ struct TestSink {
 struct SinkConsumer(Arc<TestSink>);
 
 impl SpanConsumer<SpanState> for SinkConsumer {
-    fn consume_span(&self, span: FinishedSpan) {
+    fn consume_span(&self, span: RawFinishedSpan) {
+        let span = FinishedSpan::from_raw(&span);
         self.0.spans.lock().push(span);
     }
 }
@@ -193,8 +195,7 @@ impl TestSpan {
 }
 
 fn to_test_span(span: &FinishedSpan) -> TestSpan {
-    let state = span.context().state();
-    let parent = span.references().first().map(|reference| reference.span());
+    let state = span.state();
     let mut tags: Vec<_> = span
         .tags()
         .iter()
@@ -202,11 +203,11 @@ fn to_test_span(span: &FinishedSpan) -> TestSpan {
         .collect();
     tags.sort_by(|a, b| a.0.cmp(&b.0));
     TestSpan {
-        name: span.operation_name().to_owned(),
+        name: span.name().to_owned(),
         trace_id: state.trace_id(),
         span_id: state.span_id(),
-        parent_id: parent.map(SpanState::span_id),
-        remote_parent: parent.is_some_and(SpanState::is_remote),
+        parent_id: span.parent().map(|parent| parent.span_id),
+        remote_parent: span.parent().is_some_and(|parent| parent.is_remote),
         flags: state.flags(),
         trace_state: state.trace_state().cloned(),
         tags,

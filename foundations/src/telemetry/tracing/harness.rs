@@ -8,7 +8,8 @@
 //! This module must not know which span is current (the scope stack owns that) nor how
 //! spans are encoded or sent (exporters read a [`SpanDrain`]).
 
-use super::state::{FinishedSpan, SharedSpan, SpanState};
+use super::finished::FinishedSpan;
+use super::state::{RawFinishedSpan, SharedSpan, SpanState};
 use super::w3c::{TraceState, TraceparentContext};
 use cf_rustracing::sampler::AllSampler;
 use cf_rustracing::span::SpanConsumer;
@@ -104,7 +105,7 @@ impl Harness {
                     .span(name)
                     .child_of(&remote.into_parent_context())
                     .start_with_state(state.clone());
-                SharedSpan::from_root(span, state, None)
+                SharedSpan::from_root(span, state)
             }
             None => {
                 let sampled = options
@@ -115,7 +116,7 @@ impl Harness {
                     return SharedSpan::NonRecording(state);
                 }
                 let span = self.tracer.span(name).start_with_state(state.clone());
-                SharedSpan::from_root(span, state, None)
+                SharedSpan::from_root(span, state)
             }
         }
     }
@@ -246,7 +247,7 @@ impl std::error::Error for InstallError {}
 /// drop(tracing::start_trace("request", StartTraceOptions::default()));
 ///
 /// let span = drain.try_recv().expect("the finished root is queued");
-/// assert_eq!(span.operation_name(), "request");
+/// assert_eq!(span.name(), "request");
 /// assert!(tracing::install(HarnessOptions::default()).is_err());
 /// ```
 pub fn install(options: HarnessOptions) -> Result<SpanDrain, InstallError> {
@@ -370,8 +371,10 @@ impl SpanQueue {
 }
 
 impl SpanConsumer<SpanState> for Arc<SpanQueue> {
-    fn consume_span(&self, span: FinishedSpan) {
-        self.push(span);
+    fn consume_span(&self, span: RawFinishedSpan) {
+        // Converted here, on the finishing thread, so the raw span's buffers are freed
+        // where they were allocated (see the `finished` module).
+        self.push(FinishedSpan::from_raw(&span));
     }
 }
 
@@ -552,7 +555,7 @@ mod tests {
         let span = tokio::time::timeout(Duration::from_secs(30), drain.recv())
             .await
             .expect("woken by the span");
-        assert_eq!(span.operation_name(), "s");
+        assert_eq!(span.name(), "s");
         producer.join().unwrap();
     }
 }

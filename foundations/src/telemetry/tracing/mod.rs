@@ -34,6 +34,7 @@
 //! This module owns the public API of the internal pipeline. It must not reach the user
 //! pipeline's stack or harness: that is `user_tracing`'s.
 
+mod finished;
 pub(crate) mod harness;
 pub(crate) mod scope_stack;
 pub(crate) mod state;
@@ -44,9 +45,11 @@ pub mod __private;
 
 pub use cf_rustracing::log::LogField;
 pub use cf_rustracing::span::FinishSpanCallback;
+pub use cf_rustracing::span::RoutingMetadata;
 pub use cf_rustracing::tag::{Tag, TagValue};
+pub use finished::{FinishedSpan, ParentSpan};
 pub use harness::{HarnessOptions, InstallError, QueueStats, SpanDrain, install};
-pub use state::{FinishedSpan, Span, SpanState};
+pub use state::{Span, SpanState};
 pub use w3c::{
     SpanId, TraceFlags, TraceId, TraceState, TraceStateError, TraceparentContext, TraceparentError,
 };

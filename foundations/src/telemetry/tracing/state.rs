@@ -16,8 +16,9 @@ use std::sync::{Arc, OnceLock};
 /// A span of either pipeline, as `cf_rustracing` models it.
 pub type Span = cf_rustracing::span::Span<SpanState>;
 
-/// A finished span, as it leaves the application and enters a harness queue.
-pub type FinishedSpan = cf_rustracing::span::FinishedSpan<SpanState>;
+/// A finished span as `cf_rustracing` hands it over, before it becomes a
+/// [`FinishedSpan`](super::FinishedSpan) record.
+pub(crate) type RawFinishedSpan = cf_rustracing::span::FinishedSpan<SpanState>;
 
 /// The identity a span carries: what is needed to refer to it across process boundaries.
 ///
@@ -35,14 +36,36 @@ pub type FinishedSpan = cf_rustracing::span::FinishedSpan<SpanState>;
 /// let traceparent = tracing::w3c_traceparent().expect("a trace is active");
 /// assert_eq!(Some(traceparent.trace_id), tracing::trace_id());
 /// ```
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug)]
 pub struct SpanState {
     trace_id: TraceId,
     span_id: SpanId,
     flags: TraceFlags,
     trace_state: Option<TraceState>,
     remote: bool,
+    /// Where the spans of this trace are exported (user pipeline). Set on the root, copied
+    /// into every child's state: descendants inherit it wherever they run.
+    routing: Option<Arc<dyn RoutingMetadata>>,
 }
+
+/// Equal identity: ids, flags, tracestate, remoteness, and the same routing value
+/// (compared by its `group_key`).
+impl PartialEq for SpanState {
+    fn eq(&self, other: &Self) -> bool {
+        self.trace_id == other.trace_id
+            && self.span_id == other.span_id
+            && self.flags == other.flags
+            && self.trace_state == other.trace_state
+            && self.remote == other.remote
+            && match (&self.routing, &other.routing) {
+                (None, None) => true,
+                (Some(a), Some(b)) => Arc::ptr_eq(a, b) || a.group_key() == b.group_key(),
+                _ => false,
+            }
+    }
+}
+
+impl Eq for SpanState {}
 
 impl SpanState {
     /// The id of the trace this span belongs to.
@@ -71,6 +94,11 @@ impl SpanState {
         self.remote
     }
 
+    /// The routing of this span's trace (user pipeline), if any.
+    pub fn routing(&self) -> Option<&dyn RoutingMetadata> {
+        self.routing.as_deref()
+    }
+
     /// The `traceparent` a downstream service receives to continue the trace under this span.
     pub fn traceparent(&self) -> TraceparentContext {
         TraceparentContext::new(self.trace_id, self.span_id, self.flags.outbound())
@@ -84,6 +112,7 @@ impl SpanState {
             flags: TraceFlags::RANDOM.with_sampled(sampled),
             trace_state: None,
             remote: false,
+            routing: None,
         }
     }
 
@@ -97,6 +126,7 @@ impl SpanState {
             flags: inbound.flags.outbound(),
             trace_state: trace_state.filter(|state| !state.is_empty()),
             remote: true,
+            routing: None,
         }
     }
 
@@ -108,7 +138,15 @@ impl SpanState {
             flags: self.flags,
             trace_state: self.trace_state.clone(),
             remote: false,
+            routing: self.routing.clone(),
         }
+    }
+
+    /// Attaches routing; spans started from this state and their descendants inherit it.
+    #[allow(dead_code)] // Used by the user pipeline.
+    pub(crate) fn with_routing(mut self, routing: Option<Arc<dyn RoutingMetadata>>) -> Self {
+        self.routing = routing;
+        self
     }
 
     pub(crate) fn with_sampled(mut self, sampled: bool) -> Self {
@@ -126,8 +164,8 @@ impl SpanState {
 ///
 /// The span finishes (and is handed to its harness) when the last handle is dropped.
 ///
-/// Opening a child needs the parent's consumer and routing but not its mutable state, so
-/// children are started from a [`SpanHandle`] cached on first use, without taking the
+/// Opening a child needs the parent's consumer but not its mutable state, so
+/// children are started from a `SpanHandle` cached on first use, without taking the
 /// parent's lock. Only when a finish callback must be inherited (it lives inside the span)
 /// does a child lock its parent.
 pub(crate) struct RecordingSpan {
@@ -136,25 +174,18 @@ pub(crate) struct RecordingSpan {
     span: Mutex<Span>,
     /// Created by the first child; later children start from it lock-free.
     handle: OnceLock<SpanHandle<SpanState>>,
-    /// Set at construction and inherited by every child (user pipeline).
-    routing: Option<Arc<dyn RoutingMetadata>>,
     /// `true` once the span has (or inherited) a finish callback: children then take the
     /// locked path that inherits it.
     has_finish_callback: AtomicBool,
 }
 
 impl RecordingSpan {
-    pub(crate) fn new(
-        span: Span,
-        routing: Option<Arc<dyn RoutingMetadata>>,
-        has_finish_callback: bool,
-    ) -> Option<Arc<Self>> {
+    pub(crate) fn new(span: Span, has_finish_callback: bool) -> Option<Arc<Self>> {
         let state = span.context()?.state().clone();
         Some(Arc::new(Self {
             state,
             span: Mutex::new(span),
             handle: OnceLock::new(),
-            routing,
             has_finish_callback: AtomicBool::new(has_finish_callback),
         }))
     }
@@ -175,23 +206,17 @@ impl RecordingSpan {
 
     fn start_child(&self, name: Cow<'static, str>) -> SharedSpan {
         let state = self.state.child();
-        let routing = self.routing.clone();
         let has_finish_callback = self.has_finish_callback.load(Ordering::Acquire);
         let span = if has_finish_callback {
-            // `Span::child` inherits the callback (and the routing) from inside the span.
+            // `Span::child` inherits the callback from inside the span.
             self.with_span(|parent| parent.child(name, |opts| opts.start_with_state(state.clone())))
         } else {
             let handle = self
                 .handle
                 .get_or_init(|| self.with_span(|span| span.handle()));
-            handle.child(name, |opts| match &routing {
-                Some(routing) => opts
-                    .routing(Arc::clone(routing))
-                    .start_with_state(state.clone()),
-                None => opts.start_with_state(state.clone()),
-            })
+            handle.child(name, |opts| opts.start_with_state(state.clone()))
         };
-        match RecordingSpan::new(span, routing, has_finish_callback) {
+        match RecordingSpan::new(span, has_finish_callback) {
             Some(recording) => SharedSpan::Recording(recording),
             None => SharedSpan::NonRecording(state.with_sampled(false)),
         }
@@ -210,12 +235,8 @@ pub(crate) enum SharedSpan {
 
 impl SharedSpan {
     /// Wraps a newly started root. `fallback` is its identity if it turned out unsampled.
-    pub(crate) fn from_root(
-        span: Span,
-        fallback: SpanState,
-        routing: Option<Arc<dyn RoutingMetadata>>,
-    ) -> Self {
-        match RecordingSpan::new(span, routing, false) {
+    pub(crate) fn from_root(span: Span, fallback: SpanState) -> Self {
+        match RecordingSpan::new(span, false) {
             Some(recording) => SharedSpan::Recording(recording),
             None => SharedSpan::NonRecording(fallback.with_sampled(false)),
         }
@@ -236,7 +257,7 @@ impl SharedSpan {
     }
 
     /// Starts a `ChildOf` span. The child inherits the parent's harness, finish callback
-    /// and routing; an unsampled parent has unsampled children.
+    /// and (through its state) routing; an unsampled parent has unsampled children.
     pub(crate) fn child(&self, name: Cow<'static, str>) -> SharedSpan {
         match self {
             SharedSpan::Recording(parent) => parent.start_child(name),
