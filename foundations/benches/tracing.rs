@@ -5,31 +5,17 @@
 //! each iteration opens 10 spans, so divide by 10 for the time per span (the throughput line
 //! gives spans per second directly).
 
+mod common;
+
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use foundations::add_span_tags;
 use foundations::telemetry::tracing::{self, HarnessOptions, StartTraceOptions};
 use std::hint::black_box;
-use std::time::Duration;
 
 fn installed_hot_path(c: &mut Criterion) {
     let drain = tracing::install(HarnessOptions::default().sampling_ratio(1.0))
         .expect("harness installs once per bench process");
-    // The consumer an exporter would be: woken per batch of 512 or every 100 ms.
-    std::thread::spawn(move || {
-        let runtime = tokio::runtime::Builder::new_current_thread()
-            .enable_time()
-            .build()
-            .unwrap();
-        runtime.block_on(async move {
-            let mut batch = Vec::with_capacity(512);
-            loop {
-                drain
-                    .recv_batch(&mut batch, 512, Duration::from_millis(100))
-                    .await;
-                batch.clear();
-            }
-        })
-    });
+    common::spawn_batch_consumer(drain);
 
     let mut group = c.benchmark_group("internal_installed");
     group.throughput(Throughput::Elements(10));

@@ -27,5 +27,26 @@ fn nothing_installed(c: &mut Criterion) {
     });
 }
 
-criterion_group!(benches, nothing_installed);
+/// The user pipeline with no user trace active (its harness need not even be installed):
+/// what every internal span pays for the user pipeline existing.
+#[cfg(feature = "user-tracing")]
+fn user_inactive(c: &mut Criterion) {
+    use foundations::telemetry::user_tracing;
+    let mut group = c.benchmark_group("user_inactive");
+    group.bench_function("user_span", |b| {
+        b.iter(|| drop(user_tracing::user_span(black_box("span"))))
+    });
+    group.bench_function("span", |b| {
+        b.iter(|| drop(tracing::span(black_box("span"))))
+    });
+    group.bench_function("span_with_user_span", |b| {
+        b.iter(|| drop(tracing::span(black_box("span")).with_user_span()))
+    });
+    group.finish();
+}
+
+#[cfg(not(feature = "user-tracing"))]
+fn user_inactive(_: &mut Criterion) {}
+
+criterion_group!(benches, nothing_installed, user_inactive);
 criterion_main!(benches);

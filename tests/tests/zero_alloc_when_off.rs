@@ -3,7 +3,8 @@
 
 use foundations::telemetry::TelemetryContext;
 use foundations::telemetry::tracing::{self, StartTraceOptions};
-use foundations::{add_span_log_fields, add_span_tags};
+use foundations::telemetry::user_tracing;
+use foundations::{add_span_log_fields, add_span_tags, add_user_span_tags};
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::cell::Cell;
 
@@ -81,4 +82,30 @@ fn counter_sees_allocations() {
     // Guards the two tests above against a counter that cannot fail.
     let n = allocations_during(|| drop(std::hint::black_box(Box::new(1u64))));
     assert!(n >= 1);
+}
+
+#[test]
+fn user_apis_without_a_user_trace_allocate_nothing() {
+    let test = TelemetryContext::test();
+    let _scope = test.scope();
+    let _internal = tracing::start_trace("internal", StartTraceOptions::default());
+    // The internal span allocates when recorded, so measure the user side on its own:
+    // an unsampled internal trace allocates nothing, and neither may the user APIs.
+    let _unsampled =
+        tracing::start_trace("off", StartTraceOptions::default().force_sampling(false));
+    // Warm up with the same stack depth as below (the stack's buffer grows once).
+    for _ in 0..3 {
+        let _both = tracing::span("warm").with_user_span();
+        let _dual = user_tracing::dual_span("warm");
+    }
+    let allocations = allocations_during(|| {
+        for _ in 0..1_000 {
+            let _user = user_tracing::user_span("user");
+            let _both = tracing::span("both").with_user_span();
+            let _dual = user_tracing::dual_span("dual");
+            add_user_span_tags!("k" => "v");
+            assert!(user_tracing::w3c_traceparent().is_none());
+        }
+    });
+    assert_eq!(allocations, 0);
 }

@@ -2,7 +2,8 @@
 //!
 //! [`TelemetryContext::test`] returns a [`TestTelemetryContext`]: a context whose own
 //! harnesses record every span started inside it (100% sampling) into memory, where
-//! [`TestTelemetryContext::traces`] reads them back as trees. Each test context has its own
+//! [`TestTelemetryContext::traces`] (internal pipeline) and `user_traces` (user pipeline)
+//! read them back as trees. Each test context has its own
 //! sinks, so tests running in parallel in one process never see each other's spans, and
 //! nothing reaches the process-global harnesses or their exporters.
 //!
@@ -59,16 +60,20 @@ impl TelemetryContext {
     /// assert_eq!(traces[0].children[0].name, "child");
     /// ```
     pub fn test() -> TestTelemetryContext {
-        let internal = Arc::new(TestSink::default());
-        let harness = Harness::new(
+        let sinks = PerPipeline {
+            internal: Arc::new(TestSink::default()),
+            user: Arc::new(TestSink::default()),
+        };
+        let internal = Harness::new(
             RootSampling::Ratio(1.0),
-            SinkConsumer(Arc::clone(&internal)),
+            SinkConsumer(Arc::clone(&sinks.internal)),
         );
+        let user = Harness::new(RootSampling::Always, SinkConsumer(Arc::clone(&sinks.user)));
         let ctx = TelemetryContext::with_test_harnesses(PerPipeline {
-            internal: Some(Arc::new(harness)),
-            user: None,
+            internal: Some(Arc::new(internal)),
+            user: Some(Arc::new(user)),
         });
-        TestTelemetryContext { ctx, internal }
+        TestTelemetryContext { ctx, sinks }
     }
 }
 
@@ -79,7 +84,7 @@ impl TelemetryContext {
 /// `with_forked_trace()` work as usual; [`apply`](Self::apply) takes `&self`.
 pub struct TestTelemetryContext {
     ctx: TelemetryContext,
-    internal: Arc<TestSink>,
+    sinks: PerPipeline<Arc<TestSink>>,
 }
 
 impl Deref for TestTelemetryContext {
@@ -93,7 +98,8 @@ impl Deref for TestTelemetryContext {
 impl std::fmt::Debug for TestTelemetryContext {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("TestTelemetryContext")
-            .field("internal_spans", &self.internal.spans.lock().len())
+            .field("internal_spans", &self.sinks.internal.spans.lock().len())
+            .field("user_spans", &self.sinks.user.spans.lock().len())
             .finish_non_exhaustive()
     }
 }
@@ -110,7 +116,14 @@ impl TestTelemetryContext {
     /// from an inbound `traceparent`), or when its parent was not recorded here or has not
     /// finished yet.
     pub fn traces(&self, options: TestTraceOptions) -> Vec<TestSpan> {
-        build_trees(&self.internal.spans.lock(), &options)
+        build_trees(&self.sinks.internal.spans.lock(), &options)
+    }
+
+    /// The finished spans of the user pipeline, as trees; each span shows the routing of its
+    /// trace ([`TestSpan::routing`]). Roots are chosen as in [`traces`](Self::traces).
+    #[cfg(feature = "user-tracing")]
+    pub fn user_traces(&self, options: TestTraceOptions) -> Vec<TestSpan> {
+        build_trees(&self.sinks.user.spans.lock(), &options)
     }
 }
 
@@ -165,6 +178,8 @@ pub struct TestSpan {
     pub start_time: SystemTime,
     /// Finish time.
     pub finish_time: SystemTime,
+    /// The `encode()` value of the trace's routing (user pipeline); `None` for internal spans.
+    pub routing: Option<String>,
     /// Finished children.
     pub children: Vec<TestSpan>,
 }
@@ -225,6 +240,7 @@ fn to_test_span(span: &FinishedSpan) -> TestSpan {
             .collect(),
         start_time: span.start_time(),
         finish_time: span.finish_time(),
+        routing: span.routing().map(|routing| routing.encode()),
         children: Vec::new(),
     }
 }

@@ -75,3 +75,27 @@ pub fn internal_log<const N: usize>(fields: [LogField; N]) {
 pub fn internal_set_finish_callback(callback: impl Into<FinishSpanCallback<SpanState>>) {
     set_finish_callback(Pipeline::Internal, callback);
 }
+
+/// `true` when the current user span is recorded.
+#[inline]
+pub fn user_is_recording() -> bool {
+    is_recording(Pipeline::User)
+}
+
+/// Sets tags on the current user span.
+#[inline]
+pub fn user_set_tags<const N: usize>(tags: [Tag; N]) {
+    set_tags(Pipeline::User, tags);
+}
+
+/// Adds a log entry to the current user span.
+#[inline]
+pub fn user_log<const N: usize>(fields: [LogField; N]) {
+    log(Pipeline::User, fields);
+}
+
+/// Sets the finish callback of the current user span.
+#[inline]
+pub fn user_set_finish_callback(callback: impl Into<FinishSpanCallback<SpanState>>) {
+    set_finish_callback(Pipeline::User, callback);
+}

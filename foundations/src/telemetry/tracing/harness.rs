@@ -12,7 +12,7 @@ use super::finished::FinishedSpan;
 use super::state::{RawFinishedSpan, SharedSpan, SpanState};
 use super::w3c::{TraceState, TraceparentContext};
 use cf_rustracing::sampler::AllSampler;
-use cf_rustracing::span::SpanConsumer;
+use cf_rustracing::span::{RoutingMetadata, SpanConsumer};
 use crossbeam_queue::SegQueue;
 use std::borrow::Cow;
 use std::fmt;
@@ -28,7 +28,6 @@ pub(crate) enum Pipeline {
     /// The service's own spans.
     Internal,
     /// Spans the service emits for its customers.
-    #[allow(dead_code)] // Constructed by the user pipeline, which lands in its own module.
     User,
 }
 
@@ -56,7 +55,10 @@ pub(crate) enum RootSampling {
     Ratio(f64),
     /// Every root is recorded, inbound sampled flag or not: calling the API *is* the
     /// decision (the user pipeline).
-    #[allow(dead_code)] // Constructed by the user pipeline and in tests.
+    #[cfg_attr(
+        not(any(feature = "testing", feature = "user-tracing", test)),
+        allow(dead_code)
+    )]
     Always,
 }
 
@@ -72,6 +74,8 @@ pub(crate) struct RootOptions {
     pub(crate) inbound: Option<(TraceparentContext, Option<TraceState>)>,
     /// `Some(decision)` overrides both the ratio and the inbound sampled flag.
     pub(crate) force_sampling: Option<bool>,
+    /// Routing of the new trace (user pipeline), inherited by every descendant.
+    pub(crate) routing: Option<Arc<dyn RoutingMetadata>>,
 }
 
 impl Harness {
@@ -89,7 +93,7 @@ impl Harness {
     pub(crate) fn start_root(&self, name: Cow<'static, str>, options: RootOptions) -> SharedSpan {
         match options.inbound {
             Some((inbound, trace_state)) => {
-                let remote = SpanState::remote(&inbound, trace_state);
+                let remote = SpanState::remote(&inbound, trace_state).with_routing(options.routing);
                 let sampled = options.force_sampling.unwrap_or(match self.sampling {
                     RootSampling::Ratio(_) => inbound.flags.is_sampled(),
                     RootSampling::Always => true,
@@ -111,7 +115,7 @@ impl Harness {
                 let sampled = options
                     .force_sampling
                     .unwrap_or_else(|| self.sample_new_root());
-                let state = SpanState::new_root(sampled);
+                let state = SpanState::new_root(sampled).with_routing(options.routing);
                 if !sampled {
                     return SharedSpan::NonRecording(state);
                 }

@@ -150,14 +150,20 @@ impl StartTraceOptions {
 /// assert!(tracing::trace_id().is_none());
 /// ```
 pub fn start_trace(name: impl Into<Cow<'static, str>>, options: StartTraceOptions) -> SpanScope {
+    let name = name.into();
+    let name_for_user = name_for_user_span(&name);
     let root = with_root_harness(Pipeline::Internal, move |harness| {
         let options = RootOptions {
             inbound: options.inbound,
             force_sampling: options.force_sampling,
+            routing: None,
         };
-        harness.start_root(name.into(), options)
+        harness.start_root(name, options)
     });
-    SpanScope::enter(root)
+    match (root, name_for_user) {
+        (None, None) => SpanScope::inert(),
+        (root, name_for_user) => SpanScope::enter(root, name_for_user),
+    }
 }
 
 /// Opens a span and makes it current: a child of the current span, or a new root when no
@@ -183,7 +189,9 @@ pub fn start_trace(name: impl Into<Cow<'static, str>>, options: StartTraceOption
 /// ```
 #[inline]
 pub fn span(name: impl Into<Cow<'static, str>>) -> SpanScope {
-    let mut name = Some(name.into());
+    let name = name.into();
+    let name_for_user = name_for_user_span(&name);
+    let mut name = Some(name);
     let child = scope_stack::inspect_current(Pipeline::Internal, |current| {
         current.map(|parent| parent.child(name.take().unwrap_or_default()))
     });
@@ -193,7 +201,24 @@ pub fn span(name: impl Into<Cow<'static, str>>) -> SpanScope {
             harness.start_root(name.unwrap_or_default(), RootOptions::default())
         }),
     };
-    SpanScope::enter(span)
+    match (span, name_for_user) {
+        // Nothing installed, no user trace: the common "tracing off" case stays a few
+        // instructions, with nothing to drop.
+        (None, None) => SpanScope::inert(),
+        (span, name_for_user) => SpanScope::enter(span, name_for_user),
+    }
+}
+
+/// The name a later [`SpanScope::with_user_span`] needs: a copy while a user trace is
+/// active, else nothing (copying an owned name would allocate for a no-op).
+#[inline]
+#[allow(clippy::ptr_arg)] // Cloning the `Cow` keeps a borrowed name borrowed: no allocation.
+fn name_for_user_span(#[allow(unused)] name: &Cow<'static, str>) -> Option<Cow<'static, str>> {
+    #[cfg(feature = "user-tracing")]
+    if crate::telemetry::user_tracing::is_active() {
+        return Some(name.clone());
+    }
+    None
 }
 
 /// Runs `f` with the harness that serves roots on this thread: the thread's test harness if
@@ -223,18 +248,77 @@ pub(crate) fn with_root_harness<R>(pipeline: Pipeline, f: impl FnOnce(&Harness) 
 /// thread's stack.
 #[must_use = "the span is current only while its scope lives"]
 pub struct SpanScope {
+    /// This scope's entry on the internal stack. A parallel user span opened with
+    /// `with_user_span` is linked from that entry, so the scope stays one machine word.
     id: Option<ScopeId>,
     _not_send: PhantomData<*const ()>,
 }
 
 impl SpanScope {
+    #[inline(always)]
+    fn inert() -> Self {
+        Self {
+            id: None,
+            _not_send: PhantomData,
+        }
+    }
+
+    /// Makes `span` current. `pending_user_name` is `Some` only while a user trace is active;
+    /// the entry is then pushed even without a span so `with_user_span` finds the name.
     #[inline]
-    fn enter(span: Option<SharedSpan>) -> Self {
-        let id = span.and_then(|span| scope_stack::push(Pipeline::Internal, Some(span)));
+    fn enter(span: Option<SharedSpan>, pending_user_name: Option<Cow<'static, str>>) -> Self {
+        let id = if span.is_some() || pending_user_name.is_some() {
+            scope_stack::push_entry(Pipeline::Internal, span, pending_user_name)
+        } else {
+            None
+        };
         Self {
             id,
             _not_send: PhantomData,
         }
+    }
+
+    /// Also opens a user span with this span's name, as a child of the current user span;
+    /// both stay current until this scope is dropped (feature `user-tracing`).
+    ///
+    /// Without an active user trace this adds nothing: the user pipeline never starts a
+    /// trace by itself.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use foundations::telemetry::tracing::{self, StartTraceOptions};
+    /// use foundations::telemetry::user_tracing::{self, RoutingMetadata};
+    ///
+    /// # #[derive(Debug)] struct Zone;
+    /// # impl RoutingMetadata for Zone {
+    /// #     fn group_key(&self) -> String { "z".into() }
+    /// #     fn encode(&self) -> String { "zone=1".into() }
+    /// # }
+    /// # let ctx = foundations::telemetry::TelemetryContext::test();
+    /// # ctx.scope_and(|| {
+    /// let _user_root = user_tracing::start_user_trace("request", Zone, None);
+    /// let _root = tracing::start_trace("request", StartTraceOptions::default());
+    /// {
+    ///     let _both = tracing::span("parse").with_user_span();
+    /// }
+    /// # });
+    /// assert_eq!(ctx.traces(Default::default())[0].children[0].name, "parse");
+    /// assert_eq!(ctx.user_traces(Default::default())[0].children[0].name, "parse");
+    /// ```
+    #[cfg(feature = "user-tracing")]
+    #[inline]
+    pub fn with_user_span(self) -> Self {
+        let Some(id) = self.id else { return self };
+        // Only an entry opened while a user trace was active holds a name; taking it also
+        // makes a second `with_user_span` a no-op.
+        let name = scope_stack::take_pending_user_name(Pipeline::Internal, id);
+        if let Some(child) = name.and_then(crate::telemetry::user_tracing::open_child) {
+            if let Some(user_scope) = scope_stack::push(Pipeline::User, Some(child)) {
+                scope_stack::link_user_scope(Pipeline::Internal, id, user_scope);
+            }
+        }
+        self
     }
 
     /// `true` when this scope's span is recorded (sampled, with a harness installed).
@@ -267,24 +351,49 @@ impl SpanScope {
     /// # }
     /// ```
     pub fn into_context(mut self) -> TelemetryContext {
-        let own_span = self
-            .id
-            .take()
-            .map(|id| scope_stack::remove(Pipeline::Internal, id));
+        let own = self.id.take().and_then(remove_with_user_span);
         let mut ctx = TelemetryContext::current();
-        if let Some(span) = own_span {
-            ctx.set_span(Pipeline::Internal, span);
+        if let Some(own) = own {
+            if own.span.is_some() {
+                ctx.set_span(Pipeline::Internal, own.span);
+            }
+            #[cfg(feature = "user-tracing")]
+            if let Some(user_span) = own.user_span {
+                ctx.set_span(Pipeline::User, user_span);
+            }
         }
         ctx
     }
+}
+
+/// The spans a scope's entries held, taken off both stacks.
+///
+/// Fields drop in order: the user span (opened last) finishes before the internal one.
+struct OwnSpans {
+    #[cfg(feature = "user-tracing")]
+    user_span: Option<Option<SharedSpan>>,
+    span: Option<SharedSpan>,
+}
+
+/// Removes internal entry `id` and the user entry it links to (if any).
+#[inline]
+fn remove_with_user_span(id: ScopeId) -> Option<OwnSpans> {
+    let entry = scope_stack::remove_entry(Pipeline::Internal, id)?;
+    Some(OwnSpans {
+        #[cfg(feature = "user-tracing")]
+        user_span: entry
+            .user_scope
+            .map(|user_scope| scope_stack::remove(Pipeline::User, user_scope)),
+        span: entry.span,
+    })
 }
 
 impl Drop for SpanScope {
     #[inline]
     fn drop(&mut self) {
         if let Some(id) = self.id.take() {
-            // The removed span is dropped here, after the stack borrow is released.
-            drop(scope_stack::remove(Pipeline::Internal, id));
+            // The removed spans are dropped here, after the stack borrows are released.
+            drop(remove_with_user_span(id));
         }
     }
 }

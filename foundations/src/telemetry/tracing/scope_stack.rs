@@ -11,6 +11,7 @@
 
 use super::harness::Pipeline;
 use super::state::SharedSpan;
+use std::borrow::Cow;
 use std::cell::RefCell;
 use std::num::NonZeroU64;
 
@@ -29,6 +30,30 @@ struct Entry {
     id: ScopeId,
     /// `None` marks a context without a span of this pipeline: it hides spans below it.
     span: Option<SharedSpan>,
+    /// The entry's link to a parallel user span (`SpanScope::with_user_span`): kept here
+    /// rather than in the scope so that a scope stays one machine word.
+    #[cfg(feature = "user-tracing")]
+    user: UserLink,
+}
+
+/// How an internal stack entry relates to the user pipeline.
+#[cfg(feature = "user-tracing")]
+#[derive(Default)]
+enum UserLink {
+    #[default]
+    None,
+    /// A user trace was active when the span opened: its name, should a user span follow.
+    PendingName(Cow<'static, str>),
+    /// The parallel user span's entry on the user stack, ended with this entry.
+    Opened(ScopeId),
+}
+
+/// What [`remove_entry`] took off a stack.
+pub(crate) struct RemovedEntry {
+    pub(crate) span: Option<SharedSpan>,
+    /// The parallel user span's entry on the user stack, if one was opened.
+    #[cfg(feature = "user-tracing")]
+    pub(crate) user_scope: Option<ScopeId>,
 }
 
 pub(crate) struct ScopeStack {
@@ -74,29 +99,88 @@ fn with_stack<R>(pipeline: Pipeline, f: impl FnOnce(&mut ScopeStack) -> R) -> Op
 /// Makes `span` (or "no span") current until [`remove`] is called with the returned id.
 #[inline]
 pub(crate) fn push(pipeline: Pipeline, span: Option<SharedSpan>) -> Option<ScopeId> {
-    // If the thread is being torn down, the span is dropped here, outside any borrow.
-    let mut span = Some(span);
+    push_entry(pipeline, span, None)
+}
+
+/// Like [`push`], also keeping the name a later `with_user_span` needs.
+#[inline]
+pub(crate) fn push_entry(
+    pipeline: Pipeline,
+    span: Option<SharedSpan>,
+    #[allow(unused)] pending_user_name: Option<Cow<'static, str>>,
+) -> Option<ScopeId> {
+    // If the thread is being torn down, the values are dropped here, outside any borrow.
+    let mut values = Some((span, pending_user_name));
     let id = with_stack(pipeline, |stack| {
         // Starts at 1 and would take centuries to wrap; `MIN` keeps it non-zero regardless.
         stack.next_id = stack.next_id.wrapping_add(1);
         let id = ScopeId(NonZeroU64::new(stack.next_id).unwrap_or(NonZeroU64::MIN));
+        #[allow(unused)]
+        let (span, pending_user_name) = values.take().unwrap_or_default();
         stack.entries.push(Entry {
             id,
-            span: span.take().flatten(),
+            span,
+            #[cfg(feature = "user-tracing")]
+            user: pending_user_name.map_or(UserLink::None, UserLink::PendingName),
         });
         id
     });
-    drop(span);
+    drop(values);
     id
+}
+
+/// Takes the name kept by [`push_entry`] for entry `id`, if no user span was opened yet.
+#[cfg(feature = "user-tracing")]
+pub(crate) fn take_pending_user_name(pipeline: Pipeline, id: ScopeId) -> Option<Cow<'static, str>> {
+    with_stack(pipeline, |stack| {
+        let entry = stack
+            .entries
+            .iter_mut()
+            .rev()
+            .find(|entry| entry.id == id)?;
+        match std::mem::take(&mut entry.user) {
+            UserLink::PendingName(name) => Some(name),
+            other => {
+                entry.user = other;
+                None
+            }
+        }
+    })
+    .flatten()
+}
+
+/// Records that entry `id` opened the user stack's entry `user_scope`.
+#[cfg(feature = "user-tracing")]
+pub(crate) fn link_user_scope(pipeline: Pipeline, id: ScopeId, user_scope: ScopeId) {
+    with_stack(pipeline, |stack| {
+        if let Some(entry) = stack.entries.iter_mut().rev().find(|entry| entry.id == id) {
+            entry.user = UserLink::Opened(user_scope);
+        }
+    });
 }
 
 /// Removes the entry `id` wherever it is in the stack, and returns its span.
 #[inline]
 pub(crate) fn remove(pipeline: Pipeline, id: ScopeId) -> Option<SharedSpan> {
+    remove_entry(pipeline, id).and_then(|entry| entry.span)
+}
+
+/// Removes the entry `id` wherever it is in the stack, and returns what it held.
+#[inline]
+pub(crate) fn remove_entry(pipeline: Pipeline, id: ScopeId) -> Option<RemovedEntry> {
     with_stack(pipeline, |stack| {
         // The entry is almost always the top one; search from there.
         let index = stack.entries.iter().rposition(|entry| entry.id == id)?;
-        stack.entries.remove(index).span
+        let entry = stack.entries.remove(index);
+        // A pending name drops here: a plain string, not application code.
+        Some(RemovedEntry {
+            span: entry.span,
+            #[cfg(feature = "user-tracing")]
+            user_scope: match entry.user {
+                UserLink::Opened(user_scope) => Some(user_scope),
+                _ => None,
+            },
+        })
     })
     .flatten()
 }

@@ -143,7 +143,6 @@ impl SpanState {
     }
 
     /// Attaches routing; spans started from this state and their descendants inherit it.
-    #[allow(dead_code)] // Used by the user pipeline.
     pub(crate) fn with_routing(mut self, routing: Option<Arc<dyn RoutingMetadata>>) -> Self {
         self.routing = routing;
         self

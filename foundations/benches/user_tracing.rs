@@ -1,0 +1,44 @@
+//! User pipeline hot path with its harness installed and its queue drained by a consumer.
+//!
+//! Run: `cargo bench -p foundations --features user-tracing --bench user_tracing`. Each
+//! iteration opens 10 spans: divide the time by 10 for the time per span.
+
+mod common;
+
+use criterion::{Criterion, Throughput, criterion_group, criterion_main};
+use foundations::add_user_span_tags;
+use foundations::telemetry::tracing::HarnessOptions;
+use foundations::telemetry::user_tracing::{self, RoutingMetadata};
+
+#[derive(Debug)]
+struct Zone(u64);
+
+impl RoutingMetadata for Zone {
+    fn group_key(&self) -> String {
+        self.0.to_string()
+    }
+    fn encode(&self) -> String {
+        format!("zone={}", self.0)
+    }
+}
+
+fn installed_hot_path(c: &mut Criterion) {
+    let drain = user_tracing::install(HarnessOptions::default()).expect("installed once");
+    common::spawn_batch_consumer(drain);
+
+    let mut group = c.benchmark_group("user_installed");
+    group.throughput(Throughput::Elements(10));
+    group.bench_function("root_plus_9_tagged_children", |b| {
+        b.iter(|| {
+            let _root = user_tracing::start_user_trace("root", Zone(1), None);
+            for _ in 0..9 {
+                let _child = user_tracing::user_span("child");
+                add_user_span_tags!("key" => "value");
+            }
+        })
+    });
+    group.finish();
+}
+
+criterion_group!(benches, installed_hot_path);
+criterion_main!(benches);

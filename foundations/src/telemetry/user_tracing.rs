@@ -1,0 +1,414 @@
+//! The user pipeline: spans the service emits *for its customers* (feature `user-tracing`).
+//!
+//! A request handler activates it with [`start_user_trace`], naming the customer's
+//! [`RoutingMetadata`] (where these spans are delivered) and, optionally, the customer's
+//! inbound `traceparent` to continue. Inside that trace, [`user_span`],
+//! [`SpanScope::with_user_span`](crate::telemetry::tracing::SpanScope::with_user_span),
+//! [`dual_span`] and the `add_user_span_*` macros record into it. Without an active user
+//! trace every one of them is a no-op that allocates nothing: a user span never starts a
+//! trace by itself.
+//!
+//! ```
+//! use foundations::add_user_span_tags;
+//! use foundations::telemetry::TelemetryContext;
+//! use foundations::telemetry::user_tracing::{self, RoutingMetadata};
+//!
+//! #[derive(Debug)]
+//! struct Tenant(u64);
+//!
+//! impl RoutingMetadata for Tenant {
+//!     fn group_key(&self) -> String { self.0.to_string() }
+//!     fn encode(&self) -> String { format!("tenant={}", self.0) }
+//! }
+//!
+//! let ctx = TelemetryContext::test();
+//! ctx.scope_and(|| {
+//!     let _root = user_tracing::start_user_trace("request", Tenant(7), None);
+//!     let _child = user_tracing::user_span("lookup");
+//!     add_user_span_tags!("cache.hit" => true);
+//! });
+//!
+//! let traces = ctx.user_traces(Default::default());
+//! assert_eq!(traces[0].children[0].name, "lookup");
+//! assert_eq!(traces[0].children[0].routing.as_deref(), Some("tenant=7"));
+//! assert!(ctx.traces(Default::default()).is_empty(), "nothing reaches the internal pipeline");
+//! ```
+//!
+//! The user pipeline has its own harness, scope stack and queue: a user span is never seen
+//! by the internal pipeline and the other way round. Its traces are not sampled here:
+//! calling [`start_user_trace`] *is* the decision to record, so outbound headers always say
+//! "sampled".
+//!
+//! This module owns the public API of the user pipeline. It must not reach the internal
+//! pipeline's stack or harness.
+
+use crate::telemetry::TelemetryContext;
+use crate::telemetry::tracing::harness::{self, HarnessOptions, InstallError, RootSampling};
+use crate::telemetry::tracing::scope_stack::{self, ScopeId};
+use crate::telemetry::tracing::state::SharedSpan;
+use crate::telemetry::tracing::{
+    Pipeline, RootOptions, SpanDrain, TraceState, TraceparentContext, current_state,
+    with_root_harness,
+};
+use std::borrow::Cow;
+use std::marker::PhantomData;
+use std::sync::Arc;
+
+pub use cf_rustracing::span::RoutingMetadata;
+
+/// Installs the process-global harness of the user pipeline.
+///
+/// From then on [`start_user_trace`] records, and every finished user span enters a queue
+/// whose receiving end is the returned [`SpanDrain`] (read by the user exporter). The
+/// sampling ratio of `options` is ignored: user traces are recorded whenever they are
+/// started.
+///
+/// # Errors
+///
+/// [`InstallError::AlreadyInstalled`] on a second call, or an invalid queue size.
+pub fn install(options: HarnessOptions) -> Result<SpanDrain, InstallError> {
+    let options = options.sampling_ratio(1.0);
+    harness::install_pipeline(Pipeline::User, RootSampling::Always, &options)
+}
+
+/// Starts a user trace for the customer that `routing` names and makes its root current.
+///
+/// Every span of the trace carries `routing`, including spans opened in spawned tasks
+/// and threads through a [`TelemetryContext`]. With `inbound`, the trace continues the
+/// customer's: same trace id, the inbound parent id as the root's parent, and the random
+/// trace-id flag kept. Use [`start_user_trace_continuing`] to also carry a `tracestate`,
+/// or [`start_user_trace_from_headers`] for raw header values.
+///
+/// Without an installed user harness (or test context) the returned scope is inert.
+///
+/// # Examples
+///
+/// ```
+/// use foundations::telemetry::user_tracing::{self, RoutingMetadata};
+/// use foundations::telemetry::tracing::TraceparentContext;
+///
+/// # #[derive(Debug)] struct Zone;
+/// # impl RoutingMetadata for Zone {
+/// #     fn group_key(&self) -> String { "z".into() }
+/// #     fn encode(&self) -> String { "zone=1".into() }
+/// # }
+/// # let ctx = foundations::telemetry::TelemetryContext::test();
+/// # let _scope = ctx.scope();
+/// let inbound: TraceparentContext =
+///     "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-00".parse().unwrap();
+/// let _root = user_tracing::start_user_trace("request", Zone, Some(inbound));
+///
+/// let outbound = user_tracing::w3c_traceparent().unwrap();
+/// assert_eq!(outbound.trace_id, inbound.trace_id);
+/// assert!(outbound.flags.is_sampled(), "starting a user trace is the decision to record");
+/// ```
+pub fn start_user_trace(
+    name: impl Into<Cow<'static, str>>,
+    routing: impl RoutingMetadata + 'static,
+    inbound: Option<TraceparentContext>,
+) -> UserSpanScope {
+    start(name.into(), Arc::new(routing), inbound.map(|tp| (tp, None)))
+}
+
+/// Like [`start_user_trace`], continuing `traceparent` and carrying its `tracestate`.
+pub fn start_user_trace_continuing(
+    name: impl Into<Cow<'static, str>>,
+    routing: impl RoutingMetadata + 'static,
+    traceparent: TraceparentContext,
+    tracestate: Option<TraceState>,
+) -> UserSpanScope {
+    start(
+        name.into(),
+        Arc::new(routing),
+        Some((traceparent, tracestate)),
+    )
+}
+
+/// Like [`start_user_trace`], from raw `traceparent` / `tracestate` header values.
+///
+/// A missing or malformed `traceparent` starts a fresh trace (and its `tracestate` is
+/// ignored); a malformed `tracestate` alone is dropped. Never panics.
+pub fn start_user_trace_from_headers(
+    name: impl Into<Cow<'static, str>>,
+    routing: impl RoutingMetadata + 'static,
+    traceparent: Option<&[u8]>,
+    tracestate: Option<&[u8]>,
+) -> UserSpanScope {
+    let inbound = traceparent
+        .and_then(|value| TraceparentContext::parse(value).ok())
+        .map(|tp| {
+            (
+                tp,
+                tracestate.and_then(|value| TraceState::parse(value).ok()),
+            )
+        });
+    start(name.into(), Arc::new(routing), inbound)
+}
+
+fn start(
+    name: Cow<'static, str>,
+    routing: Arc<dyn RoutingMetadata>,
+    inbound: Option<(TraceparentContext, Option<TraceState>)>,
+) -> UserSpanScope {
+    let root = with_root_harness(Pipeline::User, move |harness| {
+        let options = RootOptions {
+            inbound,
+            force_sampling: None,
+            routing: Some(routing),
+        };
+        harness.start_root(name, options)
+    });
+    UserSpanScope::enter(root)
+}
+
+/// Opens a user span as a child of the current user span and makes it current.
+///
+/// Without an active user trace it does nothing and allocates nothing: it never starts a
+/// trace.
+///
+/// # Examples
+///
+/// ```
+/// use foundations::telemetry::user_tracing;
+///
+/// let _span = user_tracing::user_span("no_trace_here");
+/// assert!(user_tracing::w3c_traceparent().is_none());
+/// ```
+#[inline]
+pub fn user_span(name: impl Into<Cow<'static, str>>) -> UserSpanScope {
+    // Decide before converting or moving the name: the inactive path must not touch it.
+    if !is_active() {
+        return UserSpanScope::inert();
+    }
+    UserSpanScope::enter(open_child(name.into()))
+}
+
+/// Opens an internal span and a user span of the same name, both current until the
+/// returned scope is dropped: `span(name).with_user_span()`.
+pub fn dual_span(name: impl Into<Cow<'static, str>>) -> crate::telemetry::tracing::SpanScope {
+    crate::telemetry::tracing::span(name).with_user_span()
+}
+
+#[inline]
+pub(crate) fn open_child(name: Cow<'static, str>) -> Option<SharedSpan> {
+    scope_stack::inspect_current(Pipeline::User, |current| {
+        current.map(|parent| parent.child(name))
+    })
+}
+
+/// `true` while a user span is current (a user trace is active on this thread).
+#[inline]
+pub fn is_active() -> bool {
+    scope_stack::inspect_current(Pipeline::User, |span| span.is_some())
+}
+
+/// The W3C `traceparent` that continues the current user trace under the current user span;
+/// `None` without an active user trace.
+///
+/// Send it to the next hop of the customer's request so it can parent its spans under
+/// yours.
+pub fn w3c_traceparent() -> Option<TraceparentContext> {
+    current_state(Pipeline::User, |state| state.traceparent())
+}
+
+/// The W3C `tracestate` of the current user trace, if it carries one.
+pub fn w3c_tracestate() -> Option<TraceState> {
+    current_state(Pipeline::User, |state| state.trace_state().cloned()).flatten()
+}
+
+/// Makes a user span current on this thread until it is dropped.
+///
+/// Returned by [`start_user_trace`], [`user_span`] and [`UserSpan::enter`]. Not `Send`:
+/// carry the span across `.await` and tasks with [`into_context`](Self::into_context).
+#[must_use = "the user span is current only while its scope lives"]
+pub struct UserSpanScope {
+    id: Option<ScopeId>,
+    _not_send: PhantomData<*const ()>,
+}
+
+impl UserSpanScope {
+    #[inline]
+    pub(crate) fn enter(span: Option<SharedSpan>) -> Self {
+        let id = span.and_then(|span| scope_stack::push(Pipeline::User, Some(span)));
+        Self {
+            id,
+            _not_send: PhantomData,
+        }
+    }
+
+    pub(crate) fn inert() -> Self {
+        Self {
+            id: None,
+            _not_send: PhantomData,
+        }
+    }
+
+    /// `true` when this scope holds a recorded user span.
+    pub fn is_active(&self) -> bool {
+        self.id.is_some()
+    }
+
+    /// Ends this scope and returns a [`TelemetryContext`] that carries its user span, with
+    /// the current internal span, to other tasks and threads.
+    pub fn into_context(mut self) -> TelemetryContext {
+        let own_span = self
+            .id
+            .take()
+            .map(|id| scope_stack::remove(Pipeline::User, id));
+        let mut ctx = TelemetryContext::current();
+        if let Some(span) = own_span {
+            ctx.set_span(Pipeline::User, span);
+        }
+        ctx
+    }
+}
+
+impl Drop for UserSpanScope {
+    #[inline]
+    fn drop(&mut self) {
+        if let Some(id) = self.id.take() {
+            drop(scope_stack::remove(Pipeline::User, id));
+        }
+    }
+}
+
+impl std::fmt::Debug for UserSpanScope {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("UserSpanScope")
+            .field("active", &self.id.is_some())
+            .finish()
+    }
+}
+
+/// An owned handle to a user span, for code that needs explicit parents: for example
+/// sibling spans opened concurrently from one parent on several tasks.
+///
+/// `Send + Sync` and cheap to clone. An inert handle (no user trace) makes inert children.
+///
+/// # Examples
+///
+/// ```
+/// use foundations::telemetry::user_tracing::{self, RoutingMetadata, UserSpan};
+///
+/// # #[derive(Debug)] struct Zone;
+/// # impl RoutingMetadata for Zone {
+/// #     fn group_key(&self) -> String { "z".into() }
+/// #     fn encode(&self) -> String { "zone=1".into() }
+/// # }
+/// # let ctx = foundations::telemetry::TelemetryContext::test();
+/// # let _scope = ctx.scope();
+/// let _root = user_tracing::start_user_trace("fan_out", Zone, None);
+/// let parent = UserSpan::current();
+/// let workers: Vec<_> = (0..3)
+///     .map(|i| {
+///         let span = parent.child(format!("worker-{i}"));
+///         std::thread::spawn(move || span.set_tag("worker", i as i64))
+///     })
+///     .collect();
+/// for worker in workers {
+///     worker.join().unwrap();
+/// }
+/// # drop(parent); drop(_root);
+/// # assert_eq!(ctx.user_traces(Default::default())[0].children.len(), 3);
+/// ```
+#[derive(Clone, Debug, Default)]
+pub struct UserSpan {
+    span: Option<SharedSpan>,
+}
+
+impl UserSpan {
+    /// The current user span of this thread; inert without an active user trace.
+    pub fn current() -> Self {
+        Self {
+            span: scope_stack::current(Pipeline::User),
+        }
+    }
+
+    /// `true` when this handle refers to a recorded user span.
+    pub fn is_active(&self) -> bool {
+        self.span.is_some()
+    }
+
+    /// Opens a child of this span, without making it current.
+    pub fn child(&self, name: impl Into<Cow<'static, str>>) -> UserSpan {
+        Self {
+            span: self.span.as_ref().map(|span| span.child(name.into())),
+        }
+    }
+
+    /// Makes this span current on this thread until the returned scope is dropped.
+    pub fn enter(&self) -> UserSpanScope {
+        match &self.span {
+            Some(span) => UserSpanScope::enter(Some(span.clone())),
+            None => UserSpanScope::inert(),
+        }
+    }
+
+    /// Sets a tag on this span (replacing an earlier one of the same name).
+    pub fn set_tag(
+        &self,
+        name: impl Into<Cow<'static, str>>,
+        value: impl Into<crate::telemetry::tracing::TagValue>,
+    ) {
+        if let Some(span) = self.span.as_ref().and_then(SharedSpan::as_recording) {
+            let tag = crate::telemetry::tracing::Tag::new(name, value);
+            span.with_span(|span| span.set_tag(|| tag));
+        }
+    }
+
+    /// The `traceparent` that continues the trace under this span.
+    pub fn w3c_traceparent(&self) -> Option<TraceparentContext> {
+        self.span.as_ref().map(|span| span.state().traceparent())
+    }
+}
+
+/// Adds tags to the current user span; a no-op (arguments not evaluated) without one.
+///
+/// Same syntax as [`add_span_tags!`](crate::add_span_tags).
+///
+/// # Examples
+///
+/// ```
+/// use foundations::add_user_span_tags;
+///
+/// fn expensive() -> String {
+///     unreachable!("not evaluated without a user trace")
+/// }
+/// add_user_span_tags!("never" => expensive());
+/// ```
+#[macro_export]
+macro_rules! add_user_span_tags {
+    ($($name:expr => $value:expr),+ $(,)?) => {
+        if $crate::telemetry::tracing::__private::user_is_recording() {
+            $crate::telemetry::tracing::__private::user_set_tags([
+                $($crate::telemetry::tracing::Tag::new($name, $value)),+
+            ]);
+        }
+    };
+}
+
+/// Adds a log entry to the current user span; a no-op (arguments not evaluated) without one.
+///
+/// Same syntax as [`add_span_log_fields!`](crate::add_span_log_fields).
+#[macro_export]
+macro_rules! add_user_span_log_fields {
+    ($($name:expr => $value:expr),+ $(,)?) => {
+        if $crate::telemetry::tracing::__private::user_is_recording() {
+            $crate::telemetry::tracing::__private::user_log([
+                $($crate::telemetry::tracing::LogField::new($name, $value)),+
+            ]);
+        }
+    };
+}
+
+/// Sets the finish callback of the current user span; a no-op without one.
+///
+/// Same syntax as [`set_span_finish_callback!`](crate::set_span_finish_callback).
+#[macro_export]
+macro_rules! set_user_span_finish_callback {
+    ($callback:expr) => {
+        if $crate::telemetry::tracing::__private::user_is_recording() {
+            $crate::telemetry::tracing::__private::user_set_finish_callback($callback);
+        }
+    };
+}
