@@ -2,20 +2,9 @@
 //! internal spans only the internal queue, from many threads at once.
 
 use foundations::telemetry::tracing::{self, HarnessOptions, StartTraceOptions};
-use foundations::telemetry::user_tracing::{self, RoutingMetadata};
+use foundations::telemetry::user_tracing;
+use foundations_tests::Tenant;
 use std::collections::HashSet;
-
-#[derive(Debug)]
-struct Tenant(u32);
-
-impl RoutingMetadata for Tenant {
-    fn group_key(&self) -> String {
-        self.0.to_string()
-    }
-    fn encode(&self) -> String {
-        format!("tenant={}", self.0)
-    }
-}
 
 #[test]
 fn installed_pipelines_never_exchange_a_span() {
@@ -27,7 +16,7 @@ fn installed_pipelines_never_exchange_a_span() {
         .map(|t| {
             std::thread::spawn(move || {
                 for i in 0..50 {
-                    let _user = user_tracing::start_user_trace("u_root", Tenant(t), None);
+                    let _user = user_tracing::start_user_trace("u_root", Tenant::new(t), None);
                     let _internal = tracing::start_trace("i_root", StartTraceOptions::default());
                     let _u = user_tracing::user_span("u_child");
                     let _i = tracing::span("i_child");

@@ -7,7 +7,7 @@
 //! asks the tracing API) and knows nothing of export.
 
 use crate::telemetry::tracing::scope_stack::{self, ScopeId};
-use crate::telemetry::tracing::state::SharedSpan;
+use crate::telemetry::tracing::state::{LocalSpan, SharedSpan};
 use crate::telemetry::tracing::{self, Pipeline};
 use pin_project_lite::pin_project;
 use std::borrow::Cow;
@@ -142,8 +142,9 @@ impl TelemetryContext {
     /// assert!(tracing::trace_id().is_none());
     /// ```
     pub fn scope(&self) -> TelemetryScope {
-        let ids =
-            PIPELINES.map(|pipeline| scope_stack::push(pipeline, self.span(pipeline).cloned()));
+        let ids = PIPELINES.map(|pipeline| {
+            scope_stack::push(pipeline, self.span(pipeline).cloned().map(LocalSpan::from))
+        });
         TelemetryScope {
             ids,
             #[cfg(feature = "testing")]
@@ -238,7 +239,9 @@ impl Drop for TelemetryScope {
     fn drop(&mut self) {
         for (pipeline, id) in PIPELINES.into_iter().zip(self.ids) {
             if let Some(id) = id {
-                drop(scope_stack::remove(pipeline, id));
+                let mut spill = None;
+                scope_stack::end(pipeline, id, &mut spill);
+                drop(spill);
             }
         }
         #[cfg(feature = "testing")]

@@ -8,15 +8,31 @@
 //!   its customers, routed per customer.
 //! - `testing` (feature `testing`): in-memory sinks that show recorded spans as trees.
 //!
-//! The pipelines never mix: each has its own harness, scope stack and queue.
+//! - [`log_correlation`]: trace and span ids on log lines; [`propagation`]: traces across
+//!   subprocesses.
+//! - [`settings`] and [`init`]: the YAML settings block, and the start of both pipelines
+//!   with their exporters ([`TelemetryDriver`]).
+//!
+//! The pipelines never mix: each has its own harness, scope stack, queue and exporter.
 
 mod context;
+mod driver;
+mod exporter;
+pub mod log_correlation;
+pub(crate) mod otlp;
+pub mod propagation;
+pub mod settings;
 #[cfg(feature = "testing")]
 pub mod testing;
 pub mod tracing;
+mod transport;
 #[cfg(feature = "user-tracing")]
 pub mod user_tracing;
 
 pub use context::{TelemetryContext, TelemetryScope, WithTelemetryContext, spawn};
+#[cfg(feature = "user-tracing")]
+pub use driver::user_exporter_stats;
+pub use driver::{InitError, ShutdownReport, TelemetryDriver, init, internal_exporter_stats};
+pub use exporter::ExporterStats;
 #[cfg(feature = "testing")]
 pub use testing::{TestLog, TestSpan, TestTelemetryContext, TestTraceOptions};

@@ -12,12 +12,10 @@
 
 use crate::telemetry::TelemetryContext;
 use crate::telemetry::context::PerPipeline;
-use crate::telemetry::tracing::harness::RootSampling;
-use crate::telemetry::tracing::state::RawFinishedSpan;
+use crate::telemetry::tracing::harness::{RootSampling, SpanSink};
 use crate::telemetry::tracing::{
-    FinishedSpan, Harness, SpanId, SpanState, TagValue, TraceFlags, TraceId, TraceState,
+    FinishedSpan, Harness, SpanId, TagValue, TraceFlags, TraceId, TraceState,
 };
-use cf_rustracing::span::SpanConsumer;
 use parking_lot::Mutex;
 use std::collections::HashSet;
 use std::future::Future;
@@ -31,12 +29,9 @@ struct TestSink {
     spans: Mutex<Vec<FinishedSpan>>,
 }
 
-struct SinkConsumer(Arc<TestSink>);
-
-impl SpanConsumer<SpanState> for SinkConsumer {
-    fn consume_span(&self, span: RawFinishedSpan) {
-        let span = FinishedSpan::from_raw(&span);
-        self.0.spans.lock().push(span);
+impl SpanSink for TestSink {
+    fn push(&self, span: FinishedSpan) {
+        self.spans.lock().push(span);
     }
 }
 
@@ -64,11 +59,8 @@ impl TelemetryContext {
             internal: Arc::new(TestSink::default()),
             user: Arc::new(TestSink::default()),
         };
-        let internal = Harness::new(
-            RootSampling::Ratio(1.0),
-            SinkConsumer(Arc::clone(&sinks.internal)),
-        );
-        let user = Harness::new(RootSampling::Always, SinkConsumer(Arc::clone(&sinks.user)));
+        let internal = Harness::new(RootSampling::Ratio(1.0), sinks.internal.clone());
+        let user = Harness::new(RootSampling::Always, sinks.user.clone());
         let ctx = TelemetryContext::with_test_harnesses(PerPipeline {
             internal: Some(Arc::new(internal)),
             user: Some(Arc::new(user)),
@@ -117,6 +109,12 @@ impl TestTelemetryContext {
     /// finished yet.
     pub fn traces(&self, options: TestTraceOptions) -> Vec<TestSpan> {
         build_trees(&self.sinks.internal.spans.lock(), &options)
+    }
+
+    /// The recorded internal spans as exporters receive them (for in-crate exporter tests).
+    #[cfg(test)]
+    pub(crate) fn finished_internal_spans(&self) -> Vec<FinishedSpan> {
+        self.sinks.internal.spans.lock().clone()
     }
 
     /// The finished spans of the user pipeline, as trees; each span shows the routing of its

@@ -45,10 +45,9 @@
 use crate::telemetry::TelemetryContext;
 use crate::telemetry::tracing::harness::{self, HarnessOptions, InstallError, RootSampling};
 use crate::telemetry::tracing::scope_stack::{self, ScopeId};
-use crate::telemetry::tracing::state::SharedSpan;
+use crate::telemetry::tracing::state::{LocalSpan, SharedSpan};
 use crate::telemetry::tracing::{
-    Pipeline, RootOptions, SpanDrain, TraceState, TraceparentContext, current_state,
-    with_root_harness,
+    Pipeline, RootOptions, SpanDrain, TraceState, TraceparentContext, current_state, root_harness,
 };
 use std::borrow::Cow;
 use std::marker::PhantomData;
@@ -150,7 +149,7 @@ fn start(
     routing: Arc<dyn RoutingMetadata>,
     inbound: Option<(TraceparentContext, Option<TraceState>)>,
 ) -> UserSpanScope {
-    let root = with_root_harness(Pipeline::User, move |harness| {
+    let root = root_harness(Pipeline::User).map(|harness| {
         let options = RootOptions {
             inbound,
             force_sampling: None,
@@ -190,7 +189,7 @@ pub fn dual_span(name: impl Into<Cow<'static, str>>) -> crate::telemetry::tracin
 }
 
 #[inline]
-pub(crate) fn open_child(name: Cow<'static, str>) -> Option<SharedSpan> {
+pub(crate) fn open_child(name: Cow<'static, str>) -> Option<LocalSpan> {
     scope_stack::inspect_current(Pipeline::User, |current| {
         current.map(|parent| parent.child(name))
     })
@@ -228,7 +227,7 @@ pub struct UserSpanScope {
 
 impl UserSpanScope {
     #[inline]
-    pub(crate) fn enter(span: Option<SharedSpan>) -> Self {
+    pub(crate) fn enter(span: Option<LocalSpan>) -> Self {
         let id = span.and_then(|span| scope_stack::push(Pipeline::User, Some(span)));
         Self {
             id,
@@ -257,7 +256,7 @@ impl UserSpanScope {
             .map(|id| scope_stack::remove(Pipeline::User, id));
         let mut ctx = TelemetryContext::current();
         if let Some(span) = own_span {
-            ctx.set_span(Pipeline::User, span);
+            ctx.set_span(Pipeline::User, span.map(LocalSpan::into_shared));
         }
         ctx
     }
@@ -267,7 +266,10 @@ impl Drop for UserSpanScope {
     #[inline]
     fn drop(&mut self) {
         if let Some(id) = self.id.take() {
-            drop(scope_stack::remove(Pipeline::User, id));
+            let mut spill = None;
+            scope_stack::end(Pipeline::User, id, &mut spill);
+            // Dropped after the stack's borrow is released: it may run application code.
+            drop(spill);
         }
     }
 }
@@ -332,14 +334,17 @@ impl UserSpan {
     /// Opens a child of this span, without making it current.
     pub fn child(&self, name: impl Into<Cow<'static, str>>) -> UserSpan {
         Self {
-            span: self.span.as_ref().map(|span| span.child(name.into())),
+            span: self
+                .span
+                .as_ref()
+                .map(|span| span.child(name.into()).into_shared()),
         }
     }
 
     /// Makes this span current on this thread until the returned scope is dropped.
     pub fn enter(&self) -> UserSpanScope {
         match &self.span {
-            Some(span) => UserSpanScope::enter(Some(span.clone())),
+            Some(span) => UserSpanScope::enter(Some(span.clone().into())),
             None => UserSpanScope::inert(),
         }
     }
@@ -352,7 +357,7 @@ impl UserSpan {
     ) {
         if let Some(span) = self.span.as_ref().and_then(SharedSpan::as_recording) {
             let tag = crate::telemetry::tracing::Tag::new(name, value);
-            span.with_span(|span| span.set_tag(|| tag));
+            span.with_span(|span| span.set_tags(std::iter::once(tag)));
         }
     }
 

@@ -2,9 +2,10 @@
 //!
 //! A macro first asks whether the current span is recorded, then evaluates its arguments
 //! (application code, run outside any borrow or lock of ours), then hands the built values
-//! over. Handing over borrows the thread's scope stack and locks the span only for the push.
+//! over. Handing over borrows the thread's scope stack; a span the stack owns takes them
+//! directly, a shared one under its lock, held only for the push.
 
-use super::state::{RecordingSpan, SpanState};
+use super::state::SpanState;
 use super::{Pipeline, scope_stack};
 use cf_rustracing::log::LogField;
 use cf_rustracing::span::FinishSpanCallback;
@@ -13,43 +14,38 @@ use cf_rustracing::tag::Tag;
 #[inline]
 pub(crate) fn is_recording(pipeline: Pipeline) -> bool {
     scope_stack::inspect_current(pipeline, |span| {
-        span.is_some_and(|span| span.as_recording().is_some())
+        span.is_some_and(|span| span.is_recording())
     })
 }
 
 #[inline]
-pub(crate) fn with_recording(pipeline: Pipeline, f: impl FnOnce(&RecordingSpan)) {
-    scope_stack::inspect_current(pipeline, |span| {
-        if let Some(recording) = span.and_then(|span| span.as_recording()) {
-            f(recording);
-        }
-    })
-}
-
 pub(crate) fn set_tags<const N: usize>(pipeline: Pipeline, tags: [Tag; N]) {
-    with_recording(pipeline, |span| {
-        span.with_span(|span| span.set_tags(|| tags))
-    });
+    scope_stack::with_current(pipeline, |span| span.set_tags(tags));
 }
 
 pub(crate) fn log<const N: usize>(pipeline: Pipeline, fields: [LogField; N]) {
-    with_recording(pipeline, |span| {
-        span.with_span(|span| {
-            span.log(|log| {
-                for field in fields {
-                    log.field(field);
-                }
-            })
-        })
-    });
+    scope_stack::with_current(pipeline, |span| span.log(fields));
 }
 
 pub(crate) fn set_finish_callback(
     pipeline: Pipeline,
     callback: impl Into<FinishSpanCallback<SpanState>>,
 ) {
-    let callback = callback.into();
-    with_recording(pipeline, |span| span.set_finish_callback(callback));
+    // Whatever is not kept (the callback itself if no span takes it, or the callbacks it
+    // replaces) is dropped here, after the stack's borrow: dropping a callback runs the
+    // drop code of what it captured.
+    let mut unused = None;
+    let mut replaced = None;
+    let mut callback = Some(callback.into());
+    scope_stack::with_current(pipeline, |span| {
+        if let Some(callback) = callback.take() {
+            match span.set_finish_callback(callback) {
+                Ok(previous) => replaced = Some(previous),
+                Err(callback) => unused = Some(callback),
+            }
+        }
+    });
+    drop((callback, unused, replaced));
 }
 
 /// `true` when the current internal span is recorded.

@@ -5,10 +5,15 @@
 //! `cf_rustracing` span (with its heap buffers) is dropped right there. That keeps every
 //! allocation of the hot path on the thread that made it: freeing them on the consumer's
 //! thread instead costs allocators such as glibc's a contended lock per free, which measured
-//! at more than the whole rest of a span's cost. Names up to 24 bytes and up to four tags
+//! at more than the whole rest of a span's cost. Names up to 24 bytes and up to two tags
 //! are stored inline, so the common span crosses threads as one plain value.
 //!
-//! This module owns the record and the conversion; it does not decide where records go.
+//! Most spans never become `cf_rustracing` spans at all: a live span keeps its name and
+//! tags in the same inline shapes this record uses, and [`FinishedSpan::new`] moves them in
+//! without copying. Spans that needed the full `cf_rustracing` representation (log entries,
+//! finish callbacks) are copied out with [`FinishedSpan::from_raw`].
+//!
+//! This module owns the record and the conversions; it does not decide where records go.
 
 use super::state::{RawFinishedSpan, SpanState};
 use super::w3c::{SpanId, TraceId};
@@ -17,10 +22,14 @@ use cf_rustracing::span::RoutingMetadata;
 use cf_rustracing::tag::{Tag, TagValue};
 use compact_str::CompactString;
 use smallvec::SmallVec;
+use std::borrow::Cow;
 use std::time::SystemTime;
 
-/// Tags kept inline in a [`FinishedSpan`] before spilling to the heap.
+/// Tags kept inline in a [`FinishedSpan`] (and in a live span) before spilling to the heap.
 const INLINE_TAGS: usize = 2;
+
+/// The tags of a live span and of its record: the same type, so finishing moves them.
+pub(crate) type InlineTags = SmallVec<[Tag; INLINE_TAGS]>;
 
 /// The parent a finished span names.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -56,11 +65,33 @@ pub struct FinishedSpan {
     parent: Option<ParentSpan>,
     start_time: SystemTime,
     finish_time: SystemTime,
-    tags: SmallVec<[Tag; INLINE_TAGS]>,
+    tags: InlineTags,
     logs: Vec<Log>,
 }
 
 impl FinishedSpan {
+    /// The record of a span that was never a `cf_rustracing` span: its parts are moved in.
+    /// Such a span has no log entries (logging makes a span a `cf_rustracing` one).
+    pub(crate) fn new(
+        name: Cow<'static, str>,
+        state: SpanState,
+        parent: Option<ParentSpan>,
+        start_time: SystemTime,
+        finish_time: SystemTime,
+        tags: InlineTags,
+    ) -> Self {
+        Self {
+            // Short names are stored inline; a long owned name keeps its buffer.
+            name: CompactString::from(name),
+            state,
+            parent,
+            start_time,
+            finish_time,
+            tags,
+            logs: Vec::new(),
+        }
+    }
+
     /// Copies what a record needs out of a `cf_rustracing` span; the caller drops the span on
     /// its own thread.
     pub(crate) fn from_raw(span: &RawFinishedSpan) -> Self {

@@ -1,21 +1,25 @@
 //! Harnesses: where a pipeline's root spans come from and where its finished spans go.
 //!
-//! A harness owns a `cf_rustracing` [`Tracer`](cf_rustracing::Tracer), the sampling decision
-//! for new roots, and the bounded queue that finished spans enter. There is one process-global
-//! harness per pipeline, installed once with [`install`]; until then (or when tracing is
-//! disabled) no harness answers and every span is inert: nothing is allocated or recorded.
+//! A harness owns the sampling decision for new roots and the [`SpanSink`] that finished
+//! spans enter: for an installed harness, the bounded queue that a [`SpanDrain`] reads;
+//! for a test context, its in-memory sink. It also owns a `cf_rustracing`
+//! [`Tracer`](cf_rustracing::Tracer), used only for spans that need a full
+//! `cf_rustracing` span (see the `state` module). There is one process-global harness per
+//! pipeline, installed once with [`install`]; until then (or when tracing is disabled) no
+//! harness answers and every span is inert: nothing is allocated or recorded.
 //!
 //! This module must not know which span is current (the scope stack owns that) nor how
 //! spans are encoded or sent (exporters read a [`SpanDrain`]).
 
 use super::finished::FinishedSpan;
-use super::state::{RawFinishedSpan, SharedSpan, SpanState};
+use super::state::{LiveSpan, LocalSpan, ParentRef, RawFinishedSpan, SharedSpan, SpanState};
 use super::w3c::{TraceState, TraceparentContext};
 use cf_rustracing::sampler::AllSampler;
 use cf_rustracing::span::{RoutingMetadata, SpanConsumer};
 use crossbeam_queue::SegQueue;
 use std::borrow::Cow;
 use std::fmt;
+use std::ops::Deref;
 use std::sync::Arc;
 use std::sync::OnceLock;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
@@ -47,6 +51,47 @@ pub(crate) fn global(pipeline: Pipeline) -> Option<&'static Harness> {
     global_slot(pipeline).get()
 }
 
+/// The harness a live span was started from, and finishes into.
+///
+/// An installed harness lives for the whole process, so spans refer to it by a plain
+/// reference: children copy a pointer, not a reference count.
+#[derive(Clone)]
+pub(crate) enum HarnessRef {
+    Global(&'static Harness),
+    /// A test context's harness, kept alive by its spans.
+    #[cfg(any(test, feature = "testing"))]
+    Owned(Arc<Harness>),
+}
+
+impl Deref for HarnessRef {
+    type Target = Harness;
+
+    #[inline]
+    fn deref(&self) -> &Harness {
+        match self {
+            HarnessRef::Global(harness) => harness,
+            #[cfg(any(test, feature = "testing"))]
+            HarnessRef::Owned(harness) => harness,
+        }
+    }
+}
+
+/// Where a harness's finished spans go.
+pub(crate) trait SpanSink: Send + Sync {
+    fn push(&self, span: FinishedSpan);
+}
+
+/// Hands spans that finished as `cf_rustracing` spans to a sink, as records.
+struct RawSpanConsumer(Arc<dyn SpanSink>);
+
+impl SpanConsumer<SpanState> for RawSpanConsumer {
+    fn consume_span(&self, span: RawFinishedSpan) {
+        // Converted here, on the finishing thread, so the raw span's buffers are freed
+        // where they were allocated (see the `finished` module).
+        self.0.push(FinishedSpan::from_raw(&span));
+    }
+}
+
 /// How a harness decides whether a new root is recorded.
 #[derive(Clone, Copy, Debug)]
 pub(crate) enum RootSampling {
@@ -62,8 +107,10 @@ pub(crate) enum RootSampling {
     Always,
 }
 
-/// A pipeline's tracer and sampling policy.
+/// A pipeline's sampling policy and span sink.
 pub(crate) struct Harness {
+    sink: Arc<dyn SpanSink>,
+    /// Starts the spans that need a full `cf_rustracing` span; its consumer feeds `sink`.
     tracer: cf_rustracing::Tracer<AllSampler, SpanState>,
     sampling: RootSampling,
 }
@@ -79,18 +126,40 @@ pub(crate) struct RootOptions {
 }
 
 impl Harness {
-    pub(crate) fn new(
-        sampling: RootSampling,
-        consumer: impl SpanConsumer<SpanState> + 'static,
-    ) -> Self {
+    pub(crate) fn new(sampling: RootSampling, sink: Arc<dyn SpanSink>) -> Self {
         Self {
-            tracer: cf_rustracing::Tracer::with_consumer(AllSampler, consumer),
+            tracer: cf_rustracing::Tracer::with_consumer(
+                AllSampler,
+                RawSpanConsumer(Arc::clone(&sink)),
+            ),
+            sink,
             sampling,
         }
     }
 
+    pub(crate) fn tracer(&self) -> &cf_rustracing::Tracer<AllSampler, SpanState> {
+        &self.tracer
+    }
+
+    /// Hands a finished span to the sink.
+    #[inline]
+    pub(crate) fn finish(&self, span: FinishedSpan) {
+        self.sink.push(span);
+    }
+
+    fn sample_new_root(&self) -> bool {
+        match self.sampling {
+            RootSampling::Always => true,
+            RootSampling::Ratio(ratio) if ratio >= 1.0 => true,
+            RootSampling::Ratio(ratio) if ratio <= 0.0 => false,
+            RootSampling::Ratio(ratio) => rand::random::<f64>() < ratio,
+        }
+    }
+}
+
+impl HarnessRef {
     /// Starts a root span: a new trace, or the local root of an inbound one.
-    pub(crate) fn start_root(&self, name: Cow<'static, str>, options: RootOptions) -> SharedSpan {
+    pub(crate) fn start_root(self, name: Cow<'static, str>, options: RootOptions) -> LocalSpan {
         match options.inbound {
             Some((inbound, trace_state)) => {
                 let remote = SpanState::remote(&inbound, trace_state).with_routing(options.routing);
@@ -101,15 +170,11 @@ impl Harness {
                 if !sampled {
                     // Nothing is recorded, so there is no new span to name as the parent:
                     // forward the inbound parent id unchanged, with the sampled flag unset.
-                    return SharedSpan::NonRecording(remote.with_sampled(false));
+                    return SharedSpan::NonRecording(remote.with_sampled(false)).into();
                 }
                 let state = remote.child().with_sampled(true);
-                let span = self
-                    .tracer
-                    .span(name)
-                    .child_of(&remote.into_parent_context())
-                    .start_with_state(state.clone());
-                SharedSpan::from_root(span, state)
+                let parent = ParentRef::of(&remote);
+                LocalSpan::Owned(LiveSpan::start(self, name, state, Some(parent), None))
             }
             None => {
                 let sampled = options
@@ -117,20 +182,10 @@ impl Harness {
                     .unwrap_or_else(|| self.sample_new_root());
                 let state = SpanState::new_root(sampled).with_routing(options.routing);
                 if !sampled {
-                    return SharedSpan::NonRecording(state);
+                    return SharedSpan::NonRecording(state).into();
                 }
-                let span = self.tracer.span(name).start_with_state(state.clone());
-                SharedSpan::from_root(span, state)
+                LocalSpan::Owned(LiveSpan::start(self, name, state, None, None))
             }
-        }
-    }
-
-    fn sample_new_root(&self) -> bool {
-        match self.sampling {
-            RootSampling::Always => true,
-            RootSampling::Ratio(ratio) if ratio >= 1.0 => true,
-            RootSampling::Ratio(ratio) if ratio <= 0.0 => false,
-            RootSampling::Ratio(ratio) => rand::random::<f64>() < ratio,
         }
     }
 }
@@ -278,8 +333,8 @@ pub(crate) fn install_pipeline(
     if slot.get().is_some() {
         return Err(InstallError::AlreadyInstalled);
     }
-    let (consumer, drain) = SpanDrain::new(options.max_queue_size);
-    slot.set(Harness::new(sampling, consumer))
+    let (queue, drain) = SpanDrain::new(options.max_queue_size);
+    slot.set(Harness::new(sampling, queue))
         .map_err(|_| InstallError::AlreadyInstalled)?;
     Ok(drain)
 }
@@ -296,53 +351,103 @@ pub struct QueueStats {
 
 /// The bounded queue between finished spans and their consumer.
 ///
-/// Lock-free on the producer side: a finished span costs a push and a few atomic adds.
+/// Lock-free on the producer side: a finished span costs a push and one atomic add.
 /// Producers never wake the consumer per span (that is a syscall each time); they wake it
 /// only when the queue length reaches the threshold a waiting consumer asked for, so a
 /// batching consumer is woken once per batch, or by its own flush timeout.
+///
+/// Producers and consumers run on different cores, so what each side writes per span lives
+/// on its own cache line, and a batch consumer settles `len` once per batch: every write the
+/// consumer makes to the producers' line costs the next producer a cache miss.
 struct SpanQueue {
     spans: SegQueue<FinishedSpan>,
-    /// Spans in `spans`, counted before the push so that the bound is never exceeded.
-    len: AtomicUsize,
+    producers: CacheLine<ProducerCounters>,
     /// Spans taken out by consumers; `queued` is derived from it so that producers pay for
     /// one counter, not two.
-    popped: AtomicU64,
+    popped: CacheLine<AtomicU64>,
+    wake: Notify,
+}
+
+/// What producers read or write for every span.
+struct ProducerCounters {
+    /// Spans pushed and not yet accounted as popped, counted before the push so that the
+    /// bound is never exceeded. Consumers subtract after popping, so it may briefly count
+    /// spans already taken out: the bound errs on the side of holding fewer.
+    len: AtomicUsize,
     max_len: usize,
     /// Queue length at which producers wake waiting consumers; `usize::MAX` when none waits.
     wake_at: AtomicUsize,
-    wake: Notify,
     dropped_queue_full: AtomicU64,
+}
+
+/// Keeps its value on cache lines of its own (128 bytes: adjacent-line prefetch pairs
+/// 64-byte lines on x86).
+#[repr(align(128))]
+struct CacheLine<T>(T);
+
+impl<T> Deref for CacheLine<T> {
+    type Target = T;
+
+    fn deref(&self) -> &T {
+        &self.0
+    }
 }
 
 impl SpanQueue {
     fn new(max_len: Option<usize>) -> Self {
         Self {
             spans: SegQueue::new(),
-            len: AtomicUsize::new(0),
-            max_len: max_len.unwrap_or(usize::MAX),
-            wake_at: AtomicUsize::new(usize::MAX),
+            producers: CacheLine(ProducerCounters {
+                len: AtomicUsize::new(0),
+                max_len: max_len.unwrap_or(usize::MAX),
+                wake_at: AtomicUsize::new(usize::MAX),
+                dropped_queue_full: AtomicU64::new(0),
+            }),
+            popped: CacheLine(AtomicU64::new(0)),
             wake: Notify::new(),
-            popped: AtomicU64::new(0),
-            dropped_queue_full: AtomicU64::new(0),
         }
     }
 
+    fn len(&self) -> usize {
+        self.producers.len.load(Ordering::Acquire)
+    }
+
     fn push(&self, span: FinishedSpan) {
-        let len = self.len.fetch_add(1, Ordering::AcqRel);
-        if len >= self.max_len {
-            self.len.fetch_sub(1, Ordering::AcqRel);
-            self.dropped_queue_full.fetch_add(1, Ordering::Relaxed);
+        let counters = &*self.producers;
+        let len = counters.len.fetch_add(1, Ordering::AcqRel);
+        if len >= counters.max_len {
+            counters.len.fetch_sub(1, Ordering::AcqRel);
+            counters.dropped_queue_full.fetch_add(1, Ordering::Relaxed);
             return;
         }
         self.spans.push(span);
-        if len + 1 == self.wake_at.load(Ordering::Acquire) {
+        if len + 1 == counters.wake_at.load(Ordering::Acquire) {
             self.wake.notify_waiters();
         }
     }
 
+    /// Moves up to `limit` spans into `buffer`, accounting for them once. Returns how many.
+    fn pop_into(&self, buffer: &mut Vec<FinishedSpan>, limit: usize) -> usize {
+        let mut popped = 0;
+        while popped < limit {
+            match self.spans.pop() {
+                Some(span) => buffer.push(span),
+                None => break,
+            }
+            popped += 1;
+        }
+        if popped > 0 {
+            // `len` first: `stats` reads `len` before `popped`, so a span is then counted
+            // by neither for a moment, never twice.
+            self.producers.len.fetch_sub(popped, Ordering::AcqRel);
+            self.popped.fetch_add(popped as u64, Ordering::Relaxed);
+        }
+        popped
+    }
+
     fn pop(&self) -> Option<FinishedSpan> {
         let span = self.spans.pop()?;
-        self.len.fetch_sub(1, Ordering::AcqRel);
+        self.producers.len.fetch_sub(1, Ordering::AcqRel);
         self.popped.fetch_add(1, Ordering::Relaxed);
         Some(span)
     }
@@ -350,7 +455,7 @@ impl SpanQueue {
     /// Waits until at least `count` spans are queued, or until `deadline`.
     async fn wait_for(&self, count: usize, deadline: Option<tokio::time::Instant>) {
         loop {
-            if self.len.load(Ordering::Acquire) >= count {
+            if self.len() >= count {
                 return;
             }
             let notified = self.wake.notified();
@@ -358,8 +463,8 @@ impl SpanQueue {
             // Register before publishing the threshold and re-checking the length, so that
             // a producer crossing the threshold in between cannot be missed.
             notified.as_mut().enable();
-            self.wake_at.store(count, Ordering::Release);
-            if self.len.load(Ordering::Acquire) >= count {
+            self.producers.wake_at.store(count, Ordering::Release);
+            if self.len() >= count {
                 return;
             }
             match deadline {
@@ -374,11 +479,10 @@ impl SpanQueue {
     }
 }
 
-impl SpanConsumer<SpanState> for Arc<SpanQueue> {
-    fn consume_span(&self, span: RawFinishedSpan) {
-        // Converted here, on the finishing thread, so the raw span's buffers are freed
-        // where they were allocated (see the `finished` module).
-        self.push(FinishedSpan::from_raw(&span));
+impl SpanSink for SpanQueue {
+    #[inline]
+    fn push(&self, span: FinishedSpan) {
+        SpanQueue::push(self, span);
     }
 }
 
@@ -428,14 +532,7 @@ impl SpanDrain {
 
     /// Moves up to `limit` queued spans into `buffer` without waiting. Returns how many.
     pub fn drain_into(&self, buffer: &mut Vec<FinishedSpan>, limit: usize) -> usize {
-        let before = buffer.len();
-        while buffer.len() - before < limit {
-            match self.queue.pop() {
-                Some(span) => buffer.push(span),
-                None => break,
-            }
-        }
-        buffer.len() - before
+        self.queue.pop_into(buffer, limit)
     }
 
     /// Takes the next finished span if one is queued.
@@ -445,7 +542,7 @@ impl SpanDrain {
 
     /// Number of spans waiting in the queue.
     pub fn len(&self) -> usize {
-        self.queue.len.load(Ordering::Acquire)
+        self.queue.len()
     }
 
     /// `true` when no span is waiting.
@@ -459,10 +556,14 @@ impl SpanDrain {
             // Read `len` first: a span pushed in between is then counted by neither, never
             // twice. The snapshot is exact whenever the queue is quiet.
             queued: {
-                let len = self.queue.len.load(Ordering::Acquire) as u64;
+                let len = self.queue.len() as u64;
                 self.queue.popped.load(Ordering::Relaxed) + len
             },
-            dropped_queue_full: self.queue.dropped_queue_full.load(Ordering::Relaxed),
+            dropped_queue_full: self
+                .queue
+                .producers
+                .dropped_queue_full
+                .load(Ordering::Relaxed),
         }
     }
 }
@@ -481,13 +582,14 @@ mod tests {
     use super::*;
     use std::time::Instant;
 
-    fn harness(max_len: Option<usize>) -> (Harness, SpanDrain) {
+    fn harness(max_len: Option<usize>) -> (Arc<Harness>, SpanDrain) {
         let (queue, drain) = SpanDrain::new(max_len);
-        (Harness::new(RootSampling::Always, queue), drain)
+        (Arc::new(Harness::new(RootSampling::Always, queue)), drain)
     }
 
-    fn finish_spans(harness: &Harness, count: usize) {
+    fn finish_spans(harness: &Arc<Harness>, count: usize) {
         for _ in 0..count {
+            let harness = HarnessRef::Owned(Arc::clone(harness));
             drop(harness.start_root("s".into(), RootOptions::default()));
         }
     }

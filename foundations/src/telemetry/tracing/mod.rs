@@ -54,11 +54,13 @@ pub use w3c::{
     SpanId, TraceFlags, TraceId, TraceState, TraceStateError, TraceparentContext, TraceparentError,
 };
 
-pub(crate) use harness::{Harness, Pipeline, RootOptions};
+#[cfg(feature = "testing")]
+pub(crate) use harness::Harness;
+pub(crate) use harness::{HarnessRef, Pipeline, RootOptions};
 
 use crate::telemetry::TelemetryContext;
 use scope_stack::ScopeId;
-use state::SharedSpan;
+use state::LocalSpan;
 use std::borrow::Cow;
 use std::marker::PhantomData;
 
@@ -152,18 +154,15 @@ impl StartTraceOptions {
 pub fn start_trace(name: impl Into<Cow<'static, str>>, options: StartTraceOptions) -> SpanScope {
     let name = name.into();
     let name_for_user = name_for_user_span(&name);
-    let root = with_root_harness(Pipeline::Internal, move |harness| {
-        let options = RootOptions {
-            inbound: options.inbound,
-            force_sampling: options.force_sampling,
-            routing: None,
-        };
-        harness.start_root(name, options)
-    });
-    match (root, name_for_user) {
-        (None, None) => SpanScope::inert(),
-        (root, name_for_user) => SpanScope::enter(root, name_for_user),
-    }
+    let Some(harness) = root_harness(Pipeline::Internal) else {
+        return SpanScope::without_span(name_for_user);
+    };
+    let options = RootOptions {
+        inbound: options.inbound,
+        force_sampling: options.force_sampling,
+        routing: None,
+    };
+    SpanScope::enter_root(harness, name, options, name_for_user)
 }
 
 /// Opens a span and makes it current: a child of the current span, or a new root when no
@@ -191,21 +190,17 @@ pub fn start_trace(name: impl Into<Cow<'static, str>>, options: StartTraceOption
 pub fn span(name: impl Into<Cow<'static, str>>) -> SpanScope {
     let name = name.into();
     let name_for_user = name_for_user_span(&name);
-    let mut name = Some(name);
-    let child = scope_stack::inspect_current(Pipeline::Internal, |current| {
-        current.map(|parent| parent.child(name.take().unwrap_or_default()))
-    });
-    let span = match child {
-        Some(child) => Some(child),
-        None => with_root_harness(Pipeline::Internal, |harness| {
-            harness.start_root(name.unwrap_or_default(), RootOptions::default())
-        }),
-    };
-    match (span, name_for_user) {
-        // Nothing installed, no user trace: the common "tracing off" case stays a few
-        // instructions, with nothing to drop.
-        (None, None) => SpanScope::inert(),
-        (span, name_for_user) => SpanScope::enter(span, name_for_user),
+    // The common case, a child of the current span, is built and pushed in one go.
+    let (name, name_for_user) =
+        match scope_stack::push_child(Pipeline::Internal, name, name_for_user) {
+            Ok(id) => return SpanScope::entered(id),
+            Err(args) => args,
+        };
+    match root_harness(Pipeline::Internal) {
+        Some(harness) => {
+            SpanScope::enter_root(harness, name, RootOptions::default(), name_for_user)
+        }
+        None => SpanScope::without_span(name_for_user),
     }
 }
 
@@ -221,16 +216,16 @@ fn name_for_user_span(#[allow(unused)] name: &Cow<'static, str>) -> Option<Cow<'
     None
 }
 
-/// Runs `f` with the harness that serves roots on this thread: the thread's test harness if
-/// a test context is entered, else the installed one. `None`, without calling `f`, when
-/// neither exists: the check is a thread-local read and an atomic load.
+/// The harness that serves roots on this thread: the thread's test harness if a test
+/// context is entered, else the installed one. `None` when neither exists: the check is a
+/// thread-local read and an atomic load.
 #[inline]
-pub(crate) fn with_root_harness<R>(pipeline: Pipeline, f: impl FnOnce(&Harness) -> R) -> Option<R> {
+pub(crate) fn root_harness(pipeline: Pipeline) -> Option<HarnessRef> {
     #[cfg(feature = "testing")]
     if let Some(harness) = scope_stack::test_harness(pipeline) {
-        return Some(f(&harness));
+        return Some(HarnessRef::Owned(harness));
     }
-    harness::global(pipeline).map(f)
+    harness::global(pipeline).map(HarnessRef::Global)
 }
 
 /// Makes a span current on this thread until it is dropped.
@@ -263,18 +258,47 @@ impl SpanScope {
         }
     }
 
-    /// Makes `span` current. `pending_user_name` is `Some` only while a user trace is active;
-    /// the entry is then pushed even without a span so `with_user_span` finds the name.
-    #[inline]
-    fn enter(span: Option<SharedSpan>, pending_user_name: Option<Cow<'static, str>>) -> Self {
-        let id = if span.is_some() || pending_user_name.is_some() {
-            scope_stack::push_entry(Pipeline::Internal, span, pending_user_name)
-        } else {
-            None
-        };
+    /// The scope of an entry already pushed.
+    #[inline(always)]
+    fn entered(id: ScopeId) -> Self {
         Self {
-            id,
+            id: Some(id),
             _not_send: PhantomData,
+        }
+    }
+
+    /// Starts a root and makes it current. `pending_user_name` is `Some` only while a user
+    /// trace is active (see [`without_span`](Self::without_span)).
+    ///
+    /// Out of line: the span is large, and callers without a harness (tracing off) must not
+    /// pay for the stack space and copies its path needs.
+    #[inline(never)]
+    fn enter_root(
+        harness: HarnessRef,
+        name: Cow<'static, str>,
+        options: RootOptions,
+        pending_user_name: Option<Cow<'static, str>>,
+    ) -> Self {
+        let root = harness.start_root(name, options);
+        Self {
+            id: scope_stack::push_entry(Pipeline::Internal, Some(root), pending_user_name),
+            _not_send: PhantomData,
+        }
+    }
+
+    /// A scope without a span: inert, unless a user trace is active
+    /// (`pending_user_name` is `Some`); the entry is then pushed anyway so that
+    /// `with_user_span` finds the name.
+    #[inline]
+    fn without_span(pending_user_name: Option<Cow<'static, str>>) -> Self {
+        match pending_user_name {
+            // Nothing installed, no user trace: the common "tracing off" case stays a few
+            // instructions, with nothing to drop.
+            None => Self::inert(),
+            Some(name) => Self {
+                id: scope_stack::push_entry(Pipeline::Internal, None, Some(name)),
+                _not_send: PhantomData,
+            },
         }
     }
 
@@ -354,12 +378,12 @@ impl SpanScope {
         let own = self.id.take().and_then(remove_with_user_span);
         let mut ctx = TelemetryContext::current();
         if let Some(own) = own {
-            if own.span.is_some() {
-                ctx.set_span(Pipeline::Internal, own.span);
+            if let Some(span) = own.span {
+                ctx.set_span(Pipeline::Internal, Some(span.into_shared()));
             }
             #[cfg(feature = "user-tracing")]
             if let Some(user_span) = own.user_span {
-                ctx.set_span(Pipeline::User, user_span);
+                ctx.set_span(Pipeline::User, user_span.map(LocalSpan::into_shared));
             }
         }
         ctx
@@ -371,8 +395,8 @@ impl SpanScope {
 /// Fields drop in order: the user span (opened last) finishes before the internal one.
 struct OwnSpans {
     #[cfg(feature = "user-tracing")]
-    user_span: Option<Option<SharedSpan>>,
-    span: Option<SharedSpan>,
+    user_span: Option<Option<LocalSpan>>,
+    span: Option<LocalSpan>,
 }
 
 /// Removes internal entry `id` and the user entry it links to (if any).
@@ -392,8 +416,20 @@ impl Drop for SpanScope {
     #[inline]
     fn drop(&mut self) {
         if let Some(id) = self.id.take() {
-            // The removed spans are dropped here, after the stack borrows are released.
-            drop(remove_with_user_span(id));
+            let mut spill = None;
+            let user_scope = scope_stack::end(Pipeline::Internal, id, &mut spill);
+            #[cfg(feature = "user-tracing")]
+            if let Some(user_scope) = user_scope {
+                let mut user_spill = None;
+                scope_stack::end(Pipeline::User, user_scope, &mut user_spill);
+                // The user span (opened last) finishes first.
+                drop(user_spill);
+            }
+            #[cfg(not(feature = "user-tracing"))]
+            let _ = user_scope;
+            // Spans that may run application code as they finish are dropped here, after
+            // the stack borrows are released.
+            drop(spill);
         }
     }
 }

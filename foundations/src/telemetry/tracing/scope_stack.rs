@@ -4,13 +4,19 @@
 //! other's spans. Entries are removed by id, not popped: a scope dropped out of order
 //! removes exactly its own entry and never re-parents later spans.
 //!
-//! This module owns nothing but the stacks (and, in tests, the thread's test harness): it
-//! does not create spans. Values removed from a stack are dropped *after* the stack's borrow
-//! is released, because dropping the last handle of a span runs its finish callback, which
-//! is application code that may open spans itself.
+//! An entry *owns* a recorded span that nothing else refers to (see the `state` module), so
+//! tagging the current span or opening a child of it needs no lock: a new child is built
+//! and pushed within one borrow of the stack. Capturing the current span
+//! ([`current`]) moves it behind an `Arc` in place.
+//!
+//! This module owns the stacks (and, in tests, the thread's test harness); which spans they
+//! hold is decided by its callers. Values removed from a stack are dropped *after* the
+//! stack's borrow is released, because finishing a span runs its finish callback, which is
+//! application code that may open spans itself. Code that runs inside a borrow (span
+//! creation, tagging, the move behind an `Arc`) runs none.
 
 use super::harness::Pipeline;
-use super::state::SharedSpan;
+use super::state::{LocalSpan, SharedSpan};
 use std::borrow::Cow;
 use std::cell::RefCell;
 use std::num::NonZeroU64;
@@ -29,7 +35,7 @@ pub(crate) struct ScopeId(NonZeroU64);
 struct Entry {
     id: ScopeId,
     /// `None` marks a context without a span of this pipeline: it hides spans below it.
-    span: Option<SharedSpan>,
+    span: Option<LocalSpan>,
     /// The entry's link to a parallel user span (`SpanScope::with_user_span`): kept here
     /// rather than in the scope so that a scope stays one machine word.
     #[cfg(feature = "user-tracing")]
@@ -50,7 +56,7 @@ enum UserLink {
 
 /// What [`remove_entry`] took off a stack.
 pub(crate) struct RemovedEntry {
-    pub(crate) span: Option<SharedSpan>,
+    pub(crate) span: Option<LocalSpan>,
     /// The parallel user span's entry on the user stack, if one was opened.
     #[cfg(feature = "user-tracing")]
     pub(crate) user_scope: Option<ScopeId>,
@@ -72,6 +78,48 @@ impl ScopeStack {
             #[cfg(feature = "testing")]
             test_harness: None,
         }
+    }
+
+    #[inline]
+    fn push(
+        &mut self,
+        span: Option<LocalSpan>,
+        #[allow(unused)] pending_user_name: Option<Cow<'static, str>>,
+    ) -> ScopeId {
+        // Starts at 1 and would take centuries to wrap; `MIN` keeps it non-zero regardless.
+        self.next_id = self.next_id.wrapping_add(1);
+        let id = ScopeId(NonZeroU64::new(self.next_id).unwrap_or(NonZeroU64::MIN));
+        self.entries.push(Entry {
+            id,
+            span,
+            #[cfg(feature = "user-tracing")]
+            user: pending_user_name.map_or(UserLink::None, UserLink::PendingName),
+        });
+        id
+    }
+
+    #[inline]
+    fn current(&self) -> Option<&LocalSpan> {
+        self.entries.last()?.span.as_ref()
+    }
+
+    #[inline]
+    fn current_mut(&mut self) -> Option<&mut LocalSpan> {
+        self.entries.last_mut()?.span.as_mut()
+    }
+
+    /// Pushes a child of the current span, which the caller checked exists.
+    ///
+    /// Kept out of line so that callers with no current span (tracing off) stay a few
+    /// instructions; inside, the child is built straight into its entry.
+    #[inline(never)]
+    fn push_child(
+        &mut self,
+        name: Cow<'static, str>,
+        pending_user_name: Option<Cow<'static, str>>,
+    ) -> Option<ScopeId> {
+        let child = self.current()?.child(name);
+        Some(self.push(Some(child), pending_user_name))
     }
 }
 
@@ -98,7 +146,7 @@ fn with_stack<R>(pipeline: Pipeline, f: impl FnOnce(&mut ScopeStack) -> R) -> Op
 
 /// Makes `span` (or "no span") current until [`remove`] is called with the returned id.
 #[inline]
-pub(crate) fn push(pipeline: Pipeline, span: Option<SharedSpan>) -> Option<ScopeId> {
+pub(crate) fn push(pipeline: Pipeline, span: Option<LocalSpan>) -> Option<ScopeId> {
     push_entry(pipeline, span, None)
 }
 
@@ -106,27 +154,41 @@ pub(crate) fn push(pipeline: Pipeline, span: Option<SharedSpan>) -> Option<Scope
 #[inline]
 pub(crate) fn push_entry(
     pipeline: Pipeline,
-    span: Option<SharedSpan>,
-    #[allow(unused)] pending_user_name: Option<Cow<'static, str>>,
+    span: Option<LocalSpan>,
+    pending_user_name: Option<Cow<'static, str>>,
 ) -> Option<ScopeId> {
     // If the thread is being torn down, the values are dropped here, outside any borrow.
     let mut values = Some((span, pending_user_name));
     let id = with_stack(pipeline, |stack| {
-        // Starts at 1 and would take centuries to wrap; `MIN` keeps it non-zero regardless.
-        stack.next_id = stack.next_id.wrapping_add(1);
-        let id = ScopeId(NonZeroU64::new(stack.next_id).unwrap_or(NonZeroU64::MIN));
-        #[allow(unused)]
         let (span, pending_user_name) = values.take().unwrap_or_default();
-        stack.entries.push(Entry {
-            id,
-            span,
-            #[cfg(feature = "user-tracing")]
-            user: pending_user_name.map_or(UserLink::None, UserLink::PendingName),
-        });
-        id
+        stack.push(span, pending_user_name)
     });
     drop(values);
     id
+}
+
+/// Opens a child of the current span named `name` and makes it current, within one borrow
+/// of the stack. Gives the arguments back when there is no current span (or the stack is
+/// unavailable): the caller may then start a root.
+#[inline]
+pub(crate) fn push_child(
+    pipeline: Pipeline,
+    name: Cow<'static, str>,
+    pending_user_name: Option<Cow<'static, str>>,
+) -> Result<ScopeId, (Cow<'static, str>, Option<Cow<'static, str>>)> {
+    let mut args = Some((name, pending_user_name));
+    let id = with_stack(pipeline, |stack| {
+        stack.current()?;
+        let (name, pending_user_name) = args.take()?;
+        stack.push_child(name, pending_user_name)
+    })
+    .flatten();
+    match (id, args) {
+        (Some(id), _) => Ok(id),
+        (None, Some(args)) => Err(args),
+        // The closure takes the arguments only on its way to pushing.
+        (None, None) => unreachable!("arguments taken without a push"),
+    }
 }
 
 /// Takes the name kept by [`push_entry`] for entry `id`, if no user span was opened yet.
@@ -159,9 +221,52 @@ pub(crate) fn link_user_scope(pipeline: Pipeline, id: ScopeId, user_scope: Scope
     });
 }
 
-/// Removes the entry `id` wherever it is in the stack, and returns its span.
+/// Ends the entry `id`, wherever it is in the stack: what its scope's drop does.
+///
+/// A span that finishes without running application code (see
+/// [`LocalSpan::finishes_quietly`]) finishes right here, in place: moving an entry out
+/// costs more than all the rest of removing it. Any other span is moved to `spill`, for the
+/// caller to drop once this returns. Returns the user entry linked to this one, if any.
 #[inline]
-pub(crate) fn remove(pipeline: Pipeline, id: ScopeId) -> Option<SharedSpan> {
+pub(crate) fn end(
+    pipeline: Pipeline,
+    id: ScopeId,
+    spill: &mut Option<LocalSpan>,
+) -> Option<ScopeId> {
+    with_stack(pipeline, |stack| {
+        // The entry is almost always the top one; search from there.
+        let index = stack.entries.iter().rposition(|entry| entry.id == id)?;
+        let entry = &mut stack.entries[index];
+        #[cfg(feature = "user-tracing")]
+        let user_scope = match std::mem::take(&mut entry.user) {
+            UserLink::Opened(user_scope) => Some(user_scope),
+            // A pending name drops here: a plain string, not application code.
+            _ => None,
+        };
+        #[cfg(not(feature = "user-tracing"))]
+        let user_scope = None;
+        // With a linked user span the span is spilled too, so that the caller finishes the
+        // user span (opened last) first.
+        let quiet =
+            user_scope.is_none() && entry.span.as_ref().is_none_or(LocalSpan::finishes_quietly);
+        if !quiet {
+            *spill = entry.span.take();
+        }
+        if index + 1 == stack.entries.len() {
+            stack.entries.truncate(index);
+        } else {
+            stack.entries.remove(index);
+        }
+        user_scope
+    })
+    .flatten()
+}
+
+/// Removes the entry `id` wherever it is in the stack, and returns its span. Drop it after
+/// this returns: finishing a span may run application code.
+#[cfg(feature = "user-tracing")]
+#[inline]
+pub(crate) fn remove(pipeline: Pipeline, id: ScopeId) -> Option<LocalSpan> {
     remove_entry(pipeline, id).and_then(|entry| entry.span)
 }
 
@@ -185,19 +290,25 @@ pub(crate) fn remove_entry(pipeline: Pipeline, id: ScopeId) -> Option<RemovedEnt
     .flatten()
 }
 
-/// The current span of `pipeline` on this thread.
+/// The current span of `pipeline` on this thread, as a handle that can leave the thread.
+///
+/// An owned span moves behind an `Arc` for this, in place: later tags and children on this
+/// thread then go through the shared span.
 #[inline]
 pub(crate) fn current(pipeline: Pipeline) -> Option<SharedSpan> {
-    with_stack(pipeline, |stack| stack.entries.last()?.span.clone()).flatten()
+    with_stack(pipeline, |stack| {
+        let slot = &mut stack.entries.last_mut()?.span;
+        let shared = slot.take()?.into_shared();
+        *slot = Some(LocalSpan::Shared(shared.clone()));
+        Some(shared)
+    })
+    .flatten()
 }
 
-/// Reads the current span without cloning it. `f` must not touch the scope stacks or run
+/// Reads the current span without sharing it. `f` must not touch the scope stacks or run
 /// application code.
 #[inline]
-pub(crate) fn inspect_current<R>(
-    pipeline: Pipeline,
-    f: impl FnOnce(Option<&SharedSpan>) -> R,
-) -> R {
+pub(crate) fn inspect_current<R>(pipeline: Pipeline, f: impl FnOnce(Option<&LocalSpan>) -> R) -> R {
     let mut f = Some(f);
     let result = with_stack(pipeline, |stack| {
         let current = stack.entries.last().and_then(|entry| entry.span.as_ref());
@@ -207,6 +318,17 @@ pub(crate) fn inspect_current<R>(
         Some(result) => result,
         None => (f.take().expect("not called"))(None),
     }
+}
+
+/// Runs `f` on the current span, if there is one. `f` must not touch the scope stacks or
+/// run application code (nor drop values whose drop may run it).
+#[inline]
+pub(crate) fn with_current(pipeline: Pipeline, f: impl FnOnce(&mut LocalSpan)) {
+    with_stack(pipeline, |stack| {
+        if let Some(span) = stack.current_mut() {
+            f(span);
+        }
+    });
 }
 
 /// The harness that roots started on this thread use instead of the global one.

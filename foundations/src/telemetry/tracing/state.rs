@@ -1,17 +1,37 @@
-//! Span identity and the shared handle to a live span.
+//! Span identity, and the representations of a span while it is open.
 //!
-//! This module owns [`SpanState`], the state that every `cf_rustracing` span of both
-//! pipelines carries (trace id, span id, flags, tracestate), and [`SharedSpan`], the handle
-//! that scope stacks and [`TelemetryContext`](crate::telemetry::TelemetryContext)s hold.
-//! It knows nothing about where spans go when they finish (that is the harness) nor which
-//! span is current (that is the scope stack).
+//! This module owns [`SpanState`], the state that every span of both pipelines carries
+//! (trace id, span id, flags, tracestate, routing), and the three shapes an open span takes:
+//!
+//! - [`LiveSpan`]: a recorded span's data. It finishes (and is handed to its harness) when
+//!   it is dropped.
+//! - [`LocalSpan`]: what a scope stack entry holds. A recorded span that nothing else refers
+//!   to is *owned* by its entry: the stack is thread-local and scopes are not `Send`, so
+//!   tags, logs and children need no lock, no reference count and no allocation of their
+//!   own. Only when the span must be shared does it move behind an `Arc`.
+//! - [`SharedSpan`]: what a [`TelemetryContext`](crate::telemetry::TelemetryContext) holds;
+//!   a recorded one is an `Arc<RecordingSpan>` (the live span under a lock).
+//!
+//! A live span is not a `cf_rustracing` span: starting and finishing one costs two clock
+//! reads, a random id and a queue push, with no allocation. It becomes one (kept inside it,
+//! see [`LiveSpan::full`]) only when it needs what only `cf_rustracing` can give: log
+//! entries (whose type only a `cf_rustracing` span can build), and, as it finishes, a
+//! finish callback's argument (a `&mut Span`).
+//!
+//! This module knows nothing about which span is current (that is the scope stack) nor
+//! where finished spans go (that is the harness).
 
+use super::finished::{FinishedSpan, InlineTags, ParentSpan};
+use super::harness::HarnessRef;
 use super::w3c::{SpanId, TraceFlags, TraceId, TraceState, TraceparentContext};
-use cf_rustracing::span::{FinishSpanCallback, RoutingMetadata, SpanContext, SpanHandle};
+use cf_rustracing::log::LogField;
+use cf_rustracing::span::{FinishSpanCallback, RoutingMetadata, SpanContext};
+use cf_rustracing::tag::Tag;
 use parking_lot::Mutex;
 use std::borrow::Cow;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, OnceLock};
+use std::time::SystemTime;
 
 /// A span of either pipeline, as `cf_rustracing` models it.
 pub type Span = cf_rustracing::span::Span<SpanState>;
@@ -131,6 +151,7 @@ impl SpanState {
     }
 
     /// The state of a new local child: same trace, flags and tracestate, a fresh span id.
+    #[inline]
     pub(crate) fn child(&self) -> Self {
         Self {
             trace_id: self.trace_id,
@@ -157,72 +178,272 @@ impl SpanState {
     pub(crate) fn into_parent_context(self) -> SpanContext<SpanState> {
         SpanContext::new(self, Vec::new())
     }
+
+    /// Moves the state out, leaving the ids behind and `None` for tracestate and routing:
+    /// how a finishing span hands its state to its record without cloning it.
+    fn take(&mut self) -> Self {
+        Self {
+            trace_id: self.trace_id,
+            span_id: self.span_id,
+            flags: self.flags,
+            trace_state: self.trace_state.take(),
+            remote: self.remote,
+            routing: self.routing.take(),
+        }
+    }
 }
 
-/// A span that is being recorded, shared by every scope and context that refers to it.
+/// What a span needs to know of its parent: enough to name it in its record, and to
+/// rebuild the parent's state should the span become a `cf_rustracing` span (a parent
+/// shares everything else with its child).
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct ParentRef {
+    span_id: SpanId,
+    flags: TraceFlags,
+    remote: bool,
+}
+
+impl ParentRef {
+    #[inline]
+    pub(crate) fn of(parent: &SpanState) -> Self {
+        Self {
+            span_id: parent.span_id,
+            flags: parent.flags,
+            remote: parent.remote,
+        }
+    }
+
+    fn span(self) -> ParentSpan {
+        ParentSpan {
+            span_id: self.span_id,
+            is_remote: self.remote,
+        }
+    }
+
+    /// The parent's state, given its child's.
+    fn state(self, child: &SpanState) -> SpanState {
+        SpanState {
+            span_id: self.span_id,
+            flags: self.flags,
+            remote: self.remote,
+            ..child.clone()
+        }
+    }
+}
+
+/// A recorded span while it is open. Dropping it finishes it: its record goes to the
+/// harness it was started from.
 ///
-/// The span finishes (and is handed to its harness) when the last handle is dropped.
-///
-/// Opening a child needs the parent's consumer but not its mutable state, so
-/// children are started from a `SpanHandle` cached on first use, without taking the
-/// parent's lock. Only when a finish callback must be inherited (it lives inside the span)
-/// does a child lock its parent.
-pub(crate) struct RecordingSpan {
-    /// A copy of the span's identity, so that reading ids never takes the lock.
+/// Callers must drop live spans outside any borrow of a scope stack and outside any lock of
+/// ours: finishing runs the span's finish callback, which is application code.
+pub(crate) struct LiveSpan {
     state: SpanState,
-    span: Mutex<Span>,
-    /// Created by the first child; later children start from it lock-free.
-    handle: OnceLock<SpanHandle<SpanState>>,
-    /// `true` once the span has (or inherited) a finish callback: children then take the
-    /// locked path that inherits it.
+    harness: HarnessRef,
+    parent: Option<ParentRef>,
+    start_time: SystemTime,
+    /// Moved into [`full`](Self::full) when that is created.
+    name: Cow<'static, str>,
+    /// Moved into [`full`](Self::full) when that is created.
+    tags: InlineTags,
+    /// Kept (also) here so that children inherit it without touching `full`.
+    finish_cb: Option<FinishSpanCallback<SpanState>>,
+    /// The span as a `cf_rustracing` span, once it needed to be one (see the module docs).
+    /// From then on it holds the name, tags, logs and finish callback, and finishing it
+    /// is dropping it. Boxed so that the common span, which never has one, stays small.
+    full: Option<Box<Span>>,
+}
+
+impl LiveSpan {
+    /// Starts a span now.
+    ///
+    /// Inlined, like the other constructors on the way to a scope stack entry, so that the
+    /// span is written straight into its entry rather than copied there.
+    #[inline]
+    pub(crate) fn start(
+        harness: HarnessRef,
+        name: Cow<'static, str>,
+        state: SpanState,
+        parent: Option<ParentRef>,
+        finish_cb: Option<FinishSpanCallback<SpanState>>,
+    ) -> Self {
+        Self {
+            state,
+            harness,
+            parent,
+            start_time: SystemTime::now(),
+            name,
+            tags: InlineTags::new(),
+            finish_cb,
+            full: None,
+        }
+    }
+
+    /// Starts a `ChildOf` span: same harness, trace, routing and finish callback.
+    #[inline]
+    fn child(&self, name: Cow<'static, str>) -> LiveSpan {
+        LiveSpan::start(
+            self.harness.clone(),
+            name,
+            self.state.child(),
+            Some(ParentRef::of(&self.state)),
+            self.finish_cb.clone(),
+        )
+    }
+
+    /// Sets tags; each replaces an earlier tag of the same name.
+    pub(crate) fn set_tags(&mut self, tags: impl IntoIterator<Item = Tag>) {
+        if let Some(full) = &mut self.full {
+            full.set_tags(|| tags);
+            return;
+        }
+        // The same rule as `cf_rustracing::span::Span::set_tags`, so that a span records
+        // the same tags in the same order whichever representation it has.
+        for tag in tags {
+            self.tags.retain(|old| old.name() != tag.name());
+            self.tags.push(tag);
+        }
+    }
+
+    /// Adds a log entry, timestamped now.
+    pub(crate) fn log(&mut self, fields: impl IntoIterator<Item = LogField>) {
+        self.full().log(|log| {
+            for field in fields {
+                log.field(field);
+            }
+        });
+    }
+
+    /// Sets the finish callback, which children started from now on inherit. Returns the
+    /// callbacks it replaces, for the caller to drop outside its borrows (dropping a
+    /// callback may run application code).
+    #[must_use = "drop replaced callbacks outside borrows and locks"]
+    pub(crate) fn set_finish_callback(
+        &mut self,
+        callback: FinishSpanCallback<SpanState>,
+    ) -> ReplacedCallbacks {
+        // Without `full` yet, the callback is installed when `full` is created.
+        let previous_full = self.full.as_mut().and_then(|full| {
+            let previous = full.take_finish_callback();
+            full.set_finish_callback(callback.clone());
+            previous
+        });
+        [self.finish_cb.replace(callback), previous_full]
+    }
+
+    /// `true` when finishing runs no application code: no finish callback, and no routing
+    /// whose last reference the record might drop (if the queue is full).
+    fn finishes_quietly(&self) -> bool {
+        self.finish_cb.is_none() && self.full.is_none() && self.state.routing.is_none()
+    }
+
+    /// The span as a `cf_rustracing` span, created on first use from what was recorded so
+    /// far.
+    fn full(&mut self) -> &mut Span {
+        if self.full.is_none() {
+            let name = std::mem::take(&mut self.name);
+            let mut options = self.harness.tracer().span(name).start_time(self.start_time);
+            if let Some(parent) = self.parent {
+                options = options.child_of(&parent.state(&self.state).into_parent_context());
+            }
+            let mut span = options.start_with_state(self.state.clone());
+            let tags = std::mem::take(&mut self.tags);
+            if !tags.is_empty() {
+                span.set_tags(|| tags);
+            }
+            if let Some(callback) = &self.finish_cb {
+                span.set_finish_callback(callback.clone());
+            }
+            self.full = Some(Box::new(span));
+        }
+        self.full.as_mut().expect("created above")
+    }
+}
+
+impl Drop for LiveSpan {
+    fn drop(&mut self) {
+        if self.finish_cb.is_some() || self.full.is_some() {
+            // The callback receives the span as a `cf_rustracing` span: dropping that runs
+            // the callback, then hands the span to the harness's tracer, whose consumer
+            // converts and queues it.
+            self.full();
+            drop(self.full.take());
+            return;
+        }
+        let record = FinishedSpan::new(
+            std::mem::take(&mut self.name),
+            self.state.take(),
+            self.parent.map(ParentRef::span),
+            self.start_time,
+            SystemTime::now(),
+            std::mem::take(&mut self.tags),
+        );
+        self.harness.finish(record);
+    }
+}
+
+/// Finish callbacks replaced by [`LiveSpan::set_finish_callback`] (the span's own copy and
+/// its `cf_rustracing` span's). Drop them outside any borrow or lock of ours.
+pub(crate) type ReplacedCallbacks = [Option<FinishSpanCallback<SpanState>>; 2];
+
+/// A recorded span that is shared: by a [`TelemetryContext`]
+/// (crate::telemetry::TelemetryContext), a `UserSpan`, or several scope stack entries.
+///
+/// The span finishes when the last handle is dropped.
+pub(crate) struct RecordingSpan {
+    /// A copy of the span's identity, so that reading ids and starting children never
+    /// takes the lock.
+    state: SpanState,
+    harness: HarnessRef,
+    /// `true` once the span has (or inherited) a finish callback: only then does a child
+    /// take the lock, to inherit it.
     has_finish_callback: AtomicBool,
+    span: Mutex<LiveSpan>,
 }
 
 impl RecordingSpan {
-    pub(crate) fn new(span: Span, has_finish_callback: bool) -> Option<Arc<Self>> {
-        let state = span.context()?.state().clone();
-        Some(Arc::new(Self {
-            state,
+    fn new(span: LiveSpan) -> Arc<Self> {
+        Arc::new(Self {
+            state: span.state.clone(),
+            harness: span.harness.clone(),
+            has_finish_callback: AtomicBool::new(span.finish_cb.is_some()),
             span: Mutex::new(span),
-            handle: OnceLock::new(),
-            has_finish_callback: AtomicBool::new(has_finish_callback),
-        }))
+        })
     }
 
     /// Runs `f` on the span under its lock.
     ///
     /// Callers must not run application code inside `f`: build tags and log fields before
     /// calling this, so the lock is held only for the push itself.
-    pub(crate) fn with_span<R>(&self, f: impl FnOnce(&mut Span) -> R) -> R {
+    pub(crate) fn with_span<R>(&self, f: impl FnOnce(&mut LiveSpan) -> R) -> R {
         f(&mut self.span.lock())
     }
 
-    /// Sets the finish callback, which children opened from now on inherit.
-    pub(crate) fn set_finish_callback(&self, callback: FinishSpanCallback<SpanState>) {
-        self.with_span(|span| span.set_finish_callback(callback));
+    #[must_use = "drop replaced callbacks outside borrows and locks"]
+    fn set_finish_callback(&self, callback: FinishSpanCallback<SpanState>) -> ReplacedCallbacks {
+        let replaced = self.with_span(|span| span.set_finish_callback(callback));
         self.has_finish_callback.store(true, Ordering::Release);
+        replaced
     }
 
-    fn start_child(&self, name: Cow<'static, str>) -> SharedSpan {
-        let state = self.state.child();
-        let has_finish_callback = self.has_finish_callback.load(Ordering::Acquire);
-        let span = if has_finish_callback {
-            // `Span::child` inherits the callback from inside the span.
-            self.with_span(|parent| parent.child(name, |opts| opts.start_with_state(state.clone())))
+    #[inline]
+    fn child(&self, name: Cow<'static, str>) -> LiveSpan {
+        let finish_cb = if self.has_finish_callback.load(Ordering::Acquire) {
+            self.with_span(|span| span.finish_cb.clone())
         } else {
-            let handle = self
-                .handle
-                .get_or_init(|| self.with_span(|span| span.handle()));
-            handle.child(name, |opts| opts.start_with_state(state.clone()))
+            None
         };
-        match RecordingSpan::new(span, has_finish_callback) {
-            Some(recording) => SharedSpan::Recording(recording),
-            None => SharedSpan::NonRecording(state.with_sampled(false)),
-        }
+        LiveSpan::start(
+            self.harness.clone(),
+            name,
+            self.state.child(),
+            Some(ParentRef::of(&self.state)),
+            finish_cb,
+        )
     }
 }
 
-/// The handle to a live span that scope stacks and telemetry contexts hold.
+/// The handle to an open span that telemetry contexts hold, and that scope stack entries
+/// hold once the span is shared.
 #[derive(Clone)]
 pub(crate) enum SharedSpan {
     /// A sampled span: tags and logs are recorded and it is exported when it finishes.
@@ -233,14 +454,6 @@ pub(crate) enum SharedSpan {
 }
 
 impl SharedSpan {
-    /// Wraps a newly started root. `fallback` is its identity if it turned out unsampled.
-    pub(crate) fn from_root(span: Span, fallback: SpanState) -> Self {
-        match RecordingSpan::new(span, false) {
-            Some(recording) => SharedSpan::Recording(recording),
-            None => SharedSpan::NonRecording(fallback.with_sampled(false)),
-        }
-    }
-
     pub(crate) fn state(&self) -> &SpanState {
         match self {
             SharedSpan::Recording(span) => &span.state,
@@ -257,12 +470,15 @@ impl SharedSpan {
 
     /// Starts a `ChildOf` span. The child inherits the parent's harness, finish callback
     /// and (through its state) routing; an unsampled parent has unsampled children.
-    pub(crate) fn child(&self, name: Cow<'static, str>) -> SharedSpan {
+    #[inline]
+    pub(crate) fn child(&self, name: Cow<'static, str>) -> LocalSpan {
         match self {
-            SharedSpan::Recording(parent) => parent.start_child(name),
+            SharedSpan::Recording(parent) => LocalSpan::Owned(parent.child(name)),
             // Unsampled children share their parent's identity: nothing to record, and the
             // propagated parent id stays the last one a downstream service could know.
-            SharedSpan::NonRecording(state) => SharedSpan::NonRecording(state.clone()),
+            SharedSpan::NonRecording(state) => {
+                LocalSpan::Shared(SharedSpan::NonRecording(state.clone()))
+            }
         }
     }
 }
@@ -274,5 +490,103 @@ impl std::fmt::Debug for SharedSpan {
             SharedSpan::NonRecording(_) => "NonRecording",
         };
         f.debug_tuple(kind).field(self.state()).finish()
+    }
+}
+
+/// What a scope stack entry holds: a span it owns, or a handle to a shared one.
+// The owned span is inline on purpose: boxing it would cost an allocation per span, and
+// entries are built and finished in place, so the size is not copied around.
+#[allow(clippy::large_enum_variant)]
+pub(crate) enum LocalSpan {
+    /// A recorded span that only this entry refers to.
+    Owned(LiveSpan),
+    Shared(SharedSpan),
+}
+
+impl From<SharedSpan> for LocalSpan {
+    fn from(span: SharedSpan) -> Self {
+        LocalSpan::Shared(span)
+    }
+}
+
+impl LocalSpan {
+    pub(crate) fn state(&self) -> &SpanState {
+        match self {
+            LocalSpan::Owned(span) => &span.state,
+            LocalSpan::Shared(span) => span.state(),
+        }
+    }
+
+    pub(crate) fn is_recording(&self) -> bool {
+        match self {
+            LocalSpan::Owned(_) => true,
+            LocalSpan::Shared(span) => span.as_recording().is_some(),
+        }
+    }
+
+    /// Starts a `ChildOf` span, as [`SharedSpan::child`] does.
+    #[inline]
+    pub(crate) fn child(&self, name: Cow<'static, str>) -> LocalSpan {
+        match self {
+            LocalSpan::Owned(parent) => LocalSpan::Owned(parent.child(name)),
+            LocalSpan::Shared(parent) => parent.child(name),
+        }
+    }
+
+    /// `true` when dropping this handle runs no application code, so it may be dropped
+    /// while a scope stack is borrowed: an owned span that
+    /// [finishes quietly](LiveSpan::finishes_quietly), or an unsampled one without routing.
+    /// A shared recorded span may be the last handle of a span with a finish callback.
+    pub(crate) fn finishes_quietly(&self) -> bool {
+        match self {
+            LocalSpan::Owned(span) => span.finishes_quietly(),
+            LocalSpan::Shared(SharedSpan::NonRecording(state)) => state.routing.is_none(),
+            LocalSpan::Shared(SharedSpan::Recording(_)) => false,
+        }
+    }
+
+    /// A handle that can be shared; an owned span moves behind an `Arc` for it.
+    pub(crate) fn into_shared(self) -> SharedSpan {
+        match self {
+            LocalSpan::Owned(span) => SharedSpan::Recording(RecordingSpan::new(span)),
+            LocalSpan::Shared(span) => span,
+        }
+    }
+
+    /// Sets tags if the span is recorded.
+    pub(crate) fn set_tags(&mut self, tags: impl IntoIterator<Item = Tag>) {
+        match self {
+            LocalSpan::Owned(span) => span.set_tags(tags),
+            LocalSpan::Shared(SharedSpan::Recording(span)) => {
+                span.with_span(|span| span.set_tags(tags))
+            }
+            LocalSpan::Shared(SharedSpan::NonRecording(_)) => {}
+        }
+    }
+
+    /// Adds a log entry if the span is recorded.
+    pub(crate) fn log(&mut self, fields: impl IntoIterator<Item = LogField>) {
+        match self {
+            LocalSpan::Owned(span) => span.log(fields),
+            LocalSpan::Shared(SharedSpan::Recording(span)) => {
+                span.with_span(|span| span.log(fields))
+            }
+            LocalSpan::Shared(SharedSpan::NonRecording(_)) => {}
+        }
+    }
+
+    /// Sets the finish callback if the span is recorded. Returns what the caller must drop
+    /// outside its borrows: the replaced callbacks, or `callback` itself if unused.
+    pub(crate) fn set_finish_callback(
+        &mut self,
+        callback: FinishSpanCallback<SpanState>,
+    ) -> Result<ReplacedCallbacks, FinishSpanCallback<SpanState>> {
+        match self {
+            LocalSpan::Owned(span) => Ok(span.set_finish_callback(callback)),
+            LocalSpan::Shared(SharedSpan::Recording(span)) => {
+                Ok(span.set_finish_callback(callback))
+            }
+            LocalSpan::Shared(SharedSpan::NonRecording(_)) => Err(callback),
+        }
     }
 }

@@ -1,0 +1,240 @@
+//! Where exporters send: an OTLP/HTTP endpoint over a Unix domain socket, plain TCP, or TLS,
+//! behind one pooled keep-alive HTTP/1.1 client.
+//!
+//! | endpoint | transport |
+//! |---|---|
+//! | `unix:///run/otel.sock` | Unix domain socket, path `/v1/traces` |
+//! | `http://host:port[/path]` | TCP |
+//! | `https://host:port[/path]` | TLS (rustls): system roots, or a CA bundle file |
+//!
+//! This module owns connections only; what is sent, and when, is the exporter's business.
+
+use bytes::Bytes;
+use http_body_util::Full;
+use hyper::Uri;
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::client::legacy::{Client, ResponseFuture};
+use hyper_util::rt::TokioExecutor;
+use std::fmt;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+/// The OTLP/HTTP traces path.
+pub(crate) const TRACES_PATH: &str = "/v1/traces";
+
+/// A parsed exporter endpoint.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) enum Endpoint {
+    /// A Unix domain socket; requests go to [`TRACES_PATH`].
+    Unix(PathBuf),
+    /// `http://` or `https://`, with the full request URI.
+    Http(Uri),
+}
+
+impl Endpoint {
+    /// Parses `unix:///path`, `http://…` or `https://…`. With `append_traces_path`, an
+    /// HTTP endpoint without a path gets `/v1/traces`; one with a path is used as is.
+    pub(crate) fn parse(value: &str, append_traces_path: bool) -> Result<Self, String> {
+        let value = value.trim();
+        if let Some(path) = value.strip_prefix("unix://") {
+            if !path.starts_with('/') {
+                return Err(format!(
+                    "{value:?}: a unix endpoint needs an absolute path (unix:///path)"
+                ));
+            }
+            return Ok(Endpoint::Unix(PathBuf::from(path)));
+        }
+        let uri: Uri = value
+            .parse()
+            .map_err(|error| format!("{value:?} is not a valid URI: {error}"))?;
+        match uri.scheme_str() {
+            Some("http") | Some("https") => {}
+            _ => {
+                return Err(format!(
+                    "{value:?}: the scheme must be http://, https:// or unix://"
+                ));
+            }
+        }
+        if uri.host().is_none_or(str::is_empty) {
+            return Err(format!("{value:?} has no host"));
+        }
+        let has_path = uri.path() != "/" && !uri.path().is_empty();
+        if append_traces_path && !has_path {
+            let base = value.trim_end_matches('/');
+            let full: Uri = format!("{base}{TRACES_PATH}")
+                .parse()
+                .map_err(|error| format!("{value:?}: {error}"))?;
+            return Ok(Endpoint::Http(full));
+        }
+        Ok(Endpoint::Http(uri))
+    }
+
+    fn is_tls(&self) -> bool {
+        matches!(self, Endpoint::Http(uri) if uri.scheme_str() == Some("https"))
+    }
+}
+
+impl fmt::Display for Endpoint {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Endpoint::Unix(path) => write!(f, "unix://{}", path.display()),
+            Endpoint::Http(uri) => write!(f, "{uri}"),
+        }
+    }
+}
+
+enum ClientKind {
+    Unix(Client<hyperlocal::UnixConnector, Full<Bytes>>),
+    Tcp(Client<HttpConnector, Full<Bytes>>),
+    Tls(Client<hyper_rustls::HttpsConnector<HttpConnector>, Full<Bytes>>),
+}
+
+/// A pooled HTTP/1.1 client bound to one endpoint.
+pub(crate) struct Transport {
+    client: ClientKind,
+    uri: Uri,
+    endpoint: Endpoint,
+}
+
+impl Transport {
+    /// A client for `endpoint` keeping at most `max_idle` idle connections. `ca_bundle`, a
+    /// PEM file, replaces the system roots for TLS.
+    pub(crate) fn new(
+        endpoint: Endpoint,
+        max_idle: usize,
+        ca_bundle: Option<&Path>,
+    ) -> Result<Self, String> {
+        let mut builder = Client::builder(TokioExecutor::new());
+        builder
+            .pool_max_idle_per_host(max_idle)
+            .pool_idle_timeout(Duration::from_secs(90));
+        let (client, uri) = match &endpoint {
+            Endpoint::Unix(path) => (
+                ClientKind::Unix(builder.build(hyperlocal::UnixConnector)),
+                hyperlocal::Uri::new(path, TRACES_PATH).into(),
+            ),
+            Endpoint::Http(uri) if endpoint.is_tls() => {
+                let connector = hyper_rustls::HttpsConnectorBuilder::new()
+                    .with_tls_config(tls_config(ca_bundle)?)
+                    .https_only()
+                    .enable_http1()
+                    .build();
+                (ClientKind::Tls(builder.build(connector)), uri.clone())
+            }
+            Endpoint::Http(uri) => {
+                let mut connector = HttpConnector::new();
+                connector.set_nodelay(true);
+                (ClientKind::Tcp(builder.build(connector)), uri.clone())
+            }
+        };
+        Ok(Self {
+            client,
+            uri,
+            endpoint,
+        })
+    }
+
+    /// The request URI.
+    pub(crate) fn uri(&self) -> &Uri {
+        &self.uri
+    }
+
+    /// The endpoint, for messages.
+    pub(crate) fn endpoint(&self) -> &Endpoint {
+        &self.endpoint
+    }
+
+    /// Sends a request on a pooled connection.
+    pub(crate) fn request(&self, request: hyper::Request<Full<Bytes>>) -> ResponseFuture {
+        match &self.client {
+            ClientKind::Unix(client) => client.request(request),
+            ClientKind::Tcp(client) => client.request(request),
+            ClientKind::Tls(client) => client.request(request),
+        }
+    }
+}
+
+fn tls_config(ca_bundle: Option<&Path>) -> Result<rustls::ClientConfig, String> {
+    use rustls::pki_types::CertificateDer;
+    use rustls::pki_types::pem::PemObject;
+    let mut roots = rustls::RootCertStore::empty();
+    match ca_bundle {
+        Some(path) => {
+            let certs = CertificateDer::pem_file_iter(path)
+                .map_err(|error| format!("cannot read CA bundle {}: {error}", path.display()))?;
+            for cert in certs {
+                let cert = cert
+                    .map_err(|error| format!("bad certificate in {}: {error}", path.display()))?;
+                roots.add(cert).map_err(|error| {
+                    format!("unusable certificate in {}: {error}", path.display())
+                })?;
+            }
+            if roots.is_empty() {
+                return Err(format!("CA bundle {} holds no certificate", path.display()));
+            }
+        }
+        None => {
+            // Certificates the system store cannot parse are skipped, like other clients do.
+            for cert in rustls_native_certs::load_native_certs().certs {
+                let _ = roots.add(cert);
+            }
+        }
+    }
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    Ok(rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .map_err(|error| format!("TLS setup failed: {error}"))?
+        .with_root_certificates(roots)
+        .with_no_client_auth())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn endpoints_parse_with_the_documented_rules() {
+        assert_eq!(
+            Endpoint::parse("http://collector:4318", true)
+                .unwrap()
+                .to_string(),
+            "http://collector:4318/v1/traces"
+        );
+        assert_eq!(
+            Endpoint::parse("http://collector:4318/", true)
+                .unwrap()
+                .to_string(),
+            "http://collector:4318/v1/traces"
+        );
+        assert_eq!(
+            Endpoint::parse("https://c:4318/custom/traces", true)
+                .unwrap()
+                .to_string(),
+            "https://c:4318/custom/traces"
+        );
+        assert_eq!(
+            Endpoint::parse("http://c:4318", false).unwrap().to_string(),
+            "http://c:4318/"
+        );
+        assert_eq!(
+            Endpoint::parse("unix:///run/otel.sock", true).unwrap(),
+            Endpoint::Unix("/run/otel.sock".into())
+        );
+        for bad in [
+            "ftp://x",
+            "collector:4318",
+            "unix://relative",
+            "http://",
+            "not a uri",
+        ] {
+            assert!(Endpoint::parse(bad, true).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn a_missing_ca_bundle_is_a_clear_error() {
+        let error = tls_config(Some(Path::new("/nonexistent/ca.pem"))).unwrap_err();
+        assert!(error.contains("/nonexistent/ca.pem"), "{error}");
+    }
+}

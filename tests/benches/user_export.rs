@@ -1,0 +1,93 @@
+//! User exporter throughput and wire size, end to end in one process: producers → queue →
+//! one exporter worker → HTTP/1.1 over a Unix socket → an OTLP receiver that decodes every
+//! request.
+//!
+//! Run: `cargo bench -p foundations-tests --bench user_export`. Each iteration produces
+//! 200,000 spans in traces of 10 and waits until the receiver has decoded all of them; the
+//! throughput line is spans delivered per second. The receiver walks each body down to the
+//! spans to count them without materialising them (a collector on another machine costs
+//! this process nothing). After the run it prints wire bytes per
+//! span, connections opened and the process's peak RSS.
+
+use criterion::{Criterion, Throughput, criterion_group, criterion_main};
+use foundations::add_user_span_tags;
+use foundations::telemetry;
+use foundations::telemetry::settings::TelemetrySettings;
+use foundations::telemetry::user_tracing::{self, RoutingMetadata};
+use foundations_tests::OtlpSink;
+use std::time::{Duration, Instant};
+
+const SPANS: usize = 200_000;
+
+#[derive(Debug)]
+struct Zone(u64);
+
+impl RoutingMetadata for Zone {
+    fn group_key(&self) -> String {
+        self.0.to_string()
+    }
+    fn encode(&self) -> String {
+        format!("zone={}", self.0)
+    }
+}
+
+fn produce() {
+    for _ in 0..SPANS / 10 {
+        let _root = user_tracing::start_user_trace("request", Zone(7), None);
+        for _ in 0..9 {
+            let _child = user_tracing::user_span("child");
+            add_user_span_tags!("key" => "value");
+        }
+    }
+}
+
+fn peak_rss_kib() -> Option<u64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
+    line.split_whitespace().nth(1)?.parse().ok()
+}
+
+fn user_export(c: &mut Criterion) {
+    let sink = OtlpSink::counting();
+    let yaml = format!(
+        "user_tracing:\n  socket_path: {}\n  num_tasks: 1\n  max_batch_size: 512\n  \
+         flush_interval_ms: 20\n",
+        sink.path().display()
+    );
+    let driver = telemetry::init(&TelemetrySettings::from_yaml(&yaml).unwrap()).unwrap();
+
+    let mut group = c.benchmark_group("user_export");
+    group.throughput(Throughput::Elements(SPANS as u64));
+    group.sample_size(10);
+    group.measurement_time(Duration::from_secs(20));
+    group.bench_function("200k_spans_traces_of_10", |b| {
+        b.iter_custom(|iterations| {
+            let mut total = Duration::ZERO;
+            for _ in 0..iterations {
+                let target = sink.span_count() + SPANS;
+                let started = Instant::now();
+                produce();
+                while sink.span_count() < target {
+                    std::thread::sleep(Duration::from_micros(200));
+                }
+                total += started.elapsed();
+            }
+            total
+        })
+    });
+    group.finish();
+
+    let stats = driver.shutdown(Duration::from_secs(10)).user.unwrap();
+    println!(
+        "user_export: {:.1} wire bytes/span, {} requests, {} connections (num_tasks 1), \
+         {} dropped, peak RSS {} KiB",
+        sink.wire_bytes() as f64 / sink.span_count() as f64,
+        sink.request_count(),
+        sink.connections(),
+        stats.dropped(),
+        peak_rss_kib().unwrap_or(0),
+    );
+}
+
+criterion_group!(benches, user_export);
+criterion_main!(benches);

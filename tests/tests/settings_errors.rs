@@ -1,0 +1,54 @@
+//! Invalid settings are refused by `telemetry::init` with an error naming the field, and
+//! nothing is installed: a corrected `init` afterwards succeeds.
+
+use foundations::telemetry::settings::{TelemetrySettings, UserTracingSettings};
+use foundations::telemetry::{self, InitError};
+use std::time::Duration;
+
+#[test]
+fn init_rejects_invalid_settings_by_field_then_accepts_valid_ones() {
+    for (yaml, field) in [
+        (
+            "user_tracing:\n  socket_path: \"\"\n",
+            "user_tracing.socket_path",
+        ),
+        (
+            "user_tracing:\n  socket_path: /s\n  num_tasks: 0\n",
+            "user_tracing.num_tasks",
+        ),
+        (
+            "user_tracing:\n  socket_path: /s\n  max_batch_size: 0\n",
+            "user_tracing.max_batch_size",
+        ),
+        (
+            "user_tracing:\n  socket_path: /s\n  request_timeout_ms: 0\n",
+            "user_tracing.request_timeout_ms",
+        ),
+        (
+            "user_tracing:\n  socket_path: /s\n  routing_header: \"a b\"\n",
+            "user_tracing.routing_header",
+        ),
+    ] {
+        let error = TelemetrySettings::from_yaml(yaml).unwrap_err();
+        assert_eq!(error.field(), field);
+    }
+    // Built in code, not parsed: `init` validates on its own.
+    let mut settings = TelemetrySettings::default();
+    let mut user = UserTracingSettings::default();
+    user.socket_path = "/tmp/never-used.sock".into();
+    user.num_tasks = 0;
+    settings.user_tracing = Some(user.clone());
+    match telemetry::init(&settings) {
+        Err(InitError::Settings(error)) => {
+            assert_eq!(error.field(), "user_tracing.num_tasks");
+            assert!(error.to_string().contains("user_tracing.num_tasks"));
+        }
+        other => panic!("expected a settings error, got {other:?}"),
+    }
+    // Nothing was installed: a valid init still works.
+    user.num_tasks = 1;
+    settings.user_tracing = Some(user);
+    let driver = telemetry::init(&settings).expect("valid settings");
+    let report = driver.shutdown(Duration::from_secs(5));
+    assert!(report.flushed);
+}
