@@ -204,6 +204,53 @@ impl OtlpSink {
         }
     }
 
+    /// Starts a TLS sink on `127.0.0.1` (an ephemeral port) with a fresh self-signed
+    /// certificate for `localhost`. Returns the sink and the certificate as PEM, for the
+    /// client's CA bundle.
+    pub fn start_tls() -> (Self, String) {
+        use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
+        let certified = rcgen::generate_simple_self_signed(vec!["localhost".to_owned()])
+            .expect("self-signed certificate");
+        let cert_pem = certified.cert.pem();
+        let cert = CertificateDer::from(certified.cert.der().to_vec());
+        let key = PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(
+            certified.signing_key.serialize_der(),
+        ));
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let config = rustls::ServerConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()
+            .expect("protocol versions")
+            .with_no_client_auth()
+            .with_single_cert(vec![cert], key)
+            .expect("server certificate");
+        let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(config));
+
+        let shared = Shared::new(Box::new(|_| Reply::Ok), false);
+        let runtime = sink_runtime();
+        let listener = runtime
+            .block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))
+            .expect("bind 127.0.0.1");
+        let addr = listener.local_addr().expect("local address");
+        let accept_shared = Arc::clone(&shared);
+        runtime.spawn(async move {
+            loop {
+                if let Ok((stream, _)) = listener.accept().await {
+                    if let Ok(stream) = acceptor.accept(stream).await {
+                        serve(&accept_shared, stream);
+                    }
+                }
+            }
+        });
+        let sink = Self {
+            _dir: None,
+            path: PathBuf::new(),
+            addr: Some(addr),
+            shared,
+            _runtime: runtime,
+        };
+        (sink, cert_pem)
+    }
+
     /// The TCP address of a sink started with [`start_tcp`](Self::start_tcp).
     pub fn addr(&self) -> Option<std::net::SocketAddr> {
         self.addr
