@@ -234,10 +234,10 @@ impl OtlpSink {
         let accept_shared = Arc::clone(&shared);
         runtime.spawn(async move {
             loop {
-                if let Ok((stream, _)) = listener.accept().await {
-                    if let Ok(stream) = acceptor.accept(stream).await {
-                        serve(&accept_shared, stream);
-                    }
+                if let Ok((stream, _)) = listener.accept().await
+                    && let Ok(stream) = acceptor.accept(stream).await
+                {
+                    serve(&accept_shared, stream);
                 }
             }
         });

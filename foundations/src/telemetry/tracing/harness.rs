@@ -1,8 +1,8 @@
 //! Harnesses: where a pipeline's root spans come from and where its finished spans go.
 //!
-//! A harness owns the sampling decision for new roots and the [`SpanSink`] that finished
-//! spans enter: for an installed harness, the bounded queue that a [`SpanDrain`] reads;
-//! for a test context, its in-memory sink. It also owns a `cf_rustracing`
+//! A harness owns the sampling decision for new roots and the sink that finished spans
+//! enter: for an installed harness, the bounded queue that a [`SpanDrain`] reads; for a
+//! test context, its in-memory [`SpanSink`]. It also owns a `cf_rustracing`
 //! [`Tracer`](cf_rustracing::Tracer), used only for spans that need a full
 //! `cf_rustracing` span (see the `state` module). There is one process-global harness per
 //! pipeline, installed once with [`install`]; until then (or when tracing is disabled) no
@@ -76,19 +76,43 @@ impl Deref for HarnessRef {
     }
 }
 
-/// Where a harness's finished spans go.
+/// Where a test harness's finished spans go.
+#[cfg(any(test, feature = "testing"))]
 pub(crate) trait SpanSink: Send + Sync {
     fn push(&self, span: FinishedSpan);
 }
 
+/// Where a harness's finished spans go.
+#[derive(Clone)]
+enum Sink {
+    /// An installed harness's queue, called directly: a span record is large, and a call
+    /// through a trait object costs it one more copy on the way into the queue.
+    Queue(Arc<SpanQueue>),
+    #[cfg(any(test, feature = "testing"))]
+    Other(Arc<dyn SpanSink>),
+}
+
+impl Sink {
+    /// Pushes the record `make` builds. Built only once there is room, and built right
+    /// where the queue takes it: a record is large, and each copy of it shows.
+    #[inline]
+    fn push_with(&self, make: impl FnOnce() -> FinishedSpan) {
+        match self {
+            Sink::Queue(queue) => queue.push_with(make),
+            #[cfg(any(test, feature = "testing"))]
+            Sink::Other(sink) => sink.push(make()),
+        }
+    }
+}
+
 /// Hands spans that finished as `cf_rustracing` spans to a sink, as records.
-struct RawSpanConsumer(Arc<dyn SpanSink>);
+struct RawSpanConsumer(Sink);
 
 impl SpanConsumer<SpanState> for RawSpanConsumer {
     fn consume_span(&self, span: RawFinishedSpan) {
         // Converted here, on the finishing thread, so the raw span's buffers are freed
         // where they were allocated (see the `finished` module).
-        self.0.push(FinishedSpan::from_raw(&span));
+        self.0.push_with(|| FinishedSpan::from_raw(&span));
     }
 }
 
@@ -109,7 +133,7 @@ pub(crate) enum RootSampling {
 
 /// A pipeline's sampling policy and span sink.
 pub(crate) struct Harness {
-    sink: Arc<dyn SpanSink>,
+    sink: Sink,
     /// Starts the spans that need a full `cf_rustracing` span; its consumer feeds `sink`.
     tracer: cf_rustracing::Tracer<AllSampler, SpanState>,
     sampling: RootSampling,
@@ -126,12 +150,15 @@ pub(crate) struct RootOptions {
 }
 
 impl Harness {
+    /// A harness whose spans go to `sink` (a test context's).
+    #[cfg(any(test, feature = "testing"))]
     pub(crate) fn new(sampling: RootSampling, sink: Arc<dyn SpanSink>) -> Self {
+        Self::with_sink(sampling, Sink::Other(sink))
+    }
+
+    fn with_sink(sampling: RootSampling, sink: Sink) -> Self {
         Self {
-            tracer: cf_rustracing::Tracer::with_consumer(
-                AllSampler,
-                RawSpanConsumer(Arc::clone(&sink)),
-            ),
+            tracer: cf_rustracing::Tracer::with_consumer(AllSampler, RawSpanConsumer(sink.clone())),
             sink,
             sampling,
         }
@@ -141,10 +168,11 @@ impl Harness {
         &self.tracer
     }
 
-    /// Hands a finished span to the sink.
+    /// Hands a finished span to the sink, as the record `make` builds (see
+    /// [`Sink::push_with`]).
     #[inline]
-    pub(crate) fn finish(&self, span: FinishedSpan) {
-        self.sink.push(span);
+    pub(crate) fn finish_with(&self, make: impl FnOnce() -> FinishedSpan) {
+        self.sink.push_with(make);
     }
 
     fn sample_new_root(&self) -> bool {
@@ -334,7 +362,7 @@ pub(crate) fn install_pipeline(
         return Err(InstallError::AlreadyInstalled);
     }
     let (queue, drain) = SpanDrain::new(options.max_queue_size);
-    slot.set(Harness::new(sampling, queue))
+    slot.set(Harness::with_sink(sampling, Sink::Queue(queue)))
         .map_err(|_| InstallError::AlreadyInstalled)?;
     Ok(drain)
 }
@@ -412,7 +440,9 @@ impl SpanQueue {
         self.producers.len.load(Ordering::Acquire)
     }
 
-    fn push(&self, span: FinishedSpan) {
+    /// Pushes the record `make` builds, if there is room (see [`Sink::push_with`]).
+    #[inline]
+    fn push_with(&self, make: impl FnOnce() -> FinishedSpan) {
         let counters = &*self.producers;
         let len = counters.len.fetch_add(1, Ordering::AcqRel);
         if len >= counters.max_len {
@@ -420,7 +450,7 @@ impl SpanQueue {
             counters.dropped_queue_full.fetch_add(1, Ordering::Relaxed);
             return;
         }
-        self.spans.push(span);
+        self.spans.push(make());
         if len + 1 == counters.wake_at.load(Ordering::Acquire) {
             self.wake.notify_waiters();
         }
@@ -476,13 +506,6 @@ impl SpanQueue {
                 None => notified.await,
             }
         }
-    }
-}
-
-impl SpanSink for SpanQueue {
-    #[inline]
-    fn push(&self, span: FinishedSpan) {
-        SpanQueue::push(self, span);
     }
 }
 
@@ -584,7 +607,8 @@ mod tests {
 
     fn harness(max_len: Option<usize>) -> (Arc<Harness>, SpanDrain) {
         let (queue, drain) = SpanDrain::new(max_len);
-        (Arc::new(Harness::new(RootSampling::Always, queue)), drain)
+        let harness = Harness::with_sink(RootSampling::Always, Sink::Queue(queue));
+        (Arc::new(harness), drain)
     }
 
     fn finish_spans(harness: &Arc<Harness>, count: usize) {

@@ -32,6 +32,7 @@ use std::sync::Arc;
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) struct ScopeId(NonZeroU64);
 
+/// One entry of a stack: live below the stack's depth, vacant above it.
 struct Entry {
     id: ScopeId,
     /// `None` marks a context without a span of this pipeline: it hides spans below it.
@@ -63,21 +64,79 @@ pub(crate) struct RemovedEntry {
 }
 
 pub(crate) struct ScopeStack {
+    /// Entries `..depth` are the stack, top last. Those above are vacant (no span, no user
+    /// link) and kept: pushing reuses one in place, since building an entry elsewhere and
+    /// moving it in would copy the span it holds (hundreds of bytes) for every span.
     entries: Vec<Entry>,
+    depth: usize,
     next_id: u64,
     /// The harness that roots started on this thread use instead of the global one.
     #[cfg(feature = "testing")]
     test_harness: Option<Arc<Harness>>,
 }
 
+impl Entry {
+    const fn vacant() -> Self {
+        Self {
+            id: ScopeId(NonZeroU64::MIN),
+            span: None,
+            #[cfg(feature = "user-tracing")]
+            user: UserLink::None,
+        }
+    }
+
+    /// The user entry linked to this one, unlinking it. A pending name drops here: a plain
+    /// string, not application code.
+    #[inline]
+    fn take_user_scope(&mut self) -> Option<ScopeId> {
+        #[cfg(feature = "user-tracing")]
+        if let UserLink::Opened(user_scope) = std::mem::take(&mut self.user) {
+            return Some(user_scope);
+        }
+        None
+    }
+}
+
 impl ScopeStack {
     const fn new() -> Self {
         Self {
             entries: Vec::new(),
+            depth: 0,
             next_id: 0,
             #[cfg(feature = "testing")]
             test_harness: None,
         }
+    }
+
+    #[inline]
+    fn live(&self) -> &[Entry] {
+        &self.entries[..self.depth]
+    }
+
+    #[inline]
+    fn live_mut(&mut self) -> &mut [Entry] {
+        &mut self.entries[..self.depth]
+    }
+
+    /// Index of the live entry `id`. It is almost always the top one; search from there.
+    #[inline]
+    fn find(&self, id: ScopeId) -> Option<usize> {
+        self.live().iter().rposition(|entry| entry.id == id)
+    }
+
+    /// Makes the next vacant entry (added if there is none) the top one, under a new id.
+    #[inline]
+    fn push_vacant(&mut self) -> (ScopeId, &mut Entry) {
+        // Starts at 1 and would take centuries to wrap; `MIN` keeps it non-zero regardless.
+        self.next_id = self.next_id.wrapping_add(1);
+        let id = ScopeId(NonZeroU64::new(self.next_id).unwrap_or(NonZeroU64::MIN));
+        if self.depth == self.entries.len() {
+            self.entries.push(Entry::vacant());
+        }
+        let entry = &mut self.entries[self.depth];
+        self.depth += 1;
+        entry.id = id;
+        (id, entry)
     }
 
     #[inline]
@@ -86,40 +145,58 @@ impl ScopeStack {
         span: Option<LocalSpan>,
         #[allow(unused)] pending_user_name: Option<Cow<'static, str>>,
     ) -> ScopeId {
-        // Starts at 1 and would take centuries to wrap; `MIN` keeps it non-zero regardless.
-        self.next_id = self.next_id.wrapping_add(1);
-        let id = ScopeId(NonZeroU64::new(self.next_id).unwrap_or(NonZeroU64::MIN));
-        self.entries.push(Entry {
-            id,
-            span,
-            #[cfg(feature = "user-tracing")]
-            user: pending_user_name.map_or(UserLink::None, UserLink::PendingName),
-        });
+        let (id, entry) = self.push_vacant();
+        entry.span = span;
+        #[cfg(feature = "user-tracing")]
+        {
+            entry.user = pending_user_name.map_or(UserLink::None, UserLink::PendingName);
+        }
         id
+    }
+
+    /// Makes the live entry at `index`, whose span and user link were taken, vacant.
+    #[inline]
+    fn vacate(&mut self, index: usize) {
+        // Out of order: the entries above move down one, the vacated one goes above them.
+        if index + 1 < self.depth {
+            self.entries[index..self.depth].rotate_left(1);
+        }
+        self.depth -= 1;
     }
 
     #[inline]
     fn current(&self) -> Option<&LocalSpan> {
-        self.entries.last()?.span.as_ref()
+        self.live().last()?.span.as_ref()
     }
 
     #[inline]
     fn current_mut(&mut self) -> Option<&mut LocalSpan> {
-        self.entries.last_mut()?.span.as_mut()
+        self.live_mut().last_mut()?.span.as_mut()
     }
 
     /// Pushes a child of the current span, which the caller checked exists.
     ///
     /// Kept out of line so that callers with no current span (tracing off) stay a few
-    /// instructions; inside, the child is built straight into its entry.
+    /// instructions; inside, the child is built straight into its (vacant) entry.
     #[inline(never)]
     fn push_child(
         &mut self,
         name: Cow<'static, str>,
-        pending_user_name: Option<Cow<'static, str>>,
+        #[allow(unused)] pending_user_name: Option<Cow<'static, str>>,
     ) -> Option<ScopeId> {
-        let child = self.current()?.child(name);
-        Some(self.push(Some(child), pending_user_name))
+        self.current()?;
+        let (id, _) = self.push_vacant();
+        let [.., parent, entry] = self.live_mut() else {
+            unreachable!("a current span and a new entry make two");
+        };
+        let parent = parent.span.as_ref().expect("checked above");
+        // A vacant entry holds no span: this writes the child in place.
+        entry.span.get_or_insert_with(|| parent.child(name));
+        #[cfg(feature = "user-tracing")]
+        {
+            entry.user = pending_user_name.map_or(UserLink::None, UserLink::PendingName);
+        }
+        Some(id)
     }
 }
 
@@ -195,11 +272,8 @@ pub(crate) fn push_child(
 #[cfg(feature = "user-tracing")]
 pub(crate) fn take_pending_user_name(pipeline: Pipeline, id: ScopeId) -> Option<Cow<'static, str>> {
     with_stack(pipeline, |stack| {
-        let entry = stack
-            .entries
-            .iter_mut()
-            .rev()
-            .find(|entry| entry.id == id)?;
+        let index = stack.find(id)?;
+        let entry = &mut stack.entries[index];
         match std::mem::take(&mut entry.user) {
             UserLink::PendingName(name) => Some(name),
             other => {
@@ -215,8 +289,8 @@ pub(crate) fn take_pending_user_name(pipeline: Pipeline, id: ScopeId) -> Option<
 #[cfg(feature = "user-tracing")]
 pub(crate) fn link_user_scope(pipeline: Pipeline, id: ScopeId, user_scope: ScopeId) {
     with_stack(pipeline, |stack| {
-        if let Some(entry) = stack.entries.iter_mut().rev().find(|entry| entry.id == id) {
-            entry.user = UserLink::Opened(user_scope);
+        if let Some(index) = stack.find(id) {
+            stack.entries[index].user = UserLink::Opened(user_scope);
         }
     });
 }
@@ -234,29 +308,19 @@ pub(crate) fn end(
     spill: &mut Option<LocalSpan>,
 ) -> Option<ScopeId> {
     with_stack(pipeline, |stack| {
-        // The entry is almost always the top one; search from there.
-        let index = stack.entries.iter().rposition(|entry| entry.id == id)?;
+        let index = stack.find(id)?;
         let entry = &mut stack.entries[index];
-        #[cfg(feature = "user-tracing")]
-        let user_scope = match std::mem::take(&mut entry.user) {
-            UserLink::Opened(user_scope) => Some(user_scope),
-            // A pending name drops here: a plain string, not application code.
-            _ => None,
-        };
-        #[cfg(not(feature = "user-tracing"))]
-        let user_scope = None;
+        let user_scope = entry.take_user_scope();
         // With a linked user span the span is spilled too, so that the caller finishes the
         // user span (opened last) first.
         let quiet =
             user_scope.is_none() && entry.span.as_ref().is_none_or(LocalSpan::finishes_quietly);
-        if !quiet {
+        if quiet {
+            entry.span = None;
+        } else {
             *spill = entry.span.take();
         }
-        if index + 1 == stack.entries.len() {
-            stack.entries.truncate(index);
-        } else {
-            stack.entries.remove(index);
-        }
+        stack.vacate(index);
         user_scope
     })
     .flatten()
@@ -274,18 +338,17 @@ pub(crate) fn remove(pipeline: Pipeline, id: ScopeId) -> Option<LocalSpan> {
 #[inline]
 pub(crate) fn remove_entry(pipeline: Pipeline, id: ScopeId) -> Option<RemovedEntry> {
     with_stack(pipeline, |stack| {
-        // The entry is almost always the top one; search from there.
-        let index = stack.entries.iter().rposition(|entry| entry.id == id)?;
-        let entry = stack.entries.remove(index);
-        // A pending name drops here: a plain string, not application code.
-        Some(RemovedEntry {
-            span: entry.span,
+        let index = stack.find(id)?;
+        let entry = &mut stack.entries[index];
+        #[allow(unused)]
+        let user_scope = entry.take_user_scope();
+        let removed = RemovedEntry {
+            span: entry.span.take(),
             #[cfg(feature = "user-tracing")]
-            user_scope: match entry.user {
-                UserLink::Opened(user_scope) => Some(user_scope),
-                _ => None,
-            },
-        })
+            user_scope,
+        };
+        stack.vacate(index);
+        Some(removed)
     })
     .flatten()
 }
@@ -297,7 +360,7 @@ pub(crate) fn remove_entry(pipeline: Pipeline, id: ScopeId) -> Option<RemovedEnt
 #[inline]
 pub(crate) fn current(pipeline: Pipeline) -> Option<SharedSpan> {
     with_stack(pipeline, |stack| {
-        let slot = &mut stack.entries.last_mut()?.span;
+        let slot = &mut stack.live_mut().last_mut()?.span;
         let shared = slot.take()?.into_shared();
         *slot = Some(LocalSpan::Shared(shared.clone()));
         Some(shared)
@@ -311,7 +374,7 @@ pub(crate) fn current(pipeline: Pipeline) -> Option<SharedSpan> {
 pub(crate) fn inspect_current<R>(pipeline: Pipeline, f: impl FnOnce(Option<&LocalSpan>) -> R) -> R {
     let mut f = Some(f);
     let result = with_stack(pipeline, |stack| {
-        let current = stack.entries.last().and_then(|entry| entry.span.as_ref());
+        let current = stack.current();
         (f.take().expect("called once"))(current)
     });
     match result {

@@ -291,6 +291,10 @@ impl LiveSpan {
     }
 
     /// Sets tags; each replaces an earlier tag of the same name.
+    ///
+    /// Inlined into the macro's call site, so the tags go from the registers that built
+    /// them into the span rather than through copies in memory.
+    #[inline]
     pub(crate) fn set_tags(&mut self, tags: impl IntoIterator<Item = Tag>) {
         if let Some(full) = &mut self.full {
             full.set_tags(|| tags);
@@ -369,15 +373,17 @@ impl Drop for LiveSpan {
             drop(self.full.take());
             return;
         }
-        let record = FinishedSpan::new(
-            std::mem::take(&mut self.name),
-            self.state.take(),
-            self.parent.map(ParentRef::span),
-            self.start_time,
-            SystemTime::now(),
-            std::mem::take(&mut self.tags),
-        );
-        self.harness.finish(record);
+        // The parts are moved, not copied, into the record.
+        self.harness.finish_with(|| {
+            FinishedSpan::new(
+                std::mem::take(&mut self.name),
+                self.state.take(),
+                self.parent.map(ParentRef::span),
+                self.start_time,
+                SystemTime::now(),
+                std::mem::take(&mut self.tags),
+            )
+        });
     }
 }
 
@@ -554,6 +560,7 @@ impl LocalSpan {
     }
 
     /// Sets tags if the span is recorded.
+    #[inline]
     pub(crate) fn set_tags(&mut self, tags: impl IntoIterator<Item = Tag>) {
         match self {
             LocalSpan::Owned(span) => span.set_tags(tags),
