@@ -153,6 +153,7 @@ fn start(
         };
         let options = HarnessOptions::default()
             .sampling_ratio(resolved.sampling_ratio)
+            .parent_based(resolved.parent_based)
             .max_queue_size(tracing_settings.max_queue_size);
         let drain = tracing::install(options).map_err(InitError::Install)?;
         match transport {

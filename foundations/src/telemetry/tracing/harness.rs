@@ -77,7 +77,7 @@ impl Deref for HarnessRef {
 }
 
 /// Where a test harness's finished spans go.
-#[cfg(any(test, feature = "testing"))]
+#[cfg(feature = "testing")]
 pub(crate) trait SpanSink: Send + Sync {
     fn push(&self, span: FinishedSpan);
 }
@@ -88,7 +88,7 @@ enum Sink {
     /// An installed harness's queue, called directly: a span record is large, and a call
     /// through a trait object costs it one more copy on the way into the queue.
     Queue(Arc<SpanQueue>),
-    #[cfg(any(test, feature = "testing"))]
+    #[cfg(feature = "testing")]
     Other(Arc<dyn SpanSink>),
 }
 
@@ -99,7 +99,7 @@ impl Sink {
     fn push_with(&self, make: impl FnOnce() -> FinishedSpan) {
         match self {
             Sink::Queue(queue) => queue.push_with(make),
-            #[cfg(any(test, feature = "testing"))]
+            #[cfg(feature = "testing")]
             Sink::Other(sink) => sink.push(make()),
         }
     }
@@ -122,6 +122,9 @@ pub(crate) enum RootSampling {
     /// Parent-based ratio sampling: the ratio decides new roots; an inbound parent's
     /// sampled flag decides continued traces.
     Ratio(f64),
+    /// The ratio decides every root, continued traces included: the inbound sampled flag is
+    /// ignored (`sampling.parent_based: false`).
+    RatioIgnoringParent(f64),
     /// Every root is recorded, inbound sampled flag or not: calling the API *is* the
     /// decision (the user pipeline).
     #[cfg_attr(
@@ -151,7 +154,7 @@ pub(crate) struct RootOptions {
 
 impl Harness {
     /// A harness whose spans go to `sink` (a test context's).
-    #[cfg(any(test, feature = "testing"))]
+    #[cfg(feature = "testing")]
     pub(crate) fn new(sampling: RootSampling, sink: Arc<dyn SpanSink>) -> Self {
         Self::with_sink(sampling, Sink::Other(sink))
     }
@@ -178,9 +181,9 @@ impl Harness {
     fn sample_new_root(&self) -> bool {
         match self.sampling {
             RootSampling::Always => true,
-            RootSampling::Ratio(ratio) if ratio >= 1.0 => true,
-            RootSampling::Ratio(ratio) if ratio <= 0.0 => false,
-            RootSampling::Ratio(ratio) => rand::random::<f64>() < ratio,
+            RootSampling::Ratio(ratio) | RootSampling::RatioIgnoringParent(ratio) => {
+                ratio >= 1.0 || (ratio > 0.0 && rand::random::<f64>() < ratio)
+            }
         }
     }
 }
@@ -193,6 +196,7 @@ impl HarnessRef {
                 let remote = SpanState::remote(&inbound, trace_state).with_routing(options.routing);
                 let sampled = options.force_sampling.unwrap_or(match self.sampling {
                     RootSampling::Ratio(_) => inbound.flags.is_sampled(),
+                    RootSampling::RatioIgnoringParent(_) => self.sample_new_root(),
                     RootSampling::Always => true,
                 });
                 if !sampled {
@@ -241,6 +245,7 @@ impl fmt::Debug for Harness {
 #[derive(Clone, Debug)]
 pub struct HarnessOptions {
     sampling_ratio: f64,
+    parent_based: bool,
     max_queue_size: Option<usize>,
 }
 
@@ -274,12 +279,25 @@ impl HarnessOptions {
     pub fn get_max_queue_size(&self) -> Option<usize> {
         self.max_queue_size
     }
+
+    /// Whether continued traces follow the inbound sampled flag (`true`, the default) or are
+    /// sampled by the ratio like new ones (`false`).
+    pub fn parent_based(mut self, parent_based: bool) -> Self {
+        self.parent_based = parent_based;
+        self
+    }
+
+    /// The configured parent-based setting.
+    pub fn get_parent_based(&self) -> bool {
+        self.parent_based
+    }
 }
 
 impl Default for HarnessOptions {
     fn default() -> Self {
         Self {
             sampling_ratio: Self::DEFAULT_SAMPLING_RATIO,
+            parent_based: true,
             max_queue_size: Some(Self::DEFAULT_MAX_QUEUE_SIZE),
         }
     }
@@ -340,7 +358,11 @@ impl std::error::Error for InstallError {}
 pub fn install(options: HarnessOptions) -> Result<SpanDrain, InstallError> {
     install_pipeline(
         Pipeline::Internal,
-        RootSampling::Ratio(options.sampling_ratio),
+        if options.parent_based {
+            RootSampling::Ratio(options.sampling_ratio)
+        } else {
+            RootSampling::RatioIgnoringParent(options.sampling_ratio)
+        },
         &options,
     )
 }
@@ -687,5 +709,64 @@ mod tests {
             .expect("woken by the span");
         assert_eq!(span.name(), "s");
         producer.join().unwrap();
+    }
+}
+
+#[cfg(test)]
+mod sampling_tests {
+    use super::*;
+    use crate::telemetry::tracing::w3c::TraceparentContext;
+
+    fn sampled_share(sampling: RootSampling, inbound: Option<&str>) -> f64 {
+        let (queue, _drain) = SpanDrain::new(None);
+        let harness = Arc::new(Harness::with_sink(sampling, Sink::Queue(queue)));
+        let runs = 4_000;
+        let sampled = (0..runs)
+            .filter(|_| {
+                let options = RootOptions {
+                    inbound: inbound.map(|tp| (tp.parse::<TraceparentContext>().unwrap(), None)),
+                    ..Default::default()
+                };
+                HarnessRef::Owned(Arc::clone(&harness))
+                    .start_root("r".into(), options)
+                    .state()
+                    .flags()
+                    .is_sampled()
+            })
+            .count();
+        sampled as f64 / runs as f64
+    }
+
+    #[test]
+    fn parent_based_follows_the_inbound_flag_and_ratio_ignoring_parent_does_not() {
+        let sampled_inbound = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
+        let unsampled_inbound = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-00";
+        assert_eq!(
+            sampled_share(RootSampling::Ratio(0.0), Some(sampled_inbound)),
+            1.0
+        );
+        assert_eq!(
+            sampled_share(RootSampling::Ratio(1.0), Some(unsampled_inbound)),
+            0.0
+        );
+        assert_eq!(
+            sampled_share(
+                RootSampling::RatioIgnoringParent(0.0),
+                Some(sampled_inbound)
+            ),
+            0.0
+        );
+        assert_eq!(
+            sampled_share(
+                RootSampling::RatioIgnoringParent(1.0),
+                Some(unsampled_inbound)
+            ),
+            1.0
+        );
+        let half = sampled_share(
+            RootSampling::RatioIgnoringParent(0.5),
+            Some(sampled_inbound),
+        );
+        assert!((0.45..=0.55).contains(&half), "{half}");
     }
 }

@@ -10,10 +10,11 @@
 //! ([`current`]) moves it behind an `Arc` in place.
 //!
 //! This module owns the stacks (and, in tests, the thread's test harness); which spans they
-//! hold is decided by its callers. Values removed from a stack are dropped *after* the
-//! stack's borrow is released, because finishing a span runs its finish callback, which is
-//! application code that may open spans itself. Code that runs inside a borrow (span
-//! creation, tagging, the move behind an `Arc`) runs none.
+//! hold is decided by its callers. No application code runs while a stack is borrowed:
+//! finishing a span may run its finish callback, which may open spans itself, so a span
+//! that may do so is moved off the stack and dropped after the borrow is released. Only a
+//! span that [finishes quietly](LocalSpan::finishes_quietly) (the common case) finishes in
+//! place, since moving it out costs more than the rest of ending its scope.
 
 use super::harness::Pipeline;
 use super::state::{LocalSpan, SharedSpan};
@@ -221,7 +222,7 @@ fn with_stack<R>(pipeline: Pipeline, f: impl FnOnce(&mut ScopeStack) -> R) -> Op
         .flatten()
 }
 
-/// Makes `span` (or "no span") current until [`remove`] is called with the returned id.
+/// Makes `span` (or "no span") current until [`end`] is called with the returned id.
 #[inline]
 pub(crate) fn push(pipeline: Pipeline, span: Option<LocalSpan>) -> Option<ScopeId> {
     push_entry(pipeline, span, None)
