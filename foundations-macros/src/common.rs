@@ -113,3 +113,23 @@ pub(crate) fn parse_fn(item: TokenStream, macro_name: &str) -> Result<ItemFn> {
         format!("`#[{macro_name}]` can only be applied to functions and methods"),
     ))
 }
+
+/// Runs `expand`; on error, emits the error followed by the untouched item, so the rest of
+/// the crate still sees the function and reports nothing more about it.
+pub(crate) fn expand_or_report(
+    attr: proc_macro2::TokenStream,
+    item: proc_macro2::TokenStream,
+    expand: fn(
+        proc_macro2::TokenStream,
+        proc_macro2::TokenStream,
+    ) -> syn::Result<proc_macro2::TokenStream>,
+) -> proc_macro2::TokenStream {
+    match expand(attr, item.clone()) {
+        Ok(tokens) => tokens,
+        Err(error) => {
+            let mut tokens = error.to_compile_error();
+            tokens.extend(item);
+            tokens
+        }
+    }
+}

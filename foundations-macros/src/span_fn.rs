@@ -177,17 +177,9 @@ fn is_box_pin(call: &ExprCall) -> bool {
     }
 }
 
-/// Expands `#[span_fn(attr)] item`; on error, the error followed by the untouched item (so
-/// the rest of the crate still sees the function and reports nothing more).
+/// Expands `#[span_fn(attr)] item`.
 pub(crate) fn expand(attr: TokenStream, item: TokenStream) -> TokenStream {
-    match try_expand(attr, item.clone()) {
-        Ok(tokens) => tokens,
-        Err(error) => {
-            let mut tokens = error.to_compile_error();
-            tokens.extend(item);
-            tokens
-        }
-    }
+    crate::common::expand_or_report(attr, item, try_expand)
 }
 
 fn try_expand(attr: TokenStream, item: TokenStream) -> Result<TokenStream> {

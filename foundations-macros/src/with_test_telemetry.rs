@@ -57,16 +57,9 @@ impl Args {
     }
 }
 
-/// Expands `#[with_test_telemetry(attr)] item`; on error, the error followed by the item.
+/// Expands `#[with_test_telemetry(attr)] item`.
 pub(crate) fn expand(attr: TokenStream, item: TokenStream) -> TokenStream {
-    match try_expand(attr, item.clone()) {
-        Ok(tokens) => tokens,
-        Err(error) => {
-            let mut tokens = error.to_compile_error();
-            tokens.extend(item);
-            tokens
-        }
-    }
+    crate::common::expand_or_report(attr, item, try_expand)
 }
 
 fn try_expand(attr: TokenStream, item: TokenStream) -> Result<TokenStream> {

@@ -48,10 +48,11 @@ const PIPELINES: [Pipeline; 2] = [Pipeline::Internal, Pipeline::User];
 
 /// The current spans of both pipelines, captured so they can be carried elsewhere.
 ///
-/// Capture with [`current`](Self::current) or [`SpanScope::into_context`]
-/// (crate::telemetry::tracing::SpanScope::into_context); re-establish with
-/// [`scope`](Self::scope) (synchronous code) or [`apply`](Self::apply) (a future, re-entered
-/// on every poll). Cloning is cheap: it shares the spans, it does not copy them.
+/// Capture with [`current`](Self::current) or
+/// [`SpanScope::into_context`](crate::telemetry::tracing::SpanScope::into_context);
+/// re-establish with [`scope`](Self::scope) (synchronous code) or [`apply`](Self::apply) (a
+/// future, re-entered on every poll). Cloning is cheap: it shares the spans, it does not copy
+/// them.
 ///
 /// # Carrying a trace into spawned work
 ///
