@@ -1,17 +1,18 @@
 //! [`FinishedSpan`]: the record of a finished span that harness queues carry to exporters
 //! and test sinks.
 //!
-//! A span is converted into this record on the thread that finishes it, and the
-//! `cf_rustracing` span (with its heap buffers) is dropped right there. That keeps every
-//! allocation of the hot path on the thread that made it: freeing them on the consumer's
-//! thread instead costs allocators such as glibc's a contended lock per free, which measured
-//! at more than the whole rest of a span's cost. Names up to 24 bytes and up to two tags
-//! are stored inline, so the common span crosses threads as one plain value.
+//! A span is converted into this record on the thread that finishes it, and what the span
+//! allocated is freed right there. That keeps the hot path's allocations on the thread that
+//! made them: freeing them on the consumer's thread instead costs allocators such as glibc's
+//! a contended lock per free, which measured at more than the whole rest of a span's cost.
+//! Names up to 24 bytes and up to two tags are stored inline, so the common span crosses
+//! threads as one plain value.
 //!
-//! Most spans never become `cf_rustracing` spans at all: a live span keeps its name and
-//! tags in the same inline shapes this record uses, and [`FinishedSpan::new`] moves them in
-//! without copying. Spans that needed the full `cf_rustracing` representation (log entries,
-//! finish callbacks) are copied out with [`FinishedSpan::from_raw`].
+//! Most spans never become `cf_rustracing` spans at all: a live span keeps its tags in the
+//! inline shape this record uses, and [`FinishedSpan::new`] moves them (and the name) in
+//! without copying anything to the heap. Spans that needed the full `cf_rustracing`
+//! representation (log entries, finish callbacks) are copied out with
+//! [`FinishedSpan::from_raw`].
 //!
 //! This module owns the record and the conversions; it does not decide where records go.
 

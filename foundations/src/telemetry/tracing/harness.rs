@@ -2,7 +2,7 @@
 //!
 //! A harness owns the sampling decision for new roots and the sink that finished spans
 //! enter: for an installed harness, the bounded queue that a [`SpanDrain`] reads; for a
-//! test context, its in-memory [`SpanSink`]. It also owns a `cf_rustracing`
+//! test context, its in-memory sink (a `SpanSink`). It also owns a `cf_rustracing`
 //! [`Tracer`](cf_rustracing::Tracer), used only for spans that need a full
 //! `cf_rustracing` span (see the `state` module). There is one process-global harness per
 //! pipeline, installed once with [`install`]; until then (or when tracing is disabled) no

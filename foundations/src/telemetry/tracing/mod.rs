@@ -189,17 +189,19 @@ pub fn start_trace(name: impl Into<Cow<'static, str>>, options: StartTraceOption
 #[inline]
 pub fn span(name: impl Into<Cow<'static, str>>) -> SpanScope {
     let name = name.into();
-    let name_for_user = name_for_user_span(&name);
+    let mut name_for_user = name_for_user_span(&name);
+    let mut name = Some(name);
     // The common case, a child of the current span, is built and pushed in one go.
-    let (name, name_for_user) =
-        match scope_stack::push_child(Pipeline::Internal, name, name_for_user) {
-            Ok(id) => return SpanScope::entered(id),
-            Err(args) => args,
-        };
+    if let Some(id) = scope_stack::push_child(Pipeline::Internal, &mut name, &mut name_for_user) {
+        return SpanScope::entered(id);
+    }
     match root_harness(Pipeline::Internal) {
-        Some(harness) => {
-            SpanScope::enter_root(harness, name, RootOptions::default(), name_for_user)
-        }
+        Some(harness) => SpanScope::enter_root(
+            harness,
+            name.unwrap_or_default(),
+            RootOptions::default(),
+            name_for_user,
+        ),
         None => SpanScope::without_span(name_for_user),
     }
 }

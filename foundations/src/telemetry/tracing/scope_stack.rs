@@ -246,27 +246,22 @@ pub(crate) fn push_entry(
 }
 
 /// Opens a child of the current span named `name` and makes it current, within one borrow
-/// of the stack. Gives the arguments back when there is no current span (or the stack is
-/// unavailable): the caller may then start a root.
+/// of the stack. Takes the arguments only if it does; `None` when there is no current span
+/// (or the stack is unavailable): the caller may then start a root with them.
+///
+/// The arguments are borrowed rather than moved in and handed back so that the common
+/// "no current span" path (tracing off) does not copy them around.
 #[inline]
 pub(crate) fn push_child(
     pipeline: Pipeline,
-    name: Cow<'static, str>,
-    pending_user_name: Option<Cow<'static, str>>,
-) -> Result<ScopeId, (Cow<'static, str>, Option<Cow<'static, str>>)> {
-    let mut args = Some((name, pending_user_name));
-    let id = with_stack(pipeline, |stack| {
+    name: &mut Option<Cow<'static, str>>,
+    pending_user_name: &mut Option<Cow<'static, str>>,
+) -> Option<ScopeId> {
+    with_stack(pipeline, |stack| {
         stack.current()?;
-        let (name, pending_user_name) = args.take()?;
-        stack.push_child(name, pending_user_name)
+        stack.push_child(name.take()?, pending_user_name.take())
     })
-    .flatten();
-    match (id, args) {
-        (Some(id), _) => Ok(id),
-        (None, Some(args)) => Err(args),
-        // The closure takes the arguments only on its way to pushing.
-        (None, None) => unreachable!("arguments taken without a push"),
-    }
+    .flatten()
 }
 
 /// Takes the name kept by [`push_entry`] for entry `id`, if no user span was opened yet.
