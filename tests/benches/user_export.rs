@@ -13,27 +13,15 @@ use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use foundations::add_user_span_tags;
 use foundations::telemetry;
 use foundations::telemetry::settings::TelemetrySettings;
-use foundations::telemetry::user_tracing::{self, RoutingMetadata};
-use foundations_tests::OtlpSink;
+use foundations::telemetry::user_tracing;
+use foundations_tests::{OtlpSink, Tenant};
 use std::time::{Duration, Instant};
 
 const SPANS: usize = 200_000;
 
-#[derive(Debug)]
-struct Zone(u64);
-
-impl RoutingMetadata for Zone {
-    fn group_key(&self) -> String {
-        self.0.to_string()
-    }
-    fn encode(&self) -> String {
-        format!("zone={}", self.0)
-    }
-}
-
 fn produce() {
     for _ in 0..SPANS / 10 {
-        let _root = user_tracing::start_user_trace("request", Zone(7), None);
+        let _root = user_tracing::start_user_trace("request", Tenant::new(7), None);
         for _ in 0..9 {
             let _child = user_tracing::user_span("child");
             add_user_span_tags!("key" => "value");

@@ -181,27 +181,7 @@ impl OtlpSink {
 
     /// Starts a sink on TCP `127.0.0.1` (an ephemeral port) that answers `200 OK`.
     pub fn start_tcp() -> Self {
-        let shared = Shared::new(Box::new(|_| Reply::Ok), false);
-        let runtime = sink_runtime();
-        let listener = runtime
-            .block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))
-            .expect("bind 127.0.0.1");
-        let addr = listener.local_addr().expect("local address");
-        let accept_shared = Arc::clone(&shared);
-        runtime.spawn(async move {
-            loop {
-                if let Ok((stream, _)) = listener.accept().await {
-                    serve(&accept_shared, stream);
-                }
-            }
-        });
-        Self {
-            _dir: None,
-            path: PathBuf::new(),
-            addr: Some(addr),
-            shared,
-            _runtime: runtime,
-        }
+        Self::start_tcp_with(|stream| async move { Some(stream) })
     }
 
     /// Starts a TLS sink on `127.0.0.1` (an ephemeral port) with a fresh self-signed
@@ -224,7 +204,21 @@ impl OtlpSink {
             .with_single_cert(vec![cert], key)
             .expect("server certificate");
         let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(config));
+        let sink = Self::start_tcp_with(move |stream| {
+            let acceptor = acceptor.clone();
+            async move { acceptor.accept(stream).await.ok() }
+        });
+        (sink, cert_pem)
+    }
 
+    /// A `200 OK` sink on an ephemeral `127.0.0.1` port whose connections go through
+    /// `accept` first (a TLS handshake, or nothing); `None` drops the connection.
+    fn start_tcp_with<S, F, Fut>(accept: F) -> Self
+    where
+        S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+        F: Fn(tokio::net::TcpStream) -> Fut + Send + 'static,
+        Fut: std::future::Future<Output = Option<S>> + Send,
+    {
         let shared = Shared::new(Box::new(|_| Reply::Ok), false);
         let runtime = sink_runtime();
         let listener = runtime
@@ -235,20 +229,19 @@ impl OtlpSink {
         runtime.spawn(async move {
             loop {
                 if let Ok((stream, _)) = listener.accept().await
-                    && let Ok(stream) = acceptor.accept(stream).await
+                    && let Some(stream) = accept(stream).await
                 {
                     serve(&accept_shared, stream);
                 }
             }
         });
-        let sink = Self {
+        Self {
             _dir: None,
             path: PathBuf::new(),
             addr: Some(addr),
             shared,
             _runtime: runtime,
-        };
-        (sink, cert_pem)
+        }
     }
 
     /// The TCP address of a sink started with [`start_tcp`](Self::start_tcp).

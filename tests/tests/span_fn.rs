@@ -4,24 +4,13 @@
 
 use foundations::span_fn;
 use foundations::telemetry::tracing::{self, SpanId, StartTraceOptions};
-use foundations::telemetry::user_tracing::{self, RoutingMetadata};
+use foundations::telemetry::user_tracing;
 use foundations::telemetry::{self, TelemetryContext, TestSpan};
+use foundations_tests::Tenant;
 use std::future::Future;
 use std::pin::Pin;
 use std::rc::Rc;
 use std::time::Duration;
-
-#[derive(Debug)]
-struct Tenant(&'static str);
-
-impl RoutingMetadata for Tenant {
-    fn group_key(&self) -> String {
-        self.0.to_owned()
-    }
-    fn encode(&self) -> String {
-        format!("tenant={}", self.0)
-    }
-}
 
 /// `name(child, child, ...)` for a tree, to compare whole trees in one assertion.
 fn shape(span: &TestSpan) -> String {
@@ -323,7 +312,7 @@ impl Greeter for Audited {
 async fn user_true_on_async_trait_shaped_fns() {
     let ctx = TelemetryContext::test();
     ctx.apply(async {
-        let user_root = user_tracing::start_user_trace("request", Tenant("acme"), None);
+        let user_root = user_tracing::start_user_trace("request", Tenant::new("acme"), None);
         let both = tracing::start_trace("root", StartTraceOptions::default()).into_context();
         drop(user_root);
         both.apply(async {
@@ -362,7 +351,7 @@ async fn dual_async() {
 async fn user_true_opens_a_parallel_user_span() {
     let ctx = TelemetryContext::test();
     ctx.apply(async {
-        let user_root = user_tracing::start_user_trace("request", Tenant("acme"), None);
+        let user_root = user_tracing::start_user_trace("request", Tenant::new("acme"), None);
         let root = tracing::start_trace("root", StartTraceOptions::default());
         let both = root.into_context();
         drop(user_root);
@@ -409,7 +398,7 @@ fn user_false_is_the_default() {
 
     let ctx = TelemetryContext::test();
     ctx.scope_and(|| {
-        let _user_root = user_tracing::start_user_trace("request", Tenant("t"), None);
+        let _user_root = user_tracing::start_user_trace("request", Tenant::new("t"), None);
         internal_side_only();
     });
     assert_eq!(

@@ -3,23 +3,12 @@
 use foundations::telemetry::tracing::{
     self, StartTraceOptions, TagValue, TraceState, TraceparentContext,
 };
-use foundations::telemetry::user_tracing::{self, RoutingMetadata, UserSpan};
+use foundations::telemetry::user_tracing::{self, UserSpan};
 use foundations::telemetry::{self, TelemetryContext, TestSpan};
 use foundations::{add_user_span_log_fields, add_user_span_tags, set_user_span_finish_callback};
+use foundations_tests::Tenant;
 use std::collections::HashSet;
 use std::time::Duration;
-
-#[derive(Debug)]
-struct Tenant(&'static str);
-
-impl RoutingMetadata for Tenant {
-    fn group_key(&self) -> String {
-        self.0.to_owned()
-    }
-    fn encode(&self) -> String {
-        format!("tenant={}", self.0)
-    }
-}
 
 const INBOUND: &str = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
 
@@ -31,7 +20,7 @@ fn all_spans(traces: &[TestSpan]) -> Vec<&TestSpan> {
 fn user_spans_nest_and_carry_the_routing_of_their_root() {
     let ctx = TelemetryContext::test();
     ctx.scope_and(|| {
-        let _root = user_tracing::start_user_trace("request", Tenant("acme"), None);
+        let _root = user_tracing::start_user_trace("request", Tenant::new("acme"), None);
         let _a = user_tracing::user_span("a");
         add_user_span_tags!("k" => "v", "n" => 3);
         add_user_span_log_fields!("event" => "hit");
@@ -57,7 +46,7 @@ fn user_spans_nest_and_carry_the_routing_of_their_root() {
 fn pipelines_are_isolated_both_ways() {
     let ctx = TelemetryContext::test();
     ctx.scope_and(|| {
-        let _user = user_tracing::start_user_trace("user_root", Tenant("t"), None);
+        let _user = user_tracing::start_user_trace("user_root", Tenant::new("t"), None);
         let _internal = tracing::start_trace("internal_root", StartTraceOptions::default());
         let _u = user_tracing::user_span("user_child");
         let _i = tracing::span("internal_child");
@@ -93,7 +82,7 @@ fn user_trace_ids_are_independent_of_internal_ones() {
     let ctx = TelemetryContext::test();
     ctx.scope_and(|| {
         let _internal = tracing::start_trace("internal", StartTraceOptions::default());
-        let _user = user_tracing::start_user_trace("user", Tenant("t"), None);
+        let _user = user_tracing::start_user_trace("user", Tenant::new("t"), None);
         assert_ne!(
             tracing::w3c_traceparent().unwrap().trace_id,
             user_tracing::w3c_traceparent().unwrap().trace_id
@@ -139,7 +128,7 @@ fn inbound_traceparent_is_continued_with_tracestate_and_random_flag() {
     let outbound = ctx.scope_and(|| {
         let _root = user_tracing::start_user_trace_continuing(
             "request",
-            Tenant("acme"),
+            Tenant::new("acme"),
             inbound,
             Some(tracestate.clone()),
         );
@@ -170,7 +159,7 @@ fn unsampled_inbound_is_still_recorded_because_starting_is_the_decision() {
         .parse()
         .unwrap();
     let flags = ctx.scope_and(|| {
-        let _root = user_tracing::start_user_trace("request", Tenant("t"), Some(unsampled));
+        let _root = user_tracing::start_user_trace("request", Tenant::new("t"), Some(unsampled));
         user_tracing::w3c_traceparent().unwrap().flags
     });
     assert!(flags.is_sampled());
@@ -194,7 +183,7 @@ fn malformed_inbound_headers_start_a_fresh_user_trace() {
         ctx.scope_and(|| {
             let _root = user_tracing::start_user_trace_from_headers(
                 "request",
-                Tenant("t"),
+                Tenant::new("t"),
                 Some(value),
                 Some(b"acme=1"),
             );
@@ -205,7 +194,7 @@ fn malformed_inbound_headers_start_a_fresh_user_trace() {
     ctx.scope_and(|| {
         let _root = user_tracing::start_user_trace_from_headers(
             "continued",
-            Tenant("t"),
+            Tenant::new("t"),
             Some(INBOUND.as_bytes()),
             Some(b"UPPER=1"),
         );
@@ -230,7 +219,7 @@ fn malformed_inbound_headers_start_a_fresh_user_trace() {
 async fn routing_and_parentage_survive_await_spawn_and_threads() {
     let ctx = TelemetryContext::test();
     ctx.apply(async {
-        let root = user_tracing::start_user_trace("request", Tenant("spawned"), None);
+        let root = user_tracing::start_user_trace("request", Tenant::new("spawned"), None);
         root.into_context()
             .apply(async {
                 tokio::task::yield_now().await;
@@ -279,7 +268,7 @@ async fn routing_and_parentage_survive_await_spawn_and_threads() {
 async fn internal_context_carries_the_ambient_user_span() {
     let ctx = TelemetryContext::test();
     ctx.apply(async {
-        let _user = user_tracing::start_user_trace("user_root", Tenant("t"), None);
+        let _user = user_tracing::start_user_trace("user_root", Tenant::new("t"), None);
         let internal_ctx = tracing::span("internal").into_context();
         drop(_user);
         tokio::spawn(internal_ctx.apply(async {
@@ -299,7 +288,7 @@ async fn internal_context_carries_the_ambient_user_span() {
 fn with_user_span_and_dual_span_open_parallel_spans() {
     let ctx = TelemetryContext::test();
     ctx.scope_and(|| {
-        let _user = user_tracing::start_user_trace("root", Tenant("t"), None);
+        let _user = user_tracing::start_user_trace("root", Tenant::new("t"), None);
         let _internal = tracing::start_trace("root", StartTraceOptions::default());
         {
             let _a = tracing::span(format!("owned-{}", 1)).with_user_span();
@@ -320,7 +309,7 @@ fn with_user_span_and_dual_span_open_parallel_spans() {
 fn user_span_handles_make_concurrent_siblings() {
     let ctx = TelemetryContext::test();
     ctx.scope_and(|| {
-        let _root = user_tracing::start_user_trace("fan_out", Tenant("t"), None);
+        let _root = user_tracing::start_user_trace("fan_out", Tenant::new("t"), None);
         let parent = UserSpan::current();
         let workers: Vec<_> = (0..4)
             .map(|i| {
@@ -349,7 +338,7 @@ fn user_span_handles_make_concurrent_siblings() {
 fn user_finish_callback_runs_on_the_user_span() {
     let ctx = TelemetryContext::test();
     ctx.scope_and(|| {
-        let _root = user_tracing::start_user_trace("root", Tenant("t"), None);
+        let _root = user_tracing::start_user_trace("root", Tenant::new("t"), None);
         set_user_span_finish_callback!(|span: &mut tracing::Span| {
             span.set_tag(|| tracing::Tag::new("finished", true))
         });
