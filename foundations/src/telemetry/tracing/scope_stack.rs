@@ -191,8 +191,18 @@ impl ScopeStack {
             unreachable!("a current span and a new entry make two");
         };
         let parent = parent.span.as_ref().expect("checked above");
-        // A vacant entry holds no span: this writes the child in place.
-        entry.span.get_or_insert_with(|| parent.child(name));
+        match parent {
+            // An unsampled child is its parent's identity: build just that in the slot.
+            // Going through `LocalSpan::child` would return a whole `LocalSpan` (the size of
+            // an inline live span) and copy it in, for every unsampled span.
+            LocalSpan::Shared(SharedSpan::NonRecording(state)) => {
+                entry.span = Some(LocalSpan::Shared(SharedSpan::NonRecording(state.clone())));
+            }
+            // A vacant entry holds no span: this writes the child in place.
+            _ => {
+                entry.span.get_or_insert_with(|| parent.child(name));
+            }
+        }
         #[cfg(feature = "user-tracing")]
         {
             entry.user = pending_user_name.map_or(UserLink::None, UserLink::PendingName);
