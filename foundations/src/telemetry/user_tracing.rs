@@ -384,8 +384,8 @@ impl UserSpan {
 #[macro_export]
 macro_rules! add_user_span_tags {
     ($($name:expr => $value:expr),+ $(,)?) => {
-        if $crate::telemetry::tracing::__private::user_is_recording() {
-            $crate::telemetry::tracing::__private::user_set_tags([
+        if $crate::telemetry::tracing::__private::USER.is_recording() {
+            $crate::telemetry::tracing::__private::USER.set_tags([
                 $($crate::telemetry::tracing::Tag::new($name, $value)),+
             ]);
         }
@@ -398,8 +398,8 @@ macro_rules! add_user_span_tags {
 #[macro_export]
 macro_rules! add_user_span_log_fields {
     ($($name:expr => $value:expr),+ $(,)?) => {
-        if $crate::telemetry::tracing::__private::user_is_recording() {
-            $crate::telemetry::tracing::__private::user_log([
+        if $crate::telemetry::tracing::__private::USER.is_recording() {
+            $crate::telemetry::tracing::__private::USER.log([
                 $($crate::telemetry::tracing::LogField::new($name, $value)),+
             ]);
         }
@@ -412,8 +412,8 @@ macro_rules! add_user_span_log_fields {
 #[macro_export]
 macro_rules! set_user_span_finish_callback {
     ($callback:expr) => {
-        if $crate::telemetry::tracing::__private::user_is_recording() {
-            $crate::telemetry::tracing::__private::user_set_finish_callback($callback);
+        if $crate::telemetry::tracing::__private::USER.is_recording() {
+            $crate::telemetry::tracing::__private::USER.set_finish_callback($callback);
         }
     };
 }

@@ -48,50 +48,38 @@ pub(crate) fn set_finish_callback(
     drop((callback, unused, replaced));
 }
 
-/// `true` when the current internal span is recorded.
-#[inline]
-pub fn internal_is_recording() -> bool {
-    is_recording(Pipeline::Internal)
-}
+/// The pipeline a macro writes to: [`INTERNAL`] or [`USER`].
+#[derive(Clone, Copy, Debug)]
+pub struct MacroTarget(Pipeline);
 
-/// Sets tags on the current internal span.
-#[inline]
-pub fn internal_set_tags<const N: usize>(tags: [Tag; N]) {
-    set_tags(Pipeline::Internal, tags);
-}
+/// The internal pipeline, for `add_span_tags!` and friends.
+pub const INTERNAL: MacroTarget = MacroTarget(Pipeline::Internal);
 
-/// Adds a log entry to the current internal span.
-#[inline]
-pub fn internal_log<const N: usize>(fields: [LogField; N]) {
-    log(Pipeline::Internal, fields);
-}
+/// The user pipeline, for `add_user_span_tags!` and friends.
+pub const USER: MacroTarget = MacroTarget(Pipeline::User);
 
-/// Sets the finish callback of the current internal span.
-#[inline]
-pub fn internal_set_finish_callback(callback: impl Into<FinishSpanCallback<SpanState>>) {
-    set_finish_callback(Pipeline::Internal, callback);
-}
+impl MacroTarget {
+    /// `true` when the current span of this pipeline is recorded.
+    #[inline]
+    pub fn is_recording(self) -> bool {
+        is_recording(self.0)
+    }
 
-/// `true` when the current user span is recorded.
-#[inline]
-pub fn user_is_recording() -> bool {
-    is_recording(Pipeline::User)
-}
+    /// Sets tags on the current span.
+    #[inline]
+    pub fn set_tags<const N: usize>(self, tags: [Tag; N]) {
+        set_tags(self.0, tags);
+    }
 
-/// Sets tags on the current user span.
-#[inline]
-pub fn user_set_tags<const N: usize>(tags: [Tag; N]) {
-    set_tags(Pipeline::User, tags);
-}
+    /// Adds a log entry to the current span.
+    #[inline]
+    pub fn log<const N: usize>(self, fields: [LogField; N]) {
+        log(self.0, fields);
+    }
 
-/// Adds a log entry to the current user span.
-#[inline]
-pub fn user_log<const N: usize>(fields: [LogField; N]) {
-    log(Pipeline::User, fields);
-}
-
-/// Sets the finish callback of the current user span.
-#[inline]
-pub fn user_set_finish_callback(callback: impl Into<FinishSpanCallback<SpanState>>) {
-    set_finish_callback(Pipeline::User, callback);
+    /// Sets the finish callback of the current span.
+    #[inline]
+    pub fn set_finish_callback(self, callback: impl Into<FinishSpanCallback<SpanState>>) {
+        set_finish_callback(self.0, callback);
+    }
 }

@@ -513,8 +513,8 @@ pub fn w3c_tracestate() -> Option<TraceState> {
 #[macro_export]
 macro_rules! add_span_tags {
     ($($name:expr => $value:expr),+ $(,)?) => {
-        if $crate::telemetry::tracing::__private::internal_is_recording() {
-            $crate::telemetry::tracing::__private::internal_set_tags([
+        if $crate::telemetry::tracing::__private::INTERNAL.is_recording() {
+            $crate::telemetry::tracing::__private::INTERNAL.set_tags([
                 $($crate::telemetry::tracing::Tag::new($name, $value)),+
             ]);
         }
@@ -541,8 +541,8 @@ macro_rules! add_span_tags {
 #[macro_export]
 macro_rules! add_span_log_fields {
     ($($name:expr => $value:expr),+ $(,)?) => {
-        if $crate::telemetry::tracing::__private::internal_is_recording() {
-            $crate::telemetry::tracing::__private::internal_log([
+        if $crate::telemetry::tracing::__private::INTERNAL.is_recording() {
+            $crate::telemetry::tracing::__private::INTERNAL.log([
                 $($crate::telemetry::tracing::LogField::new($name, $value)),+
             ]);
         }
@@ -569,8 +569,8 @@ macro_rules! add_span_log_fields {
 #[macro_export]
 macro_rules! set_span_finish_callback {
     ($callback:expr) => {
-        if $crate::telemetry::tracing::__private::internal_is_recording() {
-            $crate::telemetry::tracing::__private::internal_set_finish_callback($callback);
+        if $crate::telemetry::tracing::__private::INTERNAL.is_recording() {
+            $crate::telemetry::tracing::__private::INTERNAL.set_finish_callback($callback);
         }
     };
 }
