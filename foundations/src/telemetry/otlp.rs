@@ -23,11 +23,11 @@
 use crate::telemetry::tracing::{FinishedSpan, TagValue};
 use opentelemetry_proto::tonic::common::v1::{AnyValue, InstrumentationScope, KeyValue, any_value};
 use opentelemetry_proto::tonic::resource::v1::Resource;
-#[cfg(test)]
+#[cfg(all(test, feature = "testing"))]
 use opentelemetry_proto::tonic::trace::v1::span::Event;
 use opentelemetry_proto::tonic::trace::v1::span::SpanKind;
 use opentelemetry_proto::tonic::trace::v1::status::StatusCode;
-#[cfg(test)]
+#[cfg(all(test, feature = "testing"))]
 use opentelemetry_proto::tonic::trace::v1::{Span, Status};
 use smallvec::SmallVec;
 use std::time::{SystemTime, UNIX_EPOCH};
@@ -313,7 +313,7 @@ fn parent_and_flags(span: &FinishedSpan) -> (Option<[u8; 8]>, u32) {
 
 /// Converts one finished span into the `opentelemetry-proto` message: the reference that
 /// tests hold the direct encoding ([`write_span`]) to.
-#[cfg(test)]
+#[cfg(all(test, feature = "testing"))]
 pub(crate) fn to_proto(span: &FinishedSpan, counts: &mut ConversionCounts) -> Span {
     let state = span.state();
     let view = view(span, &[], counts);
