@@ -28,16 +28,6 @@ fn installed_hot_path(c: &mut Criterion) {
             }
         })
     });
-    group.bench_function("unsampled_root_plus_9_children", |b| {
-        b.iter(|| {
-            let options = StartTraceOptions::default().force_sampling(false);
-            let _root = tracing::start_trace("root", options);
-            for _ in 0..9 {
-                let _child = tracing::span("child");
-                add_span_tags!("key" => "value");
-            }
-        })
-    });
     group.finish();
 
     c.bench_function("internal_installed/w3c_traceparent_format", |b| {

@@ -119,6 +119,36 @@ fn without_a_user_trace_every_user_api_is_inert() {
 }
 
 #[test]
+fn with_user_span_works_under_an_unsampled_internal_trace() {
+    // Unsampled internal children normally share their parent's stack entry; one opened
+    // while a user trace is active must keep its own, so that its user span can follow.
+    let ctx = TelemetryContext::test();
+    ctx.scope_and(|| {
+        let _user = user_tracing::start_user_trace("request", Tenant::new("t"), None);
+        let unsampled = StartTraceOptions::default().force_sampling(false);
+        let _internal = tracing::start_trace("internal", unsampled);
+        let internal_ids = (tracing::trace_id(), tracing::span_id());
+        {
+            let _a = tracing::span("a").with_user_span();
+            let _b = tracing::span("b").with_user_span();
+            assert_eq!((tracing::trace_id(), tracing::span_id()), internal_ids);
+        }
+        let _c = tracing::span("c").with_user_span();
+    });
+    assert!(ctx.traces(Default::default()).is_empty());
+    let user = ctx.user_traces(Default::default());
+    let root = &user[0];
+    assert_eq!(
+        root.children.len(),
+        2,
+        "a and c are children of the user root"
+    );
+    assert_eq!(root.children[0].name, "a");
+    assert_eq!(root.children[0].children[0].name, "b");
+    assert_eq!(root.children[1].name, "c");
+}
+
+#[test]
 fn inbound_traceparent_is_continued_with_tracestate_and_random_flag() {
     let ctx = TelemetryContext::test();
     let inbound: TraceparentContext = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-03"

@@ -190,7 +190,20 @@ impl Harness {
 
 impl HarnessRef {
     /// Starts a root span: a new trace, or the local root of an inbound one.
+    #[cfg_attr(not(any(feature = "user-tracing", test)), allow(dead_code))]
     pub(crate) fn start_root(self, name: Cow<'static, str>, options: RootOptions) -> LocalSpan {
+        match self.plan_root(options) {
+            RootPlan::Unsampled(state) => LocalSpan::Shared(SharedSpan::NonRecording(state)),
+            RootPlan::Recorded { state, parent } => {
+                LocalSpan::Owned(LiveSpan::start(self, name, state, parent, None))
+            }
+        }
+    }
+
+    /// Decides a new root: its identity, and whether it is recorded. Cheap, and runs no
+    /// application code; callers then build the span where it will live.
+    #[inline]
+    pub(crate) fn plan_root(&self, options: RootOptions) -> RootPlan {
         match options.inbound {
             Some((inbound, trace_state)) => {
                 let remote = SpanState::remote(&inbound, trace_state).with_routing(options.routing);
@@ -202,24 +215,40 @@ impl HarnessRef {
                 if !sampled {
                     // Nothing is recorded, so there is no new span to name as the parent:
                     // forward the inbound parent id unchanged, with the sampled flag unset.
-                    return SharedSpan::NonRecording(remote.with_sampled(false)).into();
+                    return RootPlan::Unsampled(remote.with_sampled(false));
                 }
-                let state = remote.child().with_sampled(true);
-                let parent = ParentRef::of(&remote);
-                LocalSpan::Owned(LiveSpan::start(self, name, state, Some(parent), None))
+                RootPlan::Recorded {
+                    state: remote.child().with_sampled(true),
+                    parent: Some(ParentRef::of(&remote)),
+                }
             }
             None => {
                 let sampled = options
                     .force_sampling
                     .unwrap_or_else(|| self.sample_new_root());
                 let state = SpanState::new_root(sampled).with_routing(options.routing);
-                if !sampled {
-                    return SharedSpan::NonRecording(state).into();
+                if sampled {
+                    RootPlan::Recorded {
+                        state,
+                        parent: None,
+                    }
+                } else {
+                    RootPlan::Unsampled(state)
                 }
-                LocalSpan::Owned(LiveSpan::start(self, name, state, None, None))
             }
         }
     }
+}
+
+/// What [`HarnessRef::plan_root`] decided for a new root.
+pub(crate) enum RootPlan {
+    /// Not recorded: the identity that the root and all its descendants share.
+    Unsampled(SpanState),
+    /// Recorded: the new span's state, and its remote parent if it continues a trace.
+    Recorded {
+        state: SpanState,
+        parent: Option<ParentRef>,
+    },
 }
 
 impl fmt::Debug for Harness {

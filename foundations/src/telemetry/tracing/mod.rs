@@ -56,11 +56,12 @@ pub use w3c::{
 
 #[cfg(feature = "testing")]
 pub(crate) use harness::Harness;
+use harness::RootPlan;
 pub(crate) use harness::{HarnessRef, Pipeline, RootOptions};
 
 use crate::telemetry::TelemetryContext;
 use scope_stack::ScopeId;
-use state::LocalSpan;
+use state::{LiveSpan, LocalSpan, ParentRef, SharedSpan};
 use std::borrow::Cow;
 use std::marker::PhantomData;
 
@@ -272,8 +273,9 @@ impl SpanScope {
     /// Starts a root and makes it current. `pending_user_name` is `Some` only while a user
     /// trace is active (see [`without_span`](Self::without_span)).
     ///
-    /// Out of line: the span is large, and callers without a harness (tracing off) must not
-    /// pay for the stack space and copies its path needs.
+    /// Out of line, so that callers without a harness (tracing off) stay small. An
+    /// unsampled root is just its identity; a recorded one takes a path of its own, so that
+    /// the unsampled one does not pay for the stack space a live span needs.
     #[inline(never)]
     fn enter_root(
         harness: HarnessRef,
@@ -281,11 +283,36 @@ impl SpanScope {
         options: RootOptions,
         pending_user_name: Option<Cow<'static, str>>,
     ) -> Self {
-        let root = harness.start_root(name, options);
+        let id = match harness.plan_root(options) {
+            RootPlan::Unsampled(state) => {
+                scope_stack::push_started(Pipeline::Internal, pending_user_name, |slot| {
+                    *slot = Some(LocalSpan::Shared(SharedSpan::NonRecording(state)));
+                })
+            }
+            RootPlan::Recorded { state, parent } => {
+                Self::push_recorded_root(harness, name, state, parent, pending_user_name)
+            }
+        };
         Self {
-            id: scope_stack::push_entry(Pipeline::Internal, Some(root), pending_user_name),
+            id,
             _not_send: PhantomData,
         }
+    }
+
+    /// Starts a recorded root straight into its stack entry.
+    #[inline(never)]
+    fn push_recorded_root(
+        harness: HarnessRef,
+        name: Cow<'static, str>,
+        state: SpanState,
+        parent: Option<ParentRef>,
+        pending_user_name: Option<Cow<'static, str>>,
+    ) -> Option<ScopeId> {
+        scope_stack::push_started(Pipeline::Internal, pending_user_name, |slot| {
+            *slot = Some(LocalSpan::Owned(LiveSpan::start(
+                harness, name, state, parent, None,
+            )));
+        })
     }
 
     /// A scope without a span: inert, unless a user trace is active
@@ -417,22 +444,33 @@ fn remove_with_user_span(id: ScopeId) -> Option<OwnSpans> {
 impl Drop for SpanScope {
     #[inline]
     fn drop(&mut self) {
-        if let Some(id) = self.id.take() {
-            let mut spill = None;
-            let user_scope = scope_stack::end(Pipeline::Internal, id, &mut spill);
-            #[cfg(feature = "user-tracing")]
-            if let Some(user_scope) = user_scope {
-                let mut user_spill = None;
-                scope_stack::end(Pipeline::User, user_scope, &mut user_spill);
-                // The user span (opened last) finishes first.
-                drop(user_spill);
+        if let Some(id) = self.id {
+            if !scope_stack::end_quietly(Pipeline::Internal, id) {
+                Self::end_spilling(id);
             }
-            #[cfg(not(feature = "user-tracing"))]
-            let _ = user_scope;
-            // Spans that may run application code as they finish are dropped here, after
-            // the stack borrows are released.
-            drop(spill);
         }
+    }
+}
+
+impl SpanScope {
+    /// Ends entry `id` when that may run application code (a finish callback, a linked
+    /// user span): out of line, so that the quiet common case stays small.
+    #[cold]
+    #[inline(never)]
+    fn end_spilling(id: ScopeId) {
+        let mut spill = None;
+        let user_scope = scope_stack::end(Pipeline::Internal, id, &mut spill);
+        #[cfg(feature = "user-tracing")]
+        if let Some(user_scope) = user_scope {
+            let mut user_spill = None;
+            scope_stack::end(Pipeline::User, user_scope, &mut user_spill);
+            // The user span (opened last) finishes first.
+            drop(user_spill);
+        }
+        #[cfg(not(feature = "user-tracing"))]
+        let _ = user_scope;
+        // The internal span finishes as `spill` goes out of scope, after the stack borrows
+        // are released: it may run application code.
     }
 }
 

@@ -4,6 +4,12 @@
 //! other's spans. Entries are removed by id, not popped: a scope dropped out of order
 //! removes exactly its own entry and never re-parents later spans.
 //!
+//! An unsampled span has no identity of its own: it *is* its parent's (same ids, nothing
+//! recorded). So an unsampled child of an unsampled span takes no entry: it is *folded*
+//! into its parent's, which counts it, and its scope ends by uncounting it. Which of the
+//! scopes sharing an entry ends first does not matter; the entry goes with the last one.
+//! That keeps a whole unsampled trace as cheap as a counter per span.
+//!
 //! An entry *owns* a recorded span that nothing else refers to (see the `state` module), so
 //! tagging the current span or opening a child of it needs no lock: a new child is built
 //! and pushed within one borrow of the stack. Capturing the current span
@@ -38,6 +44,9 @@ struct Entry {
     id: ScopeId,
     /// `None` marks a context without a span of this pipeline: it hides spans below it.
     span: Option<LocalSpan>,
+    /// How many unsampled children are folded into this entry (see the module docs): the
+    /// number of scopes, beyond the one that pushed it, that end here.
+    folded: u32,
     /// The entry's link to a parallel user span (`SpanScope::with_user_span`): kept here
     /// rather than in the scope so that a scope stays one machine word.
     #[cfg(feature = "user-tracing")]
@@ -81,6 +90,7 @@ impl Entry {
         Self {
             id: ScopeId(NonZeroU64::MIN),
             span: None,
+            folded: 0,
             #[cfg(feature = "user-tracing")]
             user: UserLink::None,
         }
@@ -140,14 +150,16 @@ impl ScopeStack {
         (id, entry)
     }
 
+    /// Pushes an entry whose span `start` writes straight into it (a vacant entry holds
+    /// none): building a `LocalSpan` elsewhere and moving it in would copy it.
     #[inline]
-    fn push(
+    fn push_with(
         &mut self,
-        span: Option<LocalSpan>,
         #[allow(unused)] pending_user_name: Option<Cow<'static, str>>,
+        start: impl FnOnce(&mut Option<LocalSpan>),
     ) -> ScopeId {
         let (id, entry) = self.push_vacant();
-        entry.span = span;
+        start(&mut entry.span);
         #[cfg(feature = "user-tracing")]
         {
             entry.user = pending_user_name.map_or(UserLink::None, UserLink::PendingName);
@@ -158,11 +170,18 @@ impl ScopeStack {
     /// Makes the live entry at `index`, whose span and user link were taken, vacant.
     #[inline]
     fn vacate(&mut self, index: usize) {
-        // Out of order: the entries above move down one, the vacated one goes above them.
         if index + 1 < self.depth {
-            self.entries[index..self.depth].rotate_left(1);
+            self.move_to_top(index);
         }
         self.depth -= 1;
+    }
+
+    /// Out of order: the entries above `index` move down one, and it goes above them.
+    /// Out of line, so that the common in-order end does not reserve room for an entry.
+    #[cold]
+    #[inline(never)]
+    fn move_to_top(&mut self, index: usize) {
+        self.entries[index..self.depth].rotate_left(1);
     }
 
     #[inline]
@@ -173,6 +192,26 @@ impl ScopeStack {
     #[inline]
     fn current_mut(&mut self) -> Option<&mut LocalSpan> {
         self.live_mut().last_mut()?.span.as_mut()
+    }
+
+    /// Folds an unsampled child into the top entry, if it can be (see the module docs):
+    /// its span is unsampled and no user span is linked or pending there, nor for the child.
+    /// The user-link conditions keep a user span's lifetime that of exactly one scope.
+    #[inline(always)]
+    fn try_fold_child(&mut self) -> Option<ScopeId> {
+        let top = self.live_mut().last_mut()?;
+        #[cfg(feature = "user-tracing")]
+        if !matches!(top.user, UserLink::None) {
+            return None;
+        }
+        if !matches!(
+            top.span,
+            Some(LocalSpan::Shared(SharedSpan::NonRecording(_)))
+        ) {
+            return None;
+        }
+        top.folded = top.folded.checked_add(1)?;
+        Some(top.id)
     }
 
     /// Pushes a child of the current span, which the caller checked exists.
@@ -192,9 +231,9 @@ impl ScopeStack {
         };
         let parent = parent.span.as_ref().expect("checked above");
         match parent {
-            // An unsampled child is its parent's identity: build just that in the slot.
-            // Going through `LocalSpan::child` would return a whole `LocalSpan` (the size of
-            // an inline live span) and copy it in, for every unsampled span.
+            // An unsampled child that could not be folded is its parent's identity: build
+            // just that in the slot. Going through `LocalSpan::child` would return a whole
+            // `LocalSpan` (the size of an inline live span) and copy it in.
             LocalSpan::Shared(SharedSpan::NonRecording(state)) => {
                 entry.span = Some(LocalSpan::Shared(SharedSpan::NonRecording(state.clone())));
             }
@@ -249,10 +288,26 @@ pub(crate) fn push_entry(
     let mut values = Some((span, pending_user_name));
     let id = with_stack(pipeline, |stack| {
         let (span, pending_user_name) = values.take().unwrap_or_default();
-        stack.push(span, pending_user_name)
+        stack.push_with(pending_user_name, |slot| *slot = span)
     });
     drop(values);
     id
+}
+
+/// Like [`push_entry`], with the span written straight into the new entry by `start`
+/// (which must not run application code): moving a finished `LocalSpan` in would copy it.
+/// `start` is not called when the stack is unavailable.
+#[inline]
+pub(crate) fn push_started(
+    pipeline: Pipeline,
+    pending_user_name: Option<Cow<'static, str>>,
+    start: impl FnOnce(&mut Option<LocalSpan>),
+) -> Option<ScopeId> {
+    // If the thread is being torn down, the name is dropped here, outside any borrow.
+    let mut pending_user_name = Some(pending_user_name);
+    with_stack(pipeline, |stack| {
+        stack.push_with(pending_user_name.take().flatten(), start)
+    })
 }
 
 /// Opens a child of the current span named `name` and makes it current, within one borrow
@@ -269,6 +324,12 @@ pub(crate) fn push_child(
 ) -> Option<ScopeId> {
     with_stack(pipeline, |stack| {
         stack.current()?;
+        // The common unsampled child is folded right here; the out-of-line path builds.
+        if pending_user_name.is_none() {
+            if let Some(id) = stack.try_fold_child() {
+                return Some(id);
+            }
+        }
         stack.push_child(name.take()?, pending_user_name.take())
     })
     .flatten()
@@ -301,6 +362,41 @@ pub(crate) fn link_user_scope(pipeline: Pipeline, id: ScopeId, user_scope: Scope
     });
 }
 
+/// Ends the entry `id` if that runs no application code and nothing needs to be handed
+/// back: a folded scope, or a span that [finishes quietly](LocalSpan::finishes_quietly)
+/// with no user span linked. Returns `false`, changing nothing, when the caller must use
+/// [`end`] instead. The fast path of every scope's drop: it keeps no span-sized value on
+/// the caller's stack.
+#[inline]
+pub(crate) fn end_quietly(pipeline: Pipeline, id: ScopeId) -> bool {
+    with_stack(pipeline, |stack| {
+        let Some(index) = stack.find(id) else {
+            return true;
+        };
+        let entry = &mut stack.entries[index];
+        if entry.folded > 0 {
+            // Another scope still ends here.
+            entry.folded -= 1;
+            return true;
+        }
+        #[cfg(feature = "user-tracing")]
+        match entry.user {
+            UserLink::Opened(_) => return false,
+            // A pending name is a plain string.
+            UserLink::PendingName(_) => entry.user = UserLink::None,
+            UserLink::None => {}
+        }
+        if !entry.span.as_ref().is_none_or(LocalSpan::finishes_quietly) {
+            return false;
+        }
+        entry.span = None;
+        stack.vacate(index);
+        true
+    })
+    // The stack is gone (thread teardown) or busy: there is nothing to end.
+    .unwrap_or(true)
+}
+
 /// Ends the entry `id`, wherever it is in the stack: what its scope's drop does.
 ///
 /// A span that finishes without running application code (see
@@ -316,6 +412,11 @@ pub(crate) fn end(
     with_stack(pipeline, |stack| {
         let index = stack.find(id)?;
         let entry = &mut stack.entries[index];
+        if entry.folded > 0 {
+            // Another scope still ends here.
+            entry.folded -= 1;
+            return None;
+        }
         let user_scope = entry.take_user_scope();
         // With a linked user span the span is spilled too, so that the caller finishes the
         // user span (opened last) first.
@@ -346,6 +447,20 @@ pub(crate) fn remove_entry(pipeline: Pipeline, id: ScopeId) -> Option<RemovedEnt
     with_stack(pipeline, |stack| {
         let index = stack.find(id)?;
         let entry = &mut stack.entries[index];
+        if entry.folded > 0 {
+            // Another scope still ends here: this one leaves with a copy of the (unsampled,
+            // so plain-identity) span. A folded entry has no user link.
+            entry.folded -= 1;
+            let span = match &entry.span {
+                Some(LocalSpan::Shared(span)) => Some(LocalSpan::Shared(span.clone())),
+                _ => unreachable!("only unsampled spans are folded, and they stay so"),
+            };
+            return Some(RemovedEntry {
+                span,
+                #[cfg(feature = "user-tracing")]
+                user_scope: None,
+            });
+        }
         #[allow(unused)]
         let user_scope = entry.take_user_scope();
         let removed = RemovedEntry {
@@ -417,4 +532,135 @@ pub(crate) fn swap_test_harness(
         std::mem::replace(&mut stack.test_harness, harness.take().flatten())
     });
     previous.flatten()
+}
+
+#[cfg(all(test, feature = "testing"))]
+mod tests {
+    use super::*;
+    use crate::telemetry::TelemetryContext;
+    use crate::telemetry::tracing::{self, SpanId, StartTraceOptions, TraceId};
+
+    /// Live entries on this thread's internal stack.
+    fn depth() -> usize {
+        with_stack(Pipeline::Internal, |stack| stack.depth).expect("stack available")
+    }
+
+    fn ids() -> Option<(TraceId, SpanId)> {
+        Some((tracing::trace_id()?, tracing::span_id()?))
+    }
+
+    fn unsampled_root() -> tracing::SpanScope {
+        tracing::start_trace("root", StartTraceOptions::default().force_sampling(false))
+    }
+
+    #[test]
+    fn unsampled_children_fold_into_their_parents_entry() {
+        let ctx = TelemetryContext::test();
+        ctx.scope_and(|| {
+            let base = depth();
+            let root = unsampled_root();
+            let root_ids = ids();
+            assert!(root_ids.is_some());
+            let a = tracing::span("a");
+            let b = tracing::span("b");
+            assert_eq!(
+                depth(),
+                base + 1,
+                "one entry for the root and its folded children"
+            );
+            assert_eq!(
+                ids(),
+                root_ids,
+                "an unsampled child is its parent's identity"
+            );
+            assert!(!tracing::w3c_traceparent().unwrap().flags.is_sampled());
+            drop((b, a, root));
+            assert_eq!(depth(), base);
+            assert_eq!(ids(), None);
+        });
+        assert!(ctx.traces(Default::default()).is_empty());
+    }
+
+    #[test]
+    fn folded_scopes_end_in_any_order() {
+        let ctx = TelemetryContext::test();
+        ctx.scope_and(|| {
+            let base = depth();
+            let root = unsampled_root();
+            let root_ids = ids();
+            let a = tracing::span("a");
+            let b = tracing::span("b");
+            drop(root);
+            assert_eq!(ids(), root_ids, "the children still hold the identity");
+            drop(a);
+            assert_eq!(ids(), root_ids);
+            drop(b);
+            assert_eq!(ids(), None);
+            assert_eq!(depth(), base);
+            // The slot is reusable and starts unfolded.
+            let next = unsampled_root();
+            assert_ne!(ids(), root_ids);
+            drop(next);
+            assert_eq!(depth(), base);
+        });
+    }
+
+    #[test]
+    fn a_folded_scope_leaves_with_its_identity_as_a_context() {
+        let ctx = TelemetryContext::test();
+        ctx.scope_and(|| {
+            let root = unsampled_root();
+            let root_ids = ids();
+            let captured = tracing::span("child").into_context();
+            assert_eq!(ids(), root_ids, "the root is still current");
+            drop(root);
+            assert_eq!(ids(), None);
+            captured.scope_and(|| {
+                assert_eq!(ids(), root_ids);
+                // Spans under the captured identity fold into the context's own entry.
+                let base = depth();
+                let _grandchild = tracing::span("grandchild");
+                assert_eq!(depth(), base);
+                assert_eq!(ids(), root_ids);
+            });
+        });
+        assert!(ctx.traces(Default::default()).is_empty());
+    }
+
+    #[test]
+    fn ending_a_folded_scope_does_not_touch_the_entries_above_it() {
+        let ctx = TelemetryContext::test();
+        ctx.scope_and(|| {
+            let recorded = tracing::start_trace("recorded", StartTraceOptions::default());
+            let recorded_ids = ids();
+            let recorded_ctx = recorded.into_context();
+
+            let root = unsampled_root();
+            let root_ids = ids();
+            let folded = tracing::span("folded");
+            let above = recorded_ctx.scope();
+            drop(folded);
+            assert_eq!(
+                ids(),
+                recorded_ids,
+                "the context entered above stays current"
+            );
+            drop(above);
+            assert_eq!(ids(), root_ids);
+            drop(root);
+        });
+        assert_eq!(ctx.traces(Default::default())[0].name, "recorded");
+    }
+
+    #[test]
+    fn a_recorded_child_is_never_folded() {
+        let ctx = TelemetryContext::test();
+        ctx.scope_and(|| {
+            let base = depth();
+            let _root = tracing::start_trace("root", StartTraceOptions::default());
+            let _child = tracing::span("child");
+            assert_eq!(depth(), base + 2);
+        });
+        assert_eq!(ctx.traces(Default::default())[0].children[0].name, "child");
+    }
 }

@@ -126,9 +126,10 @@ impl SpanState {
 
     /// A new trace: random ids and the W3C Level 2 random-trace-id flag.
     pub(crate) fn new_root(sampled: bool) -> Self {
+        let (trace_id, span_id) = TraceId::random_with_root_span_id();
         Self {
-            trace_id: TraceId::random(),
-            span_id: SpanId::random(),
+            trace_id,
+            span_id,
             flags: TraceFlags::RANDOM.with_sampled(sampled),
             trace_state: None,
             remote: false,

@@ -1,0 +1,52 @@
+//! Internal pipeline hot path when traces are not sampled: the harness is installed with
+//! `sampling_ratio(0.0)`, the setting a service runs with when tracing is configured but
+//! turned down.
+//!
+//! Run: `cargo bench -p foundations --bench tracing_unsampled`. Each iteration opens a root
+//! and 9 children (each tagged, as instrumented code does), so divide by 10 for the time per
+//! span (the throughput line gives spans per second directly). The `inbound_unsampled` case
+//! continues a `traceparent` whose sampled flag is unset: parent-based sampling then records
+//! nothing either, and only the inbound identity is propagated.
+
+mod common;
+
+use criterion::{Criterion, Throughput, criterion_group, criterion_main};
+use foundations::add_span_tags;
+use foundations::telemetry::tracing::{
+    self, HarnessOptions, StartTraceOptions, TraceparentContext,
+};
+
+fn unsampled_hot_path(c: &mut Criterion) {
+    let drain = tracing::install(HarnessOptions::default().sampling_ratio(0.0))
+        .expect("harness installs once per bench process");
+    common::spawn_batch_consumer(drain);
+
+    let mut group = c.benchmark_group("internal_ratio_zero");
+    group.throughput(Throughput::Elements(10));
+    group.bench_function("root_plus_9_tagged_children", |b| {
+        b.iter(|| {
+            let _root = tracing::start_trace("root", StartTraceOptions::default());
+            for _ in 0..9 {
+                let _child = tracing::span("child");
+                add_span_tags!("key" => "value");
+            }
+        })
+    });
+    let inbound =
+        TraceparentContext::parse(b"00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-00")
+            .expect("valid traceparent");
+    group.bench_function("inbound_unsampled_root_plus_9_tagged_children", |b| {
+        b.iter(|| {
+            let options = StartTraceOptions::default().continue_trace(inbound, None);
+            let _root = tracing::start_trace("root", options);
+            for _ in 0..9 {
+                let _child = tracing::span("child");
+                add_span_tags!("key" => "value");
+            }
+        })
+    });
+    group.finish();
+}
+
+criterion_group!(benches, unsampled_hot_path);
+criterion_main!(benches);
