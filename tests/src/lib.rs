@@ -419,20 +419,21 @@ pub fn hex(bytes: &[u8]) -> String {
 /// when the bytes are not well-formed protobuf down to that level.
 pub fn count_spans(request: &[u8]) -> Option<usize> {
     let mut total = 0;
-    for (tag, field) in fields(request)? {
-        if let (1, Field::Bytes(resource_spans)) = (tag, field) {
-            for (tag, field) in fields(resource_spans)? {
-                if let (2, Field::Bytes(scope_spans)) = (tag, field) {
-                    for (tag, field) in fields(scope_spans)? {
-                        if let (2, Field::Bytes(span)) = (tag, field) {
-                            fields(span)?;
-                            total += 1;
-                        }
+    for_each_field(request, |tag, field| match (tag, field) {
+        (1, Field::Bytes(resource_spans)) => {
+            for_each_field(resource_spans, |tag, field| match (tag, field) {
+                (2, Field::Bytes(scope_spans)) => for_each_field(scope_spans, |tag, field| {
+                    if let (2, Field::Bytes(span)) = (tag, field) {
+                        for_each_field(span, |_, _| Some(()))?;
+                        total += 1;
                     }
-                }
-            }
+                    Some(())
+                }),
+                _ => Some(()),
+            })
         }
-    }
+        _ => Some(()),
+    })?;
     Some(total)
 }
 
@@ -441,9 +442,13 @@ enum Field<'a> {
     Scalar,
 }
 
-/// The fields of one protobuf message; `None` if it is malformed.
-fn fields(mut buf: &[u8]) -> Option<Vec<(u32, Field<'_>)>> {
-    let mut out = Vec::new();
+/// Calls `f` with each field of one protobuf message, in order, allocating nothing (the
+/// counting sink must not compete with the process it measures). `None` if the message
+/// is malformed or `f` returns `None`.
+fn for_each_field<'a>(
+    mut buf: &'a [u8],
+    mut f: impl FnMut(u32, Field<'a>) -> Option<()>,
+) -> Option<()> {
     while !buf.is_empty() {
         let key = prost::encoding::decode_varint(&mut buf).ok()?;
         let tag = u32::try_from(key >> 3).ok()?;
@@ -468,9 +473,9 @@ fn fields(mut buf: &[u8]) -> Option<Vec<(u32, Field<'_>)>> {
             }
             _ => return None,
         };
-        out.push((tag, field));
+        f(tag, field)?;
     }
-    Some(out)
+    Some(())
 }
 
 #[cfg(test)]
