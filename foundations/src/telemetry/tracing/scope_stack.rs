@@ -96,6 +96,17 @@ impl Entry {
         }
     }
 
+    /// Ends one of the scopes folded into this entry, if any: `true` when one was, and the
+    /// entry stays for the others.
+    #[inline]
+    fn end_folded(&mut self) -> bool {
+        let folded = self.folded > 0;
+        if folded {
+            self.folded -= 1;
+        }
+        folded
+    }
+
     /// The user entry linked to this one, unlinking it. A pending name drops here: a plain
     /// string, not application code.
     #[inline]
@@ -374,9 +385,7 @@ pub(crate) fn end_quietly(pipeline: Pipeline, id: ScopeId) -> bool {
             return true;
         };
         let entry = &mut stack.entries[index];
-        if entry.folded > 0 {
-            // Another scope still ends here.
-            entry.folded -= 1;
+        if entry.end_folded() {
             return true;
         }
         #[cfg(feature = "user-tracing")]
@@ -412,9 +421,7 @@ pub(crate) fn end(
     with_stack(pipeline, |stack| {
         let index = stack.find(id)?;
         let entry = &mut stack.entries[index];
-        if entry.folded > 0 {
-            // Another scope still ends here.
-            entry.folded -= 1;
+        if entry.end_folded() {
             return None;
         }
         let user_scope = entry.take_user_scope();
@@ -447,14 +454,14 @@ pub(crate) fn remove_entry(pipeline: Pipeline, id: ScopeId) -> Option<RemovedEnt
     with_stack(pipeline, |stack| {
         let index = stack.find(id)?;
         let entry = &mut stack.entries[index];
-        if entry.folded > 0 {
-            // Another scope still ends here: this one leaves with a copy of the (unsampled,
-            // so plain-identity) span. A folded entry has no user link.
-            entry.folded -= 1;
+        if entry.end_folded() {
+            // The entry stays for the other scopes; this one leaves with a copy of its
+            // unsampled (so identity-only, always shared) span. It has no user link.
             let span = match &entry.span {
                 Some(LocalSpan::Shared(span)) => Some(LocalSpan::Shared(span.clone())),
-                _ => unreachable!("only unsampled spans are folded, and they stay so"),
+                _ => None,
             };
+            debug_assert!(span.is_some(), "only unsampled spans are folded");
             return Some(RemovedEntry {
                 span,
                 #[cfg(feature = "user-tracing")]
@@ -650,6 +657,22 @@ mod tests {
             drop(root);
         });
         assert_eq!(ctx.traces(Default::default())[0].name, "recorded");
+    }
+
+    #[test]
+    fn a_context_scope_may_end_before_a_child_folded_into_it() {
+        let ctx = TelemetryContext::test();
+        let captured = ctx.scope_and(|| unsampled_root().into_context());
+        let root_ids = captured.scope_and(ids);
+        assert!(root_ids.is_some());
+        let (guard, child) = {
+            let guard = captured.scope();
+            (guard, tracing::span("child"))
+        };
+        drop(guard);
+        assert_eq!(ids(), root_ids, "the child still holds the identity");
+        drop(child);
+        assert_eq!(ids(), None);
     }
 
     #[test]
