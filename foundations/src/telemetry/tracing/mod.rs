@@ -189,21 +189,19 @@ pub fn start_trace(name: impl Into<Cow<'static, str>>, options: StartTraceOption
 /// ```
 #[inline]
 pub fn span(name: impl Into<Cow<'static, str>>) -> SpanScope {
-    let name = name.into();
-    let mut name_for_user = name_for_user_span(&name);
-    let mut name = Some(name);
+    let mut name = Some(name.into());
     // The common case, a child of the current span, is built and pushed in one go.
-    if let Some(id) = scope_stack::push_child(Pipeline::Internal, &mut name, &mut name_for_user) {
-        return SpanScope::entered(id);
-    }
-    match root_harness(Pipeline::Internal) {
-        Some(harness) => SpanScope::enter_root(
-            harness,
-            name.unwrap_or_default(),
-            RootOptions::default(),
-            name_for_user,
-        ),
-        None => SpanScope::without_span(name_for_user),
+    match scope_stack::push_internal_child(&mut name) {
+        scope_stack::InternalChild::Opened(id) => SpanScope::entered(id),
+        scope_stack::InternalChild::NoCurrentSpan { user_trace_active } => {
+            match root_harness(Pipeline::Internal) {
+                // Tracing off: nothing to open, nothing to keep.
+                None if !user_trace_active => SpanScope::inert(),
+                harness => {
+                    SpanScope::root_or_pending(harness, name.unwrap_or_default(), user_trace_active)
+                }
+            }
+        }
     }
 }
 
@@ -313,6 +311,23 @@ impl SpanScope {
                 harness, name, state, parent, None,
             )));
         })
+    }
+
+    /// [`span`] without a current span: a new root if a harness is installed, else an
+    /// entry that only keeps the name for `with_user_span`. Out of line, so that `span`
+    /// stays small.
+    #[inline(never)]
+    fn root_or_pending(
+        harness: Option<HarnessRef>,
+        name: Cow<'static, str>,
+        user_trace_active: bool,
+    ) -> Self {
+        // Cloning keeps a borrowed name borrowed: no allocation.
+        let name_for_user = user_trace_active.then(|| name.clone());
+        match harness {
+            Some(harness) => Self::enter_root(harness, name, RootOptions::default(), name_for_user),
+            None => Self::without_span(name_for_user),
+        }
     }
 
     /// A scope without a span: inert, unless a user trace is active

@@ -261,9 +261,30 @@ impl ScopeStack {
     }
 }
 
+/// This thread's stacks, one per pipeline, behind a single thread-local: opening an
+/// internal span also asks whether a user trace is active, and one access serves both.
+struct Stacks {
+    internal: RefCell<ScopeStack>,
+    user: RefCell<ScopeStack>,
+}
+
+impl Stacks {
+    #[inline]
+    fn of(&self, pipeline: Pipeline) -> &RefCell<ScopeStack> {
+        match pipeline {
+            Pipeline::Internal => &self.internal,
+            Pipeline::User => &self.user,
+        }
+    }
+}
+
 thread_local! {
-    static INTERNAL_STACK: RefCell<ScopeStack> = const { RefCell::new(ScopeStack::new()) };
-    static USER_STACK: RefCell<ScopeStack> = const { RefCell::new(ScopeStack::new()) };
+    static STACKS: Stacks = const {
+        Stacks {
+            internal: RefCell::new(ScopeStack::new()),
+            user: RefCell::new(ScopeStack::new()),
+        }
+    };
 }
 
 /// Runs `f` on this thread's stack of `pipeline`.
@@ -273,11 +294,11 @@ thread_local! {
 /// instead of panicking.
 #[inline]
 fn with_stack<R>(pipeline: Pipeline, f: impl FnOnce(&mut ScopeStack) -> R) -> Option<R> {
-    let key = match pipeline {
-        Pipeline::Internal => &INTERNAL_STACK,
-        Pipeline::User => &USER_STACK,
-    };
-    key.try_with(|stack| stack.try_borrow_mut().ok().map(|mut stack| f(&mut stack)))
+    STACKS
+        .try_with(|stacks| {
+            let mut stack = stacks.of(pipeline).try_borrow_mut().ok()?;
+            Some(f(&mut stack))
+        })
         .ok()
         .flatten()
 }
@@ -321,29 +342,60 @@ pub(crate) fn push_started(
     })
 }
 
-/// Opens a child of the current span named `name` and makes it current, within one borrow
-/// of the stack. Takes the arguments only if it does; `None` when there is no current span
-/// (or the stack is unavailable): the caller may then start a root with them.
+/// What [`push_internal_child`] did.
+pub(crate) enum InternalChild {
+    /// The child is open and current.
+    Opened(ScopeId),
+    /// There is no current internal span (or the stack is unavailable): the caller may
+    /// start a root instead. `user_trace_active` says whether the new span should keep its
+    /// name for `with_user_span`.
+    NoCurrentSpan { user_trace_active: bool },
+}
+
+/// Opens a child of the current internal span named `name` and makes it current, within
+/// one borrow of the stack. In the same visit to this thread's stacks it checks whether a
+/// user trace is active: if so, the child keeps (a copy of) its name for
+/// `with_user_span`. Takes `name` only if it opens the child.
 ///
-/// The arguments are borrowed rather than moved in and handed back so that the common
-/// "no current span" path (tracing off) does not copy them around.
+/// `name` is borrowed rather than moved in and handed back so that the common "no current
+/// span" path (tracing off) does not copy it around.
 #[inline]
-pub(crate) fn push_child(
-    pipeline: Pipeline,
-    name: &mut Option<Cow<'static, str>>,
-    pending_user_name: &mut Option<Cow<'static, str>>,
-) -> Option<ScopeId> {
-    with_stack(pipeline, |stack| {
-        stack.current()?;
-        // The common unsampled child is folded right here; the out-of-line path builds.
-        if pending_user_name.is_none() {
-            if let Some(id) = stack.try_fold_child() {
-                return Some(id);
+pub(crate) fn push_internal_child(name: &mut Option<Cow<'static, str>>) -> InternalChild {
+    STACKS
+        .try_with(|stacks| {
+            #[cfg(feature = "user-tracing")]
+            let user_trace_active = stacks
+                .user
+                .try_borrow()
+                .is_ok_and(|user| user.current().is_some());
+            #[cfg(not(feature = "user-tracing"))]
+            let user_trace_active = false;
+            let no_current = InternalChild::NoCurrentSpan { user_trace_active };
+            let Ok(mut stack) = stacks.internal.try_borrow_mut() else {
+                return no_current;
+            };
+            if stack.current().is_none() {
+                return no_current;
             }
-        }
-        stack.push_child(name.take()?, pending_user_name.take())
-    })
-    .flatten()
+            // The common unsampled child is folded right here; the out-of-line path builds.
+            if !user_trace_active {
+                if let Some(id) = stack.try_fold_child() {
+                    return InternalChild::Opened(id);
+                }
+            }
+            let Some(name) = name.take() else {
+                return no_current;
+            };
+            // Cloning keeps a borrowed name borrowed: no allocation.
+            let pending_user_name = user_trace_active.then(|| name.clone());
+            match stack.push_child(name, pending_user_name) {
+                Some(id) => InternalChild::Opened(id),
+                None => no_current,
+            }
+        })
+        .unwrap_or(InternalChild::NoCurrentSpan {
+            user_trace_active: false,
+        })
 }
 
 /// Takes the name kept by [`push_entry`] for entry `id`, if no user span was opened yet.
