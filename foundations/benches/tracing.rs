@@ -8,7 +8,6 @@
 mod common;
 
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
-use foundations::add_span_tags;
 use foundations::telemetry::tracing::{self, HarnessOptions, StartTraceOptions};
 use std::hint::black_box;
 
@@ -20,13 +19,7 @@ fn installed_hot_path(c: &mut Criterion) {
     let mut group = c.benchmark_group("internal_installed");
     group.throughput(Throughput::Elements(10));
     group.bench_function("root_plus_9_tagged_children", |b| {
-        b.iter(|| {
-            let _root = tracing::start_trace("root", StartTraceOptions::default());
-            for _ in 0..9 {
-                let _child = tracing::span("child");
-                add_span_tags!("key" => "value");
-            }
-        })
+        b.iter(|| common::internal_root_plus_9_tagged_children(StartTraceOptions::default()))
     });
     group.finish();
 

@@ -11,7 +11,6 @@
 mod common;
 
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
-use foundations::add_span_tags;
 use foundations::telemetry::tracing::{
     self, HarnessOptions, StartTraceOptions, TraceparentContext,
 };
@@ -24,13 +23,7 @@ fn unsampled_hot_path(c: &mut Criterion) {
     let mut group = c.benchmark_group("internal_ratio_zero");
     group.throughput(Throughput::Elements(10));
     group.bench_function("root_plus_9_tagged_children", |b| {
-        b.iter(|| {
-            let _root = tracing::start_trace("root", StartTraceOptions::default());
-            for _ in 0..9 {
-                let _child = tracing::span("child");
-                add_span_tags!("key" => "value");
-            }
-        })
+        b.iter(|| common::internal_root_plus_9_tagged_children(StartTraceOptions::default()))
     });
     let inbound =
         TraceparentContext::parse(b"00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-00")
@@ -38,11 +31,7 @@ fn unsampled_hot_path(c: &mut Criterion) {
     group.bench_function("inbound_unsampled_root_plus_9_tagged_children", |b| {
         b.iter(|| {
             let options = StartTraceOptions::default().continue_trace(inbound, None);
-            let _root = tracing::start_trace("root", options);
-            for _ in 0..9 {
-                let _child = tracing::span("child");
-                add_span_tags!("key" => "value");
-            }
+            common::internal_root_plus_9_tagged_children(options)
         })
     });
     group.finish();

@@ -1,7 +1,20 @@
 //! Shared bench setup.
 
-use foundations::telemetry::tracing::SpanDrain;
+use foundations::add_span_tags;
+use foundations::telemetry::tracing::{self, SpanDrain, StartTraceOptions};
 use std::time::Duration;
+
+/// The traced work the internal hot-path benches time: a root started with `options` and
+/// 9 children, each tagged as instrumented code does. 10 spans.
+#[allow(dead_code)] // Not every bench that shares this module uses it.
+#[inline]
+pub fn internal_root_plus_9_tagged_children(options: StartTraceOptions) {
+    let _root = tracing::start_trace("root", options);
+    for _ in 0..9 {
+        let _child = tracing::span("child");
+        add_span_tags!("key" => "value");
+    }
+}
 
 /// Drains `drain` on its own thread the way an exporter does: woken per batch of 512 spans
 /// or every 100 ms, whichever comes first.
