@@ -112,13 +112,17 @@ fn decode_hex(digits: &[u8]) -> Result<u128, HexError> {
 }
 
 /// Writes the low `4 * out.len()` bits of `value` as lowercase hex, most
-/// significant digit first. `out` must be at most 32 bytes long.
+/// significant digit first. `out` must be an even number of bytes, at most 32.
+///
+/// Works a byte (two digits) at a time: shifting a `u128` by a different amount for every
+/// digit made formatting a `traceparent` several times slower.
 fn encode_hex(value: u128, out: &mut [u8]) {
-    debug_assert!(out.len() <= 32);
-    let n = out.len();
-    for (i, slot) in out.iter_mut().enumerate() {
-        let shift = 4 * (n - 1 - i);
-        *slot = HEX_DIGITS[((value >> shift) & 0xF) as usize];
+    debug_assert!(out.len() <= 32 && out.len() % 2 == 0);
+    let bytes = value.to_be_bytes();
+    let bytes = &bytes[bytes.len().saturating_sub(out.len() / 2)..];
+    for (pair, byte) in out.chunks_exact_mut(2).zip(bytes) {
+        pair[0] = HEX_DIGITS[usize::from(byte >> 4)];
+        pair[1] = HEX_DIGITS[usize::from(byte & 0xF)];
     }
 }
 
@@ -622,7 +626,8 @@ impl TraceparentContext {
     pub fn to_header_value(&self) -> String {
         let mut buf = [0u8; Self::HEADER_LEN];
         self.write_header_value(&mut buf);
-        buf.iter().map(|&b| char::from(b)).collect()
+        // One allocation of the exact size; the bytes are ASCII by construction.
+        String::from_utf8_lossy(&buf).into_owned()
     }
 
     /// Allocation-free variant of [`TraceparentContext::to_header_value`]:
