@@ -240,9 +240,12 @@ impl Drop for TelemetryScope {
     fn drop(&mut self) {
         for (pipeline, id) in PIPELINES.into_iter().zip(self.ids) {
             if let Some(id) = id {
-                let mut spill = None;
-                scope_stack::end(pipeline, id, &mut spill);
-                drop(spill);
+                if !scope_stack::end_quietly(pipeline, id) {
+                    // A span that may run application code as it finishes drops at the end
+                    // of this block, after the stack's borrow is released.
+                    let mut spill = None;
+                    scope_stack::end(pipeline, id, &mut spill);
+                }
             }
         }
         #[cfg(feature = "testing")]

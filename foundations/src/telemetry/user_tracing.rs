@@ -179,20 +179,16 @@ pub fn user_span(name: impl Into<Cow<'static, str>>) -> UserSpanScope {
     if !is_active() {
         return UserSpanScope::inert();
     }
-    UserSpanScope::enter(open_child(name.into()))
+    UserSpanScope {
+        id: scope_stack::push_child_of_current(Pipeline::User, name.into()),
+        _not_send: PhantomData,
+    }
 }
 
 /// Opens an internal span and a user span of the same name, both current until the
 /// returned scope is dropped: `span(name).with_user_span()`.
 pub fn dual_span(name: impl Into<Cow<'static, str>>) -> crate::telemetry::tracing::SpanScope {
     crate::telemetry::tracing::span(name).with_user_span()
-}
-
-#[inline]
-pub(crate) fn open_child(name: Cow<'static, str>) -> Option<LocalSpan> {
-    scope_stack::inspect_current(Pipeline::User, |current| {
-        current.map(|parent| parent.child(name))
-    })
 }
 
 /// `true` while a user span is current (a user trace is active on this thread).
@@ -265,11 +261,13 @@ impl UserSpanScope {
 impl Drop for UserSpanScope {
     #[inline]
     fn drop(&mut self) {
-        if let Some(id) = self.id.take() {
-            let mut spill = None;
-            scope_stack::end(Pipeline::User, id, &mut spill);
-            // Dropped after the stack's borrow is released: it may run application code.
-            drop(spill);
+        if let Some(id) = self.id {
+            if !scope_stack::end_quietly(Pipeline::User, id) {
+                let mut spill = None;
+                scope_stack::end(Pipeline::User, id, &mut spill);
+                // `spill` drops here, after the stack's borrow is released: it may run
+                // application code (the last reference to the routing, a callback).
+            }
         }
     }
 }

@@ -381,10 +381,10 @@ impl SpanScope {
         // Only an entry opened while a user trace was active holds a name; taking it also
         // makes a second `with_user_span` a no-op.
         let name = scope_stack::take_pending_user_name(Pipeline::Internal, id);
-        if let Some(child) = name.and_then(crate::telemetry::user_tracing::open_child) {
-            if let Some(user_scope) = scope_stack::push(Pipeline::User, Some(child)) {
-                scope_stack::link_user_scope(Pipeline::Internal, id, user_scope);
-            }
+        let user_scope =
+            name.and_then(|name| scope_stack::push_child_of_current(Pipeline::User, name));
+        if let Some(user_scope) = user_scope {
+            scope_stack::link_user_scope(Pipeline::Internal, id, user_scope);
         }
         self
     }
@@ -479,8 +479,8 @@ impl SpanScope {
         if let Some(user_scope) = user_scope {
             let mut user_spill = None;
             scope_stack::end(Pipeline::User, user_scope, &mut user_spill);
-            // The user span (opened last) finishes first.
-            drop(user_spill);
+            // The user span (opened last) finishes first, as `user_spill` goes out of scope
+            // (passing it to `drop` would first copy it).
         }
         #[cfg(not(feature = "user-tracing"))]
         let _ = user_scope;

@@ -318,12 +318,10 @@ pub(crate) fn push_entry(
 ) -> Option<ScopeId> {
     // If the thread is being torn down, the values are dropped here, outside any borrow.
     let mut values = Some((span, pending_user_name));
-    let id = with_stack(pipeline, |stack| {
+    with_stack(pipeline, |stack| {
         let (span, pending_user_name) = values.take().unwrap_or_default();
         stack.push_with(pending_user_name, |slot| *slot = span)
-    });
-    drop(values);
-    id
+    })
 }
 
 /// Like [`push_entry`], with the span written straight into the new entry by `start`
@@ -340,6 +338,23 @@ pub(crate) fn push_started(
     with_stack(pipeline, |stack| {
         stack.push_with(pending_user_name.take().flatten(), start)
     })
+}
+
+/// Opens a child of the current span of `pipeline` named `name`, built straight into its
+/// entry, and makes it current; `None` (dropping `name`) when there is no current span.
+/// For the user pipeline, where every span is recorded: nothing is folded.
+#[cfg(feature = "user-tracing")]
+#[inline]
+pub(crate) fn push_child_of_current(
+    pipeline: Pipeline,
+    name: Cow<'static, str>,
+) -> Option<ScopeId> {
+    let mut name = Some(name);
+    with_stack(pipeline, |stack| {
+        stack.current()?;
+        stack.push_child(name.take()?, None)
+    })
+    .flatten()
 }
 
 /// What [`push_internal_child`] did.
