@@ -143,8 +143,13 @@ impl TelemetryContext {
     /// assert!(tracing::trace_id().is_none());
     /// ```
     pub fn scope(&self) -> TelemetryScope {
+        // Each span handle is cloned straight into its new entry (see `push_started`).
         let ids = PIPELINES.map(|pipeline| {
-            scope_stack::push(pipeline, self.span(pipeline).cloned().map(LocalSpan::from))
+            scope_stack::push_started(pipeline, None, |slot| {
+                *slot = self
+                    .span(pipeline)
+                    .map(|span| LocalSpan::Shared(span.clone()));
+            })
         });
         TelemetryScope {
             ids,

@@ -304,6 +304,7 @@ fn with_stack<R>(pipeline: Pipeline, f: impl FnOnce(&mut ScopeStack) -> R) -> Op
 }
 
 /// Makes `span` (or "no span") current until [`end`] is called with the returned id.
+#[cfg(feature = "user-tracing")]
 #[inline]
 pub(crate) fn push(pipeline: Pipeline, span: Option<LocalSpan>) -> Option<ScopeId> {
     push_entry(pipeline, span, None)
