@@ -149,15 +149,15 @@ fn start(
     routing: Arc<dyn RoutingMetadata>,
     inbound: Option<(TraceparentContext, Option<TraceState>)>,
 ) -> UserSpanScope {
-    let root = root_harness(Pipeline::User).map(|harness| {
-        let options = RootOptions {
-            inbound,
-            force_sampling: None,
-            routing: Some(routing),
-        };
-        harness.start_root(name, options)
-    });
-    UserSpanScope::enter(root)
+    let Some(harness) = root_harness(Pipeline::User) else {
+        return UserSpanScope::inert();
+    };
+    let options = RootOptions {
+        inbound,
+        force_sampling: None,
+        routing: Some(routing),
+    };
+    UserSpanScope::enter_with(|slot| *slot = Some(harness.start_root(name, options)))
 }
 
 /// Opens a user span as a child of the current user span and makes it current.
@@ -222,11 +222,12 @@ pub struct UserSpanScope {
 }
 
 impl UserSpanScope {
+    /// Pushes a user entry whose span `start` writes straight into it (see
+    /// `scope_stack::push_started`), and makes it current.
     #[inline]
-    pub(crate) fn enter(span: Option<LocalSpan>) -> Self {
-        let id = span.and_then(|span| scope_stack::push(Pipeline::User, Some(span)));
+    fn enter_with(start: impl FnOnce(&mut Option<LocalSpan>)) -> Self {
         Self {
-            id,
+            id: scope_stack::push_started(Pipeline::User, None, start),
             _not_send: PhantomData,
         }
     }
@@ -342,7 +343,9 @@ impl UserSpan {
     /// Makes this span current on this thread until the returned scope is dropped.
     pub fn enter(&self) -> UserSpanScope {
         match &self.span {
-            Some(span) => UserSpanScope::enter(Some(span.clone().into())),
+            Some(span) => {
+                UserSpanScope::enter_with(|slot| *slot = Some(LocalSpan::Shared(span.clone())))
+            }
             None => UserSpanScope::inert(),
         }
     }

@@ -191,6 +191,7 @@ impl Harness {
 impl HarnessRef {
     /// Starts a root span: a new trace, or the local root of an inbound one.
     #[cfg_attr(not(any(feature = "user-tracing", test)), allow(dead_code))]
+    #[inline]
     pub(crate) fn start_root(self, name: Cow<'static, str>, options: RootOptions) -> LocalSpan {
         match self.plan_root(options) {
             RootPlan::Unsampled(state) => LocalSpan::Shared(SharedSpan::NonRecording(state)),

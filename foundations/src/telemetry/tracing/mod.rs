@@ -340,7 +340,7 @@ impl SpanScope {
             // instructions, with nothing to drop.
             None => Self::inert(),
             Some(name) => Self {
-                id: scope_stack::push_entry(Pipeline::Internal, None, Some(name)),
+                id: scope_stack::push_started(Pipeline::Internal, Some(name), |_| {}),
                 _not_send: PhantomData,
             },
         }

@@ -303,31 +303,12 @@ fn with_stack<R>(pipeline: Pipeline, f: impl FnOnce(&mut ScopeStack) -> R) -> Op
         .flatten()
 }
 
-/// Makes `span` (or "no span") current until [`end`] is called with the returned id.
-#[cfg(feature = "user-tracing")]
-#[inline]
-pub(crate) fn push(pipeline: Pipeline, span: Option<LocalSpan>) -> Option<ScopeId> {
-    push_entry(pipeline, span, None)
-}
-
-/// Like [`push`], also keeping the name a later `with_user_span` needs.
-#[inline]
-pub(crate) fn push_entry(
-    pipeline: Pipeline,
-    span: Option<LocalSpan>,
-    pending_user_name: Option<Cow<'static, str>>,
-) -> Option<ScopeId> {
-    // If the thread is being torn down, the values are dropped here, outside any borrow.
-    let mut values = Some((span, pending_user_name));
-    with_stack(pipeline, |stack| {
-        let (span, pending_user_name) = values.take().unwrap_or_default();
-        stack.push_with(pending_user_name, |slot| *slot = span)
-    })
-}
-
-/// Like [`push_entry`], with the span written straight into the new entry by `start`
-/// (which must not run application code): moving a finished `LocalSpan` in would copy it.
-/// `start` is not called when the stack is unavailable.
+/// Pushes an entry and makes it current until [`end`] is called with the returned id.
+///
+/// `start` writes the entry's span (or leaves "no span": a context without a span of this
+/// pipeline) straight into it, and must not run application code: building a `LocalSpan`
+/// elsewhere and moving it in would copy it (hundreds of bytes). `pending_user_name` is
+/// kept for a later `with_user_span`. Neither happens when the stack is unavailable.
 #[inline]
 pub(crate) fn push_started(
     pipeline: Pipeline,
@@ -414,7 +395,7 @@ pub(crate) fn push_internal_child(name: &mut Option<Cow<'static, str>>) -> Inter
         })
 }
 
-/// Takes the name kept by [`push_entry`] for entry `id`, if no user span was opened yet.
+/// Takes the name kept by [`push_started`] for entry `id`, if no user span was opened yet.
 #[cfg(feature = "user-tracing")]
 pub(crate) fn take_pending_user_name(pipeline: Pipeline, id: ScopeId) -> Option<Cow<'static, str>> {
     with_stack(pipeline, |stack| {
