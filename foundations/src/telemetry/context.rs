@@ -245,12 +245,7 @@ impl Drop for TelemetryScope {
     fn drop(&mut self) {
         for (pipeline, id) in PIPELINES.into_iter().zip(self.ids) {
             if let Some(id) = id {
-                if !scope_stack::end_quietly(pipeline, id) {
-                    // A span that may run application code as it finishes drops at the end
-                    // of this block, after the stack's borrow is released.
-                    let mut spill = None;
-                    scope_stack::end(pipeline, id, &mut spill);
-                }
+                scope_stack::end_scope(pipeline, id);
             }
         }
         #[cfg(feature = "testing")]

@@ -263,12 +263,7 @@ impl Drop for UserSpanScope {
     #[inline]
     fn drop(&mut self) {
         if let Some(id) = self.id {
-            if !scope_stack::end_quietly(Pipeline::User, id) {
-                let mut spill = None;
-                scope_stack::end(Pipeline::User, id, &mut spill);
-                // `spill` drops here, after the stack's borrow is released: it may run
-                // application code (the last reference to the routing, a callback).
-            }
+            scope_stack::end_scope(Pipeline::User, id);
         }
     }
 }

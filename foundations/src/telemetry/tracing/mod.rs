@@ -477,10 +477,8 @@ impl SpanScope {
         let user_scope = scope_stack::end(Pipeline::Internal, id, &mut spill);
         #[cfg(feature = "user-tracing")]
         if let Some(user_scope) = user_scope {
-            let mut user_spill = None;
-            scope_stack::end(Pipeline::User, user_scope, &mut user_spill);
-            // The user span (opened last) finishes first, as `user_spill` goes out of scope
-            // (passing it to `drop` would first copy it).
+            // The user span (opened last) finishes first.
+            scope_stack::end_scope(Pipeline::User, user_scope);
         }
         #[cfg(not(feature = "user-tracing"))]
         let _ = user_scope;

@@ -315,11 +315,7 @@ pub(crate) fn push_started(
     pending_user_name: Option<Cow<'static, str>>,
     start: impl FnOnce(&mut Option<LocalSpan>),
 ) -> Option<ScopeId> {
-    // If the thread is being torn down, the name is dropped here, outside any borrow.
-    let mut pending_user_name = Some(pending_user_name);
-    with_stack(pipeline, |stack| {
-        stack.push_with(pending_user_name.take().flatten(), start)
-    })
+    with_stack(pipeline, |stack| stack.push_with(pending_user_name, start))
 }
 
 /// Opens a child of the current span of `pipeline` named `name`, built straight into its
@@ -453,6 +449,26 @@ pub(crate) fn end_quietly(pipeline: Pipeline, id: ScopeId) -> bool {
     })
     // The stack is gone (thread teardown) or busy: there is nothing to end.
     .unwrap_or(true)
+}
+
+/// Ends entry `id`, which has no linked user entry, as a scope's drop does: in place when
+/// that is quiet (see [`end_quietly`]), else by finishing its span here, after the stack's
+/// borrow is released.
+#[inline]
+pub(crate) fn end_scope(pipeline: Pipeline, id: ScopeId) {
+    if !end_quietly(pipeline, id) {
+        end_spilling(pipeline, id);
+    }
+}
+
+/// The path of [`end_scope`] that may run application code (a routing's or a finish
+/// callback's drop): out of line, so that the quiet common case stays small.
+#[cold]
+#[inline(never)]
+fn end_spilling(pipeline: Pipeline, id: ScopeId) {
+    let mut spill = None;
+    end(pipeline, id, &mut spill);
+    // `spill` finishes as it goes out of scope, the borrow released.
 }
 
 /// Ends the entry `id`, wherever it is in the stack: what its scope's drop does.
