@@ -14,7 +14,8 @@ mod common;
 
 use criterion::{Criterion, criterion_group, criterion_main};
 use foundations::span_fn;
-use foundations::telemetry::tracing::{self, HarnessOptions, StartTraceOptions};
+use foundations::telemetry::testing::{HarnessOptions, install_tracing};
+use foundations::telemetry::tracing::{self, StartTraceOptions};
 use std::future::Future;
 use std::hint::black_box;
 use std::pin::{Pin, pin};
@@ -96,7 +97,7 @@ fn bench_variants(c: &mut Criterion, group_name: &str) {
 }
 
 fn span_fn_overhead(c: &mut Criterion) {
-    let drain = tracing::install(HarnessOptions::default()).expect("installed once");
+    let drain = install_tracing(HarnessOptions::default()).expect("installed once");
     common::spawn_batch_consumer(drain);
 
     bench_variants(c, "span_fn_recorded_root");

@@ -8,11 +8,12 @@
 mod common;
 
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
-use foundations::telemetry::tracing::{self, HarnessOptions, StartTraceOptions};
+use foundations::telemetry::testing::{HarnessOptions, install_tracing};
+use foundations::telemetry::tracing::{self, StartTraceOptions};
 use std::hint::black_box;
 
 fn installed_hot_path(c: &mut Criterion) {
-    let drain = tracing::install(HarnessOptions::default().sampling_ratio(1.0))
+    let drain = install_tracing(HarnessOptions::default().sampling_ratio(1.0))
         .expect("harness installs once per bench process");
     common::spawn_batch_consumer(drain);
 

@@ -11,12 +11,11 @@
 mod common;
 
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
-use foundations::telemetry::tracing::{
-    self, HarnessOptions, StartTraceOptions, TraceparentContext,
-};
+use foundations::telemetry::testing::{HarnessOptions, install_tracing};
+use foundations::telemetry::tracing::{StartTraceOptions, TraceparentContext};
 
 fn unsampled_hot_path(c: &mut Criterion) {
-    let drain = tracing::install(HarnessOptions::default().sampling_ratio(0.0))
+    let drain = install_tracing(HarnessOptions::default().sampling_ratio(0.0))
         .expect("harness installs once per bench process");
     common::spawn_batch_consumer(drain);
 

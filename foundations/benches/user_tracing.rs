@@ -7,7 +7,7 @@ mod common;
 
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use foundations::add_user_span_tags;
-use foundations::telemetry::tracing::HarnessOptions;
+use foundations::telemetry::testing::{HarnessOptions, install_user_tracing};
 use foundations::telemetry::user_tracing::{self, RoutingMetadata};
 
 #[derive(Debug)]
@@ -23,7 +23,7 @@ impl RoutingMetadata for Zone {
 }
 
 fn installed_hot_path(c: &mut Criterion) {
-    let drain = user_tracing::install(HarnessOptions::default()).expect("installed once");
+    let drain = install_user_tracing(HarnessOptions::default()).expect("installed once");
     common::spawn_batch_consumer(drain);
 
     let mut group = c.benchmark_group("user_installed");

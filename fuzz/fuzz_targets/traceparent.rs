@@ -3,7 +3,7 @@
 //! the same context (with flags reduced to the outbound bits).
 #![no_main]
 
-use foundations::telemetry::tracing::w3c::TraceparentContext;
+use foundations::telemetry::tracing::TraceparentContext;
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {

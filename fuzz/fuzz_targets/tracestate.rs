@@ -4,7 +4,7 @@
 //! as parsing the joined value.
 #![no_main]
 
-use foundations::telemetry::tracing::w3c::TraceState;
+use foundations::telemetry::tracing::TraceState;
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {

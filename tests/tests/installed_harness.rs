@@ -5,9 +5,8 @@
 //! every test here shares that harness; tests that need a different one live in their own
 //! binary.
 
-use foundations::telemetry::tracing::{
-    self, HarnessOptions, InstallError, SpanDrain, StartTraceOptions,
-};
+use foundations::telemetry::testing::{HarnessOptions, InstallError, SpanDrain, install_tracing};
+use foundations::telemetry::tracing::{self, StartTraceOptions};
 use parking_lot::Mutex;
 use std::sync::OnceLock;
 
@@ -18,21 +17,21 @@ fn drain() -> &'static Mutex<SpanDrain> {
     DRAIN.get_or_init(|| {
         // Invalid options are refused before anything is installed.
         assert_eq!(
-            tracing::install(HarnessOptions::default().sampling_ratio(1.5)).unwrap_err(),
+            install_tracing(HarnessOptions::default().sampling_ratio(1.5)).unwrap_err(),
             InstallError::InvalidSamplingRatio(1.5)
         );
         assert!(matches!(
-            tracing::install(HarnessOptions::default().sampling_ratio(f64::NAN)),
+            install_tracing(HarnessOptions::default().sampling_ratio(f64::NAN)),
             Err(InstallError::InvalidSamplingRatio(_))
         ));
         assert_eq!(
-            tracing::install(HarnessOptions::default().max_queue_size(Some(0))).unwrap_err(),
+            install_tracing(HarnessOptions::default().max_queue_size(Some(0))).unwrap_err(),
             InstallError::ZeroQueueSize
         );
         let options = HarnessOptions::default()
             .sampling_ratio(0.25)
             .max_queue_size(Some(QUEUE));
-        Mutex::new(tracing::install(options).expect("first install succeeds"))
+        Mutex::new(install_tracing(options).expect("first install succeeds"))
     })
 }
 
@@ -40,7 +39,7 @@ fn drain() -> &'static Mutex<SpanDrain> {
 fn installs_once_and_samples_by_ratio_and_counts_queue_drops() {
     let drain = drain().lock();
     assert_eq!(
-        tracing::install(HarnessOptions::default()).unwrap_err(),
+        install_tracing(HarnessOptions::default()).unwrap_err(),
         InstallError::AlreadyInstalled
     );
 

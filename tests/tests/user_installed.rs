@@ -1,16 +1,17 @@
 //! Both process-global harnesses installed at once: user spans reach only the user queue,
 //! internal spans only the internal queue, from many threads at once.
 
-use foundations::telemetry::tracing::{self, HarnessOptions, StartTraceOptions};
+use foundations::telemetry::testing::{HarnessOptions, install_tracing, install_user_tracing};
+use foundations::telemetry::tracing::{self, StartTraceOptions};
 use foundations::telemetry::user_tracing;
 use foundations_tests::Tenant;
 use std::collections::HashSet;
 
 #[test]
 fn installed_pipelines_never_exchange_a_span() {
-    let internal = tracing::install(HarnessOptions::default()).unwrap();
-    let user = user_tracing::install(HarnessOptions::default()).unwrap();
-    assert!(user_tracing::install(HarnessOptions::default()).is_err());
+    let internal = install_tracing(HarnessOptions::default()).unwrap();
+    let user = install_user_tracing(HarnessOptions::default()).unwrap();
+    assert!(install_user_tracing(HarnessOptions::default()).is_err());
 
     let threads: Vec<_> = (0..8u32)
         .map(|t| {

@@ -1,7 +1,8 @@
 //! Shared bench setup.
 
 use foundations::add_span_tags;
-use foundations::telemetry::tracing::{self, SpanDrain, StartTraceOptions};
+use foundations::telemetry::testing::SpanDrain;
+use foundations::telemetry::tracing::{self, StartTraceOptions};
 use std::time::Duration;
 
 /// The traced work the internal hot-path benches time: a root started with `options` and

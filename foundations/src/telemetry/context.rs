@@ -6,9 +6,12 @@
 //! re-entry; it does not create spans (beyond [`TelemetryContext::with_forked_trace`], which
 //! asks the tracing API) and knows nothing of export.
 
-use crate::telemetry::tracing::scope_stack::{self, ScopeId};
-use crate::telemetry::tracing::state::{LocalSpan, SharedSpan};
-use crate::telemetry::tracing::{self, Pipeline};
+use crate::telemetry::core::current;
+use crate::telemetry::core::harness::RootOptions;
+use crate::telemetry::core::pipeline::{Internal, PerPipeline, Pipeline, User};
+use crate::telemetry::core::scope::Scope;
+use crate::telemetry::core::span::{LocalSpan, SharedSpan};
+use crate::telemetry::core::stack;
 use pin_project_lite::pin_project;
 use std::borrow::Cow;
 use std::future::Future;
@@ -17,34 +20,9 @@ use std::pin::Pin;
 use std::task::{Context, Poll};
 
 #[cfg(feature = "testing")]
-use crate::telemetry::tracing::Harness;
+use crate::telemetry::core::harness::Harness;
 #[cfg(feature = "testing")]
 use std::sync::Arc;
-
-/// One value per pipeline. The pipelines share this shape, never the values.
-#[derive(Clone, Debug, Default)]
-pub(crate) struct PerPipeline<T> {
-    pub(crate) internal: T,
-    pub(crate) user: T,
-}
-
-impl<T> PerPipeline<T> {
-    pub(crate) fn get(&self, pipeline: Pipeline) -> &T {
-        match pipeline {
-            Pipeline::Internal => &self.internal,
-            Pipeline::User => &self.user,
-        }
-    }
-
-    pub(crate) fn get_mut(&mut self, pipeline: Pipeline) -> &mut T {
-        match pipeline {
-            Pipeline::Internal => &mut self.internal,
-            Pipeline::User => &mut self.user,
-        }
-    }
-}
-
-const PIPELINES: [Pipeline; 2] = [Pipeline::Internal, Pipeline::User];
 
 /// The current spans of both pipelines, captured so they can be carried elsewhere.
 ///
@@ -92,15 +70,12 @@ impl TelemetryContext {
     /// Captures this thread's current spans (of both pipelines).
     pub fn current() -> Self {
         Self {
-            spans: PerPipeline {
-                internal: scope_stack::current(Pipeline::Internal),
-                user: scope_stack::current(Pipeline::User),
-            },
+            spans: PerPipeline::new(stack::current::<Internal>(), stack::current::<User>()),
             #[cfg(feature = "testing")]
-            test_harnesses: PerPipeline {
-                internal: scope_stack::test_harness(Pipeline::Internal),
-                user: scope_stack::test_harness(Pipeline::User),
-            },
+            test_harnesses: PerPipeline::new(
+                stack::test_harness::<Internal>(),
+                stack::test_harness::<User>(),
+            ),
         }
     }
 
@@ -112,12 +87,20 @@ impl TelemetryContext {
         }
     }
 
-    pub(crate) fn set_span(&mut self, pipeline: Pipeline, span: Option<SharedSpan>) {
-        *self.spans.get_mut(pipeline) = span;
+    pub(crate) fn set_span<P: Pipeline>(&mut self, span: Option<SharedSpan>) {
+        *self.spans.get_mut::<P>() = span;
     }
 
-    pub(crate) fn span(&self, pipeline: Pipeline) -> Option<&SharedSpan> {
-        self.spans.get(pipeline).as_ref()
+    pub(crate) fn span<P: Pipeline>(&self) -> Option<&SharedSpan> {
+        self.spans.get::<P>().as_ref()
+    }
+
+    /// Pushes this context's span of pipeline `P` (or "none", hiding what is below) onto
+    /// this thread's stack, cloning the handle straight into its entry.
+    fn enter<P: Pipeline>(&self) -> Scope<P> {
+        Scope::of(stack::push::<P>(None, |slot| {
+            *slot = self.span::<P>().map(|span| LocalSpan::Shared(span.clone()));
+        }))
     }
 
     /// Makes this context current on this thread until the returned guard is dropped.
@@ -143,20 +126,14 @@ impl TelemetryContext {
     /// assert!(tracing::trace_id().is_none());
     /// ```
     pub fn scope(&self) -> TelemetryScope {
-        // Each span handle is cloned straight into its new entry (see `push_started`).
-        let ids = PIPELINES.map(|pipeline| {
-            scope_stack::push_started(pipeline, None, |slot| {
-                *slot = self
-                    .span(pipeline)
-                    .map(|span| LocalSpan::Shared(span.clone()));
-            })
-        });
         TelemetryScope {
-            ids,
+            internal: self.enter::<Internal>(),
+            user: self.enter::<User>(),
             #[cfg(feature = "testing")]
-            previous_test_harnesses: PIPELINES.map(|pipeline| {
-                scope_stack::swap_test_harness(pipeline, self.test_harnesses.get(pipeline).clone())
-            }),
+            previous_test_harnesses: PerPipeline::new(
+                stack::swap_test_harness::<Internal>(self.test_harnesses.internal.clone()),
+                stack::swap_test_harness::<User>(self.test_harnesses.user.clone()),
+            ),
             _not_send: PhantomData,
         }
     }
@@ -224,8 +201,18 @@ impl TelemetryContext {
     /// assert_ne!(fork.scope_and(tracing::span_id), ctx.scope_and(tracing::span_id));
     /// ```
     pub fn with_forked_trace(&self, name: impl Into<Cow<'static, str>>) -> TelemetryContext {
+        let name = name.into();
         let _scope = self.scope();
-        tracing::span(name).into_context()
+        let fork = match self.span::<Internal>() {
+            Some(parent) => Some(parent.child(name).into_shared()),
+            None => current::root_harness::<Internal>().map(|harness| {
+                LocalSpan::start_root(harness, name, RootOptions::default()).into_shared()
+            }),
+        };
+        // The rest (the user span, a test context's harnesses) as the context holds it.
+        let mut forked = TelemetryContext::current();
+        forked.set_span::<Internal>(fork);
+        forked
     }
 }
 
@@ -235,22 +222,26 @@ impl TelemetryContext {
 /// state it changed.
 #[must_use = "the context is current only while its scope lives"]
 pub struct TelemetryScope {
-    ids: [Option<ScopeId>; 2],
+    internal: Scope<Internal>,
+    user: Scope<User>,
     #[cfg(feature = "testing")]
-    previous_test_harnesses: [Option<Arc<Harness>>; 2],
+    previous_test_harnesses: PerPipeline<Option<Arc<Harness>>>,
     _not_send: PhantomData<*const ()>,
 }
 
 impl Drop for TelemetryScope {
     fn drop(&mut self) {
-        for (pipeline, id) in PIPELINES.into_iter().zip(self.ids) {
-            if let Some(id) = id {
-                scope_stack::end_scope(pipeline, id);
-            }
-        }
+        // The entries end before the test harnesses are restored: ending a span may run a
+        // finish callback, whose new spans still belong to this context.
+        drop(std::mem::replace(&mut self.internal, Scope::inert()));
+        drop(std::mem::replace(&mut self.user, Scope::inert()));
         #[cfg(feature = "testing")]
-        for (pipeline, previous) in PIPELINES.into_iter().zip(&mut self.previous_test_harnesses) {
-            drop(scope_stack::swap_test_harness(pipeline, previous.take()));
+        {
+            let previous = &mut self.previous_test_harnesses;
+            drop(stack::swap_test_harness::<Internal>(
+                previous.internal.take(),
+            ));
+            drop(stack::swap_test_harness::<User>(previous.user.take()));
         }
     }
 }

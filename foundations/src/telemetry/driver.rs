@@ -8,13 +8,15 @@
 //! This module owns the process-wide lifecycle; it must not know how spans are encoded or
 //! sent (that is the exporter's).
 
+use crate::telemetry::core::harness::{self, HarnessOptions, InstallError};
+use crate::telemetry::core::pipeline::Internal;
+use crate::telemetry::core::queue::SpanDrain;
 use crate::telemetry::exporter::ExporterConfig;
 use crate::telemetry::exporter::{Exporter, ExporterStats, Phase};
 use crate::telemetry::otlp::OtlpEncoder;
 use crate::telemetry::settings::{
     ResolvedTracing, SettingsError, TelemetrySettings, TracingOutput,
 };
-use crate::telemetry::tracing::{self, HarnessOptions, InstallError, SpanDrain};
 use crate::telemetry::transport::{Endpoint, Transport};
 use std::fmt;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -155,7 +157,7 @@ fn start(
             .sampling_ratio(resolved.sampling_ratio)
             .parent_based(resolved.parent_based)
             .max_queue_size(tracing_settings.max_queue_size);
-        let drain = tracing::install(options).map_err(InitError::Install)?;
+        let drain = harness::install::<Internal>(&options).map_err(InitError::Install)?;
         match transport {
             Some(transport) => {
                 let config = ExporterConfig {
@@ -251,8 +253,8 @@ fn user_exporter(
         .map_err(|_| {
             SettingsError::new("user_tracing.routing_header", "not a valid header name")
         })?;
-    let drain = crate::telemetry::user_tracing::install(
-        HarnessOptions::default().max_queue_size(user.max_queue_size),
+    let drain = harness::install::<crate::telemetry::core::pipeline::User>(
+        &HarnessOptions::default().max_queue_size(user.max_queue_size),
     )
     .map_err(InitError::Install)?;
     let transport = Transport::new(

@@ -23,11 +23,13 @@
 //! This module owns delivery. It must not change spans (that is `otlp`) or decide what is
 //! recorded (that is the harness).
 
+use crate::telemetry::core::finished::FinishedSpan;
+use crate::telemetry::core::queue::SpanDrain;
 use crate::telemetry::otlp::{ConversionCounts, EncodedRequest, OtlpEncoder};
 use crate::telemetry::settings::{Compression, RetrySettings};
-use crate::telemetry::tracing::{FinishedSpan, RoutingMetadata, SpanDrain};
 use crate::telemetry::transport::Transport;
 use bytes::Bytes;
+use cf_rustracing::span::RoutingMetadata;
 use http_body_util::{BodyExt, Full, Limited};
 use hyper::header::{
     CONTENT_ENCODING, CONTENT_TYPE, HeaderName, HeaderValue, RETRY_AFTER, USER_AGENT,

@@ -10,7 +10,8 @@
 //! trace still has an id worth grepping for). This module reads the current span; it never
 //! creates or changes one.
 
-use crate::telemetry::tracing::{self, SpanId, TraceId};
+use crate::telemetry::api::internal as tracing;
+use crate::telemetry::propagation::ids::{SpanId, TraceId};
 use log::kv::{self, Key, Source, Value, VisitSource};
 
 /// The ids a log line should carry: those of the current internal span, if any.

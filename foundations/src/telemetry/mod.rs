@@ -15,7 +15,9 @@
 //!
 //! The pipelines never mix: each has its own harness, scope stack, queue and exporter.
 
+mod api;
 mod context;
+mod core;
 mod driver;
 mod exporter;
 pub mod log_correlation;
@@ -24,10 +26,13 @@ pub mod propagation;
 pub mod settings;
 #[cfg(feature = "testing")]
 pub mod testing;
-pub mod tracing;
 mod transport;
+
+#[doc(inline)]
+pub use api::internal as tracing;
 #[cfg(feature = "user-tracing")]
-pub mod user_tracing;
+#[doc(inline)]
+pub use api::user as user_tracing;
 
 pub use context::{TelemetryContext, TelemetryScope, WithTelemetryContext, spawn};
 #[cfg(feature = "user-tracing")]

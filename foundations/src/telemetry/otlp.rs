@@ -20,7 +20,8 @@
 //!
 //! This module owns the wire format only. It knows nothing of queues, routing or transport.
 
-use crate::telemetry::tracing::{FinishedSpan, TagValue};
+use crate::telemetry::core::finished::FinishedSpan;
+use cf_rustracing::tag::TagValue;
 use opentelemetry_proto::tonic::common::v1::{AnyValue, InstrumentationScope, KeyValue, any_value};
 use opentelemetry_proto::tonic::resource::v1::Resource;
 #[cfg(all(test, feature = "testing"))]

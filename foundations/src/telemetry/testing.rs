@@ -10,12 +10,17 @@
 //! This module owns the sinks and the tree view of finished spans; it must not change how
 //! spans are created or carried.
 
+pub use crate::telemetry::core::finished::FinishedSpan;
+pub use crate::telemetry::core::harness::{HarnessOptions, InstallError};
+pub use crate::telemetry::core::identity::ParentSpan;
+pub use crate::telemetry::core::queue::{QueueStats, SpanDrain};
+
 use crate::telemetry::TelemetryContext;
-use crate::telemetry::context::PerPipeline;
-use crate::telemetry::tracing::harness::{RootSampling, SpanSink};
-use crate::telemetry::tracing::{
-    FinishedSpan, Harness, SpanId, TagValue, TraceFlags, TraceId, TraceState,
-};
+use crate::telemetry::core::harness::{self, Harness, RootSampling, SpanSink};
+use crate::telemetry::core::pipeline::{Internal, PerPipeline};
+use crate::telemetry::propagation::ids::{SpanId, TraceFlags, TraceId};
+use crate::telemetry::propagation::tracestate::TraceState;
+use cf_rustracing::tag::TagValue;
 use parking_lot::Mutex;
 use std::collections::HashSet;
 use std::future::Future;
@@ -55,16 +60,13 @@ impl TelemetryContext {
     /// assert_eq!(traces[0].children[0].name, "child");
     /// ```
     pub fn test() -> TestTelemetryContext {
-        let sinks = PerPipeline {
-            internal: Arc::new(TestSink::default()),
-            user: Arc::new(TestSink::default()),
-        };
+        let sinks = PerPipeline::new(Arc::new(TestSink::default()), Arc::new(TestSink::default()));
         let internal = Harness::new(RootSampling::Ratio(1.0), sinks.internal.clone());
         let user = Harness::new(RootSampling::Always, sinks.user.clone());
-        let ctx = TelemetryContext::with_test_harnesses(PerPipeline {
-            internal: Some(Arc::new(internal)),
-            user: Some(Arc::new(user)),
-        });
+        let ctx = TelemetryContext::with_test_harnesses(PerPipeline::new(
+            Some(Arc::new(internal)),
+            Some(Arc::new(user)),
+        ));
         TestTelemetryContext { ctx, sinks }
     }
 }
@@ -279,4 +281,47 @@ fn attach_children(
         parent.children.sort_by_key(|span| span.start_time);
     }
     parent
+}
+
+/// Installs the process-global harness of the internal pipeline without an exporter: every
+/// finished, sampled span enters a queue whose receiving end is the returned [`SpanDrain`],
+/// for a test or a benchmark to read. [`telemetry::init`](crate::telemetry::init) is how a
+/// service starts the pipeline; this is the same harness without the export.
+///
+/// Finished spans that find the queue full are dropped and counted
+/// ([`QueueStats::dropped_queue_full`]).
+///
+/// # Errors
+///
+/// [`InstallError::AlreadyInstalled`] on a second call (or after `init`); invalid options are
+/// rejected before anything is installed.
+///
+/// # Examples
+///
+/// ```
+/// use foundations::telemetry::testing::{self, HarnessOptions};
+/// use foundations::telemetry::tracing::{self, StartTraceOptions};
+///
+/// let drain = testing::install_tracing(HarnessOptions::default()).unwrap();
+/// drop(tracing::start_trace("request", StartTraceOptions::default()));
+///
+/// let span = drain.try_recv().expect("the finished root is queued");
+/// assert_eq!(span.name(), "request");
+/// assert!(testing::install_tracing(HarnessOptions::default()).is_err());
+/// ```
+pub fn install_tracing(options: HarnessOptions) -> Result<SpanDrain, InstallError> {
+    harness::install::<Internal>(&options)
+}
+
+/// Installs the process-global harness of the user pipeline without an exporter (feature
+/// `user-tracing`), as [`install_tracing`] does for the internal one. The sampling options
+/// are ignored: a user trace is recorded whenever it is started.
+///
+/// # Errors
+///
+/// [`InstallError::AlreadyInstalled`] on a second call (or after `init`), or an invalid queue
+/// size.
+#[cfg(feature = "user-tracing")]
+pub fn install_user_tracing(options: HarnessOptions) -> Result<SpanDrain, InstallError> {
+    harness::install::<crate::telemetry::core::pipeline::User>(&options.sampling_ratio(1.0))
 }

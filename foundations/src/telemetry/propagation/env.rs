@@ -5,7 +5,7 @@
 //! root with [`start_trace_from_env`] and continues the trace. This module only translates
 //! between the current span and environment pairs.
 
-use crate::telemetry::tracing::{self, SpanScope, StartTraceOptions};
+use crate::telemetry::api::internal::{self as tracing, SpanScope, StartTraceOptions};
 use std::borrow::Cow;
 
 /// The variable that carries the W3C `traceparent`.

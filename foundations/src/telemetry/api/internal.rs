@@ -7,8 +7,9 @@
 //! [`TelemetryContext`](crate::telemetry::TelemetryContext) with
 //! [`SpanScope::into_context`].
 //!
-//! Spans are recorded only once a harness is [`install`]ed (normally by telemetry init) and
-//! only when sampled; otherwise every call here is a cheap no-op that allocates nothing.
+//! Spans are recorded only once the pipeline is started (by [`init`](crate::telemetry::init),
+//! or a test context) and only when sampled; otherwise every call here is a cheap no-op that
+//! allocates nothing.
 //!
 //! ```
 //! use foundations::telemetry::tracing::{self, StartTraceOptions};
@@ -31,39 +32,33 @@
 //! assert_eq!(traces[0].children[0].name, "load_user");
 //! ```
 //!
-//! This module owns the public API of the internal pipeline. It must not reach the user
-//! pipeline's stack or harness: that is `user_tracing`'s.
-
-mod finished;
-pub(crate) mod harness;
-pub(crate) mod scope_stack;
-pub(crate) mod state;
-pub mod w3c;
+//! This module owns the public API of the internal pipeline (`telemetry::tracing`). It never
+//! touches the user pipeline: a parallel user span ([`SpanScope::with_user_span`]) and a
+//! scope's hand-over to a context ([`SpanScope::into_context`]) are the `dual` module's.
 
 #[doc(hidden)]
-pub mod __private;
+pub use super::macros as __private;
 
+pub use crate::telemetry::core::identity::{Span, SpanState};
+pub use crate::telemetry::propagation::ids::{SpanId, TraceFlags, TraceId};
+pub use crate::telemetry::propagation::traceparent::{
+    TRACEPARENT_HEADER, TraceparentContext, TraceparentError, TraceparentField,
+};
+pub use crate::telemetry::propagation::tracestate::{
+    TRACESTATE_HEADER, TraceState, TraceStateError,
+};
 pub use cf_rustracing::log::LogField;
 pub use cf_rustracing::span::FinishSpanCallback;
-pub use cf_rustracing::span::RoutingMetadata;
 pub use cf_rustracing::tag::{Tag, TagValue};
-pub use finished::{FinishedSpan, ParentSpan};
-pub use harness::{HarnessOptions, InstallError, QueueStats, SpanDrain, install};
-pub use state::{Span, SpanState};
-pub use w3c::{
-    SpanId, TraceFlags, TraceId, TraceState, TraceStateError, TraceparentContext, TraceparentError,
-};
 
-#[cfg(feature = "testing")]
-pub(crate) use harness::Harness;
-use harness::RootPlan;
-pub(crate) use harness::{HarnessRef, Pipeline, RootOptions};
-
-use crate::telemetry::TelemetryContext;
-use scope_stack::ScopeId;
-use state::{LiveSpan, LocalSpan, ParentRef, SharedSpan};
+use crate::telemetry::core::current;
+use crate::telemetry::core::harness::{HarnessRef, RootOptions, RootPlan};
+use crate::telemetry::core::identity::ParentSpan;
+use crate::telemetry::core::pipeline::{Internal, ScopeId};
+use crate::telemetry::core::scope::Scope;
+use crate::telemetry::core::span::{LiveSpan, LocalSpan, SharedSpan};
+use crate::telemetry::core::stack::{self, InternalChild};
 use std::borrow::Cow;
-use std::marker::PhantomData;
 
 /// How [`start_trace`] starts its trace: fresh, or continuing an inbound one.
 ///
@@ -155,7 +150,7 @@ impl StartTraceOptions {
 pub fn start_trace(name: impl Into<Cow<'static, str>>, options: StartTraceOptions) -> SpanScope {
     let name = name.into();
     let name_for_user = name_for_user_span(&name);
-    let Some(harness) = root_harness(Pipeline::Internal) else {
+    let Some(harness) = current::root_harness::<Internal>() else {
         return SpanScope::without_span(name_for_user);
     };
     let options = RootOptions {
@@ -191,10 +186,10 @@ pub fn start_trace(name: impl Into<Cow<'static, str>>, options: StartTraceOption
 pub fn span(name: impl Into<Cow<'static, str>>) -> SpanScope {
     let mut name = Some(name.into());
     // The common case, a child of the current span, is built and pushed in one go.
-    match scope_stack::push_internal_child(&mut name) {
-        scope_stack::InternalChild::Opened(id) => SpanScope::entered(id),
-        scope_stack::InternalChild::NoCurrentSpan { user_trace_active } => {
-            match root_harness(Pipeline::Internal) {
+    match stack::push_internal_child(&mut name) {
+        InternalChild::Opened(id) => SpanScope::of(Some(id)),
+        InternalChild::NoCurrentSpan { user_trace_active } => {
+            match current::root_harness::<Internal>() {
                 // Tracing off: nothing to open, nothing to keep.
                 None if !user_trace_active => SpanScope::inert(),
                 harness => {
@@ -209,24 +204,8 @@ pub fn span(name: impl Into<Cow<'static, str>>) -> SpanScope {
 /// active, else nothing (copying an owned name would allocate for a no-op).
 #[inline]
 #[allow(clippy::ptr_arg)] // Cloning the `Cow` keeps a borrowed name borrowed: no allocation.
-fn name_for_user_span(#[allow(unused)] name: &Cow<'static, str>) -> Option<Cow<'static, str>> {
-    #[cfg(feature = "user-tracing")]
-    if crate::telemetry::user_tracing::is_active() {
-        return Some(name.clone());
-    }
-    None
-}
-
-/// The harness that serves roots on this thread: the thread's test harness if a test
-/// context is entered, else the installed one. `None` when neither exists: the check is a
-/// thread-local read and an atomic load.
-#[inline]
-pub(crate) fn root_harness(pipeline: Pipeline) -> Option<HarnessRef> {
-    #[cfg(feature = "testing")]
-    if let Some(harness) = scope_stack::test_harness(pipeline) {
-        return Some(HarnessRef::Owned(harness));
-    }
-    harness::global(pipeline).map(HarnessRef::Global)
+fn name_for_user_span(name: &Cow<'static, str>) -> Option<Cow<'static, str>> {
+    current::user_trace_active().then(|| name.clone())
 }
 
 /// Makes a span current on this thread until it is dropped.
@@ -234,37 +213,35 @@ pub(crate) fn root_harness(pipeline: Pipeline) -> Option<HarnessRef> {
 /// Returned by [`start_trace`] and [`span`]. While it lives, new spans on this thread are its
 /// children and the accessors ([`trace_id`], [`w3c_traceparent`], …) describe it. The span
 /// itself finishes when its last handle is gone: this scope, and any
-/// [`TelemetryContext`] made from it.
+/// [`TelemetryContext`](crate::telemetry::TelemetryContext) made from it.
 ///
 /// A scope belongs to the thread that opened it (`SpanScope` is not `Send`): to keep a span
 /// across an `.await` that may resume elsewhere, use [`into_context`](Self::into_context)
-/// and [`TelemetryContext::apply`].
+/// and [`TelemetryContext::apply`](crate::telemetry::TelemetryContext::apply).
 ///
 /// Scopes may be dropped in any order: dropping one removes exactly its own span from the
 /// thread's stack.
 #[must_use = "the span is current only while its scope lives"]
 pub struct SpanScope {
     /// This scope's entry on the internal stack. A parallel user span opened with
-    /// `with_user_span` is linked from that entry, so the scope stays one machine word.
-    id: Option<ScopeId>,
-    _not_send: PhantomData<*const ()>,
+    /// `with_user_span` is linked from that entry (and ends with it), so the scope stays
+    /// one machine word.
+    pub(super) scope: Scope<Internal>,
 }
 
 impl SpanScope {
     #[inline(always)]
     fn inert() -> Self {
         Self {
-            id: None,
-            _not_send: PhantomData,
+            scope: Scope::inert(),
         }
     }
 
-    /// The scope of an entry already pushed.
+    /// The scope of an entry already pushed (none if the push did not happen).
     #[inline(always)]
-    fn entered(id: ScopeId) -> Self {
+    fn of(id: Option<ScopeId<Internal>>) -> Self {
         Self {
-            id: Some(id),
-            _not_send: PhantomData,
+            scope: Scope::of(id),
         }
     }
 
@@ -282,19 +259,14 @@ impl SpanScope {
         pending_user_name: Option<Cow<'static, str>>,
     ) -> Self {
         let id = match harness.plan_root(options) {
-            RootPlan::Unsampled(state) => {
-                scope_stack::push_started(Pipeline::Internal, pending_user_name, |slot| {
-                    *slot = Some(LocalSpan::Shared(SharedSpan::NonRecording(state)));
-                })
-            }
+            RootPlan::Unsampled(state) => stack::push::<Internal>(pending_user_name, |slot| {
+                *slot = Some(LocalSpan::Shared(SharedSpan::NonRecording(state)));
+            }),
             RootPlan::Recorded { state, parent } => {
                 Self::push_recorded_root(harness, name, state, parent, pending_user_name)
             }
         };
-        Self {
-            id,
-            _not_send: PhantomData,
-        }
+        Self::of(id)
     }
 
     /// Starts a recorded root straight into its stack entry.
@@ -303,10 +275,10 @@ impl SpanScope {
         harness: HarnessRef,
         name: Cow<'static, str>,
         state: SpanState,
-        parent: Option<ParentRef>,
+        parent: Option<ParentSpan>,
         pending_user_name: Option<Cow<'static, str>>,
-    ) -> Option<ScopeId> {
-        scope_stack::push_started(Pipeline::Internal, pending_user_name, |slot| {
+    ) -> Option<ScopeId<Internal>> {
+        stack::push::<Internal>(pending_user_name, |slot| {
             *slot = Some(LocalSpan::Owned(LiveSpan::start(
                 harness, name, state, parent, None,
             )));
@@ -339,183 +311,41 @@ impl SpanScope {
             // Nothing installed, no user trace: the common "tracing off" case stays a few
             // instructions, with nothing to drop.
             None => Self::inert(),
-            Some(name) => Self {
-                id: scope_stack::push_started(Pipeline::Internal, Some(name), |_| {}),
-                _not_send: PhantomData,
-            },
+            Some(name) => Self::of(stack::push::<Internal>(Some(name), |_| {})),
         }
-    }
-
-    /// Also opens a user span with this span's name, as a child of the current user span;
-    /// both stay current until this scope is dropped (feature `user-tracing`).
-    ///
-    /// Without an active user trace this adds nothing: the user pipeline never starts a
-    /// trace by itself.
-    ///
-    /// # Examples
-    ///
-    /// ```
-    /// use foundations::telemetry::tracing::{self, StartTraceOptions};
-    /// use foundations::telemetry::user_tracing::{self, RoutingMetadata};
-    ///
-    /// # #[derive(Debug)] struct Zone;
-    /// # impl RoutingMetadata for Zone {
-    /// #     fn group_key(&self) -> String { "z".into() }
-    /// #     fn encode(&self) -> String { "zone=1".into() }
-    /// # }
-    /// # let ctx = foundations::telemetry::TelemetryContext::test();
-    /// # ctx.scope_and(|| {
-    /// let _user_root = user_tracing::start_user_trace("request", Zone, None);
-    /// let _root = tracing::start_trace("request", StartTraceOptions::default());
-    /// {
-    ///     let _both = tracing::span("parse").with_user_span();
-    /// }
-    /// # });
-    /// assert_eq!(ctx.traces(Default::default())[0].children[0].name, "parse");
-    /// assert_eq!(ctx.user_traces(Default::default())[0].children[0].name, "parse");
-    /// ```
-    #[cfg(feature = "user-tracing")]
-    #[inline]
-    pub fn with_user_span(self) -> Self {
-        let Some(id) = self.id else { return self };
-        // Only an entry opened while a user trace was active holds a name; taking it also
-        // makes a second `with_user_span` a no-op.
-        let name = scope_stack::take_pending_user_name(Pipeline::Internal, id);
-        let user_scope =
-            name.and_then(|name| scope_stack::push_child_of_current(Pipeline::User, name));
-        if let Some(user_scope) = user_scope {
-            scope_stack::link_user_scope(Pipeline::Internal, id, user_scope);
-        }
-        self
     }
 
     /// `true` when this scope's span is recorded (sampled, with a harness installed).
     pub fn is_sampled(&self) -> bool {
-        self.id.is_some() && span_is_sampled()
-    }
-
-    /// Ends this scope and returns a [`TelemetryContext`] that carries its span, together
-    /// with the rest of the current context (such as the current user span), to other
-    /// tasks and threads.
-    ///
-    /// # Examples
-    ///
-    /// ```
-    /// use foundations::telemetry::tracing::{self, StartTraceOptions};
-    ///
-    /// # #[tokio::main(flavor = "current_thread")]
-    /// # async fn main() {
-    /// # let test = foundations::telemetry::TelemetryContext::test();
-    /// # let _scope = test.scope();
-    /// let root = tracing::start_trace("request", StartTraceOptions::default());
-    /// let trace_id = tracing::trace_id();
-    ///
-    /// root.into_context()
-    ///     .apply(async move {
-    ///         tokio::task::yield_now().await;
-    ///         assert_eq!(tracing::trace_id(), trace_id);
-    ///     })
-    ///     .await;
-    /// # }
-    /// ```
-    pub fn into_context(mut self) -> TelemetryContext {
-        let own = self.id.take().and_then(remove_with_user_span);
-        let mut ctx = TelemetryContext::current();
-        if let Some(own) = own {
-            if let Some(span) = own.span {
-                ctx.set_span(Pipeline::Internal, Some(span.into_shared()));
-            }
-            #[cfg(feature = "user-tracing")]
-            if let Some(user_span) = own.user_span {
-                ctx.set_span(Pipeline::User, user_span.map(LocalSpan::into_shared));
-            }
-        }
-        ctx
-    }
-}
-
-/// The spans a scope's entries held, taken off both stacks.
-///
-/// Fields drop in order: the user span (opened last) finishes before the internal one.
-struct OwnSpans {
-    #[cfg(feature = "user-tracing")]
-    user_span: Option<Option<LocalSpan>>,
-    span: Option<LocalSpan>,
-}
-
-/// Removes internal entry `id` and the user entry it links to (if any).
-#[inline]
-fn remove_with_user_span(id: ScopeId) -> Option<OwnSpans> {
-    let entry = scope_stack::remove_entry(Pipeline::Internal, id)?;
-    Some(OwnSpans {
-        #[cfg(feature = "user-tracing")]
-        user_span: entry
-            .user_scope
-            .map(|user_scope| scope_stack::remove(Pipeline::User, user_scope)),
-        span: entry.span,
-    })
-}
-
-impl Drop for SpanScope {
-    #[inline]
-    fn drop(&mut self) {
-        if let Some(id) = self.id {
-            if !scope_stack::end_quietly(Pipeline::Internal, id) {
-                Self::end_spilling(id);
-            }
-        }
-    }
-}
-
-impl SpanScope {
-    /// Ends entry `id` when that may run application code (a finish callback, a linked
-    /// user span): out of line, so that the quiet common case stays small.
-    #[cold]
-    #[inline(never)]
-    fn end_spilling(id: ScopeId) {
-        let mut spill = None;
-        let user_scope = scope_stack::end(Pipeline::Internal, id, &mut spill);
-        #[cfg(feature = "user-tracing")]
-        if let Some(user_scope) = user_scope {
-            // The user span (opened last) finishes first.
-            scope_stack::end_scope(Pipeline::User, user_scope);
-        }
-        #[cfg(not(feature = "user-tracing"))]
-        let _ = user_scope;
-        // The internal span finishes as `spill` goes out of scope, after the stack borrows
-        // are released: it may run application code.
+        self.scope.id().is_some() && span_is_sampled()
     }
 }
 
 impl std::fmt::Debug for SpanScope {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("SpanScope")
-            .field("active", &self.id.is_some())
+            .field("active", &self.scope.id().is_some())
             .finish()
     }
-}
-
-pub(crate) fn current_state<R>(pipeline: Pipeline, f: impl FnOnce(&SpanState) -> R) -> Option<R> {
-    scope_stack::inspect_current(pipeline, |span| span.map(|span| f(span.state())))
 }
 
 /// `true` when the current span is recorded (sampled, with a harness installed).
 ///
 /// Use it to skip work that only feeds tracing.
 pub fn span_is_sampled() -> bool {
-    __private::is_recording(Pipeline::Internal)
+    super::macros::INTERNAL.is_recording()
 }
 
 /// The trace id of the current span, sampled or not.
 pub fn trace_id() -> Option<TraceId> {
-    current_state(Pipeline::Internal, SpanState::trace_id)
+    current::current_state::<Internal, _>(SpanState::trace_id)
 }
 
 /// The id of the current span, sampled or not.
 ///
 /// For an unsampled span this is the id a downstream service sees as its parent.
 pub fn span_id() -> Option<SpanId> {
-    current_state(Pipeline::Internal, SpanState::span_id)
+    current::current_state::<Internal, _>(SpanState::span_id)
 }
 
 /// The W3C `traceparent` that continues the current trace under the current span.
@@ -536,12 +366,12 @@ pub fn span_id() -> Option<SpanId> {
 /// assert!(header.starts_with("00-") && header.ends_with("-03")); // sampled, random id
 /// ```
 pub fn w3c_traceparent() -> Option<TraceparentContext> {
-    current_state(Pipeline::Internal, SpanState::traceparent)
+    current::current_state::<Internal, _>(SpanState::traceparent)
 }
 
 /// The W3C `tracestate` of the current trace, if it carries one.
 pub fn w3c_tracestate() -> Option<TraceState> {
-    current_state(Pipeline::Internal, |state| state.trace_state().cloned()).flatten()
+    current::current_state::<Internal, _>(|state| state.trace_state().cloned()).flatten()
 }
 
 /// Adds tags to the current span of the internal pipeline.

@@ -39,36 +39,24 @@
 //! calling [`start_user_trace`] *is* the decision to record, so outbound headers always say
 //! "sampled".
 //!
-//! This module owns the public API of the user pipeline. It must not reach the internal
-//! pipeline's stack or harness.
+//! This module owns the public API of the user pipeline (`telemetry::user_tracing`). It
+//! never touches the internal pipeline: [`dual_span`] is the `dual` module's.
 
-use crate::telemetry::TelemetryContext;
-use crate::telemetry::tracing::harness::{self, HarnessOptions, InstallError, RootSampling};
-use crate::telemetry::tracing::scope_stack::{self, ScopeId};
-use crate::telemetry::tracing::state::{LocalSpan, SharedSpan};
-use crate::telemetry::tracing::{
-    Pipeline, RootOptions, SpanDrain, TraceState, TraceparentContext, current_state, root_harness,
-};
-use std::borrow::Cow;
-use std::marker::PhantomData;
-use std::sync::Arc;
-
+pub use super::dual::dual_span;
 pub use cf_rustracing::span::RoutingMetadata;
 
-/// Installs the process-global harness of the user pipeline.
-///
-/// From then on [`start_user_trace`] records, and every finished user span enters a queue
-/// whose receiving end is the returned [`SpanDrain`] (read by the user exporter). The
-/// sampling ratio of `options` is ignored: user traces are recorded whenever they are
-/// started.
-///
-/// # Errors
-///
-/// [`InstallError::AlreadyInstalled`] on a second call, or an invalid queue size.
-pub fn install(options: HarnessOptions) -> Result<SpanDrain, InstallError> {
-    let options = options.sampling_ratio(1.0);
-    harness::install_pipeline(Pipeline::User, RootSampling::Always, &options)
-}
+use crate::telemetry::TelemetryContext;
+use crate::telemetry::core::current;
+use crate::telemetry::core::harness::RootOptions;
+use crate::telemetry::core::pipeline::User;
+use crate::telemetry::core::scope::Scope;
+use crate::telemetry::core::span::{LocalSpan, SharedSpan};
+use crate::telemetry::core::stack;
+use crate::telemetry::propagation::traceparent::TraceparentContext;
+use crate::telemetry::propagation::tracestate::TraceState;
+use cf_rustracing::tag::{Tag, TagValue};
+use std::borrow::Cow;
+use std::sync::Arc;
 
 /// Starts a user trace for the customer that `routing` names and makes its root current.
 ///
@@ -149,7 +137,7 @@ fn start(
     routing: Arc<dyn RoutingMetadata>,
     inbound: Option<(TraceparentContext, Option<TraceState>)>,
 ) -> UserSpanScope {
-    let Some(harness) = root_harness(Pipeline::User) else {
+    let Some(harness) = current::root_harness::<User>() else {
         return UserSpanScope::inert();
     };
     let options = RootOptions {
@@ -157,7 +145,7 @@ fn start(
         force_sampling: None,
         routing: Some(routing),
     };
-    UserSpanScope::enter_with(|slot| *slot = Some(harness.start_root(name, options)))
+    UserSpanScope::enter_with(|slot| *slot = Some(LocalSpan::start_root(harness, name, options)))
 }
 
 /// Opens a user span as a child of the current user span and makes it current.
@@ -180,21 +168,14 @@ pub fn user_span(name: impl Into<Cow<'static, str>>) -> UserSpanScope {
         return UserSpanScope::inert();
     }
     UserSpanScope {
-        id: scope_stack::push_child_of_current(Pipeline::User, name.into()),
-        _not_send: PhantomData,
+        scope: Scope::of(stack::push_child_of_current::<User>(name.into())),
     }
-}
-
-/// Opens an internal span and a user span of the same name, both current until the
-/// returned scope is dropped: `span(name).with_user_span()`.
-pub fn dual_span(name: impl Into<Cow<'static, str>>) -> crate::telemetry::tracing::SpanScope {
-    crate::telemetry::tracing::span(name).with_user_span()
 }
 
 /// `true` while a user span is current (a user trace is active on this thread).
 #[inline]
 pub fn is_active() -> bool {
-    scope_stack::inspect_current(Pipeline::User, |span| span.is_some())
+    current::user_trace_active()
 }
 
 /// The W3C `traceparent` that continues the current user trace under the current user span;
@@ -203,12 +184,12 @@ pub fn is_active() -> bool {
 /// Send it to the next hop of the customer's request so it can parent its spans under
 /// yours.
 pub fn w3c_traceparent() -> Option<TraceparentContext> {
-    current_state(Pipeline::User, |state| state.traceparent())
+    current::current_state::<User, _>(|state| state.traceparent())
 }
 
 /// The W3C `tracestate` of the current user trace, if it carries one.
 pub fn w3c_tracestate() -> Option<TraceState> {
-    current_state(Pipeline::User, |state| state.trace_state().cloned()).flatten()
+    current::current_state::<User, _>(|state| state.trace_state().cloned()).flatten()
 }
 
 /// Makes a user span current on this thread until it is dropped.
@@ -217,61 +198,46 @@ pub fn w3c_tracestate() -> Option<TraceState> {
 /// carry the span across `.await` and tasks with [`into_context`](Self::into_context).
 #[must_use = "the user span is current only while its scope lives"]
 pub struct UserSpanScope {
-    id: Option<ScopeId>,
-    _not_send: PhantomData<*const ()>,
+    scope: Scope<User>,
 }
 
 impl UserSpanScope {
-    /// Pushes a user entry whose span `start` writes straight into it (see
-    /// `scope_stack::push_started`), and makes it current.
+    /// Pushes a user entry whose span `start` writes straight into it (see `stack::push`),
+    /// and makes it current.
     #[inline]
     fn enter_with(start: impl FnOnce(&mut Option<LocalSpan>)) -> Self {
         Self {
-            id: scope_stack::push_started(Pipeline::User, None, start),
-            _not_send: PhantomData,
+            scope: Scope::of(stack::push::<User>(None, start)),
         }
     }
 
-    pub(crate) fn inert() -> Self {
+    fn inert() -> Self {
         Self {
-            id: None,
-            _not_send: PhantomData,
+            scope: Scope::inert(),
         }
     }
 
     /// `true` when this scope holds a recorded user span.
     pub fn is_active(&self) -> bool {
-        self.id.is_some()
+        self.scope.id().is_some()
     }
 
     /// Ends this scope and returns a [`TelemetryContext`] that carries its user span, with
     /// the current internal span, to other tasks and threads.
     pub fn into_context(mut self) -> TelemetryContext {
-        let own_span = self
-            .id
-            .take()
-            .map(|id| scope_stack::remove(Pipeline::User, id));
+        let own_span = self.scope.take().map(stack::remove);
         let mut ctx = TelemetryContext::current();
         if let Some(span) = own_span {
-            ctx.set_span(Pipeline::User, span.map(LocalSpan::into_shared));
+            ctx.set_span::<User>(span.map(LocalSpan::into_shared));
         }
         ctx
-    }
-}
-
-impl Drop for UserSpanScope {
-    #[inline]
-    fn drop(&mut self) {
-        if let Some(id) = self.id {
-            scope_stack::end_scope(Pipeline::User, id);
-        }
     }
 }
 
 impl std::fmt::Debug for UserSpanScope {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("UserSpanScope")
-            .field("active", &self.id.is_some())
+            .field("active", &self.scope.id().is_some())
             .finish()
     }
 }
@@ -316,7 +282,7 @@ impl UserSpan {
     /// The current user span of this thread; inert without an active user trace.
     pub fn current() -> Self {
         Self {
-            span: scope_stack::current(Pipeline::User),
+            span: stack::current::<User>(),
         }
     }
 
@@ -346,13 +312,9 @@ impl UserSpan {
     }
 
     /// Sets a tag on this span (replacing an earlier one of the same name).
-    pub fn set_tag(
-        &self,
-        name: impl Into<Cow<'static, str>>,
-        value: impl Into<crate::telemetry::tracing::TagValue>,
-    ) {
+    pub fn set_tag(&self, name: impl Into<Cow<'static, str>>, value: impl Into<TagValue>) {
         if let Some(span) = self.span.as_ref().and_then(SharedSpan::as_recording) {
-            let tag = crate::telemetry::tracing::Tag::new(name, value);
+            let tag = Tag::new(name, value);
             span.with_span(|span| span.set_tags(std::iter::once(tag)));
         }
     }

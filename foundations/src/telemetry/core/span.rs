@@ -1,7 +1,4 @@
-//! Span identity, and the representations of a span while it is open.
-//!
-//! This module owns [`SpanState`], the state that every span of both pipelines carries
-//! (trace id, span id, flags, tracestate, routing), and the three shapes an open span takes:
+//! The shapes a span takes while it is open, from the cheapest to the most shared:
 //!
 //! - [`LiveSpan`]: a recorded span's data. It finishes (and is handed to its harness) when
 //!   it is dropped.
@@ -10,7 +7,8 @@
 //!   tags, logs and children need no lock, no reference count and no allocation of their
 //!   own. Only when the span must be shared does it move behind an `Arc`.
 //! - [`SharedSpan`]: what a [`TelemetryContext`](crate::telemetry::TelemetryContext) holds;
-//!   a recorded one is an `Arc<RecordingSpan>` (the live span under a lock).
+//!   a recorded one is an `Arc<RecordingSpan>` (the live span under a lock), an unsampled
+//!   one just its identity.
 //!
 //! A live span is not a `cf_rustracing` span: starting and finishing one costs two clock
 //! reads, a random id and a queue push, with no allocation. It becomes one (kept inside it,
@@ -18,219 +16,21 @@
 //! entries (whose type only a `cf_rustracing` span can build), and, as it finishes, a
 //! finish callback's argument (a `&mut Span`).
 //!
-//! This module knows nothing about which span is current (that is the scope stack) nor
-//! where finished spans go (that is the harness).
+//! This module owns recording. It knows nothing about which span is current (that is the
+//! scope stack) nor where finished spans go beyond handing them to their harness.
 
-use super::finished::{FinishedSpan, InlineTags, ParentSpan};
+use super::finished::{FinishedSpan, InlineTags};
 use super::harness::HarnessRef;
-use super::w3c::{SpanId, TraceFlags, TraceId, TraceState, TraceparentContext};
+use super::harness::{RootOptions, RootPlan};
+use super::identity::{ParentSpan, Span, SpanState};
 use cf_rustracing::log::LogField;
-use cf_rustracing::span::{FinishSpanCallback, RoutingMetadata, SpanContext};
+use cf_rustracing::span::FinishSpanCallback;
 use cf_rustracing::tag::Tag;
 use parking_lot::Mutex;
 use std::borrow::Cow;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::SystemTime;
-
-/// A span of either pipeline, as `cf_rustracing` models it.
-pub type Span = cf_rustracing::span::Span<SpanState>;
-
-/// A finished span as `cf_rustracing` hands it over, before it becomes a
-/// [`FinishedSpan`](super::FinishedSpan) record.
-pub(crate) type RawFinishedSpan = cf_rustracing::span::FinishedSpan<SpanState>;
-
-/// The identity a span carries: what is needed to refer to it across process boundaries.
-///
-/// Every span of both pipelines carries one. Spans that another process created (an inbound
-/// `traceparent`) appear as a parent reference whose state [`is_remote`](Self::is_remote).
-///
-/// # Examples
-///
-/// ```
-/// use foundations::telemetry::tracing::{self, StartTraceOptions};
-///
-/// # let ctx = foundations::telemetry::TelemetryContext::test();
-/// # let _scope = ctx.scope();
-/// let _root = tracing::start_trace("request", StartTraceOptions::default());
-/// let traceparent = tracing::w3c_traceparent().expect("a trace is active");
-/// assert_eq!(Some(traceparent.trace_id), tracing::trace_id());
-/// ```
-#[derive(Clone, Debug)]
-pub struct SpanState {
-    trace_id: TraceId,
-    span_id: SpanId,
-    flags: TraceFlags,
-    trace_state: Option<TraceState>,
-    remote: bool,
-    /// Where the spans of this trace are exported (user pipeline). Set on the root, copied
-    /// into every child's state: descendants inherit it wherever they run.
-    routing: Option<Arc<dyn RoutingMetadata>>,
-}
-
-/// Equal identity: ids, flags, tracestate, remoteness, and the same routing value
-/// (compared by its `group_key`).
-impl PartialEq for SpanState {
-    fn eq(&self, other: &Self) -> bool {
-        self.trace_id == other.trace_id
-            && self.span_id == other.span_id
-            && self.flags == other.flags
-            && self.trace_state == other.trace_state
-            && self.remote == other.remote
-            && match (&self.routing, &other.routing) {
-                (None, None) => true,
-                (Some(a), Some(b)) => Arc::ptr_eq(a, b) || a.group_key() == b.group_key(),
-                _ => false,
-            }
-    }
-}
-
-impl Eq for SpanState {}
-
-impl SpanState {
-    /// The id of the trace this span belongs to.
-    pub fn trace_id(&self) -> TraceId {
-        self.trace_id
-    }
-
-    /// This span's own id.
-    pub fn span_id(&self) -> SpanId {
-        self.span_id
-    }
-
-    /// The W3C trace flags of this span's trace (sampled, random trace id).
-    pub fn flags(&self) -> TraceFlags {
-        self.flags
-    }
-
-    /// The W3C `tracestate` carried by this trace, if any.
-    pub fn trace_state(&self) -> Option<&TraceState> {
-        self.trace_state.as_ref()
-    }
-
-    /// `true` when this state describes a span of another process, received in a
-    /// `traceparent` header.
-    pub fn is_remote(&self) -> bool {
-        self.remote
-    }
-
-    /// The routing of this span's trace (user pipeline), if any.
-    pub fn routing(&self) -> Option<&dyn RoutingMetadata> {
-        self.routing.as_deref()
-    }
-
-    /// The `traceparent` a downstream service receives to continue the trace under this span.
-    pub fn traceparent(&self) -> TraceparentContext {
-        TraceparentContext::new(self.trace_id, self.span_id, self.flags.outbound())
-    }
-
-    /// A new trace: random ids and the W3C Level 2 random-trace-id flag.
-    pub(crate) fn new_root(sampled: bool) -> Self {
-        let (trace_id, span_id) = TraceId::random_with_root_span_id();
-        Self {
-            trace_id,
-            span_id,
-            flags: TraceFlags::RANDOM.with_sampled(sampled),
-            trace_state: None,
-            remote: false,
-            routing: None,
-        }
-    }
-
-    /// The state of a span in another process, from its `traceparent` and `tracestate`.
-    pub(crate) fn remote(inbound: &TraceparentContext, trace_state: Option<TraceState>) -> Self {
-        Self {
-            trace_id: inbound.trace_id,
-            span_id: inbound.parent_id,
-            // Bits other than sampled and random have no meaning to us and must not be
-            // forwarded.
-            flags: inbound.flags.outbound(),
-            trace_state: trace_state.filter(|state| !state.is_empty()),
-            remote: true,
-            routing: None,
-        }
-    }
-
-    /// The state of a new local child: same trace, flags and tracestate, a fresh span id.
-    #[inline]
-    pub(crate) fn child(&self) -> Self {
-        Self {
-            trace_id: self.trace_id,
-            span_id: SpanId::random(),
-            flags: self.flags,
-            trace_state: self.trace_state.clone(),
-            remote: false,
-            routing: self.routing.clone(),
-        }
-    }
-
-    /// Attaches routing; spans started from this state and their descendants inherit it.
-    pub(crate) fn with_routing(mut self, routing: Option<Arc<dyn RoutingMetadata>>) -> Self {
-        self.routing = routing;
-        self
-    }
-
-    pub(crate) fn with_sampled(mut self, sampled: bool) -> Self {
-        self.flags = self.flags.with_sampled(sampled);
-        self
-    }
-
-    /// A `cf_rustracing` context that lets a span reference this state as its parent.
-    pub(crate) fn into_parent_context(self) -> SpanContext<SpanState> {
-        SpanContext::new(self, Vec::new())
-    }
-
-    /// Moves the state out, leaving the ids behind and `None` for tracestate and routing:
-    /// how a finishing span hands its state to its record without cloning it.
-    fn take(&mut self) -> Self {
-        Self {
-            trace_id: self.trace_id,
-            span_id: self.span_id,
-            flags: self.flags,
-            trace_state: self.trace_state.take(),
-            remote: self.remote,
-            routing: self.routing.take(),
-        }
-    }
-}
-
-/// What a span needs to know of its parent: enough to name it in its record, and to
-/// rebuild the parent's state should the span become a `cf_rustracing` span (a parent
-/// shares everything else with its child).
-#[derive(Clone, Copy, Debug)]
-pub(crate) struct ParentRef {
-    span_id: SpanId,
-    flags: TraceFlags,
-    remote: bool,
-}
-
-impl ParentRef {
-    #[inline]
-    pub(crate) fn of(parent: &SpanState) -> Self {
-        Self {
-            span_id: parent.span_id,
-            flags: parent.flags,
-            remote: parent.remote,
-        }
-    }
-
-    fn span(self) -> ParentSpan {
-        ParentSpan {
-            span_id: self.span_id,
-            is_remote: self.remote,
-        }
-    }
-
-    /// The parent's state, given its child's.
-    fn state(self, child: &SpanState) -> SpanState {
-        SpanState {
-            span_id: self.span_id,
-            flags: self.flags,
-            remote: self.remote,
-            ..child.clone()
-        }
-    }
-}
 
 /// A recorded span while it is open. Dropping it finishes it: its record goes to the
 /// harness it was started from.
@@ -241,7 +41,7 @@ impl ParentRef {
 pub(crate) struct LiveSpan {
     state: SpanState,
     harness: HarnessRef,
-    parent: Option<ParentRef>,
+    parent: Option<ParentSpan>,
     start_time: SystemTime,
     /// Moved into [`full`](Self::full) when that is created.
     name: Cow<'static, str>,
@@ -265,7 +65,7 @@ impl LiveSpan {
         harness: HarnessRef,
         name: Cow<'static, str>,
         state: SpanState,
-        parent: Option<ParentRef>,
+        parent: Option<ParentSpan>,
         finish_cb: Option<FinishSpanCallback<SpanState>>,
     ) -> Self {
         Self {
@@ -287,7 +87,7 @@ impl LiveSpan {
             self.harness.clone(),
             name,
             self.state.child(),
-            Some(ParentRef::of(&self.state)),
+            Some(ParentSpan::of(&self.state)),
             self.finish_cb.clone(),
         )
     }
@@ -339,7 +139,7 @@ impl LiveSpan {
     /// `true` when finishing runs no application code: no finish callback, and no routing
     /// whose last reference the record might drop (if the queue is full).
     fn finishes_quietly(&self) -> bool {
-        self.finish_cb.is_none() && self.full.is_none() && self.state.routing.is_none()
+        self.finish_cb.is_none() && self.full.is_none() && self.state.routing().is_none()
     }
 
     /// The span as a `cf_rustracing` span, created on first use from what was recorded so
@@ -380,7 +180,7 @@ impl Drop for LiveSpan {
             FinishedSpan::new(
                 std::mem::take(&mut self.name),
                 self.state.take(),
-                self.parent.map(ParentRef::span),
+                self.parent,
                 self.start_time,
                 SystemTime::now(),
                 std::mem::take(&mut self.tags),
@@ -444,7 +244,7 @@ impl RecordingSpan {
             self.harness.clone(),
             name,
             self.state.child(),
-            Some(ParentRef::of(&self.state)),
+            Some(ParentSpan::of(&self.state)),
             finish_cb,
         )
     }
@@ -518,6 +318,22 @@ impl From<SharedSpan> for LocalSpan {
 }
 
 impl LocalSpan {
+    /// Starts a root span from `harness`: a new trace, or the local root of an inbound one.
+    #[cfg_attr(not(any(feature = "user-tracing", test)), allow(dead_code))]
+    #[inline]
+    pub(crate) fn start_root(
+        harness: HarnessRef,
+        name: Cow<'static, str>,
+        options: RootOptions,
+    ) -> LocalSpan {
+        match harness.plan_root(options) {
+            RootPlan::Unsampled(state) => LocalSpan::Shared(SharedSpan::NonRecording(state)),
+            RootPlan::Recorded { state, parent } => {
+                LocalSpan::Owned(LiveSpan::start(harness, name, state, parent, None))
+            }
+        }
+    }
+
     pub(crate) fn state(&self) -> &SpanState {
         match self {
             LocalSpan::Owned(span) => &span.state,
@@ -548,7 +364,7 @@ impl LocalSpan {
     pub(crate) fn finishes_quietly(&self) -> bool {
         match self {
             LocalSpan::Owned(span) => span.finishes_quietly(),
-            LocalSpan::Shared(SharedSpan::NonRecording(state)) => state.routing.is_none(),
+            LocalSpan::Shared(SharedSpan::NonRecording(state)) => state.routing().is_none(),
             LocalSpan::Shared(SharedSpan::Recording(_)) => false,
         }
     }

@@ -22,8 +22,8 @@
 //! span that [finishes quietly](LocalSpan::finishes_quietly) (the common case) finishes in
 //! place, since moving it out costs more than the rest of ending its scope.
 
-use super::harness::Pipeline;
-use super::state::{LocalSpan, SharedSpan};
+use super::pipeline::{Internal, PerPipeline, Pipeline, RawId, ScopeId, User};
+use super::span::{LocalSpan, SharedSpan};
 use std::borrow::Cow;
 use std::cell::RefCell;
 use std::num::NonZeroU64;
@@ -33,15 +33,9 @@ use super::harness::Harness;
 #[cfg(feature = "testing")]
 use std::sync::Arc;
 
-/// Identifies one entry of one thread's stack.
-///
-/// Non-zero, so that `Option<ScopeId>` (all a `SpanScope` holds) is one machine word.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(crate) struct ScopeId(NonZeroU64);
-
 /// One entry of a stack: live below the stack's depth, vacant above it.
 struct Entry {
-    id: ScopeId,
+    id: RawId,
     /// `None` marks a context without a span of this pipeline: it hides spans below it.
     span: Option<LocalSpan>,
     /// How many unsampled children are folded into this entry (see the module docs): the
@@ -62,7 +56,7 @@ enum UserLink {
     /// A user trace was active when the span opened: its name, should a user span follow.
     PendingName(Cow<'static, str>),
     /// The parallel user span's entry on the user stack, ended with this entry.
-    Opened(ScopeId),
+    Opened(ScopeId<User>),
 }
 
 /// What [`remove_entry`] took off a stack.
@@ -70,7 +64,7 @@ pub(crate) struct RemovedEntry {
     pub(crate) span: Option<LocalSpan>,
     /// The parallel user span's entry on the user stack, if one was opened.
     #[cfg(feature = "user-tracing")]
-    pub(crate) user_scope: Option<ScopeId>,
+    pub(crate) user_scope: Option<ScopeId<User>>,
 }
 
 pub(crate) struct ScopeStack {
@@ -88,7 +82,7 @@ pub(crate) struct ScopeStack {
 impl Entry {
     const fn vacant() -> Self {
         Self {
-            id: ScopeId(NonZeroU64::MIN),
+            id: NonZeroU64::MIN,
             span: None,
             folded: 0,
             #[cfg(feature = "user-tracing")]
@@ -110,7 +104,7 @@ impl Entry {
     /// The user entry linked to this one, unlinking it. A pending name drops here: a plain
     /// string, not application code.
     #[inline]
-    fn take_user_scope(&mut self) -> Option<ScopeId> {
+    fn take_user_scope(&mut self) -> Option<ScopeId<User>> {
         #[cfg(feature = "user-tracing")]
         if let UserLink::Opened(user_scope) = std::mem::take(&mut self.user) {
             return Some(user_scope);
@@ -142,16 +136,16 @@ impl ScopeStack {
 
     /// Index of the live entry `id`. It is almost always the top one; search from there.
     #[inline]
-    fn find(&self, id: ScopeId) -> Option<usize> {
+    fn find(&self, id: RawId) -> Option<usize> {
         self.live().iter().rposition(|entry| entry.id == id)
     }
 
     /// Makes the next vacant entry (added if there is none) the top one, under a new id.
     #[inline]
-    fn push_vacant(&mut self) -> (ScopeId, &mut Entry) {
+    fn push_vacant(&mut self) -> (RawId, &mut Entry) {
         // Starts at 1 and would take centuries to wrap; `MIN` keeps it non-zero regardless.
         self.next_id = self.next_id.wrapping_add(1);
-        let id = ScopeId(NonZeroU64::new(self.next_id).unwrap_or(NonZeroU64::MIN));
+        let id = NonZeroU64::new(self.next_id).unwrap_or(NonZeroU64::MIN);
         if self.depth == self.entries.len() {
             self.entries.push(Entry::vacant());
         }
@@ -168,7 +162,7 @@ impl ScopeStack {
         &mut self,
         #[allow(unused)] pending_user_name: Option<Cow<'static, str>>,
         start: impl FnOnce(&mut Option<LocalSpan>),
-    ) -> ScopeId {
+    ) -> RawId {
         let (id, entry) = self.push_vacant();
         start(&mut entry.span);
         #[cfg(feature = "user-tracing")]
@@ -209,7 +203,7 @@ impl ScopeStack {
     /// its span is unsampled and no user span is linked or pending there, nor for the child.
     /// The user-link conditions keep a user span's lifetime that of exactly one scope.
     #[inline(always)]
-    fn try_fold_child(&mut self) -> Option<ScopeId> {
+    fn try_fold_child(&mut self) -> Option<RawId> {
         let top = self.live_mut().last_mut()?;
         #[cfg(feature = "user-tracing")]
         if !matches!(top.user, UserLink::None) {
@@ -234,7 +228,7 @@ impl ScopeStack {
         &mut self,
         name: Cow<'static, str>,
         #[allow(unused)] pending_user_name: Option<Cow<'static, str>>,
-    ) -> Option<ScopeId> {
+    ) -> Option<RawId> {
         self.current()?;
         let (id, _) = self.push_vacant();
         let [.., parent, entry] = self.live_mut() else {
@@ -263,40 +257,24 @@ impl ScopeStack {
 
 /// This thread's stacks, one per pipeline, behind a single thread-local: opening an
 /// internal span also asks whether a user trace is active, and one access serves both.
-struct Stacks {
-    internal: RefCell<ScopeStack>,
-    user: RefCell<ScopeStack>,
-}
-
-impl Stacks {
-    #[inline]
-    fn of(&self, pipeline: Pipeline) -> &RefCell<ScopeStack> {
-        match pipeline {
-            Pipeline::Internal => &self.internal,
-            Pipeline::User => &self.user,
-        }
-    }
-}
+type Stacks = PerPipeline<RefCell<ScopeStack>>;
 
 thread_local! {
     static STACKS: Stacks = const {
-        Stacks {
-            internal: RefCell::new(ScopeStack::new()),
-            user: RefCell::new(ScopeStack::new()),
-        }
+        PerPipeline::new(RefCell::new(ScopeStack::new()), RefCell::new(ScopeStack::new()))
     };
 }
 
-/// Runs `f` on this thread's stack of `pipeline`.
+/// Runs `f` on this thread's stack of pipeline `P`.
 ///
 /// Returns `None` (and does not run `f`) while the thread is being torn down, or if the stack
 /// is already borrowed further up this thread's call stack: tracing then degrades to a no-op
 /// instead of panicking.
 #[inline]
-fn with_stack<R>(pipeline: Pipeline, f: impl FnOnce(&mut ScopeStack) -> R) -> Option<R> {
+fn with_stack<P: Pipeline, R>(f: impl FnOnce(&mut ScopeStack) -> R) -> Option<R> {
     STACKS
         .try_with(|stacks| {
-            let mut stack = stacks.of(pipeline).try_borrow_mut().ok()?;
+            let mut stack = stacks.get::<P>().try_borrow_mut().ok()?;
             Some(f(&mut stack))
         })
         .ok()
@@ -310,35 +288,32 @@ fn with_stack<R>(pipeline: Pipeline, f: impl FnOnce(&mut ScopeStack) -> R) -> Op
 /// elsewhere and moving it in would copy it (hundreds of bytes). `pending_user_name` is
 /// kept for a later `with_user_span`. Neither happens when the stack is unavailable.
 #[inline]
-pub(crate) fn push_started(
-    pipeline: Pipeline,
+pub(crate) fn push<P: Pipeline>(
     pending_user_name: Option<Cow<'static, str>>,
     start: impl FnOnce(&mut Option<LocalSpan>),
-) -> Option<ScopeId> {
-    with_stack(pipeline, |stack| stack.push_with(pending_user_name, start))
+) -> Option<ScopeId<P>> {
+    with_stack::<P, _>(|stack| stack.push_with(pending_user_name, start)).map(ScopeId::new)
 }
 
-/// Opens a child of the current span of `pipeline` named `name`, built straight into its
+/// Opens a child of the current span of pipeline `P` named `name`, built straight into its
 /// entry, and makes it current; `None` (dropping `name`) when there is no current span.
 /// For the user pipeline, where every span is recorded: nothing is folded.
 #[cfg(feature = "user-tracing")]
 #[inline]
-pub(crate) fn push_child_of_current(
-    pipeline: Pipeline,
-    name: Cow<'static, str>,
-) -> Option<ScopeId> {
+pub(crate) fn push_child_of_current<P: Pipeline>(name: Cow<'static, str>) -> Option<ScopeId<P>> {
     let mut name = Some(name);
-    with_stack(pipeline, |stack| {
+    with_stack::<P, _>(|stack| {
         stack.current()?;
         stack.push_child(name.take()?, None)
     })
     .flatten()
+    .map(ScopeId::new)
 }
 
 /// What [`push_internal_child`] did.
 pub(crate) enum InternalChild {
     /// The child is open and current.
-    Opened(ScopeId),
+    Opened(ScopeId<Internal>),
     /// There is no current internal span (or the stack is unavailable): the caller may
     /// start a root instead. `user_trace_active` says whether the new span should keep its
     /// name for `with_user_span`.
@@ -373,7 +348,7 @@ pub(crate) fn push_internal_child(name: &mut Option<Cow<'static, str>>) -> Inter
             // The common unsampled child is folded right here; the out-of-line path builds.
             if !user_trace_active {
                 if let Some(id) = stack.try_fold_child() {
-                    return InternalChild::Opened(id);
+                    return InternalChild::Opened(ScopeId::new(id));
                 }
             }
             let Some(name) = name.take() else {
@@ -382,7 +357,7 @@ pub(crate) fn push_internal_child(name: &mut Option<Cow<'static, str>>) -> Inter
             // Cloning keeps a borrowed name borrowed: no allocation.
             let pending_user_name = user_trace_active.then(|| name.clone());
             match stack.push_child(name, pending_user_name) {
-                Some(id) => InternalChild::Opened(id),
+                Some(id) => InternalChild::Opened(ScopeId::new(id)),
                 None => no_current,
             }
         })
@@ -393,9 +368,9 @@ pub(crate) fn push_internal_child(name: &mut Option<Cow<'static, str>>) -> Inter
 
 /// Takes the name kept by [`push_started`] for entry `id`, if no user span was opened yet.
 #[cfg(feature = "user-tracing")]
-pub(crate) fn take_pending_user_name(pipeline: Pipeline, id: ScopeId) -> Option<Cow<'static, str>> {
-    with_stack(pipeline, |stack| {
-        let index = stack.find(id)?;
+pub(crate) fn take_pending_user_name(id: ScopeId<Internal>) -> Option<Cow<'static, str>> {
+    with_stack::<Internal, _>(|stack| {
+        let index = stack.find(id.raw)?;
         let entry = &mut stack.entries[index];
         match std::mem::take(&mut entry.user) {
             UserLink::PendingName(name) => Some(name),
@@ -410,9 +385,9 @@ pub(crate) fn take_pending_user_name(pipeline: Pipeline, id: ScopeId) -> Option<
 
 /// Records that entry `id` opened the user stack's entry `user_scope`.
 #[cfg(feature = "user-tracing")]
-pub(crate) fn link_user_scope(pipeline: Pipeline, id: ScopeId, user_scope: ScopeId) {
-    with_stack(pipeline, |stack| {
-        if let Some(index) = stack.find(id) {
+pub(crate) fn link_user_scope(id: ScopeId<Internal>, user_scope: ScopeId<User>) {
+    with_stack::<Internal, _>(|stack| {
+        if let Some(index) = stack.find(id.raw) {
             stack.entries[index].user = UserLink::Opened(user_scope);
         }
     });
@@ -424,9 +399,9 @@ pub(crate) fn link_user_scope(pipeline: Pipeline, id: ScopeId, user_scope: Scope
 /// [`end`] instead. The fast path of every scope's drop: it keeps no span-sized value on
 /// the caller's stack.
 #[inline]
-pub(crate) fn end_quietly(pipeline: Pipeline, id: ScopeId) -> bool {
-    with_stack(pipeline, |stack| {
-        let Some(index) = stack.find(id) else {
+pub(crate) fn end_quietly<P: Pipeline>(id: ScopeId<P>) -> bool {
+    with_stack::<P, _>(|stack| {
+        let Some(index) = stack.find(id.raw) else {
             return true;
         };
         let entry = &mut stack.entries[index];
@@ -455,9 +430,9 @@ pub(crate) fn end_quietly(pipeline: Pipeline, id: ScopeId) -> bool {
 /// that is quiet (see [`end_quietly`]), else by finishing its span here, after the stack's
 /// borrow is released.
 #[inline]
-pub(crate) fn end_scope(pipeline: Pipeline, id: ScopeId) {
-    if !end_quietly(pipeline, id) {
-        end_spilling(pipeline, id);
+pub(crate) fn end_scope<P: Pipeline>(id: ScopeId<P>) {
+    if !end_quietly(id) {
+        end_spilling(id);
     }
 }
 
@@ -465,9 +440,13 @@ pub(crate) fn end_scope(pipeline: Pipeline, id: ScopeId) {
 /// callback's drop): out of line, so that the quiet common case stays small.
 #[cold]
 #[inline(never)]
-fn end_spilling(pipeline: Pipeline, id: ScopeId) {
+fn end_spilling<P: Pipeline>(id: ScopeId<P>) {
     let mut spill = None;
-    end(pipeline, id, &mut spill);
+    let user_scope = end(id, &mut spill);
+    // The user span (opened last) finishes first.
+    if let Some(user_scope) = user_scope {
+        end_scope(user_scope);
+    }
     // `spill` finishes as it goes out of scope, the borrow released.
 }
 
@@ -478,13 +457,9 @@ fn end_spilling(pipeline: Pipeline, id: ScopeId) {
 /// costs more than all the rest of removing it. Any other span is moved to `spill`, for the
 /// caller to drop once this returns. Returns the user entry linked to this one, if any.
 #[inline]
-pub(crate) fn end(
-    pipeline: Pipeline,
-    id: ScopeId,
-    spill: &mut Option<LocalSpan>,
-) -> Option<ScopeId> {
-    with_stack(pipeline, |stack| {
-        let index = stack.find(id)?;
+fn end<P: Pipeline>(id: ScopeId<P>, spill: &mut Option<LocalSpan>) -> Option<ScopeId<User>> {
+    with_stack::<P, _>(|stack| {
+        let index = stack.find(id.raw)?;
         let entry = &mut stack.entries[index];
         if entry.end_folded() {
             return None;
@@ -509,15 +484,15 @@ pub(crate) fn end(
 /// this returns: finishing a span may run application code.
 #[cfg(feature = "user-tracing")]
 #[inline]
-pub(crate) fn remove(pipeline: Pipeline, id: ScopeId) -> Option<LocalSpan> {
-    remove_entry(pipeline, id).and_then(|entry| entry.span)
+pub(crate) fn remove<P: Pipeline>(id: ScopeId<P>) -> Option<LocalSpan> {
+    remove_entry(id).and_then(|entry| entry.span)
 }
 
 /// Removes the entry `id` wherever it is in the stack, and returns what it held.
 #[inline]
-pub(crate) fn remove_entry(pipeline: Pipeline, id: ScopeId) -> Option<RemovedEntry> {
-    with_stack(pipeline, |stack| {
-        let index = stack.find(id)?;
+pub(crate) fn remove_entry<P: Pipeline>(id: ScopeId<P>) -> Option<RemovedEntry> {
+    with_stack::<P, _>(|stack| {
+        let index = stack.find(id.raw)?;
         let entry = &mut stack.entries[index];
         if entry.end_folded() {
             // The entry stays for the other scopes; this one leaves with a copy of its
@@ -546,13 +521,13 @@ pub(crate) fn remove_entry(pipeline: Pipeline, id: ScopeId) -> Option<RemovedEnt
     .flatten()
 }
 
-/// The current span of `pipeline` on this thread, as a handle that can leave the thread.
+/// The current span of pipeline `P` on this thread, as a handle that can leave the thread.
 ///
 /// An owned span moves behind an `Arc` for this, in place: later tags and children on this
 /// thread then go through the shared span.
 #[inline]
-pub(crate) fn current(pipeline: Pipeline) -> Option<SharedSpan> {
-    with_stack(pipeline, |stack| {
+pub(crate) fn current<P: Pipeline>() -> Option<SharedSpan> {
+    with_stack::<P, _>(|stack| {
         let slot = &mut stack.live_mut().last_mut()?.span;
         let shared = slot.take()?.into_shared();
         *slot = Some(LocalSpan::Shared(shared.clone()));
@@ -564,9 +539,9 @@ pub(crate) fn current(pipeline: Pipeline) -> Option<SharedSpan> {
 /// Reads the current span without sharing it. `f` must not touch the scope stacks or run
 /// application code.
 #[inline]
-pub(crate) fn inspect_current<R>(pipeline: Pipeline, f: impl FnOnce(Option<&LocalSpan>) -> R) -> R {
+pub(crate) fn inspect_current<P: Pipeline, R>(f: impl FnOnce(Option<&LocalSpan>) -> R) -> R {
     let mut f = Some(f);
-    let result = with_stack(pipeline, |stack| {
+    let result = with_stack::<P, _>(|stack| {
         let current = stack.current();
         (f.take().expect("called once"))(current)
     });
@@ -579,8 +554,8 @@ pub(crate) fn inspect_current<R>(pipeline: Pipeline, f: impl FnOnce(Option<&Loca
 /// Runs `f` on the current span, if there is one. `f` must not touch the scope stacks or
 /// run application code (nor drop values whose drop may run it).
 #[inline]
-pub(crate) fn with_current(pipeline: Pipeline, f: impl FnOnce(&mut LocalSpan)) {
-    with_stack(pipeline, |stack| {
+pub(crate) fn with_current<P: Pipeline>(f: impl FnOnce(&mut LocalSpan)) {
+    with_stack::<P, _>(|stack| {
         if let Some(span) = stack.current_mut() {
             f(span);
         }
@@ -589,166 +564,22 @@ pub(crate) fn with_current(pipeline: Pipeline, f: impl FnOnce(&mut LocalSpan)) {
 
 /// The harness that roots started on this thread use instead of the global one.
 #[cfg(feature = "testing")]
-pub(crate) fn test_harness(pipeline: Pipeline) -> Option<Arc<Harness>> {
-    with_stack(pipeline, |stack| stack.test_harness.clone()).flatten()
+pub(crate) fn test_harness<P: Pipeline>() -> Option<Arc<Harness>> {
+    with_stack::<P, _>(|stack| stack.test_harness.clone()).flatten()
 }
 
 /// Replaces this thread's test harness, returning the previous one.
 #[cfg(feature = "testing")]
-pub(crate) fn swap_test_harness(
-    pipeline: Pipeline,
+pub(crate) fn swap_test_harness<P: Pipeline>(
     harness: Option<Arc<Harness>>,
 ) -> Option<Arc<Harness>> {
     let mut harness = Some(harness);
-    let previous = with_stack(pipeline, |stack| {
+    let previous = with_stack::<P, _>(|stack| {
         std::mem::replace(&mut stack.test_harness, harness.take().flatten())
     });
     previous.flatten()
 }
 
 #[cfg(all(test, feature = "testing"))]
-mod tests {
-    use super::*;
-    use crate::telemetry::TelemetryContext;
-    use crate::telemetry::tracing::{self, SpanId, StartTraceOptions, TraceId};
-
-    /// Live entries on this thread's internal stack.
-    fn depth() -> usize {
-        with_stack(Pipeline::Internal, |stack| stack.depth).expect("stack available")
-    }
-
-    fn ids() -> Option<(TraceId, SpanId)> {
-        Some((tracing::trace_id()?, tracing::span_id()?))
-    }
-
-    fn unsampled_root() -> tracing::SpanScope {
-        tracing::start_trace("root", StartTraceOptions::default().force_sampling(false))
-    }
-
-    #[test]
-    fn unsampled_children_fold_into_their_parents_entry() {
-        let ctx = TelemetryContext::test();
-        ctx.scope_and(|| {
-            let base = depth();
-            let root = unsampled_root();
-            let root_ids = ids();
-            assert!(root_ids.is_some());
-            let a = tracing::span("a");
-            let b = tracing::span("b");
-            assert_eq!(
-                depth(),
-                base + 1,
-                "one entry for the root and its folded children"
-            );
-            assert_eq!(
-                ids(),
-                root_ids,
-                "an unsampled child is its parent's identity"
-            );
-            assert!(!tracing::w3c_traceparent().unwrap().flags.is_sampled());
-            drop((b, a, root));
-            assert_eq!(depth(), base);
-            assert_eq!(ids(), None);
-        });
-        assert!(ctx.traces(Default::default()).is_empty());
-    }
-
-    #[test]
-    fn folded_scopes_end_in_any_order() {
-        let ctx = TelemetryContext::test();
-        ctx.scope_and(|| {
-            let base = depth();
-            let root = unsampled_root();
-            let root_ids = ids();
-            let a = tracing::span("a");
-            let b = tracing::span("b");
-            drop(root);
-            assert_eq!(ids(), root_ids, "the children still hold the identity");
-            drop(a);
-            assert_eq!(ids(), root_ids);
-            drop(b);
-            assert_eq!(ids(), None);
-            assert_eq!(depth(), base);
-            // The slot is reusable and starts unfolded.
-            let next = unsampled_root();
-            assert_ne!(ids(), root_ids);
-            drop(next);
-            assert_eq!(depth(), base);
-        });
-    }
-
-    #[test]
-    fn a_folded_scope_leaves_with_its_identity_as_a_context() {
-        let ctx = TelemetryContext::test();
-        ctx.scope_and(|| {
-            let root = unsampled_root();
-            let root_ids = ids();
-            let captured = tracing::span("child").into_context();
-            assert_eq!(ids(), root_ids, "the root is still current");
-            drop(root);
-            assert_eq!(ids(), None);
-            captured.scope_and(|| {
-                assert_eq!(ids(), root_ids);
-                // Spans under the captured identity fold into the context's own entry.
-                let base = depth();
-                let _grandchild = tracing::span("grandchild");
-                assert_eq!(depth(), base);
-                assert_eq!(ids(), root_ids);
-            });
-        });
-        assert!(ctx.traces(Default::default()).is_empty());
-    }
-
-    #[test]
-    fn ending_a_folded_scope_does_not_touch_the_entries_above_it() {
-        let ctx = TelemetryContext::test();
-        ctx.scope_and(|| {
-            let recorded = tracing::start_trace("recorded", StartTraceOptions::default());
-            let recorded_ids = ids();
-            let recorded_ctx = recorded.into_context();
-
-            let root = unsampled_root();
-            let root_ids = ids();
-            let folded = tracing::span("folded");
-            let above = recorded_ctx.scope();
-            drop(folded);
-            assert_eq!(
-                ids(),
-                recorded_ids,
-                "the context entered above stays current"
-            );
-            drop(above);
-            assert_eq!(ids(), root_ids);
-            drop(root);
-        });
-        assert_eq!(ctx.traces(Default::default())[0].name, "recorded");
-    }
-
-    #[test]
-    fn a_context_scope_may_end_before_a_child_folded_into_it() {
-        let ctx = TelemetryContext::test();
-        let captured = ctx.scope_and(|| unsampled_root().into_context());
-        let root_ids = captured.scope_and(ids);
-        assert!(root_ids.is_some());
-        let (guard, child) = {
-            let guard = captured.scope();
-            (guard, tracing::span("child"))
-        };
-        drop(guard);
-        assert_eq!(ids(), root_ids, "the child still holds the identity");
-        drop(child);
-        assert_eq!(ids(), None);
-    }
-
-    #[test]
-    fn a_recorded_child_is_never_folded() {
-        let ctx = TelemetryContext::test();
-        ctx.scope_and(|| {
-            let base = depth();
-            let _root = tracing::start_trace("root", StartTraceOptions::default());
-            let _child = tracing::span("child");
-            assert_eq!(depth(), base + 2);
-        });
-        assert_eq!(ctx.traces(Default::default())[0].children[0].name, "child");
-    }
-}
+#[path = "stack_tests.rs"]
+mod tests;

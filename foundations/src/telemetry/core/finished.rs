@@ -16,8 +16,8 @@
 //!
 //! This module owns the record and the conversions; it does not decide where records go.
 
-use super::state::{RawFinishedSpan, SpanState};
-use super::w3c::{SpanId, TraceId};
+use super::identity::{ParentSpan, RawFinishedSpan, SpanState};
+use crate::telemetry::propagation::ids::{SpanId, TraceId};
 use cf_rustracing::log::Log;
 use cf_rustracing::span::RoutingMetadata;
 use cf_rustracing::tag::{Tag, TagValue};
@@ -32,24 +32,18 @@ const INLINE_TAGS: usize = 2;
 /// The tags of a live span and of its record: the same type, so finishing moves them.
 pub(crate) type InlineTags = SmallVec<[Tag; INLINE_TAGS]>;
 
-/// The parent a finished span names.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct ParentSpan {
-    /// The parent's span id.
-    pub span_id: SpanId,
-    /// `true` when the parent is a span of another process (an inbound `traceparent`).
-    pub is_remote: bool,
-}
-
 /// A finished span of either pipeline, as harness queues deliver it.
 ///
 /// # Examples
 ///
 /// ```
-/// use foundations::telemetry::tracing::{self, HarnessOptions, StartTraceOptions, TagValue};
+/// # #[cfg(feature = "testing")]
+/// # {
 /// use foundations::add_span_tags;
+/// use foundations::telemetry::testing::{self, HarnessOptions};
+/// use foundations::telemetry::tracing::{self, StartTraceOptions, TagValue};
 ///
-/// let drain = tracing::install(HarnessOptions::default()).unwrap();
+/// let drain = testing::install_tracing(HarnessOptions::default()).unwrap();
 /// {
 ///     let _root = tracing::start_trace("request", StartTraceOptions::default());
 ///     add_span_tags!("http.response.status_code" => 200);
@@ -58,6 +52,7 @@ pub struct ParentSpan {
 /// assert_eq!(span.name(), "request");
 /// assert!(span.parent().is_none());
 /// assert_eq!(span.tag("http.response.status_code"), Some(&TagValue::Integer(200)));
+/// # }
 /// ```
 #[derive(Clone, Debug)]
 pub struct FinishedSpan {
@@ -70,6 +65,8 @@ pub struct FinishedSpan {
     logs: Vec<Log>,
 }
 
+// Public through `telemetry::testing`: some accessors are for its users only.
+#[cfg_attr(not(feature = "testing"), allow(dead_code))]
 impl FinishedSpan {
     /// The record of a span that was never a `cf_rustracing` span: its parts are moved in.
     /// Such a span has no log entries (logging makes a span a `cf_rustracing` one).

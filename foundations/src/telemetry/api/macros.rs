@@ -1,0 +1,65 @@
+//! Support for the tracing macros (`add_span_tags!`, `add_user_span_tags!`, ...). Not a
+//! public API: it may change in any release.
+//!
+//! A macro first asks whether the current span of its pipeline is recorded, then evaluates
+//! its arguments (application code, run outside any borrow or lock of ours), then hands the
+//! built values over. Handing over borrows the thread's scope stack; a span the stack owns
+//! takes them directly, a shared one under its lock, held only for the push.
+
+use crate::telemetry::core::identity::SpanState;
+use crate::telemetry::core::stack;
+use cf_rustracing::log::LogField;
+use cf_rustracing::span::FinishSpanCallback;
+use cf_rustracing::tag::Tag;
+use std::marker::PhantomData;
+
+pub use crate::telemetry::core::pipeline::{Internal, PerPipeline, Pipeline, User};
+
+/// The pipeline a macro writes to: [`INTERNAL`] or [`USER`].
+#[derive(Clone, Copy, Debug)]
+pub struct MacroTarget<P>(PhantomData<P>);
+
+/// The internal pipeline, for `add_span_tags!` and friends.
+pub const INTERNAL: MacroTarget<Internal> = MacroTarget(PhantomData);
+
+/// The user pipeline, for `add_user_span_tags!` and friends.
+pub const USER: MacroTarget<User> = MacroTarget(PhantomData);
+
+impl<P: Pipeline> MacroTarget<P> {
+    /// `true` when the current span of this pipeline is recorded.
+    #[inline]
+    pub fn is_recording(self) -> bool {
+        stack::inspect_current::<P, _>(|span| span.is_some_and(|span| span.is_recording()))
+    }
+
+    /// Sets tags on the current span.
+    #[inline]
+    pub fn set_tags<const N: usize>(self, tags: [Tag; N]) {
+        stack::with_current::<P>(|span| span.set_tags(tags));
+    }
+
+    /// Adds a log entry to the current span.
+    #[inline]
+    pub fn log<const N: usize>(self, fields: [LogField; N]) {
+        stack::with_current::<P>(|span| span.log(fields));
+    }
+
+    /// Sets the finish callback of the current span.
+    pub fn set_finish_callback(self, callback: impl Into<FinishSpanCallback<SpanState>>) {
+        // Whatever is not kept (the callback itself if no span takes it, or the callbacks it
+        // replaces) is dropped here, after the stack's borrow: dropping a callback runs the
+        // drop code of what it captured.
+        let mut unused = None;
+        let mut replaced = None;
+        let mut callback = Some(callback.into());
+        stack::with_current::<P>(|span| {
+            if let Some(callback) = callback.take() {
+                match span.set_finish_callback(callback) {
+                    Ok(previous) => replaced = Some(previous),
+                    Err(callback) => unused = Some(callback),
+                }
+            }
+        });
+        drop((callback, unused, replaced));
+    }
+}

@@ -1,0 +1,34 @@
+//! The engine both pipelines share: how a span is recorded, which span is current, and how
+//! finished spans leave the thread. Generic over the pipeline ([`pipeline::Internal`],
+//! [`pipeline::User`]) wherever state is per pipeline, so the two cannot be mixed up.
+//!
+//! The data flow, one way:
+//!
+//! ```text
+//! harness ──plan_root──▶ identity ──▶ span (LiveSpan → LocalSpan → SharedSpan)
+//!                                        │ held by a stack entry; a scope ends it
+//!                                        ▼
+//!                       finished (FinishedSpan) ──▶ queue ──▶ SpanDrain (export)
+//! ```
+//!
+//! - [`pipeline`]: the pipeline markers, typed scope ids, per-pipeline selection.
+//! - [`identity`]: `SpanState` (ids, flags, tracestate, routing) and `ParentSpan`.
+//! - [`span`]: a span while open: owned by its stack entry, or shared behind an `Arc`.
+//! - [`finished`]: `FinishedSpan`, the record a finished span becomes.
+//! - [`queue`]: the bounded hand-over to a consumer (`SpanDrain`), with its counters.
+//! - [`harness`]: per pipeline, the sampling decision for roots and where records go.
+//! - [`stack`]: the thread-local scope stacks; [`scope`]: an entry's lifetime;
+//!   [`current`]: what is current on this thread.
+//!
+//! This module imports nothing from the API, export, settings or context modules: they
+//! build on it, never the other way round. It uses the W3C value types of `propagation`.
+
+pub(crate) mod current;
+pub(crate) mod finished;
+pub(crate) mod harness;
+pub(crate) mod identity;
+pub(crate) mod pipeline;
+pub(crate) mod queue;
+pub(crate) mod scope;
+pub(crate) mod span;
+pub(crate) mod stack;

@@ -1,0 +1,146 @@
+//! The two pipelines as types: the markers [`Internal`] and [`User`], and [`PerPipeline`],
+//! one value of some type per pipeline.
+//!
+//! Every piece of per-pipeline state in the core (scope stacks, scope ids, scopes, the
+//! installed harnesses) is selected through a `P: Pipeline` type parameter rather than a
+//! runtime value. So an id of one pipeline cannot be handed to the other's stack: that is
+//! a type error, not a convention. Selection compiles to a field access.
+//!
+//! This module owns the markers and the selection only; it holds no state of its own.
+
+use std::fmt::Debug;
+use std::marker::PhantomData;
+use std::num::NonZeroU64;
+
+mod sealed {
+    pub trait Sealed {}
+}
+
+/// A span pipeline: [`Internal`] or [`User`]. Sealed: there are exactly two.
+///
+/// Public only so that the macros' hidden support module can name it.
+pub trait Pipeline: sealed::Sealed + Copy + Debug + Send + Sync + 'static {
+    /// The pipeline's name, as logs and debug output print it.
+    const NAME: &'static str;
+
+    /// `true` when new roots are sampled by ratio (internal); `false` when starting a root
+    /// is itself the decision to record it (user).
+    const SAMPLED: bool;
+
+    /// This pipeline's value of `pair`.
+    fn of<T>(pair: &PerPipeline<T>) -> &T;
+
+    /// This pipeline's value of `pair`, mutably.
+    fn of_mut<T>(pair: &mut PerPipeline<T>) -> &mut T;
+}
+
+/// The internal pipeline: the service's own spans, sampled, for the operator's collector.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Internal;
+
+/// The user pipeline: spans the service emits for its customers, routed per customer.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct User;
+
+impl sealed::Sealed for Internal {}
+impl sealed::Sealed for User {}
+
+impl Pipeline for Internal {
+    const NAME: &'static str = "internal";
+    const SAMPLED: bool = true;
+
+    #[inline(always)]
+    fn of<T>(pair: &PerPipeline<T>) -> &T {
+        &pair.internal
+    }
+
+    #[inline(always)]
+    fn of_mut<T>(pair: &mut PerPipeline<T>) -> &mut T {
+        &mut pair.internal
+    }
+}
+
+impl Pipeline for User {
+    const NAME: &'static str = "user";
+    const SAMPLED: bool = false;
+
+    #[inline(always)]
+    fn of<T>(pair: &PerPipeline<T>) -> &T {
+        &pair.user
+    }
+
+    #[inline(always)]
+    fn of_mut<T>(pair: &mut PerPipeline<T>) -> &mut T {
+        &mut pair.user
+    }
+}
+
+/// One value per pipeline. The pipelines share this shape, never the values.
+#[derive(Clone, Debug, Default)]
+pub struct PerPipeline<T> {
+    pub(crate) internal: T,
+    pub(crate) user: T,
+}
+
+impl<T> PerPipeline<T> {
+    /// Both values.
+    pub(crate) const fn new(internal: T, user: T) -> Self {
+        Self { internal, user }
+    }
+
+    /// The value of pipeline `P`.
+    #[inline(always)]
+    pub(crate) fn get<P: Pipeline>(&self) -> &T {
+        P::of(self)
+    }
+
+    /// The value of pipeline `P`, mutably.
+    #[inline(always)]
+    pub(crate) fn get_mut<P: Pipeline>(&mut self) -> &mut T {
+        P::of_mut(self)
+    }
+}
+
+/// Identifies one entry of one thread's stack of pipeline `P`: it cannot be used on the
+/// other pipeline's stack.
+///
+/// Non-zero, so that `Option<ScopeId<P>>` (all a scope holds) is one machine word.
+pub(crate) struct ScopeId<P> {
+    pub(crate) raw: RawId,
+    _pipeline: PhantomData<P>,
+}
+
+impl<P> ScopeId<P> {
+    #[inline(always)]
+    pub(crate) fn new(raw: RawId) -> Self {
+        Self {
+            raw,
+            _pipeline: PhantomData,
+        }
+    }
+}
+
+impl<P> Clone for ScopeId<P> {
+    fn clone(&self) -> Self {
+        *self
+    }
+}
+
+impl<P> Copy for ScopeId<P> {}
+
+impl<P> PartialEq for ScopeId<P> {
+    fn eq(&self, other: &Self) -> bool {
+        self.raw == other.raw
+    }
+}
+
+impl<P> Eq for ScopeId<P> {}
+
+impl<P: Pipeline> std::fmt::Debug for ScopeId<P> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "ScopeId<{}>({})", P::NAME, self.raw)
+    }
+}
+
+/// An entry's id within its stack; typed as a [`ScopeId`] wherever it leaves the stack.
+pub(crate) type RawId = NonZeroU64;

@@ -1,0 +1,250 @@
+//! The bounded queue between the threads that finish spans and the consumer that exports
+//! them: [`SpanDrain`] is its receiving end, [`QueueStats`] its counters.
+//!
+//! This module owns the hand-over and its accounting (every span offered is queued or
+//! counted as dropped). It must not know what a span holds beyond its record type, nor who
+//! consumes it.
+
+use super::finished::FinishedSpan;
+use crossbeam_queue::SegQueue;
+use std::fmt;
+use std::ops::Deref;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::time::Duration;
+use tokio::sync::Notify;
+
+/// A snapshot of a harness queue's counters. All counts are since installation.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct QueueStats {
+    /// Finished spans that entered the queue.
+    pub queued: u64,
+    /// Finished spans dropped because the queue was full.
+    pub dropped_queue_full: u64,
+}
+
+/// The bounded queue between finished spans and their consumer.
+///
+/// Lock-free on the producer side: a finished span costs a push and one atomic add.
+/// Producers never wake the consumer per span (that is a syscall each time); they wake it
+/// only when the queue length reaches the threshold a waiting consumer asked for, so a
+/// batching consumer is woken once per batch, or by its own flush timeout.
+///
+/// Producers and consumers run on different cores, so what each side writes per span lives
+/// on its own cache line, and a batch consumer settles `len` once per batch: every write the
+/// consumer makes to the producers' line costs the next producer a cache miss.
+pub(super) struct SpanQueue {
+    spans: SegQueue<FinishedSpan>,
+    producers: CacheLine<ProducerCounters>,
+    /// Spans taken out by consumers; `queued` is derived from it so that producers pay for
+    /// one counter, not two.
+    popped: CacheLine<AtomicU64>,
+    wake: Notify,
+}
+
+/// What producers read or write for every span.
+struct ProducerCounters {
+    /// Spans pushed and not yet accounted as popped, counted before the push so that the
+    /// bound is never exceeded. Consumers subtract after popping, so it may briefly count
+    /// spans already taken out: the bound errs on the side of holding fewer.
+    len: AtomicUsize,
+    max_len: usize,
+    /// Queue length at which producers wake waiting consumers; `usize::MAX` when none waits.
+    wake_at: AtomicUsize,
+    dropped_queue_full: AtomicU64,
+}
+
+/// Keeps its value on cache lines of its own (128 bytes: adjacent-line prefetch pairs
+/// 64-byte lines on x86).
+#[repr(align(128))]
+struct CacheLine<T>(T);
+
+impl<T> Deref for CacheLine<T> {
+    type Target = T;
+
+    fn deref(&self) -> &T {
+        &self.0
+    }
+}
+
+impl SpanQueue {
+    fn new(max_len: Option<usize>) -> Self {
+        Self {
+            spans: SegQueue::new(),
+            producers: CacheLine(ProducerCounters {
+                len: AtomicUsize::new(0),
+                max_len: max_len.unwrap_or(usize::MAX),
+                wake_at: AtomicUsize::new(usize::MAX),
+                dropped_queue_full: AtomicU64::new(0),
+            }),
+            popped: CacheLine(AtomicU64::new(0)),
+            wake: Notify::new(),
+        }
+    }
+
+    fn len(&self) -> usize {
+        self.producers.len.load(Ordering::Acquire)
+    }
+
+    /// Pushes the record `make` builds, if there is room (see [`Sink::push_with`]).
+    #[inline]
+    pub(super) fn push_with(&self, make: impl FnOnce() -> FinishedSpan) {
+        let counters = &*self.producers;
+        let len = counters.len.fetch_add(1, Ordering::AcqRel);
+        if len >= counters.max_len {
+            counters.len.fetch_sub(1, Ordering::AcqRel);
+            counters.dropped_queue_full.fetch_add(1, Ordering::Relaxed);
+            return;
+        }
+        self.spans.push(make());
+        if len + 1 == counters.wake_at.load(Ordering::Acquire) {
+            self.wake.notify_waiters();
+        }
+    }
+
+    /// Moves up to `limit` spans into `buffer`, accounting for them once. Returns how many.
+    fn pop_into(&self, buffer: &mut Vec<FinishedSpan>, limit: usize) -> usize {
+        let mut popped = 0;
+        while popped < limit {
+            match self.spans.pop() {
+                Some(span) => buffer.push(span),
+                None => break,
+            }
+            popped += 1;
+        }
+        if popped > 0 {
+            // `len` first: `stats` reads `len` before `popped`, so a span is then counted
+            // by neither for a moment, never twice.
+            self.producers.len.fetch_sub(popped, Ordering::AcqRel);
+            self.popped.fetch_add(popped as u64, Ordering::Relaxed);
+        }
+        popped
+    }
+
+    fn pop(&self) -> Option<FinishedSpan> {
+        let span = self.spans.pop()?;
+        self.producers.len.fetch_sub(1, Ordering::AcqRel);
+        self.popped.fetch_add(1, Ordering::Relaxed);
+        Some(span)
+    }
+
+    /// Waits until at least `count` spans are queued, or until `deadline`.
+    async fn wait_for(&self, count: usize, deadline: Option<tokio::time::Instant>) {
+        loop {
+            if self.len() >= count {
+                return;
+            }
+            let notified = self.wake.notified();
+            tokio::pin!(notified);
+            // Register before publishing the threshold and re-checking the length, so that
+            // a producer crossing the threshold in between cannot be missed.
+            notified.as_mut().enable();
+            self.producers.wake_at.store(count, Ordering::Release);
+            if self.len() >= count {
+                return;
+            }
+            match deadline {
+                Some(deadline) => {
+                    if tokio::time::timeout_at(deadline, notified).await.is_err() {
+                        return;
+                    }
+                }
+                None => notified.await,
+            }
+        }
+    }
+}
+
+/// The receiving end of a harness queue: every finished, sampled span of the pipeline.
+///
+/// Exporters read it in batches with [`recv_batch`](Self::recv_batch); simpler consumers
+/// use [`recv`](Self::recv) or the non-blocking [`try_recv`](Self::try_recv). Clones share
+/// the queue, so several workers can drain it; each span is received once.
+#[derive(Clone)]
+pub struct SpanDrain {
+    queue: Arc<SpanQueue>,
+}
+
+// Public through `telemetry::testing`: some accessors are for its users only.
+#[cfg_attr(not(feature = "testing"), allow(dead_code))]
+impl SpanDrain {
+    pub(super) fn new(max_len: Option<usize>) -> (Arc<SpanQueue>, Self) {
+        let queue = Arc::new(SpanQueue::new(max_len));
+        (Arc::clone(&queue), Self { queue })
+    }
+
+    /// Waits for the next finished span.
+    ///
+    /// Wakes on every first span after the queue was empty; a consumer that can wait a
+    /// little should prefer [`recv_batch`](Self::recv_batch), which is woken once per batch.
+    pub async fn recv(&self) -> FinishedSpan {
+        loop {
+            if let Some(span) = self.queue.pop() {
+                return span;
+            }
+            self.queue.wait_for(1, None).await;
+        }
+    }
+
+    /// Waits until `max_batch` spans are queued or `max_wait` has passed, then moves up to
+    /// `max_batch` spans into `buffer`. Returns how many were added (0 when `max_wait`
+    /// passed with an empty queue).
+    pub async fn recv_batch(
+        &self,
+        buffer: &mut Vec<FinishedSpan>,
+        max_batch: usize,
+        max_wait: Duration,
+    ) -> usize {
+        let max_batch = max_batch.max(1);
+        let deadline = tokio::time::Instant::now().checked_add(max_wait);
+        self.queue.wait_for(max_batch, deadline).await;
+        self.drain_into(buffer, max_batch)
+    }
+
+    /// Moves up to `limit` queued spans into `buffer` without waiting. Returns how many.
+    pub fn drain_into(&self, buffer: &mut Vec<FinishedSpan>, limit: usize) -> usize {
+        self.queue.pop_into(buffer, limit)
+    }
+
+    /// Takes the next finished span if one is queued.
+    pub fn try_recv(&self) -> Option<FinishedSpan> {
+        self.queue.pop()
+    }
+
+    /// Number of spans waiting in the queue.
+    pub fn len(&self) -> usize {
+        self.queue.len()
+    }
+
+    /// `true` when no span is waiting.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// A snapshot of the queue's counters.
+    pub fn stats(&self) -> QueueStats {
+        QueueStats {
+            // Read `len` first: a span pushed in between is then counted by neither, never
+            // twice. The snapshot is exact whenever the queue is quiet.
+            queued: {
+                let len = self.queue.len() as u64;
+                self.queue.popped.load(Ordering::Relaxed) + len
+            },
+            dropped_queue_full: self
+                .queue
+                .producers
+                .dropped_queue_full
+                .load(Ordering::Relaxed),
+        }
+    }
+}
+
+impl fmt::Debug for SpanDrain {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("SpanDrain")
+            .field("queued_now", &self.len())
+            .field("stats", &self.stats())
+            .finish()
+    }
+}

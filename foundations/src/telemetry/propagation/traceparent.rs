@@ -1,0 +1,323 @@
+//! The W3C `traceparent` header: [`TraceparentContext`], parsed from raw header bytes and
+//! formatted without allocating.
+//!
+//! Rules (W3C Trace Context, Level 2): `version-traceid-parentid-flags`, 2, 32, 16 and 2
+//! lowercase hex digits separated by `-`. Version `ff` is forbidden; version `00` must be
+//! exactly 55 bytes; a higher version is parsed forward-compatibly (the four known fields,
+//! then end of input or `-`). All-zero trace or parent ids are invalid. Optional whitespace
+//! (space and tab) around the value is ignored. Output always uses version `00` and only the
+//! flag bits this implementation knows ([`TraceFlags::outbound`]). Arbitrary (including
+//! non-UTF-8) input is rejected with a typed error and never panics.
+//!
+//! This module owns the header's grammar only; which span a header describes is the API's
+//! business.
+
+use super::ids::{
+    HexError, SpanId, TraceFlags, TraceId, ascii_str, decode_hex, encode_hex, trim_ows,
+};
+use std::fmt;
+use std::str::FromStr;
+
+/// Name of the `traceparent` header (lowercase, as it should be sent).
+pub const TRACEPARENT_HEADER: &str = "traceparent";
+
+// ---------------------------------------------------------------------------
+// traceparent
+// ---------------------------------------------------------------------------
+
+/// One of the four fields of a `traceparent` value, used in error reports.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum TraceparentField {
+    /// `version` (bytes 0..2).
+    Version,
+    /// `trace-id` (bytes 3..35).
+    TraceId,
+    /// `parent-id` (bytes 36..52).
+    ParentId,
+    /// `trace-flags` (bytes 53..55).
+    Flags,
+}
+
+impl fmt::Display for TraceparentField {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            TraceparentField::Version => "version",
+            TraceparentField::TraceId => "trace-id",
+            TraceparentField::ParentId => "parent-id",
+            TraceparentField::Flags => "trace-flags",
+        })
+    }
+}
+
+/// Why a `traceparent` value was rejected.
+///
+/// Per the specification, a rejected `traceparent` means: start a new trace
+/// and ignore `tracestate` as well. Byte offsets in messages are counted after
+/// leading whitespace has been trimmed.
+#[non_exhaustive]
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum TraceparentError {
+    /// The value is empty (or only whitespace).
+    Empty,
+    /// No `traceparent` header value was given.
+    Missing,
+    /// More than one `traceparent` header value was given.
+    Multiple,
+    /// The version is not two hex digits.
+    InvalidVersion,
+    /// The version is `ff`, which is forbidden.
+    ForbiddenVersion,
+    /// The value is shorter than a `traceparent` must be.
+    InvalidLength {
+        /// Minimum length in bytes (55).
+        expected: usize,
+        /// Length of the value after trimming whitespace.
+        actual: usize,
+    },
+    /// A `-` separator is missing.
+    InvalidDelimiter {
+        /// Byte offset where `-` was expected.
+        offset: usize,
+    },
+    /// A field contains uppercase hex digits; only lowercase is allowed.
+    UppercaseHex {
+        /// The offending field.
+        field: TraceparentField,
+    },
+    /// The trace id is not 32 hex digits.
+    InvalidTraceId,
+    /// The parent id is not 16 hex digits.
+    InvalidParentId,
+    /// The flags are not 2 hex digits.
+    InvalidFlags,
+    /// The trace id is all zeros.
+    ZeroTraceId,
+    /// The parent id is all zeros.
+    ZeroParentId,
+    /// Data follows the flags where the version does not allow it (version
+    /// `00`: anything; higher versions: anything not starting with `-`).
+    TrailingData,
+}
+
+impl fmt::Display for TraceparentError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            TraceparentError::Empty => f.write_str("traceparent value is empty"),
+            TraceparentError::Missing => f.write_str("no traceparent header value present"),
+            TraceparentError::Multiple => {
+                f.write_str("more than one traceparent header value present")
+            }
+            TraceparentError::InvalidVersion => {
+                f.write_str("traceparent version (bytes 0..2) is not two lowercase hex digits")
+            }
+            TraceparentError::ForbiddenVersion => f.write_str("traceparent version ff is invalid"),
+            TraceparentError::InvalidLength { expected, actual } => write!(
+                f,
+                "traceparent is too short: {actual} bytes, at least {expected} required"
+            ),
+            TraceparentError::InvalidDelimiter { offset } => {
+                write!(f, "traceparent: expected '-' at byte {offset}")
+            }
+            TraceparentError::UppercaseHex { field } => write!(
+                f,
+                "traceparent {field} contains uppercase hex digits; only lowercase is allowed"
+            ),
+            TraceparentError::InvalidTraceId => {
+                f.write_str("traceparent trace-id (bytes 3..35) is not 32 lowercase hex digits")
+            }
+            TraceparentError::InvalidParentId => {
+                f.write_str("traceparent parent-id (bytes 36..52) is not 16 lowercase hex digits")
+            }
+            TraceparentError::InvalidFlags => f.write_str(
+                "traceparent trace-flags (bytes 53..55) is not two lowercase hex digits",
+            ),
+            TraceparentError::ZeroTraceId => f.write_str("traceparent trace-id is all zeros"),
+            TraceparentError::ZeroParentId => f.write_str("traceparent parent-id is all zeros"),
+            TraceparentError::TrailingData => {
+                f.write_str("traceparent has unexpected data after trace-flags (byte 55)")
+            }
+        }
+    }
+}
+
+impl std::error::Error for TraceparentError {}
+
+/// Decodes one fixed-width `traceparent` field.
+fn decode_field(
+    digits: &[u8],
+    field: TraceparentField,
+    invalid: TraceparentError,
+) -> Result<u128, TraceparentError> {
+    decode_hex(digits).map_err(|e| match e {
+        HexError::Uppercase => TraceparentError::UppercaseHex { field },
+        HexError::NotHex => invalid,
+    })
+}
+
+/// A parsed W3C `traceparent` header: the remote caller's trace id, its span
+/// id (`parent-id`) and the trace flags.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct TraceparentContext {
+    /// The trace id.
+    pub trace_id: TraceId,
+    /// The caller's span id, i.e. the parent of the next span.
+    pub parent_id: SpanId,
+    /// The trace flags as received (all bits); only
+    /// [`TraceFlags::outbound`] bits are ever formatted.
+    pub flags: TraceFlags,
+}
+
+impl TraceparentContext {
+    /// Length in bytes of a version `00` `traceparent` value.
+    pub const HEADER_LEN: usize = 55;
+
+    /// Creates a context from its parts. No validation is done: formatting a
+    /// context with an invalid (zero) id produces a value that parsers reject.
+    pub fn new(trace_id: TraceId, parent_id: SpanId, flags: TraceFlags) -> Self {
+        TraceparentContext {
+            trace_id,
+            parent_id,
+            flags,
+        }
+    }
+
+    /// Parses one `traceparent` header value.
+    ///
+    /// Optional whitespace (space and tab) around the value is ignored. Hex
+    /// must be lowercase. Version `ff` is rejected, version `00` must be
+    /// exactly 55 bytes, and higher versions are parsed forward-compatibly.
+    /// Never allocates and never panics, whatever the input.
+    ///
+    /// ```
+    /// use foundations::telemetry::tracing::{TraceparentContext, TraceparentError};
+    ///
+    /// let ctx = TraceparentContext::parse(
+    ///     b"00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01",
+    /// )
+    /// .unwrap();
+    /// assert_eq!(ctx.trace_id.to_string(), "4bf92f3577b34da6a3ce929d0e0e4736");
+    /// assert_eq!(ctx.parent_id.to_u64(), 0x00f0_67aa_0ba9_02b7);
+    /// assert!(ctx.flags.is_sampled());
+    ///
+    /// // Uppercase hex is not allowed.
+    /// assert!(matches!(
+    ///     TraceparentContext::parse(b"00-4BF92F3577B34DA6A3CE929D0E0E4736-00f067aa0ba902b7-01"),
+    ///     Err(TraceparentError::UppercaseHex { .. })
+    /// ));
+    /// ```
+    pub fn parse(value: &[u8]) -> Result<Self, TraceparentError> {
+        use TraceparentError as E;
+
+        let v = trim_ows(value);
+        if v.is_empty() {
+            return Err(E::Empty);
+        }
+        let too_short = E::InvalidLength {
+            expected: Self::HEADER_LEN,
+            actual: v.len(),
+        };
+
+        let Some(version) = v.get(..2) else {
+            return Err(too_short);
+        };
+        let version = decode_field(version, TraceparentField::Version, E::InvalidVersion)?;
+        if version == 0xff {
+            return Err(E::ForbiddenVersion);
+        }
+
+        let Some(head) = v
+            .get(..Self::HEADER_LEN)
+            .and_then(|h| <&[u8; Self::HEADER_LEN]>::try_from(h).ok())
+        else {
+            return Err(too_short);
+        };
+        for offset in [2, 35, 52] {
+            if head[offset] != b'-' {
+                return Err(E::InvalidDelimiter { offset });
+            }
+        }
+        let trace_id = decode_field(&head[3..35], TraceparentField::TraceId, E::InvalidTraceId)?;
+        let parent_id = decode_field(
+            &head[36..52],
+            TraceparentField::ParentId,
+            E::InvalidParentId,
+        )?;
+        let flags = decode_field(&head[53..55], TraceparentField::Flags, E::InvalidFlags)?;
+
+        match (version, v.get(Self::HEADER_LEN)) {
+            (_, None) => {}
+            // Version 00 is exactly 55 bytes.
+            (0, Some(_)) => return Err(E::TrailingData),
+            // Higher versions may append fields after a `-`; ignore them.
+            (_, Some(b'-')) => {}
+            (_, Some(_)) => return Err(E::TrailingData),
+        }
+
+        if trace_id == 0 {
+            return Err(E::ZeroTraceId);
+        }
+        if parent_id == 0 {
+            return Err(E::ZeroParentId);
+        }
+        Ok(TraceparentContext {
+            trace_id: TraceId::from_u128(trace_id),
+            // Both fit: 16 and 2 hex digits were decoded.
+            parent_id: SpanId::from_u64(parent_id as u64),
+            flags: TraceFlags::from_bits(flags as u8),
+        })
+    }
+
+    /// Parses the `traceparent` header values of one request: exactly one
+    /// value must be present ([`TraceparentError::Missing`] for none,
+    /// [`TraceparentError::Multiple`] for more), and it must parse.
+    pub fn parse_header_values<'a>(
+        values: impl IntoIterator<Item = &'a [u8]>,
+    ) -> Result<Self, TraceparentError> {
+        let mut values = values.into_iter();
+        let Some(first) = values.next() else {
+            return Err(TraceparentError::Missing);
+        };
+        if values.next().is_some() {
+            return Err(TraceparentError::Multiple);
+        }
+        Self::parse(first)
+    }
+
+    /// Formats the canonical header value `00-<trace-id>-<parent-id>-<flags>`
+    /// (version `00`, flags reduced to [`TraceFlags::outbound`]).
+    pub fn to_header_value(&self) -> String {
+        let mut buf = [0u8; Self::HEADER_LEN];
+        self.write_header_value(&mut buf);
+        // One allocation of the exact size; the bytes are ASCII by construction.
+        String::from_utf8_lossy(&buf).into_owned()
+    }
+
+    /// Allocation-free variant of [`TraceparentContext::to_header_value`]:
+    /// writes the 55 ASCII bytes of the canonical header value into `out`.
+    pub fn write_header_value(&self, out: &mut [u8; 55]) {
+        out[0] = b'0';
+        out[1] = b'0';
+        out[2] = b'-';
+        encode_hex(self.trace_id.to_u128(), &mut out[3..35]);
+        out[35] = b'-';
+        encode_hex(u128::from(self.parent_id.to_u64()), &mut out[36..52]);
+        out[52] = b'-';
+        encode_hex(u128::from(self.flags.outbound().bits()), &mut out[53..55]);
+    }
+}
+
+impl fmt::Display for TraceparentContext {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let mut buf = [0u8; Self::HEADER_LEN];
+        self.write_header_value(&mut buf);
+        f.write_str(ascii_str(&buf)?)
+    }
+}
+
+impl FromStr for TraceparentContext {
+    type Err = TraceparentError;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Self::parse(s.as_bytes())
+    }
+}
