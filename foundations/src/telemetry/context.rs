@@ -10,7 +10,7 @@ use crate::telemetry::core::current;
 use crate::telemetry::core::harness::RootOptions;
 use crate::telemetry::core::pipeline::{Internal, PerPipeline, Pipeline, User};
 use crate::telemetry::core::scope::Scope;
-use crate::telemetry::core::span::{LocalSpan, SharedSpan};
+use crate::telemetry::core::span::{EntrySpan, SpanHandle};
 use crate::telemetry::core::stack;
 use pin_project_lite::pin_project;
 use std::borrow::Cow;
@@ -60,7 +60,7 @@ use std::sync::Arc;
 /// ```
 #[derive(Clone, Debug, Default)]
 pub struct TelemetryContext {
-    spans: PerPipeline<Option<SharedSpan>>,
+    spans: PerPipeline<Option<SpanHandle>>,
     /// Harnesses of a test context: roots started inside it go to its own sinks.
     #[cfg(feature = "testing")]
     test_harnesses: PerPipeline<Option<Arc<Harness>>>,
@@ -87,11 +87,11 @@ impl TelemetryContext {
         }
     }
 
-    pub(crate) fn set_span<P: Pipeline>(&mut self, span: Option<SharedSpan>) {
+    pub(crate) fn set_span<P: Pipeline>(&mut self, span: Option<SpanHandle>) {
         *self.spans.get_mut::<P>() = span;
     }
 
-    pub(crate) fn span<P: Pipeline>(&self) -> Option<&SharedSpan> {
+    pub(crate) fn span<P: Pipeline>(&self) -> Option<&SpanHandle> {
         self.spans.get::<P>().as_ref()
     }
 
@@ -99,7 +99,7 @@ impl TelemetryContext {
     /// this thread's stack, cloning the handle straight into its entry.
     fn enter<P: Pipeline>(&self) -> Scope<P> {
         Scope::of(stack::push::<P>(None, |slot| {
-            *slot = self.span::<P>().map(|span| LocalSpan::Shared(span.clone()));
+            *slot = self.span::<P>().map(|span| EntrySpan::Shared(span.clone()));
         }))
     }
 
@@ -206,7 +206,7 @@ impl TelemetryContext {
         let fork = match self.span::<Internal>() {
             Some(parent) => Some(parent.child(name).into_shared()),
             None => current::root_harness::<Internal>().map(|harness| {
-                LocalSpan::start_root(harness, name, RootOptions::default()).into_shared()
+                EntrySpan::start_root(harness, name, RootOptions::default()).into_shared()
             }),
         };
         // The rest (the user span, a test context's harnesses) as the context holds it.

@@ -9,7 +9,7 @@
 use super::internal::SpanScope;
 use crate::telemetry::TelemetryContext;
 use crate::telemetry::core::pipeline::{Internal, ScopeId};
-use crate::telemetry::core::span::LocalSpan;
+use crate::telemetry::core::span::EntrySpan;
 use crate::telemetry::core::stack;
 
 #[cfg(feature = "user-tracing")]
@@ -97,7 +97,7 @@ impl SpanScope {
             }
             #[cfg(feature = "user-tracing")]
             if let Some(user_span) = own.user_span {
-                ctx.set_span::<User>(user_span.map(LocalSpan::into_shared));
+                ctx.set_span::<User>(user_span.map(EntrySpan::into_shared));
             }
         }
         ctx
@@ -116,8 +116,8 @@ pub fn dual_span(name: impl Into<Cow<'static, str>>) -> SpanScope {
 /// Fields drop in order: the user span (opened last) finishes before the internal one.
 struct OwnSpans {
     #[cfg(feature = "user-tracing")]
-    user_span: Option<Option<LocalSpan>>,
-    span: Option<LocalSpan>,
+    user_span: Option<Option<EntrySpan>>,
+    span: Option<EntrySpan>,
 }
 
 /// Removes internal entry `id` and the user entry it links to (if any).

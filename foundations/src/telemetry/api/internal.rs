@@ -56,7 +56,7 @@ use crate::telemetry::core::harness::{HarnessRef, RootOptions, RootPlan};
 use crate::telemetry::core::identity::ParentSpan;
 use crate::telemetry::core::pipeline::{Internal, ScopeId};
 use crate::telemetry::core::scope::Scope;
-use crate::telemetry::core::span::{LiveSpan, LocalSpan, SharedSpan};
+use crate::telemetry::core::span::{EntrySpan, LiveSpan, SpanHandle};
 use crate::telemetry::core::stack::{self, InternalChild};
 use std::borrow::Cow;
 
@@ -192,9 +192,11 @@ pub fn span(name: impl Into<Cow<'static, str>>) -> SpanScope {
             match current::root_harness::<Internal>() {
                 // Tracing off: nothing to open, nothing to keep.
                 None if !user_trace_active => SpanScope::inert(),
-                harness => {
-                    SpanScope::root_or_pending(harness, name.unwrap_or_default(), user_trace_active)
-                }
+                harness => SpanScope::root_or_name_only(
+                    harness,
+                    name.unwrap_or_default(),
+                    user_trace_active,
+                ),
             }
         }
     }
@@ -260,7 +262,7 @@ impl SpanScope {
     ) -> Self {
         let id = match harness.plan_root(options) {
             RootPlan::Unsampled(state) => stack::push::<Internal>(pending_user_name, |slot| {
-                *slot = Some(LocalSpan::Shared(SharedSpan::NonRecording(state)));
+                *slot = Some(EntrySpan::Shared(SpanHandle::NonRecording(state)));
             }),
             RootPlan::Recorded { state, parent } => {
                 Self::push_recorded_root(harness, name, state, parent, pending_user_name)
@@ -279,7 +281,7 @@ impl SpanScope {
         pending_user_name: Option<Cow<'static, str>>,
     ) -> Option<ScopeId<Internal>> {
         stack::push::<Internal>(pending_user_name, |slot| {
-            *slot = Some(LocalSpan::Owned(LiveSpan::start(
+            *slot = Some(EntrySpan::Owned(LiveSpan::start(
                 harness, name, state, parent, None,
             )));
         })
@@ -289,7 +291,7 @@ impl SpanScope {
     /// entry that only keeps the name for `with_user_span`. Out of line, so that `span`
     /// stays small.
     #[inline(never)]
-    fn root_or_pending(
+    fn root_or_name_only(
         harness: Option<HarnessRef>,
         name: Cow<'static, str>,
         user_trace_active: bool,

@@ -50,7 +50,7 @@ use crate::telemetry::core::current;
 use crate::telemetry::core::harness::RootOptions;
 use crate::telemetry::core::pipeline::User;
 use crate::telemetry::core::scope::Scope;
-use crate::telemetry::core::span::{LocalSpan, SharedSpan};
+use crate::telemetry::core::span::{EntrySpan, SpanHandle};
 use crate::telemetry::core::stack;
 use crate::telemetry::propagation::traceparent::TraceparentContext;
 use crate::telemetry::propagation::tracestate::TraceState;
@@ -145,7 +145,7 @@ fn start(
         force_sampling: None,
         routing: Some(routing),
     };
-    UserSpanScope::enter_with(|slot| *slot = Some(LocalSpan::start_root(harness, name, options)))
+    UserSpanScope::enter_with(|slot| *slot = Some(EntrySpan::start_root(harness, name, options)))
 }
 
 /// Opens a user span as a child of the current user span and makes it current.
@@ -205,7 +205,7 @@ impl UserSpanScope {
     /// Pushes a user entry whose span `start` writes straight into it (see `stack::push`),
     /// and makes it current.
     #[inline]
-    fn enter_with(start: impl FnOnce(&mut Option<LocalSpan>)) -> Self {
+    fn enter_with(start: impl FnOnce(&mut Option<EntrySpan>)) -> Self {
         Self {
             scope: Scope::of(stack::push::<User>(None, start)),
         }
@@ -228,7 +228,7 @@ impl UserSpanScope {
         let own_span = self.scope.take().map(stack::remove);
         let mut ctx = TelemetryContext::current();
         if let Some(span) = own_span {
-            ctx.set_span::<User>(span.map(LocalSpan::into_shared));
+            ctx.set_span::<User>(span.map(EntrySpan::into_shared));
         }
         ctx
     }
@@ -275,7 +275,7 @@ impl std::fmt::Debug for UserSpanScope {
 /// ```
 #[derive(Clone, Debug, Default)]
 pub struct UserSpan {
-    span: Option<SharedSpan>,
+    span: Option<SpanHandle>,
 }
 
 impl UserSpan {
@@ -305,7 +305,7 @@ impl UserSpan {
     pub fn enter(&self) -> UserSpanScope {
         match &self.span {
             Some(span) => {
-                UserSpanScope::enter_with(|slot| *slot = Some(LocalSpan::Shared(span.clone())))
+                UserSpanScope::enter_with(|slot| *slot = Some(EntrySpan::Shared(span.clone())))
             }
             None => UserSpanScope::inert(),
         }
@@ -313,7 +313,7 @@ impl UserSpan {
 
     /// Sets a tag on this span (replacing an earlier one of the same name).
     pub fn set_tag(&self, name: impl Into<Cow<'static, str>>, value: impl Into<TagValue>) {
-        if let Some(span) = self.span.as_ref().and_then(SharedSpan::as_recording) {
+        if let Some(span) = self.span.as_ref().and_then(SpanHandle::as_recording) {
             let tag = Tag::new(name, value);
             span.with_span(|span| span.set_tags(std::iter::once(tag)));
         }

@@ -26,7 +26,7 @@ use smallvec::SmallVec;
 use std::borrow::Cow;
 use std::time::SystemTime;
 
-/// Tags kept inline in a [`FinishedSpan`] (and in a live span) before spilling to the heap.
+/// Tags kept inline in a [`FinishedSpan`] (and in a live span) before deferred to the heap.
 const INLINE_TAGS: usize = 2;
 
 /// The tags of a live span and of its record: the same type, so finishing moves them.

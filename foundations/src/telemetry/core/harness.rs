@@ -4,7 +4,7 @@
 //! enter: for an installed harness, the bounded queue that a [`SpanDrain`] reads; for a
 //! test context, its in-memory sink (a `SpanSink`). It also owns a `cf_rustracing`
 //! [`Tracer`](cf_rustracing::Tracer), used only for spans that need a full
-//! `cf_rustracing` span (see the `state` module). There is one process-global harness per
+//! `cf_rustracing` span (see the `span` module). There is one process-global harness per
 //! pipeline, installed once with [`install`]; until then (or when tracing is disabled) no
 //! harness answers and every span is inert: nothing is allocated or recorded.
 //!
@@ -276,7 +276,7 @@ impl HarnessOptions {
 
     /// Bound of the queue between finished spans and their consumer; `None` is unbounded.
     /// A span finished while the queue is full is dropped and counted in
-    /// [`QueueStats::dropped_queue_full`]. Default: 1,000,000.
+    /// [`QueueStats::dropped_queue_full`](super::queue::QueueStats::dropped_queue_full). Default: 1,000,000.
     pub fn max_queue_size(mut self, size: Option<usize>) -> Self {
         self.max_queue_size = size;
         self

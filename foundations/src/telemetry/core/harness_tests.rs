@@ -1,7 +1,7 @@
 //! Unit tests of harnesses and their queues: bounds, wake-ups, sampling policies.
 
 use super::super::queue::QueueStats;
-use super::super::span::LocalSpan;
+use super::super::span::EntrySpan;
 use super::*;
 use std::time::{Duration, Instant};
 
@@ -14,7 +14,7 @@ fn harness(max_len: Option<usize>) -> (Arc<Harness>, SpanDrain) {
 fn finish_spans(harness: &Arc<Harness>, count: usize) {
     for _ in 0..count {
         let harness = HarnessRef::Owned(Arc::clone(harness));
-        drop(LocalSpan::start_root(
+        drop(EntrySpan::start_root(
             harness,
             "s".into(),
             RootOptions::default(),
@@ -105,7 +105,7 @@ fn sampled_share(sampling: RootSampling, inbound: Option<&str>) -> f64 {
                 inbound: inbound.map(|tp| (tp.parse::<TraceparentContext>().unwrap(), None)),
                 ..Default::default()
             };
-            LocalSpan::start_root(HarnessRef::Owned(Arc::clone(&harness)), "r".into(), options)
+            EntrySpan::start_root(HarnessRef::Owned(Arc::clone(&harness)), "r".into(), options)
                 .state()
                 .flags()
                 .is_sampled()

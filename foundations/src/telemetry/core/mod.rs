@@ -5,7 +5,7 @@
 //! The data flow, one way:
 //!
 //! ```text
-//! harness ──plan_root──▶ identity ──▶ span (LiveSpan → LocalSpan → SharedSpan)
+//! harness ──plan_root──▶ identity ──▶ span (LiveSpan → EntrySpan → SpanHandle)
 //!                                        │ held by a stack entry; a scope ends it
 //!                                        ▼
 //!                       finished (FinishedSpan) ──▶ queue ──▶ SpanDrain (export)

@@ -2,12 +2,12 @@
 //!
 //! - [`LiveSpan`]: a recorded span's data. It finishes (and is handed to its harness) when
 //!   it is dropped.
-//! - [`LocalSpan`]: what a scope stack entry holds. A recorded span that nothing else refers
+//! - [`EntrySpan`]: what a scope stack entry holds. A recorded span that nothing else refers
 //!   to is *owned* by its entry: the stack is thread-local and scopes are not `Send`, so
 //!   tags, logs and children need no lock, no reference count and no allocation of their
 //!   own. Only when the span must be shared does it move behind an `Arc`.
-//! - [`SharedSpan`]: what a [`TelemetryContext`](crate::telemetry::TelemetryContext) holds;
-//!   a recorded one is an `Arc<RecordingSpan>` (the live span under a lock), an unsampled
+//! - [`SpanHandle`]: what a [`TelemetryContext`](crate::telemetry::TelemetryContext) holds;
+//!   a recorded one is an `Arc<SharedLiveSpan>` (the live span under a lock), an unsampled
 //!   one just its identity.
 //!
 //! A live span is not a `cf_rustracing` span: starting and finishing one costs two clock
@@ -36,7 +36,7 @@ use std::time::SystemTime;
 /// harness it was started from.
 ///
 /// Callers must drop live spans outside any borrow of a scope stack and outside any lock of
-/// ours, unless the span [finishes quietly](Self::finishes_quietly): finishing runs the
+/// ours, unless the span [finishes without application code](Self::finish_runs_no_app_code): finishing runs the
 /// span's finish callback, which is application code.
 pub(crate) struct LiveSpan {
     state: SpanState,
@@ -138,7 +138,7 @@ impl LiveSpan {
 
     /// `true` when finishing runs no application code: no finish callback, and no routing
     /// whose last reference the record might drop (if the queue is full).
-    fn finishes_quietly(&self) -> bool {
+    fn finish_runs_no_app_code(&self) -> bool {
         self.finish_cb.is_none() && self.full.is_none() && self.state.routing().is_none()
     }
 
@@ -197,7 +197,7 @@ pub(crate) type ReplacedCallbacks = [Option<FinishSpanCallback<SpanState>>; 2];
 /// `UserSpan`s and scope stack entries.
 ///
 /// The span finishes when the last handle is dropped.
-pub(crate) struct RecordingSpan {
+pub(crate) struct SharedLiveSpan {
     /// A copy of the span's identity, so that reading ids and starting children never
     /// takes the lock.
     state: SpanState,
@@ -208,7 +208,7 @@ pub(crate) struct RecordingSpan {
     span: Mutex<LiveSpan>,
 }
 
-impl RecordingSpan {
+impl SharedLiveSpan {
     fn new(span: LiveSpan) -> Arc<Self> {
         Arc::new(Self {
             state: span.state.clone(),
@@ -253,49 +253,49 @@ impl RecordingSpan {
 /// The handle to an open span that telemetry contexts hold, and that scope stack entries
 /// hold once the span is shared.
 #[derive(Clone)]
-pub(crate) enum SharedSpan {
+pub(crate) enum SpanHandle {
     /// A sampled span: tags and logs are recorded and it is exported when it finishes.
-    Recording(Arc<RecordingSpan>),
+    Recording(Arc<SharedLiveSpan>),
     /// An unsampled span: it records nothing and allocates nothing, but still knows its
     /// trace so that the "not sampled" decision is propagated downstream.
     NonRecording(SpanState),
 }
 
-impl SharedSpan {
+impl SpanHandle {
     pub(crate) fn state(&self) -> &SpanState {
         match self {
-            SharedSpan::Recording(span) => &span.state,
-            SharedSpan::NonRecording(state) => state,
+            SpanHandle::Recording(span) => &span.state,
+            SpanHandle::NonRecording(state) => state,
         }
     }
 
-    pub(crate) fn as_recording(&self) -> Option<&Arc<RecordingSpan>> {
+    pub(crate) fn as_recording(&self) -> Option<&Arc<SharedLiveSpan>> {
         match self {
-            SharedSpan::Recording(span) => Some(span),
-            SharedSpan::NonRecording(_) => None,
+            SpanHandle::Recording(span) => Some(span),
+            SpanHandle::NonRecording(_) => None,
         }
     }
 
     /// Starts a `ChildOf` span. The child inherits the parent's harness, finish callback
     /// and (through its state) routing; an unsampled parent has unsampled children.
     #[inline]
-    pub(crate) fn child(&self, name: Cow<'static, str>) -> LocalSpan {
+    pub(crate) fn child(&self, name: Cow<'static, str>) -> EntrySpan {
         match self {
-            SharedSpan::Recording(parent) => LocalSpan::Owned(parent.child(name)),
+            SpanHandle::Recording(parent) => EntrySpan::Owned(parent.child(name)),
             // Unsampled children share their parent's identity: nothing to record, and the
             // propagated parent id stays the last one a downstream service could know.
-            SharedSpan::NonRecording(state) => {
-                LocalSpan::Shared(SharedSpan::NonRecording(state.clone()))
+            SpanHandle::NonRecording(state) => {
+                EntrySpan::Shared(SpanHandle::NonRecording(state.clone()))
             }
         }
     }
 }
 
-impl std::fmt::Debug for SharedSpan {
+impl std::fmt::Debug for SpanHandle {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         let kind = match self {
-            SharedSpan::Recording(_) => "Recording",
-            SharedSpan::NonRecording(_) => "NonRecording",
+            SpanHandle::Recording(_) => "Recording",
+            SpanHandle::NonRecording(_) => "NonRecording",
         };
         f.debug_tuple(kind).field(self.state()).finish()
     }
@@ -305,19 +305,19 @@ impl std::fmt::Debug for SharedSpan {
 // The owned span is inline on purpose: boxing it would cost an allocation per span, and
 // entries are built and finished in place, so the size is not copied around.
 #[allow(clippy::large_enum_variant)]
-pub(crate) enum LocalSpan {
+pub(crate) enum EntrySpan {
     /// A recorded span that only this entry refers to.
     Owned(LiveSpan),
-    Shared(SharedSpan),
+    Shared(SpanHandle),
 }
 
-impl From<SharedSpan> for LocalSpan {
-    fn from(span: SharedSpan) -> Self {
-        LocalSpan::Shared(span)
+impl From<SpanHandle> for EntrySpan {
+    fn from(span: SpanHandle) -> Self {
+        EntrySpan::Shared(span)
     }
 }
 
-impl LocalSpan {
+impl EntrySpan {
     /// Starts a root span from `harness`: a new trace, or the local root of an inbound one.
     #[cfg_attr(not(any(feature = "user-tracing", test)), allow(dead_code))]
     #[inline]
@@ -325,55 +325,55 @@ impl LocalSpan {
         harness: HarnessRef,
         name: Cow<'static, str>,
         options: RootOptions,
-    ) -> LocalSpan {
+    ) -> EntrySpan {
         match harness.plan_root(options) {
-            RootPlan::Unsampled(state) => LocalSpan::Shared(SharedSpan::NonRecording(state)),
+            RootPlan::Unsampled(state) => EntrySpan::Shared(SpanHandle::NonRecording(state)),
             RootPlan::Recorded { state, parent } => {
-                LocalSpan::Owned(LiveSpan::start(harness, name, state, parent, None))
+                EntrySpan::Owned(LiveSpan::start(harness, name, state, parent, None))
             }
         }
     }
 
     pub(crate) fn state(&self) -> &SpanState {
         match self {
-            LocalSpan::Owned(span) => &span.state,
-            LocalSpan::Shared(span) => span.state(),
+            EntrySpan::Owned(span) => &span.state,
+            EntrySpan::Shared(span) => span.state(),
         }
     }
 
     pub(crate) fn is_recording(&self) -> bool {
         match self {
-            LocalSpan::Owned(_) => true,
-            LocalSpan::Shared(span) => span.as_recording().is_some(),
+            EntrySpan::Owned(_) => true,
+            EntrySpan::Shared(span) => span.as_recording().is_some(),
         }
     }
 
-    /// Starts a `ChildOf` span, as [`SharedSpan::child`] does.
+    /// Starts a `ChildOf` span, as [`SpanHandle::child`] does.
     #[inline]
-    pub(crate) fn child(&self, name: Cow<'static, str>) -> LocalSpan {
+    pub(crate) fn child(&self, name: Cow<'static, str>) -> EntrySpan {
         match self {
-            LocalSpan::Owned(parent) => LocalSpan::Owned(parent.child(name)),
-            LocalSpan::Shared(parent) => parent.child(name),
+            EntrySpan::Owned(parent) => EntrySpan::Owned(parent.child(name)),
+            EntrySpan::Shared(parent) => parent.child(name),
         }
     }
 
     /// `true` when dropping this handle runs no application code, so it may be dropped
     /// while a scope stack is borrowed: an owned span that
-    /// [finishes quietly](LiveSpan::finishes_quietly), or an unsampled one without routing.
+    /// [finishes without application code](LiveSpan::finish_runs_no_app_code), or an unsampled one without routing.
     /// A shared recorded span may be the last handle of a span with a finish callback.
-    pub(crate) fn finishes_quietly(&self) -> bool {
+    pub(crate) fn finish_runs_no_app_code(&self) -> bool {
         match self {
-            LocalSpan::Owned(span) => span.finishes_quietly(),
-            LocalSpan::Shared(SharedSpan::NonRecording(state)) => state.routing().is_none(),
-            LocalSpan::Shared(SharedSpan::Recording(_)) => false,
+            EntrySpan::Owned(span) => span.finish_runs_no_app_code(),
+            EntrySpan::Shared(SpanHandle::NonRecording(state)) => state.routing().is_none(),
+            EntrySpan::Shared(SpanHandle::Recording(_)) => false,
         }
     }
 
     /// A handle that can be shared; an owned span moves behind an `Arc` for it.
-    pub(crate) fn into_shared(self) -> SharedSpan {
+    pub(crate) fn into_shared(self) -> SpanHandle {
         match self {
-            LocalSpan::Owned(span) => SharedSpan::Recording(RecordingSpan::new(span)),
-            LocalSpan::Shared(span) => span,
+            EntrySpan::Owned(span) => SpanHandle::Recording(SharedLiveSpan::new(span)),
+            EntrySpan::Shared(span) => span,
         }
     }
 
@@ -381,22 +381,22 @@ impl LocalSpan {
     #[inline]
     pub(crate) fn set_tags(&mut self, tags: impl IntoIterator<Item = Tag>) {
         match self {
-            LocalSpan::Owned(span) => span.set_tags(tags),
-            LocalSpan::Shared(SharedSpan::Recording(span)) => {
+            EntrySpan::Owned(span) => span.set_tags(tags),
+            EntrySpan::Shared(SpanHandle::Recording(span)) => {
                 span.with_span(|span| span.set_tags(tags))
             }
-            LocalSpan::Shared(SharedSpan::NonRecording(_)) => {}
+            EntrySpan::Shared(SpanHandle::NonRecording(_)) => {}
         }
     }
 
     /// Adds a log entry if the span is recorded.
     pub(crate) fn log(&mut self, fields: impl IntoIterator<Item = LogField>) {
         match self {
-            LocalSpan::Owned(span) => span.log(fields),
-            LocalSpan::Shared(SharedSpan::Recording(span)) => {
+            EntrySpan::Owned(span) => span.log(fields),
+            EntrySpan::Shared(SpanHandle::Recording(span)) => {
                 span.with_span(|span| span.log(fields))
             }
-            LocalSpan::Shared(SharedSpan::NonRecording(_)) => {}
+            EntrySpan::Shared(SpanHandle::NonRecording(_)) => {}
         }
     }
 
@@ -407,11 +407,11 @@ impl LocalSpan {
         callback: FinishSpanCallback<SpanState>,
     ) -> Result<ReplacedCallbacks, FinishSpanCallback<SpanState>> {
         match self {
-            LocalSpan::Owned(span) => Ok(span.set_finish_callback(callback)),
-            LocalSpan::Shared(SharedSpan::Recording(span)) => {
+            EntrySpan::Owned(span) => Ok(span.set_finish_callback(callback)),
+            EntrySpan::Shared(SpanHandle::Recording(span)) => {
                 Ok(span.set_finish_callback(callback))
             }
-            LocalSpan::Shared(SharedSpan::NonRecording(_)) => Err(callback),
+            EntrySpan::Shared(SpanHandle::NonRecording(_)) => Err(callback),
         }
     }
 }

@@ -5,12 +5,12 @@
 //! removes exactly its own entry and never re-parents later spans.
 //!
 //! An unsampled span has no identity of its own: it *is* its parent's (same ids, nothing
-//! recorded). So an unsampled child of an unsampled span takes no entry: it is *folded*
+//! recorded). So an unsampled child of an unsampled span takes no entry: it is *joined*
 //! into its parent's, which counts it, and its scope ends by uncounting it. Which of the
 //! scopes sharing an entry ends first does not matter; the entry goes with the last one.
 //! That keeps a whole unsampled trace as cheap as a counter per span.
 //!
-//! An entry *owns* a recorded span that nothing else refers to (see the `state` module), so
+//! An entry *owns* a recorded span that nothing else refers to (see the `span` module), so
 //! tagging the current span or opening a child of it needs no lock: a new child is built
 //! and pushed within one borrow of the stack. Capturing the current span
 //! ([`current`]) moves it behind an `Arc` in place.
@@ -19,11 +19,11 @@
 //! hold is decided by its callers. No application code runs while a stack is borrowed:
 //! finishing a span may run its finish callback, which may open spans itself, so a span
 //! that may do so is moved off the stack and dropped after the borrow is released. Only a
-//! span that [finishes quietly](LocalSpan::finishes_quietly) (the common case) finishes in
+//! span that [finishes without application code](EntrySpan::finish_runs_no_app_code) (the common case) finishes in
 //! place, since moving it out costs more than the rest of ending its scope.
 
 use super::pipeline::{Internal, PerPipeline, Pipeline, RawId, ScopeId, User};
-use super::span::{LocalSpan, SharedSpan};
+use super::span::{EntrySpan, SpanHandle};
 use std::borrow::Cow;
 use std::cell::RefCell;
 use std::num::NonZeroU64;
@@ -37,10 +37,10 @@ use std::sync::Arc;
 struct Entry {
     id: RawId,
     /// `None` marks a context without a span of this pipeline: it hides spans below it.
-    span: Option<LocalSpan>,
-    /// How many unsampled children are folded into this entry (see the module docs): the
+    span: Option<EntrySpan>,
+    /// How many unsampled children are joined into this entry (see the module docs): the
     /// number of scopes, beyond the one that pushed it, that end here.
-    folded: u32,
+    joined: u32,
     /// The entry's link to a parallel user span (`SpanScope::with_user_span`): kept here
     /// rather than in the scope so that a scope stays one machine word.
     #[cfg(feature = "user-tracing")]
@@ -61,7 +61,7 @@ enum UserLink {
 
 /// What [`remove_entry`] took off a stack.
 pub(crate) struct RemovedEntry {
-    pub(crate) span: Option<LocalSpan>,
+    pub(crate) span: Option<EntrySpan>,
     /// The parallel user span's entry on the user stack, if one was opened.
     #[cfg(feature = "user-tracing")]
     pub(crate) user_scope: Option<ScopeId<User>>,
@@ -84,21 +84,21 @@ impl Entry {
         Self {
             id: NonZeroU64::MIN,
             span: None,
-            folded: 0,
+            joined: 0,
             #[cfg(feature = "user-tracing")]
             user: UserLink::None,
         }
     }
 
-    /// Ends one of the scopes folded into this entry, if any: `true` when one was, and the
+    /// Ends one of the scopes joined into this entry, if any: `true` when one was, and the
     /// entry stays for the others.
     #[inline]
-    fn end_folded(&mut self) -> bool {
-        let folded = self.folded > 0;
-        if folded {
-            self.folded -= 1;
+    fn leave_joined(&mut self) -> bool {
+        let joined = self.joined > 0;
+        if joined {
+            self.joined -= 1;
         }
-        folded
+        joined
     }
 
     /// The user entry linked to this one, unlinking it. A pending name drops here: a plain
@@ -156,12 +156,12 @@ impl ScopeStack {
     }
 
     /// Pushes an entry whose span `start` writes straight into it (a vacant entry holds
-    /// none): building a `LocalSpan` elsewhere and moving it in would copy it.
+    /// none): building an `EntrySpan` elsewhere and moving it in would copy it.
     #[inline]
     fn push_with(
         &mut self,
         #[allow(unused)] pending_user_name: Option<Cow<'static, str>>,
-        start: impl FnOnce(&mut Option<LocalSpan>),
+        start: impl FnOnce(&mut Option<EntrySpan>),
     ) -> RawId {
         let (id, entry) = self.push_vacant();
         start(&mut entry.span);
@@ -190,12 +190,12 @@ impl ScopeStack {
     }
 
     #[inline]
-    fn current(&self) -> Option<&LocalSpan> {
+    fn current(&self) -> Option<&EntrySpan> {
         self.live().last()?.span.as_ref()
     }
 
     #[inline]
-    fn current_mut(&mut self) -> Option<&mut LocalSpan> {
+    fn current_mut(&mut self) -> Option<&mut EntrySpan> {
         self.live_mut().last_mut()?.span.as_mut()
     }
 
@@ -203,7 +203,7 @@ impl ScopeStack {
     /// its span is unsampled and no user span is linked or pending there, nor for the child.
     /// The user-link conditions keep a user span's lifetime that of exactly one scope.
     #[inline(always)]
-    fn try_fold_child(&mut self) -> Option<RawId> {
+    fn try_join_unsampled_child(&mut self) -> Option<RawId> {
         let top = self.live_mut().last_mut()?;
         #[cfg(feature = "user-tracing")]
         if !matches!(top.user, UserLink::None) {
@@ -211,11 +211,11 @@ impl ScopeStack {
         }
         if !matches!(
             top.span,
-            Some(LocalSpan::Shared(SharedSpan::NonRecording(_)))
+            Some(EntrySpan::Shared(SpanHandle::NonRecording(_)))
         ) {
             return None;
         }
-        top.folded = top.folded.checked_add(1)?;
+        top.joined = top.joined.checked_add(1)?;
         Some(top.id)
     }
 
@@ -236,11 +236,11 @@ impl ScopeStack {
         };
         let parent = parent.span.as_ref().expect("checked above");
         match parent {
-            // An unsampled child that could not be folded is its parent's identity: build
-            // just that in the slot. Going through `LocalSpan::child` would return a whole
-            // `LocalSpan` (the size of an inline live span) and copy it in.
-            LocalSpan::Shared(SharedSpan::NonRecording(state)) => {
-                entry.span = Some(LocalSpan::Shared(SharedSpan::NonRecording(state.clone())));
+            // An unsampled child that could not be joined is its parent's identity: build
+            // just that in the slot. Going through `EntrySpan::child` would return a whole
+            // `EntrySpan` (the size of an inline live span) and copy it in.
+            EntrySpan::Shared(SpanHandle::NonRecording(state)) => {
+                entry.span = Some(EntrySpan::Shared(SpanHandle::NonRecording(state.clone())));
             }
             // A vacant entry holds no span: this writes the child in place.
             _ => {
@@ -284,20 +284,20 @@ fn with_stack<P: Pipeline, R>(f: impl FnOnce(&mut ScopeStack) -> R) -> Option<R>
 /// Pushes an entry and makes it current until [`end`] is called with the returned id.
 ///
 /// `start` writes the entry's span (or leaves "no span": a context without a span of this
-/// pipeline) straight into it, and must not run application code: building a `LocalSpan`
+/// pipeline) straight into it, and must not run application code: building an `EntrySpan`
 /// elsewhere and moving it in would copy it (hundreds of bytes). `pending_user_name` is
 /// kept for a later `with_user_span`. Neither happens when the stack is unavailable.
 #[inline]
 pub(crate) fn push<P: Pipeline>(
     pending_user_name: Option<Cow<'static, str>>,
-    start: impl FnOnce(&mut Option<LocalSpan>),
+    start: impl FnOnce(&mut Option<EntrySpan>),
 ) -> Option<ScopeId<P>> {
     with_stack::<P, _>(|stack| stack.push_with(pending_user_name, start)).map(ScopeId::new)
 }
 
 /// Opens a child of the current span of pipeline `P` named `name`, built straight into its
 /// entry, and makes it current; `None` (dropping `name`) when there is no current span.
-/// For the user pipeline, where every span is recorded: nothing is folded.
+/// For the user pipeline, where every span is recorded: nothing is joined.
 #[cfg(feature = "user-tracing")]
 #[inline]
 pub(crate) fn push_child_of_current<P: Pipeline>(name: Cow<'static, str>) -> Option<ScopeId<P>> {
@@ -345,9 +345,9 @@ pub(crate) fn push_internal_child(name: &mut Option<Cow<'static, str>>) -> Inter
             if stack.current().is_none() {
                 return no_current;
             }
-            // The common unsampled child is folded right here; the out-of-line path builds.
+            // The common unsampled child is joined right here; the out-of-line path builds.
             if !user_trace_active {
-                if let Some(id) = stack.try_fold_child() {
+                if let Some(id) = stack.try_join_unsampled_child() {
                     return InternalChild::Opened(ScopeId::new(id));
                 }
             }
@@ -366,7 +366,7 @@ pub(crate) fn push_internal_child(name: &mut Option<Cow<'static, str>>) -> Inter
         })
 }
 
-/// Takes the name kept by [`push_started`] for entry `id`, if no user span was opened yet.
+/// Takes the name kept by [`push`] for entry `id`, if no user span was opened yet.
 #[cfg(feature = "user-tracing")]
 pub(crate) fn take_pending_user_name(id: ScopeId<Internal>) -> Option<Cow<'static, str>> {
     with_stack::<Internal, _>(|stack| {
@@ -394,18 +394,18 @@ pub(crate) fn link_user_scope(id: ScopeId<Internal>, user_scope: ScopeId<User>) 
 }
 
 /// Ends the entry `id` if that runs no application code and nothing needs to be handed
-/// back: a folded scope, or a span that [finishes quietly](LocalSpan::finishes_quietly)
+/// back: a joined scope, or a span that [finishes without application code](EntrySpan::finish_runs_no_app_code)
 /// with no user span linked. Returns `false`, changing nothing, when the caller must use
 /// [`end`] instead. The fast path of every scope's drop: it keeps no span-sized value on
 /// the caller's stack.
 #[inline]
-pub(crate) fn end_quietly<P: Pipeline>(id: ScopeId<P>) -> bool {
+pub(crate) fn end_in_place<P: Pipeline>(id: ScopeId<P>) -> bool {
     with_stack::<P, _>(|stack| {
         let Some(index) = stack.find(id.raw) else {
             return true;
         };
         let entry = &mut stack.entries[index];
-        if entry.end_folded() {
+        if entry.leave_joined() {
             return true;
         }
         #[cfg(feature = "user-tracing")]
@@ -415,7 +415,11 @@ pub(crate) fn end_quietly<P: Pipeline>(id: ScopeId<P>) -> bool {
             UserLink::PendingName(_) => entry.user = UserLink::None,
             UserLink::None => {}
         }
-        if !entry.span.as_ref().is_none_or(LocalSpan::finishes_quietly) {
+        if !entry
+            .span
+            .as_ref()
+            .is_none_or(EntrySpan::finish_runs_no_app_code)
+        {
             return false;
         }
         entry.span = None;
@@ -426,13 +430,13 @@ pub(crate) fn end_quietly<P: Pipeline>(id: ScopeId<P>) -> bool {
     .unwrap_or(true)
 }
 
-/// Ends entry `id`, which has no linked user entry, as a scope's drop does: in place when
-/// that is quiet (see [`end_quietly`]), else by finishing its span here, after the stack's
-/// borrow is released.
+/// Ends entry `id` as a scope's drop does: in place when that runs no application code
+/// (see [`end_in_place`]); else its linked user entry first, then its span, finished here
+/// after the stack's borrow is released.
 #[inline]
 pub(crate) fn end_scope<P: Pipeline>(id: ScopeId<P>) {
-    if !end_quietly(id) {
-        end_spilling(id);
+    if !end_in_place(id) {
+        end_deferred(id);
     }
 }
 
@@ -440,39 +444,42 @@ pub(crate) fn end_scope<P: Pipeline>(id: ScopeId<P>) {
 /// callback's drop): out of line, so that the quiet common case stays small.
 #[cold]
 #[inline(never)]
-fn end_spilling<P: Pipeline>(id: ScopeId<P>) {
-    let mut spill = None;
-    let user_scope = end(id, &mut spill);
+fn end_deferred<P: Pipeline>(id: ScopeId<P>) {
+    let mut deferred = None;
+    let user_scope = end(id, &mut deferred);
     // The user span (opened last) finishes first.
     if let Some(user_scope) = user_scope {
         end_scope(user_scope);
     }
-    // `spill` finishes as it goes out of scope, the borrow released.
+    // `deferred` finishes as it goes out of scope, the borrow released.
 }
 
 /// Ends the entry `id`, wherever it is in the stack: what its scope's drop does.
 ///
 /// A span that finishes without running application code (see
-/// [`LocalSpan::finishes_quietly`]) finishes right here, in place: moving an entry out
-/// costs more than all the rest of removing it. Any other span is moved to `spill`, for the
+/// [`EntrySpan::finish_runs_no_app_code`]) finishes right here, in place: moving an entry out
+/// costs more than all the rest of removing it. Any other span is moved to `deferred`, for the
 /// caller to drop once this returns. Returns the user entry linked to this one, if any.
 #[inline]
-fn end<P: Pipeline>(id: ScopeId<P>, spill: &mut Option<LocalSpan>) -> Option<ScopeId<User>> {
+fn end<P: Pipeline>(id: ScopeId<P>, deferred: &mut Option<EntrySpan>) -> Option<ScopeId<User>> {
     with_stack::<P, _>(|stack| {
         let index = stack.find(id.raw)?;
         let entry = &mut stack.entries[index];
-        if entry.end_folded() {
+        if entry.leave_joined() {
             return None;
         }
         let user_scope = entry.take_user_scope();
-        // With a linked user span the span is spilled too, so that the caller finishes the
+        // With a linked user span the span is deferred too, so that the caller finishes the
         // user span (opened last) first.
-        let quiet =
-            user_scope.is_none() && entry.span.as_ref().is_none_or(LocalSpan::finishes_quietly);
+        let quiet = user_scope.is_none()
+            && entry
+                .span
+                .as_ref()
+                .is_none_or(EntrySpan::finish_runs_no_app_code);
         if quiet {
             entry.span = None;
         } else {
-            *spill = entry.span.take();
+            *deferred = entry.span.take();
         }
         stack.vacate(index);
         user_scope
@@ -484,7 +491,7 @@ fn end<P: Pipeline>(id: ScopeId<P>, spill: &mut Option<LocalSpan>) -> Option<Sco
 /// this returns: finishing a span may run application code.
 #[cfg(feature = "user-tracing")]
 #[inline]
-pub(crate) fn remove<P: Pipeline>(id: ScopeId<P>) -> Option<LocalSpan> {
+pub(crate) fn remove<P: Pipeline>(id: ScopeId<P>) -> Option<EntrySpan> {
     remove_entry(id).and_then(|entry| entry.span)
 }
 
@@ -494,14 +501,14 @@ pub(crate) fn remove_entry<P: Pipeline>(id: ScopeId<P>) -> Option<RemovedEntry> 
     with_stack::<P, _>(|stack| {
         let index = stack.find(id.raw)?;
         let entry = &mut stack.entries[index];
-        if entry.end_folded() {
+        if entry.leave_joined() {
             // The entry stays for the other scopes; this one leaves with a copy of its
             // unsampled (so identity-only, always shared) span. It has no user link.
             let span = match &entry.span {
-                Some(LocalSpan::Shared(span)) => Some(LocalSpan::Shared(span.clone())),
+                Some(EntrySpan::Shared(span)) => Some(EntrySpan::Shared(span.clone())),
                 _ => None,
             };
-            debug_assert!(span.is_some(), "only unsampled spans are folded");
+            debug_assert!(span.is_some(), "only unsampled spans are joined");
             return Some(RemovedEntry {
                 span,
                 #[cfg(feature = "user-tracing")]
@@ -526,11 +533,11 @@ pub(crate) fn remove_entry<P: Pipeline>(id: ScopeId<P>) -> Option<RemovedEntry> 
 /// An owned span moves behind an `Arc` for this, in place: later tags and children on this
 /// thread then go through the shared span.
 #[inline]
-pub(crate) fn current<P: Pipeline>() -> Option<SharedSpan> {
+pub(crate) fn current<P: Pipeline>() -> Option<SpanHandle> {
     with_stack::<P, _>(|stack| {
         let slot = &mut stack.live_mut().last_mut()?.span;
         let shared = slot.take()?.into_shared();
-        *slot = Some(LocalSpan::Shared(shared.clone()));
+        *slot = Some(EntrySpan::Shared(shared.clone()));
         Some(shared)
     })
     .flatten()
@@ -539,7 +546,7 @@ pub(crate) fn current<P: Pipeline>() -> Option<SharedSpan> {
 /// Reads the current span without sharing it. `f` must not touch the scope stacks or run
 /// application code.
 #[inline]
-pub(crate) fn inspect_current<P: Pipeline, R>(f: impl FnOnce(Option<&LocalSpan>) -> R) -> R {
+pub(crate) fn inspect_current<P: Pipeline, R>(f: impl FnOnce(Option<&EntrySpan>) -> R) -> R {
     let mut f = Some(f);
     let result = with_stack::<P, _>(|stack| {
         let current = stack.current();
@@ -554,7 +561,7 @@ pub(crate) fn inspect_current<P: Pipeline, R>(f: impl FnOnce(Option<&LocalSpan>)
 /// Runs `f` on the current span, if there is one. `f` must not touch the scope stacks or
 /// run application code (nor drop values whose drop may run it).
 #[inline]
-pub(crate) fn with_current<P: Pipeline>(f: impl FnOnce(&mut LocalSpan)) {
+pub(crate) fn with_current<P: Pipeline>(f: impl FnOnce(&mut EntrySpan)) {
     with_stack::<P, _>(|stack| {
         if let Some(span) = stack.current_mut() {
             f(span);

@@ -30,7 +30,7 @@ fn unsampled_children_fold_into_their_parents_entry() {
         assert_eq!(
             depth(),
             base + 1,
-            "one entry for the root and its folded children"
+            "one entry for the root and its joined children"
         );
         assert_eq!(
             ids(),
@@ -81,7 +81,7 @@ fn a_folded_scope_leaves_with_its_identity_as_a_context() {
         assert_eq!(ids(), None);
         captured.scope_and(|| {
             assert_eq!(ids(), root_ids);
-            // Spans under the captured identity fold into the context's own entry.
+            // Spans under the captured identity join into the context's own entry.
             let base = depth();
             let _grandchild = tracing::span("grandchild");
             assert_eq!(depth(), base);
@@ -101,9 +101,9 @@ fn ending_a_folded_scope_does_not_touch_the_entries_above_it() {
 
         let root = unsampled_root();
         let root_ids = ids();
-        let folded = tracing::span("folded");
+        let joined = tracing::span("joined");
         let above = recorded_ctx.scope();
-        drop(folded);
+        drop(joined);
         assert_eq!(
             ids(),
             recorded_ids,

@@ -159,7 +159,8 @@ impl TraceId {
     /// Generates a uniformly random, valid (non-zero) trace id.
     ///
     /// All 128 bits are random, so ids from this function may be sent with the
-    /// [`TraceFlags::RANDOM`] flag set. See [`with_id_rng`] for the generator.
+    /// [`TraceFlags::RANDOM`] flag set. Ids come from a per-thread generator (xoshiro256++
+    /// seeded from the OS).
     pub fn random() -> Self {
         with_id_rng(Self::random_from)
     }
@@ -233,8 +234,8 @@ impl SpanId {
         self.0 != 0
     }
 
-    /// Generates a uniformly random, valid (non-zero) span id. See [`with_id_rng`] for the
-    /// generator.
+    /// Generates a uniformly random, valid (non-zero) span id, from a per-thread generator
+    /// (xoshiro256++ seeded from the OS).
     pub fn random() -> Self {
         with_id_rng(Self::random_from)
     }
