@@ -53,12 +53,22 @@ impl<P: Pipeline> Scope<P> {
 }
 
 impl<P: Pipeline> Drop for Scope<P> {
-    #[inline]
+    // Always inlined, so that dropping an inert scope (tracing off) is one compare.
+    #[inline(always)]
     fn drop(&mut self) {
         if let Some(id) = self.id {
-            stack::end_scope(id);
+            if P::INLINE_SCOPE_END {
+                stack::end_scope(id);
+            } else {
+                end_out_of_line(id);
+            }
         }
     }
+}
+
+#[inline(never)]
+fn end_out_of_line<P: Pipeline>(id: ScopeId<P>) {
+    stack::end_scope(id);
 }
 
 impl<P: Pipeline> std::fmt::Debug for Scope<P> {
