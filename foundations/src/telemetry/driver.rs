@@ -11,11 +11,12 @@
 use crate::telemetry::exporter::ExporterConfig;
 use crate::telemetry::exporter::{Exporter, ExporterStats, Phase};
 use crate::telemetry::otlp::OtlpEncoder;
+use crate::telemetry::settings::Endpoint;
 use crate::telemetry::settings::{
     ResolvedTracing, SettingsError, TelemetrySettings, TracingOutput,
 };
 use crate::telemetry::tracing::{self, HarnessOptions, InstallError, SpanDrain};
-use crate::telemetry::transport::{Endpoint, Transport};
+use crate::telemetry::transport::Transport;
 use std::fmt;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, OnceLock};
@@ -143,10 +144,12 @@ fn start(
                     SettingsError::new("tracing.output.otlp_http.endpoint", message)
                 })?;
                 Some(
-                    Transport::new(endpoint, tracing_settings.num_tasks, ca_bundle.as_deref())
-                        .map_err(|message| {
-                            SettingsError::new("tracing.output.otlp_http", message)
-                        })?,
+                    Transport::new(
+                        endpoint,
+                        tracing_settings.export.num_tasks,
+                        ca_bundle.as_deref(),
+                    )
+                    .map_err(|message| SettingsError::new("tracing.output.otlp_http", message))?,
                 )
             }
             _ => None,
@@ -154,19 +157,23 @@ fn start(
         let options = HarnessOptions::default()
             .sampling_ratio(resolved.sampling_ratio)
             .parent_based(resolved.parent_based)
-            .max_queue_size(tracing_settings.max_queue_size);
+            .max_queue_size(tracing_settings.export.max_queue_size);
         let drain = tracing::install(options).map_err(InitError::Install)?;
         match transport {
             Some(transport) => {
                 let config = ExporterConfig {
                     routing_header: None,
-                    num_tasks: tracing_settings.num_tasks,
-                    max_batch_size: tracing_settings.max_batch_size,
-                    flush_interval: Duration::from_millis(tracing_settings.flush_interval_ms),
-                    request_timeout: Duration::from_millis(tracing_settings.request_timeout_ms),
-                    retry: tracing_settings.retry.clone(),
-                    compression: tracing_settings.compression,
-                    max_request_bytes: tracing_settings.max_request_bytes,
+                    num_tasks: tracing_settings.export.num_tasks,
+                    max_batch_size: tracing_settings.export.max_batch_size,
+                    flush_interval: Duration::from_millis(
+                        tracing_settings.export.flush_interval_ms,
+                    ),
+                    request_timeout: Duration::from_millis(
+                        tracing_settings.export.request_timeout_ms,
+                    ),
+                    retry: tracing_settings.export.retry.clone(),
+                    compression: tracing_settings.export.compression,
+                    max_request_bytes: tracing_settings.export.max_request_bytes,
                     encoder: OtlpEncoder::new(
                         &resolved.service_name,
                         resolved.resource_attributes.clone(),
@@ -252,24 +259,24 @@ fn user_exporter(
             SettingsError::new("user_tracing.routing_header", "not a valid header name")
         })?;
     let drain = crate::telemetry::user_tracing::install(
-        HarnessOptions::default().max_queue_size(user.max_queue_size),
+        HarnessOptions::default().max_queue_size(user.export.max_queue_size),
     )
     .map_err(InitError::Install)?;
     let transport = Transport::new(
         Endpoint::Unix(user.socket_path.clone()),
-        user.num_tasks,
+        user.export.num_tasks,
         None,
     )
     .map_err(|message| SettingsError::new("user_tracing.socket_path", message))?;
     let config = ExporterConfig {
         routing_header: Some(routing_header),
-        num_tasks: user.num_tasks,
-        max_batch_size: user.max_batch_size,
-        flush_interval: user.flush_interval(),
-        request_timeout: user.request_timeout(),
-        retry: user.retry.clone(),
-        compression: user.compression,
-        max_request_bytes: user.max_request_bytes,
+        num_tasks: user.export.num_tasks,
+        max_batch_size: user.export.max_batch_size,
+        flush_interval: user.export.flush_interval(),
+        request_timeout: user.export.request_timeout(),
+        retry: user.export.retry.clone(),
+        compression: user.export.compression,
+        max_request_bytes: user.export.max_request_bytes,
         encoder: OtlpEncoder::new(&user.service_name, Vec::new()),
     };
     Ok(Exporter::new(config, transport, drain))
