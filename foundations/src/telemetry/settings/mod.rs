@@ -1,4 +1,4 @@
-//! Telemetry settings: the YAML block that [`telemetry::init`](crate::telemetry::init) reads.
+//! Telemetry settings: the YAML block that `telemetry::init` reads.
 //!
 //! Every field has a documented default, unknown fields are rejected, and invalid values are
 //! reported by [`TelemetrySettings::validate`] (which `init` calls) with the path of the
@@ -138,7 +138,7 @@ impl TelemetrySettings {
         Ok(settings)
     }
 
-    /// Checks every value; [`telemetry::init`](crate::telemetry::init) calls this first.
+    /// Checks every value; `telemetry::init` calls this first.
     ///
     /// Unknown fields are reported before invalid values, as a parse error would be.
     ///

@@ -7,7 +7,8 @@
 //! | `http://host:port[/path]` | TCP |
 //! | `https://host:port[/path]` | TLS (rustls): system roots, or a CA bundle file |
 //!
-//! This module owns connections only; what is sent, and when, is the exporter's business.
+//! This module owns connections only: the endpoint's syntax is parsed by the settings
+//! (`settings::Endpoint`), and what is sent, and when, is the worker's business.
 
 use crate::telemetry::settings::{Endpoint, TRACES_PATH};
 use bytes::Bytes;

@@ -5,18 +5,17 @@
 //! single-threaded tokio runtime. They never compete with the application's runtime for its
 //! worker threads, and `init` works whether or not it is called inside a runtime.
 //!
-//! This module owns the process-wide lifecycle; it must not know how spans are encoded or
-//! sent (that is the exporter's).
+//! This module owns the process-wide lifecycle and the wiring: settings in, harnesses and
+//! exporters out. It must not know how spans are recorded (that is the pipelines') or how
+//! they are encoded and sent (that is `export`'s).
 
-use crate::telemetry::exporter::ExporterConfig;
-use crate::telemetry::exporter::{Exporter, ExporterStats, Phase};
-use crate::telemetry::otlp::OtlpEncoder;
-use crate::telemetry::settings::Endpoint;
+use crate::telemetry::export::{
+    Exporter, ExporterConfig, ExporterStats, OtlpEncoder, Phase, Transport,
+};
 use crate::telemetry::settings::{
-    ResolvedTracing, SettingsError, TelemetrySettings, TracingOutput,
+    Endpoint, ResolvedTracing, SettingsError, TelemetrySettings, TracingOutput,
 };
 use crate::telemetry::tracing::{self, HarnessOptions, InstallError, SpanDrain};
-use crate::telemetry::transport::Transport;
 use std::fmt;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, OnceLock};
@@ -161,31 +160,16 @@ fn start(
         let drain = tracing::install(options).map_err(InitError::Install)?;
         match transport {
             Some(transport) => {
-                let config = ExporterConfig {
-                    routing_header: None,
-                    num_tasks: tracing_settings.export.num_tasks,
-                    max_batch_size: tracing_settings.export.max_batch_size,
-                    flush_interval: Duration::from_millis(
-                        tracing_settings.export.flush_interval_ms,
-                    ),
-                    request_timeout: Duration::from_millis(
-                        tracing_settings.export.request_timeout_ms,
-                    ),
-                    retry: tracing_settings.export.retry.clone(),
-                    compression: tracing_settings.export.compression,
-                    max_request_bytes: tracing_settings.export.max_request_bytes,
-                    encoder: OtlpEncoder::new(
-                        &resolved.service_name,
-                        resolved.resource_attributes.clone(),
-                    )
-                    .with_static_tags(
-                        tracing_settings
-                            .static_tags
-                            .iter()
-                            .map(|(k, v)| (k.clone(), v.clone()))
-                            .collect(),
-                    ),
-                };
+                let encoder =
+                    OtlpEncoder::new(&resolved.service_name, resolved.resource_attributes.clone())
+                        .with_static_tags(
+                            tracing_settings
+                                .static_tags
+                                .iter()
+                                .map(|(k, v)| (k.clone(), v.clone()))
+                                .collect(),
+                        );
+                let config = ExporterConfig::new(&tracing_settings.export, None, encoder);
                 let exporter = Exporter::new(config, transport, drain);
                 exporters.push(Arc::clone(&exporter));
                 Some(exporter)
@@ -268,17 +252,8 @@ fn user_exporter(
         None,
     )
     .map_err(|message| SettingsError::new("user_tracing.socket_path", message))?;
-    let config = ExporterConfig {
-        routing_header: Some(routing_header),
-        num_tasks: user.export.num_tasks,
-        max_batch_size: user.export.max_batch_size,
-        flush_interval: user.export.flush_interval(),
-        request_timeout: user.export.request_timeout(),
-        retry: user.export.retry.clone(),
-        compression: user.export.compression,
-        max_request_bytes: user.export.max_request_bytes,
-        encoder: OtlpEncoder::new(&user.service_name, Vec::new()),
-    };
+    let encoder = OtlpEncoder::new(&user.service_name, Vec::new());
+    let config = ExporterConfig::new(&user.export, Some(routing_header), encoder);
     Ok(Exporter::new(config, transport, drain))
 }
 
