@@ -8,16 +8,17 @@
 //!    whatever is there once the flush interval passes; with routing, group them by routing
 //!    (`routing`), so a request never mixes two routings.
 //! 2. **encode** (`otlp`): write each span's protobuf bytes and frame them into request
-//!    bodies under `max_request_bytes`, gzipped if configured.
-//! 3. **send** (`worker`, `transport`): one request in flight per worker, over pooled
-//!    keep-alive connections; retryable failures are retried with backoff (`retry`).
+//!    bodies under `max_request_bytes`.
+//! 3. **send** (`worker`, `transport`): gzip the body if configured; one request in flight
+//!    per worker, over pooled keep-alive connections; retryable failures are retried with
+//!    backoff (`retry`).
 //!
 //! Every span that enters the queue ends up in exactly one counter of [`ExporterStats`]
 //! (`stats`): exported, or dropped for a named reason.
 //!
-//! Export reads finished span records and settings only. It never decides what is recorded
-//! or sampled, never touches the scope stacks, and never changes a span; `init` wires it to
-//! the pipelines.
+//! Export reads finished span records (from the pipeline's queue) and settings only. It
+//! never decides what is recorded or sampled, never touches the scope stacks, and never
+//! changes a span; `init` wires it to the pipelines.
 
 mod otlp;
 mod retry;
