@@ -1,9 +1,15 @@
-//! Parsing helpers shared by the attribute macros.
+//! Parsing helpers shared by the attribute macros. This module depends on no other module
+//! of the crate: the macros use it, never the other way round.
 
-use crate::span_fn::Flag;
 use proc_macro2::{Group, Span, TokenStream, TokenTree};
 use syn::parse::ParseStream;
 use syn::{Error, Ident, Item, ItemFn, LitBool, LitStr, Path, Result, Token};
+
+/// A `name = true|false` option and the token that named it (for error spans).
+pub(crate) struct Flag {
+    pub(crate) keyword: Ident,
+    pub(crate) value: bool,
+}
 
 /// Parses `= true` / `= false` after the option `key`.
 pub(crate) fn parse_flag(input: ParseStream, key: Ident) -> Result<Flag> {

@@ -1,6 +1,6 @@
 //! `#[span_fn]`: argument parsing and expansion.
 
-use crate::common::{crate_path_from_lit, parse_flag, parse_fn, respan};
+use crate::common::{Flag, crate_path_from_lit, parse_flag, parse_fn, respan};
 use proc_macro2::{Span, TokenStream, TokenTree};
 use quote::{ToTokens, quote, quote_spanned};
 use syn::ext::IdentExt;
@@ -25,12 +25,6 @@ impl ToTokens for SpanName {
             SpanName::Constant(path) => path.to_tokens(tokens),
         }
     }
-}
-
-/// A `name = true|false` option and the token that named it (for error spans).
-pub(crate) struct Flag {
-    pub(crate) keyword: Ident,
-    pub(crate) value: bool,
 }
 
 /// Everything between the parentheses of `#[span_fn(...)]`.

@@ -36,7 +36,7 @@ fn init_rejects_invalid_settings_by_field_then_accepts_valid_ones() {
     let mut settings = TelemetrySettings::default();
     let mut user = UserTracingSettings::default();
     user.socket_path = "/tmp/never-used.sock".into();
-    user.num_tasks = 0;
+    user.export.num_tasks = 0;
     settings.user_tracing = Some(user.clone());
     match telemetry::init(&settings) {
         Err(InitError::Settings(error)) => {
@@ -46,7 +46,7 @@ fn init_rejects_invalid_settings_by_field_then_accepts_valid_ones() {
         other => panic!("expected a settings error, got {other:?}"),
     }
     // Nothing was installed: a valid init still works.
-    user.num_tasks = 1;
+    user.export.num_tasks = 1;
     settings.user_tracing = Some(user);
     let driver = telemetry::init(&settings).expect("valid settings");
     let report = driver.shutdown(Duration::from_secs(5));

@@ -12,21 +12,21 @@
 //!   subprocesses.
 //! - [`settings`] and [`init`]: the YAML settings block, and the start of both pipelines
 //!   with their exporters ([`TelemetryDriver`]).
+//! - `export` (private): batches, encodes (OTLP) and sends finished spans; it reads finished
+//!   records and settings only ([`ExporterStats`] counts what it did).
 //!
 //! The pipelines never mix: each has its own harness, scope stack, queue and exporter.
 
 mod api;
 mod context;
 mod core;
-mod driver;
-mod exporter;
+mod export;
+mod init;
 pub mod log_correlation;
-pub(crate) mod otlp;
 pub mod propagation;
 pub mod settings;
 #[cfg(feature = "testing")]
 pub mod testing;
-mod transport;
 
 #[doc(inline)]
 pub use api::internal as tracing;
@@ -35,9 +35,9 @@ pub use api::internal as tracing;
 pub use api::user as user_tracing;
 
 pub use context::{TelemetryContext, TelemetryScope, WithTelemetryContext, spawn};
+pub use export::ExporterStats;
 #[cfg(feature = "user-tracing")]
-pub use driver::user_exporter_stats;
-pub use driver::{InitError, ShutdownReport, TelemetryDriver, init, internal_exporter_stats};
-pub use exporter::ExporterStats;
+pub use init::user_exporter_stats;
+pub use init::{InitError, ShutdownReport, TelemetryDriver, init, internal_exporter_stats};
 #[cfg(feature = "testing")]
 pub use testing::{TestLog, TestSpan, TestTelemetryContext, TestTraceOptions};

@@ -5,19 +5,19 @@
 //! single-threaded tokio runtime. They never compete with the application's runtime for its
 //! worker threads, and `init` works whether or not it is called inside a runtime.
 //!
-//! This module owns the process-wide lifecycle; it must not know how spans are encoded or
-//! sent (that is the exporter's).
+//! This module owns the process-wide lifecycle and the wiring: settings in, harnesses and
+//! exporters out. It must not know how spans are recorded (that is the pipelines') or how
+//! they are encoded and sent (that is `export`'s).
 
 use crate::telemetry::core::harness::{self, HarnessOptions, InstallError};
 use crate::telemetry::core::pipeline::Internal;
 use crate::telemetry::core::queue::SpanDrain;
-use crate::telemetry::exporter::ExporterConfig;
-use crate::telemetry::exporter::{Exporter, ExporterStats, Phase};
-use crate::telemetry::otlp::OtlpEncoder;
-use crate::telemetry::settings::{
-    ResolvedTracing, SettingsError, TelemetrySettings, TracingOutput,
+use crate::telemetry::export::{
+    Exporter, ExporterConfig, ExporterStats, OtlpEncoder, Phase, Transport,
 };
-use crate::telemetry::transport::{Endpoint, Transport};
+use crate::telemetry::settings::{
+    Endpoint, ResolvedTracing, SettingsError, TelemetrySettings, TracingOutput,
+};
 use std::fmt;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, OnceLock};
@@ -145,10 +145,12 @@ fn start(
                     SettingsError::new("tracing.output.otlp_http.endpoint", message)
                 })?;
                 Some(
-                    Transport::new(endpoint, tracing_settings.num_tasks, ca_bundle.as_deref())
-                        .map_err(|message| {
-                            SettingsError::new("tracing.output.otlp_http", message)
-                        })?,
+                    Transport::new(
+                        endpoint,
+                        tracing_settings.export.num_tasks,
+                        ca_bundle.as_deref(),
+                    )
+                    .map_err(|message| SettingsError::new("tracing.output.otlp_http", message))?,
                 )
             }
             _ => None,
@@ -156,31 +158,20 @@ fn start(
         let options = HarnessOptions::default()
             .sampling_ratio(resolved.sampling_ratio)
             .parent_based(resolved.parent_based)
-            .max_queue_size(tracing_settings.max_queue_size);
+            .max_queue_size(tracing_settings.export.max_queue_size);
         let drain = harness::install::<Internal>(&options).map_err(InitError::Install)?;
         match transport {
             Some(transport) => {
-                let config = ExporterConfig {
-                    routing_header: None,
-                    num_tasks: tracing_settings.num_tasks,
-                    max_batch_size: tracing_settings.max_batch_size,
-                    flush_interval: Duration::from_millis(tracing_settings.flush_interval_ms),
-                    request_timeout: Duration::from_millis(tracing_settings.request_timeout_ms),
-                    retry: tracing_settings.retry.clone(),
-                    compression: tracing_settings.compression,
-                    max_request_bytes: tracing_settings.max_request_bytes,
-                    encoder: OtlpEncoder::new(
-                        &resolved.service_name,
-                        resolved.resource_attributes.clone(),
-                    )
-                    .with_static_tags(
-                        tracing_settings
-                            .static_tags
-                            .iter()
-                            .map(|(k, v)| (k.clone(), v.clone()))
-                            .collect(),
-                    ),
-                };
+                let encoder =
+                    OtlpEncoder::new(&resolved.service_name, resolved.resource_attributes.clone())
+                        .with_static_tags(
+                            tracing_settings
+                                .static_tags
+                                .iter()
+                                .map(|(k, v)| (k.clone(), v.clone()))
+                                .collect(),
+                        );
+                let config = ExporterConfig::new(&tracing_settings.export, None, encoder);
                 let exporter = Exporter::new(config, transport, drain);
                 exporters.push(Arc::clone(&exporter));
                 Some(exporter)
@@ -254,26 +245,17 @@ fn user_exporter(
             SettingsError::new("user_tracing.routing_header", "not a valid header name")
         })?;
     let drain = harness::install::<crate::telemetry::core::pipeline::User>(
-        &HarnessOptions::default().max_queue_size(user.max_queue_size),
+        &HarnessOptions::default().max_queue_size(user.export.max_queue_size),
     )
     .map_err(InitError::Install)?;
     let transport = Transport::new(
         Endpoint::Unix(user.socket_path.clone()),
-        user.num_tasks,
+        user.export.num_tasks,
         None,
     )
     .map_err(|message| SettingsError::new("user_tracing.socket_path", message))?;
-    let config = ExporterConfig {
-        routing_header: Some(routing_header),
-        num_tasks: user.num_tasks,
-        max_batch_size: user.max_batch_size,
-        flush_interval: user.flush_interval(),
-        request_timeout: user.request_timeout(),
-        retry: user.retry.clone(),
-        compression: user.compression,
-        max_request_bytes: user.max_request_bytes,
-        encoder: OtlpEncoder::new(&user.service_name, Vec::new()),
-    };
+    let encoder = OtlpEncoder::new(&user.service_name, Vec::new());
+    let config = ExporterConfig::new(&user.export, Some(routing_header), encoder);
     Ok(Exporter::new(config, transport, drain))
 }
 

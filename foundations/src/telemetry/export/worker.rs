@@ -1,35 +1,26 @@
-//! The exporter: drains a harness queue and delivers spans as OTLP/HTTP requests
-//! (`POST /v1/traces`). Both pipelines use it: the user pipeline over a Unix domain socket,
-//! with routing; the internal pipeline to any OTLP/HTTP collector, without.
+//! The exporter and its workers: each of `num_tasks` workers takes up to `max_batch_size`
+//! spans from the pipeline's queue (or whatever is there once the flush interval passes),
+//! groups them by routing when the pipeline routes, encodes them, and sends each request
+//! with retries, counting every span exactly once.
 //!
-//! - **Batching**: each of `num_tasks` workers takes up to `max_batch_size` spans from the
-//!   queue, or whatever is there once the flush interval passes.
-//! - **Routing** (user pipeline): a batch is grouped by `RoutingMetadata::group_key()`; each
-//!   group becomes its own requests, whose routing header carries the group's `encode()`.
-//!   A request never holds spans of two routings. Spans without routing, and groups whose
-//!   encoded routing is not a valid header value, are dropped and counted (with one logged
-//!   error per group), never sent.
-//! - **Transport** ([`Transport`]): hyper 1 with pooled keep-alive connections; every worker
-//!   has at most one request in flight, so at most `num_tasks` connections are open.
-//! - **Failures** follow the OTLP specification: connection failures, dropped connections,
-//!   timeouts and 429/502/503/504 are retried with exponential backoff and jitter, honouring
-//!   `Retry-After` on 429/503 (capped); every other status is final; a `partial_success`
-//!   is counted and logged, never retried. A receiver that cannot be connected to (its socket
-//!   does not exist yet) is retried without limit while spans wait in the queue.
+//! Phases drive shutdown: `Running` exports as spans arrive, `Draining` sends everything
+//! queued without waiting for full batches, `Aborted` (the deadline passed) stops at once
+//! and counts what is left as dropped. A worker whose driver is dropped without a shutdown
+//! keeps exporting for the life of the process.
 //!
-//! Every span that enters the queue ends up in exactly one counter of [`ExporterStats`]:
-//! exported, or dropped for a named reason.
-//!
-//! This module owns delivery. It must not change spans (that is `otlp`) or decide what is
-//! recorded (that is the harness).
+//! Every worker has at most one request in flight. This module owns the loop and delivery;
+//! it does not change spans (that is `otlp`) or decide what is recorded (that is the
+//! harness).
 
+use super::otlp::{ConversionCounts, EncodedRequest, OtlpEncoder};
+use super::retry::{backoff, is_retryable, retry_after};
+use super::routing::group_by_routing;
+use super::stats::{Counters, ExporterStats, add};
+use super::transport::Transport;
 use crate::telemetry::core::finished::FinishedSpan;
 use crate::telemetry::core::queue::SpanDrain;
-use crate::telemetry::otlp::{ConversionCounts, EncodedRequest, OtlpEncoder};
-use crate::telemetry::settings::{Compression, RetrySettings};
-use crate::telemetry::transport::Transport;
+use crate::telemetry::settings::{Compression, ExportSettings, RetrySettings};
 use bytes::Bytes;
-use cf_rustracing::span::RoutingMetadata;
 use http_body_util::{BodyExt, Full, Limited};
 use hyper::header::{
     CONTENT_ENCODING, CONTENT_TYPE, HeaderName, HeaderValue, RETRY_AFTER, USER_AGENT,
@@ -37,11 +28,10 @@ use hyper::header::{
 use hyper::{Request, StatusCode};
 use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceResponse;
 use prost::Message;
-use std::collections::HashMap;
 use std::io::Write;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::{Duration, SystemTime};
+use std::sync::atomic::Ordering;
+use std::time::Duration;
 use tokio::sync::watch;
 
 /// Most bytes of a response body that are read.
@@ -62,88 +52,37 @@ pub(crate) enum Phase {
 #[derive(Debug)]
 pub(crate) struct ExporterConfig {
     /// The routing header; `None` sends no routing header and does not group.
-    pub(crate) routing_header: Option<HeaderName>,
-    pub(crate) num_tasks: usize,
-    pub(crate) max_batch_size: usize,
-    pub(crate) flush_interval: Duration,
-    pub(crate) request_timeout: Duration,
-    pub(crate) retry: RetrySettings,
-    pub(crate) compression: Compression,
-    pub(crate) max_request_bytes: usize,
-    pub(crate) encoder: OtlpEncoder,
+    routing_header: Option<HeaderName>,
+    num_tasks: usize,
+    max_batch_size: usize,
+    flush_interval: Duration,
+    request_timeout: Duration,
+    retry: RetrySettings,
+    compression: Compression,
+    max_request_bytes: usize,
+    encoder: OtlpEncoder,
 }
 
-/// A snapshot of an exporter's counters, all since it started.
-///
-/// Every span that entered the queue is in exactly one of `spans_exported` and the
-/// `dropped_*` counters, or still waiting (`spans_queued` minus the rest).
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-#[non_exhaustive]
-pub struct ExporterStats {
-    /// Spans that entered the queue.
-    pub spans_queued: u64,
-    /// Spans the receiver accepted.
-    pub spans_exported: u64,
-    /// Spans dropped because the queue was full.
-    pub dropped_queue_full: u64,
-    /// Spans dropped because they carried no routing (user pipeline).
-    pub dropped_no_routing: u64,
-    /// Spans dropped because their routing did not encode to a valid header value.
-    pub dropped_invalid_routing: u64,
-    /// Spans the receiver rejected: `partial_success.rejected_spans`, or a final error status.
-    pub dropped_rejected: u64,
-    /// Spans dropped after the last allowed retry failed.
-    pub dropped_retries_exhausted: u64,
-    /// Spans that alone exceed `max_request_bytes`.
-    pub dropped_too_large: u64,
-    /// Spans still queued or in flight when the shutdown deadline passed.
-    pub dropped_at_shutdown: u64,
-    /// HTTP requests sent (every attempt).
-    pub requests: u64,
-    /// Attempts that were retries.
-    pub retries: u64,
-    /// Request body bytes sent (after compression), every attempt.
-    pub bytes_sent: u64,
-    /// String values cut to the attribute size limit.
-    pub truncated_values: u64,
-}
-
-impl ExporterStats {
-    /// All spans dropped, whatever the reason.
-    pub fn dropped(&self) -> u64 {
-        self.dropped_queue_full
-            + self.dropped_no_routing
-            + self.dropped_invalid_routing
-            + self.dropped_rejected
-            + self.dropped_retries_exhausted
-            + self.dropped_too_large
-            + self.dropped_at_shutdown
+impl ExporterConfig {
+    /// The configuration of either pipeline's exporter: its knobs from `export`, its routing
+    /// header (`None`: no routing), and its encoder.
+    pub(crate) fn new(
+        export: &ExportSettings,
+        routing_header: Option<HeaderName>,
+        encoder: OtlpEncoder,
+    ) -> Self {
+        Self {
+            routing_header,
+            num_tasks: export.num_tasks,
+            max_batch_size: export.max_batch_size,
+            flush_interval: export.flush_interval(),
+            request_timeout: export.request_timeout(),
+            retry: export.retry.clone(),
+            compression: export.compression,
+            max_request_bytes: export.max_request_bytes,
+            encoder,
+        }
     }
-
-    /// Spans neither exported nor dropped yet: waiting in the queue or in flight.
-    pub fn pending(&self) -> u64 {
-        (self.spans_queued + self.dropped_queue_full)
-            .saturating_sub(self.spans_exported + self.dropped())
-    }
-}
-
-#[derive(Debug, Default)]
-pub(crate) struct Counters {
-    exported: AtomicU64,
-    no_routing: AtomicU64,
-    invalid_routing: AtomicU64,
-    rejected: AtomicU64,
-    retries_exhausted: AtomicU64,
-    too_large: AtomicU64,
-    at_shutdown: AtomicU64,
-    requests: AtomicU64,
-    retries: AtomicU64,
-    bytes_sent: AtomicU64,
-    truncated_values: AtomicU64,
-}
-
-fn add(counter: &AtomicU64, n: usize) {
-    counter.fetch_add(n as u64, Ordering::Relaxed);
 }
 
 /// A running exporter: its queue, counters and configuration, shared by its workers.
@@ -175,24 +114,7 @@ impl Exporter {
 
     /// A snapshot of the counters, including the queue's.
     pub(crate) fn stats(&self) -> ExporterStats {
-        let queue = self.drain.stats();
-        let c = &self.counters;
-        let load = |counter: &AtomicU64| counter.load(Ordering::Relaxed);
-        ExporterStats {
-            spans_queued: queue.queued,
-            spans_exported: load(&c.exported),
-            dropped_queue_full: queue.dropped_queue_full,
-            dropped_no_routing: load(&c.no_routing),
-            dropped_invalid_routing: load(&c.invalid_routing),
-            dropped_rejected: load(&c.rejected),
-            dropped_retries_exhausted: load(&c.retries_exhausted),
-            dropped_too_large: load(&c.too_large),
-            dropped_at_shutdown: load(&c.at_shutdown),
-            requests: load(&c.requests),
-            retries: load(&c.retries),
-            bytes_sent: load(&c.bytes_sent),
-            truncated_values: load(&c.truncated_values),
-        }
+        self.counters.snapshot(self.drain.stats())
     }
 
     /// One worker: runs until the phase leaves `Running` and the queue is empty, or until
@@ -275,7 +197,7 @@ impl Exporter {
                 }
             }
             Some(header) => {
-                for (value, spans) in self.group_by_routing(batch) {
+                for (value, spans) in group_by_routing(batch, &self.counters) {
                     let (requests, oversized) = self.config.encoder.encode(
                         spans,
                         self.config.max_request_bytes,
@@ -292,59 +214,6 @@ impl Exporter {
             .truncated_values
             .fetch_add(counts.truncated_values, Ordering::Relaxed);
         batch.clear();
-    }
-
-    /// Groups spans by routing; drops (and counts) those that cannot be sent.
-    ///
-    /// The spans of a trace share one routing object, so `group_key()` (which allocates) is
-    /// asked once per distinct object, not once per span.
-    fn group_by_routing<'a>(
-        &self,
-        batch: &'a [FinishedSpan],
-    ) -> Vec<(HeaderValue, Vec<&'a FinishedSpan>)> {
-        struct Group<'a> {
-            key: String,
-            header: Option<HeaderValue>,
-            spans: Vec<&'a FinishedSpan>,
-        }
-        let mut groups: Vec<Group<'a>> = Vec::new();
-        let mut by_key: HashMap<String, usize> = HashMap::new();
-        let mut by_object: HashMap<*const (), usize> = HashMap::new();
-        for span in batch {
-            let Some(routing) = span.routing() else {
-                add(&self.counters.no_routing, 1);
-                continue;
-            };
-            let object = routing as *const dyn RoutingMetadata as *const ();
-            let index = *by_object.entry(object).or_insert_with(|| {
-                let key = routing.group_key();
-                *by_key.entry(key.clone()).or_insert_with(|| {
-                    groups.push(Group {
-                        header: HeaderValue::from_str(&routing.encode()).ok(),
-                        key,
-                        spans: Vec::new(),
-                    });
-                    groups.len() - 1
-                })
-            });
-            groups[index].spans.push(span);
-        }
-        let mut sendable = Vec::with_capacity(groups.len());
-        for group in groups {
-            match group.header {
-                Some(header) => sendable.push((header, group.spans)),
-                None => {
-                    add(&self.counters.invalid_routing, group.spans.len());
-                    log::error!(
-                        "foundations user tracing: routing {:?} does not encode to a valid \
-                         header value; dropped {} spans",
-                        group.key,
-                        group.spans.len()
-                    );
-                }
-            }
-        }
-        sendable
     }
 
     /// Sends one request, retrying as the specification allows, and counts its spans.
@@ -492,40 +361,6 @@ async fn aborted(mut phase: watch::Receiver<Phase>) {
     }
 }
 
-fn is_retryable(status: StatusCode) -> bool {
-    matches!(
-        status,
-        StatusCode::TOO_MANY_REQUESTS
-            | StatusCode::BAD_GATEWAY
-            | StatusCode::SERVICE_UNAVAILABLE
-            | StatusCode::GATEWAY_TIMEOUT
-    )
-}
-
-/// Exponential backoff for the `attempt`-th retry (1-based), capped, plus up to 50% jitter.
-fn backoff(retry: &RetrySettings, attempt: u32) -> Duration {
-    let exponent = attempt.saturating_sub(1).min(20);
-    let base = retry
-        .initial_backoff_ms
-        .saturating_mul(1u64 << exponent)
-        .min(retry.max_backoff_ms);
-    let jitter = rand::random_range(0..=base / 2);
-    Duration::from_millis(base + jitter)
-}
-
-/// `Retry-After` as seconds or an HTTP date, capped; `None` when unparseable.
-fn retry_after(value: &HeaderValue, retry: &RetrySettings) -> Option<Duration> {
-    let value = value.to_str().ok()?.trim();
-    let wait = match value.parse::<u64>() {
-        Ok(seconds) => Duration::from_secs(seconds),
-        Err(_) => httpdate::parse_http_date(value)
-            .ok()?
-            .duration_since(SystemTime::now())
-            .unwrap_or_default(),
-    };
-    Some(wait.min(Duration::from_millis(retry.max_retry_after_ms)))
-}
-
 fn gzip(body: &[u8]) -> Vec<u8> {
     let mut encoder = flate2::write::GzEncoder::new(
         Vec::with_capacity(body.len() / 4),
@@ -539,48 +374,6 @@ fn gzip(body: &[u8]) -> Vec<u8> {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn retry_after_accepts_seconds_and_dates_and_is_capped() {
-        let retry = RetrySettings::default();
-        let header = HeaderValue::from_static("1");
-        assert_eq!(retry_after(&header, &retry), Some(Duration::from_secs(1)));
-        let huge = HeaderValue::from_static("86400");
-        assert_eq!(retry_after(&huge, &retry), Some(Duration::from_secs(30)));
-        let date = HeaderValue::from_str(&httpdate::fmt_http_date(
-            SystemTime::now() + Duration::from_secs(5),
-        ))
-        .unwrap();
-        let wait = retry_after(&date, &retry).unwrap();
-        assert!(
-            wait <= Duration::from_secs(5) && wait >= Duration::from_secs(3),
-            "{wait:?}"
-        );
-        assert_eq!(retry_after(&HeaderValue::from_static("soon"), &retry), None);
-    }
-
-    #[test]
-    fn backoff_grows_is_capped_and_jittered() {
-        let retry = RetrySettings::default();
-        for attempt in 1..=30 {
-            let base = (100u64 << (attempt - 1).min(20)).min(5_000);
-            let wait = backoff(&retry, attempt).as_millis() as u64;
-            assert!(
-                (base..=base + base / 2).contains(&wait),
-                "{attempt}: {wait}"
-            );
-        }
-    }
-
-    #[test]
-    fn only_the_specified_statuses_are_retried() {
-        for code in [429, 502, 503, 504] {
-            assert!(is_retryable(StatusCode::from_u16(code).unwrap()));
-        }
-        for code in [400, 401, 403, 404, 413, 500, 501] {
-            assert!(!is_retryable(StatusCode::from_u16(code).unwrap()));
-        }
-    }
 
     #[test]
     fn gzip_round_trips() {

@@ -7,82 +7,19 @@
 //! | `http://host:port[/path]` | TCP |
 //! | `https://host:port[/path]` | TLS (rustls): system roots, or a CA bundle file |
 //!
-//! This module owns connections only; what is sent, and when, is the exporter's business.
+//! This module owns connections only: the endpoint's syntax is parsed by the settings
+//! (`settings::Endpoint`), and what is sent, and when, is the worker's business.
 
+use crate::telemetry::settings::{Endpoint, TRACES_PATH};
 use bytes::Bytes;
 use http_body_util::Full;
 use hyper::Uri;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::client::legacy::{Client, ResponseFuture};
 use hyper_util::rt::TokioExecutor;
-use std::fmt;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
-
-/// The OTLP/HTTP traces path.
-pub(crate) const TRACES_PATH: &str = "/v1/traces";
-
-/// A parsed exporter endpoint.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub(crate) enum Endpoint {
-    /// A Unix domain socket; requests go to [`TRACES_PATH`].
-    Unix(PathBuf),
-    /// `http://` or `https://`, with the full request URI.
-    Http(Uri),
-}
-
-impl Endpoint {
-    /// Parses `unix:///path`, `http://…` or `https://…`. With `append_traces_path`, an
-    /// HTTP endpoint without a path gets `/v1/traces`; one with a path is used as is.
-    pub(crate) fn parse(value: &str, append_traces_path: bool) -> Result<Self, String> {
-        let value = value.trim();
-        if let Some(path) = value.strip_prefix("unix://") {
-            if !path.starts_with('/') {
-                return Err(format!(
-                    "{value:?}: a unix endpoint needs an absolute path (unix:///path)"
-                ));
-            }
-            return Ok(Endpoint::Unix(PathBuf::from(path)));
-        }
-        let uri: Uri = value
-            .parse()
-            .map_err(|error| format!("{value:?} is not a valid URI: {error}"))?;
-        match uri.scheme_str() {
-            Some("http") | Some("https") => {}
-            _ => {
-                return Err(format!(
-                    "{value:?}: the scheme must be http://, https:// or unix://"
-                ));
-            }
-        }
-        if uri.host().is_none_or(str::is_empty) {
-            return Err(format!("{value:?} has no host"));
-        }
-        let has_path = uri.path() != "/" && !uri.path().is_empty();
-        if append_traces_path && !has_path {
-            let base = value.trim_end_matches('/');
-            let full: Uri = format!("{base}{TRACES_PATH}")
-                .parse()
-                .map_err(|error| format!("{value:?}: {error}"))?;
-            return Ok(Endpoint::Http(full));
-        }
-        Ok(Endpoint::Http(uri))
-    }
-
-    fn is_tls(&self) -> bool {
-        matches!(self, Endpoint::Http(uri) if uri.scheme_str() == Some("https"))
-    }
-}
-
-impl fmt::Display for Endpoint {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            Endpoint::Unix(path) => write!(f, "unix://{}", path.display()),
-            Endpoint::Http(uri) => write!(f, "{uri}"),
-        }
-    }
-}
 
 enum ClientKind {
     Unix(Client<hyperlocal::UnixConnector, Full<Bytes>>),
@@ -192,45 +129,6 @@ fn tls_config(ca_bundle: Option<&Path>) -> Result<rustls::ClientConfig, String> 
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn endpoints_parse_with_the_documented_rules() {
-        assert_eq!(
-            Endpoint::parse("http://collector:4318", true)
-                .unwrap()
-                .to_string(),
-            "http://collector:4318/v1/traces"
-        );
-        assert_eq!(
-            Endpoint::parse("http://collector:4318/", true)
-                .unwrap()
-                .to_string(),
-            "http://collector:4318/v1/traces"
-        );
-        assert_eq!(
-            Endpoint::parse("https://c:4318/custom/traces", true)
-                .unwrap()
-                .to_string(),
-            "https://c:4318/custom/traces"
-        );
-        assert_eq!(
-            Endpoint::parse("http://c:4318", false).unwrap().to_string(),
-            "http://c:4318/"
-        );
-        assert_eq!(
-            Endpoint::parse("unix:///run/otel.sock", true).unwrap(),
-            Endpoint::Unix("/run/otel.sock".into())
-        );
-        for bad in [
-            "ftp://x",
-            "collector:4318",
-            "unix://relative",
-            "http://",
-            "not a uri",
-        ] {
-            assert!(Endpoint::parse(bad, true).is_err(), "{bad}");
-        }
-    }
 
     #[test]
     fn a_missing_ca_bundle_is_a_clear_error() {

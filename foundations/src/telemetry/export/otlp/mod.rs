@@ -1,0 +1,169 @@
+//! OTLP conversion: [`FinishedSpan`] records into `opentelemetry-proto` messages, and request
+//! bodies that respect a size limit.
+//!
+//! The mapping:
+//!
+//! | span | OTLP |
+//! |---|---|
+//! | trace id, span id | 16 and 8 bytes, big-endian |
+//! | parent | `parent_span_id` (empty for a new root; the inbound parent for a continued root) |
+//! | flags | W3C flags in bits 0–7, `0x100` (remote-ness known), `0x200` (parent is remote) |
+//! | tag `span.kind` = `server`/`client`/`producer`/`consumer`/`internal` | `kind` (default internal) |
+//! | tag `error` = `true` | status Error, message from tag `error.message` (other values: Unset) |
+//! | other tags | attributes, typed: string, bool, int, double |
+//! | log entries | events: name from field `event` (else `log`), other fields as string attributes |
+//! | tracestate | `trace_state` |
+//!
+//! String attribute values longer than 64 KiB (`MAX_ATTRIBUTE_VALUE_BYTES`) are truncated (at a
+//! character boundary) and counted as such, rather than refused: one oversized tag must not
+//! cost the whole span.
+//!
+//! - `view`: what a span becomes (kind, status, typed attributes, events, flags), decided
+//!   once for both encodings.
+//! - `wire`: the direct protobuf writer, byte for byte what prost would write.
+//! - this module: [`OtlpEncoder`], which frames encoded spans into request bodies under a
+//!   size limit, with the resource and scope encoded once.
+//!
+//! This module owns the wire format only. It reads finished records and knows nothing of
+//! queues, routing or transport.
+
+mod view;
+mod wire;
+
+pub(crate) use view::ConversionCounts;
+
+use crate::telemetry::core::finished::FinishedSpan;
+use opentelemetry_proto::tonic::common::v1::{AnyValue, InstrumentationScope, KeyValue, any_value};
+use opentelemetry_proto::tonic::resource::v1::Resource;
+use wire::{ld_len, put_ld_header, write_span};
+
+/// Builds export requests for one process: one resource and one instrumentation scope.
+#[derive(Clone, Debug)]
+pub(crate) struct OtlpEncoder {
+    /// Attributes added to every span that does not set them itself.
+    static_tags: Vec<(String, String)>,
+    /// `ResourceSpans.resource` (field 1), encoded once.
+    resource_field: Vec<u8>,
+    /// `ScopeSpans.scope` (field 1), encoded once.
+    scope_field: Vec<u8>,
+}
+
+/// One request body and the number of spans in it.
+#[derive(Debug)]
+pub(crate) struct EncodedRequest {
+    pub(crate) body: Vec<u8>,
+    pub(crate) spans: usize,
+}
+
+impl OtlpEncoder {
+    /// `resource_attributes` always gains `service.name` if it lacks one.
+    pub(crate) fn new(service_name: &str, resource_attributes: Vec<(String, String)>) -> Self {
+        let mut attributes: Vec<KeyValue> = resource_attributes
+            .into_iter()
+            .map(|(key, value)| string_attribute(key, value))
+            .collect();
+        if !attributes.iter().any(|kv| kv.key == "service.name") {
+            attributes.insert(
+                0,
+                string_attribute("service.name".into(), service_name.into()),
+            );
+        }
+        let resource = Resource {
+            attributes,
+            ..Default::default()
+        };
+        let scope = InstrumentationScope {
+            name: "foundations".to_owned(),
+            version: env!("CARGO_PKG_VERSION").to_owned(),
+            ..Default::default()
+        };
+        let mut resource_field = Vec::new();
+        prost::encoding::message::encode(1, &resource, &mut resource_field);
+        let mut scope_field = Vec::new();
+        prost::encoding::message::encode(1, &scope, &mut scope_field);
+        Self {
+            static_tags: Vec::new(),
+            resource_field,
+            scope_field,
+        }
+    }
+
+    /// Adds `tags` to every span that does not set them itself.
+    pub(crate) fn with_static_tags(mut self, tags: Vec<(String, String)>) -> Self {
+        self.static_tags = tags;
+        self
+    }
+
+    /// Converts `spans` and packs them into request bodies of at most `max_bytes` each.
+    ///
+    /// A single span that alone exceeds `max_bytes` cannot be sent: it is counted in the
+    /// returned `oversized` number instead.
+    pub(crate) fn encode<'a>(
+        &self,
+        spans: impl IntoIterator<Item = &'a FinishedSpan>,
+        max_bytes: usize,
+        counts: &mut ConversionCounts,
+    ) -> (Vec<EncodedRequest>, usize) {
+        let overhead = self.framing_overhead();
+        let mut requests = Vec::new();
+        let mut oversized = 0;
+        let mut chunk: Vec<u8> = Vec::new();
+        let mut chunk_spans = 0;
+        for span in spans {
+            let start = chunk.len();
+            write_span(span, &self.static_tags, &mut chunk, counts);
+            let span_bytes = chunk.len() - start;
+            if overhead + span_bytes > max_bytes {
+                chunk.truncate(start);
+                oversized += 1;
+                continue;
+            }
+            if overhead + chunk.len() > max_bytes {
+                // This span starts the next request.
+                let next = chunk.split_off(start);
+                requests.push(self.frame(&chunk, chunk_spans));
+                chunk = next;
+                chunk_spans = 0;
+            }
+            chunk_spans += 1;
+        }
+        if chunk_spans > 0 {
+            requests.push(self.frame(&chunk, chunk_spans));
+        }
+        (requests, oversized)
+    }
+
+    /// The most bytes framing can add around the spans of one request (length prefixes at
+    /// their widest).
+    fn framing_overhead(&self) -> usize {
+        let widest_prefix = 1 + 10;
+        self.resource_field.len() + self.scope_field.len() + 2 * widest_prefix
+    }
+
+    /// Wraps encoded spans into `ExportTraceServiceRequest { ResourceSpans { resource,
+    /// ScopeSpans { scope, spans } } }`.
+    fn frame(&self, spans: &[u8], count: usize) -> EncodedRequest {
+        let scope_spans_len = self.scope_field.len() + spans.len();
+        let resource_spans_len = self.resource_field.len() + ld_len(2, scope_spans_len);
+        let mut body = Vec::with_capacity(ld_len(1, resource_spans_len));
+        put_ld_header(1, resource_spans_len, &mut body);
+        body.extend_from_slice(&self.resource_field);
+        put_ld_header(2, scope_spans_len, &mut body);
+        body.extend_from_slice(&self.scope_field);
+        body.extend_from_slice(spans);
+        EncodedRequest { body, spans: count }
+    }
+}
+
+fn string_attribute(key: String, value: String) -> KeyValue {
+    KeyValue {
+        key,
+        value: Some(AnyValue {
+            value: Some(any_value::Value::StringValue(value)),
+        }),
+        ..Default::default()
+    }
+}
+
+#[cfg(all(test, feature = "testing"))]
+mod tests;

@@ -1,0 +1,163 @@
+//! What a finished span becomes in OTLP, decided once for both encodings (the direct
+//! writer in `wire` and the `opentelemetry-proto` reference in the tests): kind and status
+//! from their tags, the remaining tags as typed attributes, log entries as events, parent
+//! and flags, and string values cut to [`MAX_ATTRIBUTE_VALUE_BYTES`].
+//!
+//! This module reads finished records only; it writes no bytes.
+
+use crate::telemetry::core::finished::FinishedSpan;
+use cf_rustracing::tag::TagValue;
+use opentelemetry_proto::tonic::trace::v1::span::SpanKind;
+use smallvec::SmallVec;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+/// Longest string attribute value sent, in bytes: 64 KiB. Longer values are truncated.
+pub(crate) const MAX_ATTRIBUTE_VALUE_BYTES: usize = 64 * 1024;
+
+/// OTLP span flag: the `is_remote` bit of the parent is known.
+const FLAG_HAS_IS_REMOTE: u32 = 0x100;
+/// OTLP span flag: the parent is remote.
+const FLAG_IS_REMOTE: u32 = 0x200;
+
+/// What converting a batch counted, besides the spans themselves.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct ConversionCounts {
+    /// String values cut to [`MAX_ATTRIBUTE_VALUE_BYTES`].
+    pub(crate) truncated_values: u64,
+}
+
+pub(super) fn unix_nanos(time: SystemTime) -> u64 {
+    time.duration_since(UNIX_EPOCH)
+        .map(|d| u64::try_from(d.as_nanos()).unwrap_or(u64::MAX))
+        .unwrap_or(0)
+}
+
+fn span_kind(value: &TagValue) -> Option<SpanKind> {
+    let TagValue::String(kind) = value else {
+        return None;
+    };
+    Some(match kind.to_ascii_lowercase().as_str() {
+        "server" => SpanKind::Server,
+        "client" => SpanKind::Client,
+        "producer" => SpanKind::Producer,
+        "consumer" => SpanKind::Consumer,
+        "internal" => SpanKind::Internal,
+        _ => return None,
+    })
+}
+
+/// A value ready for the wire: strings already cut to the size limit.
+#[derive(Clone, Copy, Debug)]
+pub(super) enum WireValue<'a> {
+    Str(&'a str),
+    Bool(bool),
+    Int(i64),
+    Double(f64),
+}
+
+fn wire_value<'a>(value: &'a TagValue, counts: &mut ConversionCounts) -> WireValue<'a> {
+    match value {
+        TagValue::String(s) => WireValue::Str(bounded_str(s, counts)),
+        TagValue::Boolean(b) => WireValue::Bool(*b),
+        TagValue::Integer(i) => WireValue::Int(*i),
+        TagValue::Float(f) => WireValue::Double(*f),
+    }
+}
+
+pub(super) fn bounded_str<'a>(value: &'a str, counts: &mut ConversionCounts) -> &'a str {
+    if value.len() <= MAX_ATTRIBUTE_VALUE_BYTES {
+        return value;
+    }
+    counts.truncated_values += 1;
+    let mut end = MAX_ATTRIBUTE_VALUE_BYTES;
+    while !value.is_char_boundary(end) {
+        end -= 1;
+    }
+    &value[..end]
+}
+
+/// What a span becomes on the wire, decided once for both encoders: kind and status from
+/// their tags, the remaining tags as attributes, log entries as events.
+pub(super) struct SpanView<'a> {
+    pub(super) kind: SpanKind,
+    /// `Some(message)` when the span is an error.
+    pub(super) error: Option<&'a str>,
+    pub(super) attributes: SmallVec<[(&'a str, WireValue<'a>); 8]>,
+    pub(super) events: Vec<EventView<'a>>,
+}
+
+pub(super) struct EventView<'a> {
+    pub(super) time: u64,
+    pub(super) name: &'a str,
+    pub(super) attributes: SmallVec<[(&'a str, &'a str); 4]>,
+}
+
+pub(super) fn view<'a>(
+    span: &'a FinishedSpan,
+    static_tags: &'a [(String, String)],
+    counts: &mut ConversionCounts,
+) -> SpanView<'a> {
+    let mut kind = SpanKind::Internal;
+    let mut is_error = false;
+    let mut error_message = "";
+    let mut attributes = SmallVec::new();
+    for tag in span.tags() {
+        match tag.name() {
+            "span.kind" => match span_kind(tag.value()) {
+                Some(parsed) => kind = parsed,
+                // Not a kind we know: keep it visible as an attribute.
+                None => attributes.push((tag.name(), wire_value(tag.value(), counts))),
+            },
+            "error" => is_error = matches!(tag.value(), TagValue::Boolean(true)),
+            "error.message" => match tag.value() {
+                TagValue::String(message) => error_message = bounded_str(message, counts),
+                other => attributes.push((tag.name(), wire_value(other, counts))),
+            },
+            name => attributes.push((name, wire_value(tag.value(), counts))),
+        }
+    }
+    for (key, value) in static_tags {
+        if !span.tags().iter().any(|tag| tag.name() == key) {
+            attributes.push((key.as_str(), WireValue::Str(bounded_str(value, counts))));
+        }
+    }
+    let events = span
+        .logs()
+        .iter()
+        .map(|log| {
+            let mut name = "log";
+            let mut attributes = SmallVec::new();
+            for field in log.fields() {
+                if field.name() == "event" {
+                    name = bounded_str(field.value(), counts);
+                } else {
+                    attributes.push((field.name(), bounded_str(field.value(), counts)));
+                }
+            }
+            EventView {
+                time: unix_nanos(log.time()),
+                name,
+                attributes,
+            }
+        })
+        .collect();
+    SpanView {
+        kind,
+        error: is_error.then_some(error_message),
+        attributes,
+        events,
+    }
+}
+
+pub(super) fn parent_and_flags(span: &FinishedSpan) -> (Option<[u8; 8]>, u32) {
+    let (parent, remote_flag) = match span.parent() {
+        Some(parent) => (
+            Some(parent.span_id.to_bytes()),
+            if parent.is_remote { FLAG_IS_REMOTE } else { 0 },
+        ),
+        None => (None, 0),
+    };
+    let flags =
+        u32::from(span.state().flags().outbound().bits()) | FLAG_HAS_IS_REMOTE | remote_flag;
+    (parent, flags)
+}

@@ -1,0 +1,92 @@
+//! When a failed request is retried, and after how long, as the OTLP specification says:
+//! only 429, 502, 503 and 504 are retryable statuses; backoff is exponential with jitter and
+//! capped; `Retry-After` (seconds or an HTTP date) is honoured up to a cap.
+//!
+//! This module owns these pure decisions only; the worker sends, waits and counts.
+
+use crate::telemetry::settings::RetrySettings;
+use hyper::StatusCode;
+use hyper::header::HeaderValue;
+use std::time::{Duration, SystemTime};
+
+/// A status the specification allows to retry.
+pub(super) fn is_retryable(status: StatusCode) -> bool {
+    matches!(
+        status,
+        StatusCode::TOO_MANY_REQUESTS
+            | StatusCode::BAD_GATEWAY
+            | StatusCode::SERVICE_UNAVAILABLE
+            | StatusCode::GATEWAY_TIMEOUT
+    )
+}
+
+/// Exponential backoff for the `attempt`-th retry (1-based), capped, plus up to 50% jitter.
+pub(super) fn backoff(retry: &RetrySettings, attempt: u32) -> Duration {
+    let exponent = attempt.saturating_sub(1).min(20);
+    let base = retry
+        .initial_backoff_ms
+        .saturating_mul(1u64 << exponent)
+        .min(retry.max_backoff_ms);
+    let jitter = rand::random_range(0..=base / 2);
+    Duration::from_millis(base + jitter)
+}
+
+/// `Retry-After` as seconds or an HTTP date, capped; `None` when unparseable.
+pub(super) fn retry_after(value: &HeaderValue, retry: &RetrySettings) -> Option<Duration> {
+    let value = value.to_str().ok()?.trim();
+    let wait = match value.parse::<u64>() {
+        Ok(seconds) => Duration::from_secs(seconds),
+        Err(_) => httpdate::parse_http_date(value)
+            .ok()?
+            .duration_since(SystemTime::now())
+            .unwrap_or_default(),
+    };
+    Some(wait.min(Duration::from_millis(retry.max_retry_after_ms)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn retry_after_accepts_seconds_and_dates_and_is_capped() {
+        let retry = RetrySettings::default();
+        let header = HeaderValue::from_static("1");
+        assert_eq!(retry_after(&header, &retry), Some(Duration::from_secs(1)));
+        let huge = HeaderValue::from_static("86400");
+        assert_eq!(retry_after(&huge, &retry), Some(Duration::from_secs(30)));
+        let date = HeaderValue::from_str(&httpdate::fmt_http_date(
+            SystemTime::now() + Duration::from_secs(5),
+        ))
+        .unwrap();
+        let wait = retry_after(&date, &retry).unwrap();
+        assert!(
+            wait <= Duration::from_secs(5) && wait >= Duration::from_secs(3),
+            "{wait:?}"
+        );
+        assert_eq!(retry_after(&HeaderValue::from_static("soon"), &retry), None);
+    }
+
+    #[test]
+    fn backoff_grows_is_capped_and_jittered() {
+        let retry = RetrySettings::default();
+        for attempt in 1..=30 {
+            let base = (100u64 << (attempt - 1).min(20)).min(5_000);
+            let wait = backoff(&retry, attempt).as_millis() as u64;
+            assert!(
+                (base..=base + base / 2).contains(&wait),
+                "{attempt}: {wait}"
+            );
+        }
+    }
+
+    #[test]
+    fn only_the_specified_statuses_are_retried() {
+        for code in [429, 502, 503, 504] {
+            assert!(is_retryable(StatusCode::from_u16(code).unwrap()));
+        }
+        for code in [400, 401, 403, 404, 413, 500, 501] {
+            assert!(!is_retryable(StatusCode::from_u16(code).unwrap()));
+        }
+    }
+}

@@ -1,0 +1,230 @@
+//! The internal pipeline's settings ([`TracingSettings`]: identity, sampling, output, and
+//! the shared [`ExportSettings`]) and their resolution against the OpenTelemetry environment
+//! variables into [`ResolvedTracing`].
+//!
+//! This module owns the `tracing:` section and its checks only; the variables themselves are
+//! interpreted in `env`, and nothing here starts or records anything.
+
+use super::endpoint::Endpoint;
+use super::env;
+use super::export::ExportSettings;
+use super::{SettingsError, UnknownFields};
+use serde::Deserialize;
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+
+/// Settings of the internal pipeline and its exporter.
+///
+/// Identity and sampling left unset here fall back to the standard OpenTelemetry
+/// environment variables (see [`ResolvedTracing`]).
+#[derive(Clone, Debug, Deserialize, PartialEq)]
+// No `deny_unknown_fields`: serde does not support it with `flatten`. Keys that no field
+// takes land in `unknown`, and `validate` rejects them by name.
+#[serde(default)]
+#[non_exhaustive]
+pub struct TracingSettings {
+    /// Record internal spans at all. Default: `true`.
+    pub enabled: bool,
+    /// The `service.name` resource attribute. Default: `OTEL_SERVICE_NAME`, else
+    /// `unknown_service`.
+    pub service_name: Option<String>,
+    /// The `service.version` resource attribute. Default: none.
+    pub service_version: Option<String>,
+    /// More resource attributes, e.g. `deployment.environment.name: prod`. Merged with
+    /// `OTEL_RESOURCE_ATTRIBUTES`; these win on conflict. Default: none.
+    pub resource_attributes: BTreeMap<String, String>,
+    /// Tags added to every exported internal span (a span's own tag of the same name wins).
+    /// Default: none.
+    pub static_tags: BTreeMap<String, String>,
+    /// How new and continued traces are sampled. Default: `OTEL_TRACES_SAMPLER` /
+    /// `OTEL_TRACES_SAMPLER_ARG`, else everything, parent-based.
+    pub sampling: Option<SamplingSettings>,
+    /// Where internal spans go. Default: `none`.
+    pub output: TracingOutput,
+    /// The exporter's queue, batching and request knobs, written directly under `tracing:`
+    /// (`tracing.max_batch_size`, …).
+    #[serde(flatten)]
+    pub export: ExportSettings,
+    /// Keys no field took; must stay the last field (flattened fields take their keys in
+    /// field order, and a map takes whatever is left).
+    #[serde(flatten)]
+    pub(super) unknown: UnknownFields,
+}
+
+impl Default for TracingSettings {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            service_name: None,
+            service_version: None,
+            resource_attributes: BTreeMap::new(),
+            static_tags: BTreeMap::new(),
+            sampling: None,
+            output: TracingOutput::None,
+            export: ExportSettings::default(),
+            unknown: UnknownFields::new(),
+        }
+    }
+}
+
+/// Sampling of the internal pipeline.
+#[derive(Clone, Debug, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+#[non_exhaustive]
+pub struct SamplingSettings {
+    /// Fraction of traces recorded, `0.0..=1.0`. Default: `1.0`.
+    pub ratio: f64,
+    /// Continued traces follow the inbound sampled flag (`true`, the default), or are
+    /// sampled by `ratio` like new ones (`false`).
+    pub parent_based: bool,
+}
+
+impl Default for SamplingSettings {
+    fn default() -> Self {
+        Self {
+            ratio: 1.0,
+            parent_based: true,
+        }
+    }
+}
+
+/// Where the internal pipeline's spans go.
+///
+/// ```yaml
+/// output: none
+/// ---
+/// output:
+///   otlp_http:
+///     endpoint: https://collector.internal:4318   # or http://… or unix:///path
+///     ca_bundle: /etc/ssl/collector-ca.pem        # optional, https only
+/// ```
+#[derive(Clone, Debug, Default, Deserialize, PartialEq)]
+#[serde(rename_all = "snake_case", deny_unknown_fields)]
+#[non_exhaustive]
+pub enum TracingOutput {
+    /// Spans are recorded (ids, sampling, propagation and log correlation work) and then
+    /// discarded. The default.
+    #[default]
+    None,
+    /// OTLP/HTTP protobuf to a collector.
+    OtlpHttp {
+        /// `http://host:port` (TCP), `https://host:port` (TLS) or `unix:///path`;
+        /// `/v1/traces` is appended to an HTTP endpoint without a path. Default:
+        /// `OTEL_EXPORTER_OTLP_TRACES_ENDPOINT` (as is), else `OTEL_EXPORTER_OTLP_ENDPOINT`
+        /// (`/v1/traces` appended), else `http://localhost:4318`.
+        #[serde(default)]
+        endpoint: Option<String>,
+        /// PEM file of the CA certificates that verify an `https` collector, instead of the
+        /// system roots.
+        #[serde(default)]
+        ca_bundle: Option<PathBuf>,
+    },
+}
+
+/// The internal pipeline's settings after applying environment variables: what `init`
+/// actually uses.
+#[derive(Clone, Debug, PartialEq)]
+#[non_exhaustive]
+pub struct ResolvedTracing {
+    /// `service.name`.
+    pub service_name: String,
+    /// Every resource attribute, `service.name` and `service.version` included.
+    pub resource_attributes: Vec<(String, String)>,
+    /// Sampling ratio of new (and, without `parent_based`, continued) traces.
+    pub sampling_ratio: f64,
+    /// Whether continued traces follow the inbound sampled flag.
+    pub parent_based: bool,
+    /// The export endpoint, `None` for output `none`.
+    pub endpoint: Option<String>,
+}
+
+impl TracingSettings {
+    /// Applies the OpenTelemetry environment variables where these settings leave values
+    /// unset: the endpoint precedence, `OTEL_SERVICE_NAME`, `OTEL_RESOURCE_ATTRIBUTES`,
+    /// `OTEL_TRACES_SAMPLER` and `OTEL_TRACES_SAMPLER_ARG`. `env` looks a variable up
+    /// (`|name| std::env::var(name).ok()` in production).
+    ///
+    /// # Errors
+    ///
+    /// A variable with an invalid value, named in the error.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use foundations::telemetry::settings::{TracingOutput, TracingSettings};
+    ///
+    /// let mut settings = TracingSettings::default();
+    /// settings.output = TracingOutput::OtlpHttp { endpoint: None, ca_bundle: None };
+    /// let env = |name: &str| match name {
+    ///     "OTEL_EXPORTER_OTLP_ENDPOINT" => Some("http://collector:4318".to_owned()),
+    ///     "OTEL_SERVICE_NAME" => Some("checkout".to_owned()),
+    ///     _ => None,
+    /// };
+    /// let resolved = settings.resolve(env).unwrap();
+    /// assert_eq!(resolved.endpoint.as_deref(), Some("http://collector:4318/v1/traces"));
+    /// assert_eq!(resolved.service_name, "checkout");
+    /// ```
+    pub fn resolve(
+        &self,
+        env: impl Fn(&str) -> Option<String>,
+    ) -> Result<ResolvedTracing, SettingsError> {
+        let non_empty = |name: &str| env(name).filter(|value| !value.trim().is_empty());
+        let service_name = self
+            .service_name
+            .clone()
+            .or_else(|| non_empty("OTEL_SERVICE_NAME"))
+            .unwrap_or_else(|| "unknown_service".to_owned());
+
+        let mut attributes = env::resource_attributes(&non_empty)?;
+        attributes.extend(self.resource_attributes.clone());
+        attributes.insert("service.name".to_owned(), service_name.clone());
+        if let Some(version) = &self.service_version {
+            attributes.insert("service.version".to_owned(), version.clone());
+        }
+        let mut resource_attributes: Vec<(String, String)> = attributes.into_iter().collect();
+        // `service.name` first, as collectors and people expect it.
+        resource_attributes.sort_by_key(|(key, _)| key != "service.name");
+
+        let (sampling_ratio, parent_based) = match &self.sampling {
+            Some(sampling) => (sampling.ratio, sampling.parent_based),
+            None => env::sampler(&non_empty)?,
+        };
+
+        let endpoint = match &self.output {
+            TracingOutput::None => None,
+            TracingOutput::OtlpHttp { endpoint, .. } => {
+                Some(env::resolve_endpoint(endpoint.as_deref(), &non_empty)?)
+            }
+        };
+        Ok(ResolvedTracing {
+            service_name,
+            resource_attributes,
+            sampling_ratio,
+            parent_based,
+            endpoint,
+        })
+    }
+
+    /// Checks every value, naming the first invalid one as `tracing.<field>`.
+    pub(super) fn validate(&self) -> Result<(), SettingsError> {
+        if let Some(sampling) = &self.sampling {
+            if !(0.0..=1.0).contains(&sampling.ratio) {
+                return Err(SettingsError::new(
+                    "tracing.sampling.ratio",
+                    format!("{} is not in 0.0..=1.0", sampling.ratio),
+                ));
+            }
+        }
+        self.export.validate("tracing")?;
+        if let TracingOutput::OtlpHttp {
+            endpoint: Some(endpoint),
+            ..
+        } = &self.output
+        {
+            Endpoint::parse(endpoint, true).map_err(|message| {
+                SettingsError::new("tracing.output.otlp_http.endpoint", message)
+            })?;
+        }
+        Ok(())
+    }
+}

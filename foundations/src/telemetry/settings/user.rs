@@ -1,0 +1,74 @@
+//! The user pipeline's settings ([`UserTracingSettings`], feature `user-tracing`): the
+//! receiver's socket, identity, routing header, and the shared [`ExportSettings`].
+//!
+//! This module owns the `user_tracing:` section and its checks only; it starts nothing.
+
+use super::export::ExportSettings;
+use super::{SettingsError, UnknownFields};
+use serde::Deserialize;
+use std::path::PathBuf;
+
+/// Settings of the user pipeline and its OTLP/HTTP exporter over a Unix domain socket.
+///
+/// Only [`socket_path`](Self::socket_path) must be set.
+#[derive(Clone, Debug, Deserialize, PartialEq)]
+// No `deny_unknown_fields`: serde does not support it with `flatten`. Keys that no field
+// takes land in `unknown`, and `validate` rejects them by name.
+#[serde(default)]
+#[non_exhaustive]
+pub struct UserTracingSettings {
+    /// Record and export user spans. Default: `true`.
+    pub enabled: bool,
+    /// The Unix domain socket of the OTLP/HTTP receiver. Required (no default).
+    pub socket_path: PathBuf,
+    /// The `service.name` resource attribute customers see. Default: `unknown_service`.
+    pub service_name: String,
+    /// The request header that carries the encoded routing of a request's spans.
+    /// Default: `cf-trace-config`.
+    pub routing_header: String,
+    /// The exporter's queue, batching and request knobs, written directly under
+    /// `user_tracing:` (`user_tracing.max_batch_size`, …).
+    #[serde(flatten)]
+    pub export: ExportSettings,
+    /// Keys no field took; must stay the last field (flattened fields take their keys in
+    /// field order, and a map takes whatever is left).
+    #[serde(flatten)]
+    pub(super) unknown: UnknownFields,
+}
+
+impl Default for UserTracingSettings {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            socket_path: PathBuf::new(),
+            service_name: "unknown_service".to_owned(),
+            routing_header: "cf-trace-config".to_owned(),
+            export: ExportSettings::default(),
+            unknown: UnknownFields::new(),
+        }
+    }
+}
+
+impl UserTracingSettings {
+    /// Checks every value of an enabled pipeline, naming the first invalid one as
+    /// `user_tracing.<field>`.
+    pub(super) fn validate(&self) -> Result<(), SettingsError> {
+        let field = |name: &str| format!("user_tracing.{name}");
+        if !self.enabled {
+            return Ok(());
+        }
+        if self.socket_path.as_os_str().is_empty() {
+            return Err(SettingsError::new(
+                field("socket_path"),
+                "must be set while user tracing is enabled",
+            ));
+        }
+        if hyper::header::HeaderName::from_bytes(self.routing_header.as_bytes()).is_err() {
+            return Err(SettingsError::new(
+                field("routing_header"),
+                format!("{:?} is not a valid HTTP header name", self.routing_header),
+            ));
+        }
+        self.export.validate("user_tracing")
+    }
+}
