@@ -450,6 +450,13 @@ mod producer {
                 flush_interval_ms: 2000,
                 ..base("split", tcp)
             },
+            // The counter-proof: requests over the Collector's body limit (the default
+            // max_request_bytes) are refused with a final 400, counted, never retried.
+            "limit" => Knobs {
+                max_batch_size: 5000,
+                flush_interval_ms: 2000,
+                ..base("limit", tcp)
+            },
             // The checker restarts the Collector meanwhile: retries must bridge the gap.
             "restart" => Knobs {
                 retry_max_attempts: 40,
@@ -467,7 +474,7 @@ mod producer {
             spans: Vec::new(),
         };
         match scenario {
-            "split" => big_batches(&mut rec),
+            "split" | "limit" => big_batches(&mut rec),
             "restart" => {
                 // A trace of each pipeline every 50 ms for 6 s.
                 let start = Instant::now();
@@ -898,7 +905,7 @@ fn start_receiver(addr: SocketAddr) -> Result<Store, String> {
 mod checker {
     use super::*;
 
-    const ALL_SCENARIOS: [&str; 5] = ["tcp", "unix", "gzip", "split", "restart"];
+    const ALL_SCENARIOS: [&str; 6] = ["tcp", "unix", "gzip", "split", "limit", "restart"];
 
     pub fn run(setup: &Setup) -> ExitCode {
         // Never hang CI: the whole check is bounded.
@@ -1328,6 +1335,9 @@ mod checker {
             .map_err(|e| vec![format!("reading {}: {e}", result_file.display())])?;
 
         let mut problems = Vec::new();
+        if scenario == "limit" {
+            return check_refused(store, &result);
+        }
         check_stats(&result, &mut problems);
         if scenario == "split" {
             // Each pipeline sent ~3 MiB: that is more than a few requests under the limit.
@@ -1406,6 +1416,52 @@ mod checker {
             "; Collector {old} stopped and back as {} after {:.1} s",
             read_pid().unwrap_or(0),
             killed.elapsed().as_secs_f64()
+        ))
+    }
+
+    /// Scenario `limit`: every request was over the body limit. Each must have been refused
+    /// (400, final: counted as rejected, not retried) and nothing forwarded.
+    fn check_refused(store: &Store, result: &ProducerResult) -> Result<String, Vec<String>> {
+        let mut problems = Vec::new();
+        for (pipeline, stats) in [("internal", &result.internal), ("user", &result.user)] {
+            let made = result
+                .spans
+                .iter()
+                .filter(|s| s.pipeline == pipeline)
+                .count() as u64;
+            if stats.dropped_rejected != made || stats.exported != 0 || stats.retries != 0 {
+                problems.push(format!(
+                    "{pipeline}: {made} spans in requests over the limit, expected all rejected \
+                     without retries: {stats:?}"
+                ));
+            }
+        }
+        thread::sleep(Duration::from_millis(500));
+        let received = store.lock().unwrap();
+        let arrived = result
+            .spans
+            .iter()
+            .filter(|s| {
+                received
+                    .spans
+                    .contains_key(&(s.trace_id.clone(), s.span_id.clone()))
+            })
+            .count();
+        if arrived != 0 {
+            problems.push(format!(
+                "{arrived} spans of refused requests were forwarded"
+            ));
+        }
+        if !problems.is_empty() {
+            return Err(problems);
+        }
+        Ok(format!(
+            "requests over the limit refused as expected: internal {} requests, {} spans \
+             rejected; user {} requests, {} spans rejected; 0 retries",
+            result.internal.requests,
+            result.internal.dropped_rejected,
+            result.user.requests,
+            result.user.dropped_rejected
         ))
     }
 
