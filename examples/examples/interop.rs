@@ -1187,6 +1187,10 @@ mod checker {
         gz.write_all(&small).unwrap();
         let gzipped = gz.finish().unwrap();
         let over = probe_request(setup.body_limit + setup.body_limit / 2);
+        // Tiny on the wire, over the limit once decompressed.
+        let mut gz = GzEncoder::new(Vec::new(), GzLevel::default());
+        gz.write_all(&over).unwrap();
+        let over_gzipped = gz.finish().unwrap();
         let pb = "application/x-protobuf";
         let cases: Vec<Probe<'_>> = vec![
             (
@@ -1256,6 +1260,19 @@ mod checker {
                 &tcp,
                 head("POST", Some("127.0.0.1"), pb, None, over.len()),
                 &over,
+                &[400, 413],
+            ),
+            (
+                "gzip body under the limit, 1.5x over it decompressed",
+                &tcp,
+                head(
+                    "POST",
+                    Some("127.0.0.1"),
+                    pb,
+                    Some("gzip"),
+                    over_gzipped.len(),
+                ),
+                &over_gzipped,
                 &[400, 413],
             ),
             (
