@@ -26,6 +26,8 @@ use std::time::{Duration, Instant};
 
 pub use opentelemetry_proto;
 
+pub mod raw;
+
 /// How the sink answers one request.
 #[derive(Clone, Debug)]
 pub enum Reply {

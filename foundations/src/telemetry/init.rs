@@ -311,6 +311,10 @@ impl fmt::Debug for TelemetryDriver {
     }
 }
 
+/// How long [`TelemetryDriver::shutdown`] waits, past its deadline, for aborted workers to
+/// count what they held.
+const ABORT_GRACE: Duration = Duration::from_millis(200);
+
 /// What [`TelemetryDriver::shutdown`] achieved.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 #[non_exhaustive]
@@ -342,14 +346,16 @@ impl TelemetryDriver {
     ///
     /// Spans finished after this call are no longer exported. When the deadline passes
     /// first, in-flight requests are abandoned and what is left is counted as
-    /// `dropped_at_shutdown`.
+    /// `dropped_at_shutdown`; a request whose receiver already answered `2xx` counts as
+    /// exported. Returns within `deadline` plus 200 ms, whatever the receivers do.
     pub fn shutdown(mut self, deadline: Duration) -> ShutdownReport {
         let _ = self.phase.send(Phase::Draining);
         let flushed = self.done.recv_timeout(deadline).is_ok();
         if !flushed {
             let _ = self.phase.send(Phase::Aborted);
-            // Aborting interrupts every wait; the workers finish promptly.
-            let _ = self.done.recv_timeout(Duration::from_secs(5));
+            // Aborting interrupts every wait of every exchange (connect, write, headers and
+            // body), so the workers finish at once; this bounds how long that may take.
+            let _ = self.done.recv_timeout(ABORT_GRACE);
         }
         if let Some(thread) = self.thread.take() {
             if thread.is_finished() {

@@ -178,7 +178,8 @@ pub struct TestSpan {
     pub start_time: SystemTime,
     /// Finish time.
     pub finish_time: SystemTime,
-    /// The `encode()` value of the trace's routing (user pipeline); `None` for internal spans.
+    /// The header value the trace's routing encoded to (user pipeline); `None` for internal
+    /// spans, and for a routing whose `encode()` panicked or gave no valid header value.
     pub routing: Option<String>,
     /// Finished children.
     pub children: Vec<TestSpan>,
@@ -240,7 +241,9 @@ fn to_test_span(span: &FinishedSpan) -> TestSpan {
             .collect(),
         start_time: span.start_time(),
         finish_time: span.finish_time(),
-        routing: span.routing().map(|routing| routing.encode()),
+        routing: span
+            .routing_header()
+            .and_then(|header| header.ok().map(str::to_owned)),
         children: Vec::new(),
     }
 }

@@ -39,6 +39,11 @@
 //! calling [`start_user_trace`] *is* the decision to record, so outbound headers always say
 //! "sampled".
 //!
+//! A trace's [`RoutingMetadata::encode`] is called once, when the trace starts; its value is
+//! the routing header of every request that carries the trace's spans, and spans are grouped
+//! into requests by that value alone (`group_key` is not consulted). A panic in `encode` is
+//! caught: that trace's spans are dropped and counted, other traces are unaffected.
+//!
 //! This module owns the public API of the user pipeline (`telemetry::user_tracing`). It
 //! never touches the internal pipeline: [`dual_span`] is the `dual` module's.
 
@@ -49,6 +54,7 @@ use crate::telemetry::TelemetryContext;
 use crate::telemetry::core::current;
 use crate::telemetry::core::harness::RootOptions;
 use crate::telemetry::core::pipeline::User;
+use crate::telemetry::core::routing::Routing;
 use crate::telemetry::core::scope::Scope;
 use crate::telemetry::core::span::{EntrySpan, SpanHandle};
 use crate::telemetry::core::stack;
@@ -94,7 +100,7 @@ pub fn start_user_trace(
     routing: impl RoutingMetadata + 'static,
     inbound: Option<TraceparentContext>,
 ) -> UserSpanScope {
-    start(name.into(), Arc::new(routing), inbound.map(|tp| (tp, None)))
+    start(name.into(), Box::new(routing), inbound.map(|tp| (tp, None)))
 }
 
 /// Like [`start_user_trace`], continuing `traceparent` and carrying its `tracestate`.
@@ -106,7 +112,7 @@ pub fn start_user_trace_continuing(
 ) -> UserSpanScope {
     start(
         name.into(),
-        Arc::new(routing),
+        Box::new(routing),
         Some((traceparent, tracestate)),
     )
 }
@@ -129,12 +135,12 @@ pub fn start_user_trace_from_headers(
                 tracestate.and_then(|value| TraceState::parse(value).ok()),
             )
         });
-    start(name.into(), Arc::new(routing), inbound)
+    start(name.into(), Box::new(routing), inbound)
 }
 
 fn start(
     name: Cow<'static, str>,
-    routing: Arc<dyn RoutingMetadata>,
+    routing: Box<dyn RoutingMetadata>,
     inbound: Option<(TraceparentContext, Option<TraceState>)>,
 ) -> UserSpanScope {
     let Some(harness) = current::root_harness::<User>() else {
@@ -143,7 +149,9 @@ fn start(
     let options = RootOptions {
         inbound,
         force_sampling: None,
-        routing: Some(routing),
+        // `encode()` runs once, here: its value is the header every span of the trace is
+        // sent under.
+        routing: Some(Arc::new(Routing::resolve(routing))),
     };
     UserSpanScope::enter_with(|slot| *slot = Some(EntrySpan::start_root(harness, name, options)))
 }

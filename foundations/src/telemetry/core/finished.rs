@@ -17,6 +17,7 @@
 //! This module owns the record and the conversions; it does not decide where records go.
 
 use super::identity::{ParentSpan, RawFinishedSpan, SpanState};
+use super::routing::RoutingFault;
 use crate::telemetry::propagation::ids::{SpanId, TraceId};
 use cf_rustracing::log::Log;
 use cf_rustracing::span::RoutingMetadata;
@@ -168,5 +169,13 @@ impl FinishedSpan {
     /// The routing of the span's trace (user pipeline), if any.
     pub fn routing(&self) -> Option<&dyn RoutingMetadata> {
         self.state.routing()
+    }
+
+    /// The routing header value the span is sent under (user pipeline), or why it cannot be
+    /// sent; `None` without routing.
+    pub(crate) fn routing_header(&self) -> Option<Result<&str, RoutingFault>> {
+        self.state
+            .resolved_routing()
+            .map(|routing| routing.header())
     }
 }

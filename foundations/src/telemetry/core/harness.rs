@@ -15,10 +15,11 @@ use super::finished::FinishedSpan;
 use super::identity::{ParentSpan, RawFinishedSpan, SpanState};
 use super::pipeline::{PerPipeline, Pipeline};
 use super::queue::{SpanDrain, SpanQueue};
+use super::routing::Routing;
 use crate::telemetry::propagation::traceparent::TraceparentContext;
 use crate::telemetry::propagation::tracestate::TraceState;
 use cf_rustracing::sampler::AllSampler;
-use cf_rustracing::span::{RoutingMetadata, SpanConsumer};
+use cf_rustracing::span::SpanConsumer;
 use std::fmt;
 use std::ops::Deref;
 use std::sync::Arc;
@@ -132,7 +133,7 @@ pub(crate) struct RootOptions {
     /// `Some(decision)` overrides both the ratio and the inbound sampled flag.
     pub(crate) force_sampling: Option<bool>,
     /// Routing of the new trace (user pipeline), inherited by every descendant.
-    pub(crate) routing: Option<Arc<dyn RoutingMetadata>>,
+    pub(crate) routing: Option<Arc<Routing>>,
 }
 
 impl Harness {

@@ -5,6 +5,7 @@
 //! rest inherited, routing included). It must not know whether a span is recorded, which
 //! span is current, or where finished spans go.
 
+use super::routing::Routing;
 use crate::telemetry::propagation::ids::{SpanId, TraceFlags, TraceId};
 use crate::telemetry::propagation::traceparent::TraceparentContext;
 use crate::telemetry::propagation::tracestate::TraceState;
@@ -43,11 +44,11 @@ pub struct SpanState {
     remote: bool,
     /// Where the spans of this trace are exported (user pipeline). Set on the root, copied
     /// into every child's state: descendants inherit it wherever they run.
-    routing: Option<Arc<dyn RoutingMetadata>>,
+    routing: Option<Arc<Routing>>,
 }
 
-/// Equal identity: ids, flags, tracestate, remoteness, and the same routing value
-/// (compared by its `group_key`).
+/// Equal identity: ids, flags, tracestate, remoteness, and the same routing (the same
+/// resolved routing, or routings that encoded to the same header value).
 impl PartialEq for SpanState {
     fn eq(&self, other: &Self) -> bool {
         self.trace_id == other.trace_id
@@ -57,7 +58,7 @@ impl PartialEq for SpanState {
             && self.remote == other.remote
             && match (&self.routing, &other.routing) {
                 (None, None) => true,
-                (Some(a), Some(b)) => Arc::ptr_eq(a, b) || a.group_key() == b.group_key(),
+                (Some(a), Some(b)) => Arc::ptr_eq(a, b) || a.header() == b.header(),
                 _ => false,
             }
     }
@@ -94,7 +95,13 @@ impl SpanState {
 
     /// The routing of this span's trace (user pipeline), if any.
     pub fn routing(&self) -> Option<&dyn RoutingMetadata> {
-        self.routing.as_deref()
+        self.routing.as_deref().map(Routing::metadata)
+    }
+
+    /// The routing of this span's trace as resolved when it started: the header value its
+    /// spans are sent under.
+    pub(crate) fn resolved_routing(&self) -> Option<&Arc<Routing>> {
+        self.routing.as_ref()
     }
 
     /// The `traceparent` a downstream service receives to continue the trace under this span.
@@ -143,7 +150,7 @@ impl SpanState {
     }
 
     /// Attaches routing; spans started from this state and their descendants inherit it.
-    pub(crate) fn with_routing(mut self, routing: Option<Arc<dyn RoutingMetadata>>) -> Self {
+    pub(crate) fn with_routing(mut self, routing: Option<Arc<Routing>>) -> Self {
         self.routing = routing;
         self
     }

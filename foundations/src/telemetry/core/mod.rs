@@ -12,7 +12,8 @@
 //! ```
 //!
 //! - [`pipeline`]: the pipeline markers, typed scope ids, per-pipeline selection.
-//! - [`identity`]: `SpanState` (ids, flags, tracestate, routing) and `ParentSpan`.
+//! - [`identity`]: `SpanState` (ids, flags, tracestate, routing) and `ParentSpan`;
+//!   [`routing`]: a user trace's routing, encoded once when the trace starts.
 //! - [`span`]: a span while open: owned by its stack entry, or shared behind an `Arc`.
 //! - [`finished`]: `FinishedSpan`, the record a finished span becomes.
 //! - [`queue`]: the bounded hand-over to a consumer (`SpanDrain`), with its counters.
@@ -29,6 +30,7 @@ pub(crate) mod harness;
 pub(crate) mod identity;
 pub(crate) mod pipeline;
 pub(crate) mod queue;
+pub(crate) mod routing;
 pub(crate) mod scope;
 pub(crate) mod span;
 pub(crate) mod stack;

@@ -24,6 +24,8 @@ pub struct ExporterStats {
     pub dropped_no_routing: u64,
     /// Spans dropped because their routing did not encode to a valid header value.
     pub dropped_invalid_routing: u64,
+    /// Dropped: the trace's `RoutingMetadata::encode()` panicked (user pipeline).
+    pub dropped_routing_panicked: u64,
     /// Spans the receiver rejected: `partial_success.rejected_spans`, or a final error status.
     pub dropped_rejected: u64,
     /// Spans dropped after the last allowed retry failed.
@@ -48,6 +50,7 @@ impl ExporterStats {
         self.dropped_queue_full
             + self.dropped_no_routing
             + self.dropped_invalid_routing
+            + self.dropped_routing_panicked
             + self.dropped_rejected
             + self.dropped_retries_exhausted
             + self.dropped_too_large
@@ -68,6 +71,7 @@ pub(super) struct Counters {
     pub(super) exported: AtomicU64,
     pub(super) no_routing: AtomicU64,
     pub(super) invalid_routing: AtomicU64,
+    pub(super) routing_panicked: AtomicU64,
     pub(super) rejected: AtomicU64,
     pub(super) retries_exhausted: AtomicU64,
     pub(super) too_large: AtomicU64,
@@ -93,6 +97,7 @@ impl Counters {
             dropped_queue_full: queue.dropped_queue_full,
             dropped_no_routing: load(&self.no_routing),
             dropped_invalid_routing: load(&self.invalid_routing),
+            dropped_routing_panicked: load(&self.routing_panicked),
             dropped_rejected: load(&self.rejected),
             dropped_retries_exhausted: load(&self.retries_exhausted),
             dropped_too_large: load(&self.too_large),

@@ -249,9 +249,12 @@ impl Exporter {
             add(&self.counters.requests, 1);
             add(&self.counters.bytes_sent, body.len());
 
+            // One deadline for the whole exchange: connect, write, status and headers, and the
+            // response body. A receiver that stalls at any point costs at most this.
+            let deadline = tokio::time::Instant::now() + self.config.request_timeout;
             let outcome = tokio::select! {
-                outcome = tokio::time::timeout(
-                    self.config.request_timeout,
+                outcome = tokio::time::timeout_at(
+                    deadline,
                     self.transport.request(http_request),
                 ) => outcome,
                 _ = aborted(phase.clone()) => {
@@ -263,7 +266,24 @@ impl Exporter {
                 Ok(Ok(response)) => {
                     let status = response.status();
                     if status.is_success() {
-                        self.accept(response, spans).await;
+                        // The status says the receiver took the spans; the body only adds a
+                        // possible partial rejection, read within what is left of the
+                        // deadline. A body that stalls past it (or past shutdown's deadline)
+                        // leaves the spans counted as exported.
+                        let rejected = tokio::select! {
+                            read = tokio::time::timeout_at(deadline, rejected_spans(response, spans)) => {
+                                read.unwrap_or_else(|_| {
+                                    log::warn!(
+                                        "foundations exporter: the receiver accepted {spans} spans \
+                                         but did not finish its response body in time"
+                                    );
+                                    0
+                                })
+                            }
+                            _ = aborted(phase.clone()) => 0,
+                        };
+                        add(&self.counters.rejected, rejected);
+                        add(&self.counters.exported, spans - rejected);
                         return;
                     }
                     if !is_retryable(status) {
@@ -318,37 +338,34 @@ impl Exporter {
             }
         }
     }
+}
 
-    /// Counts a successful response, reading `partial_success` from its body.
-    async fn accept(&self, response: hyper::Response<hyper::body::Incoming>, spans: usize) {
-        let body = Limited::new(response.into_body(), MAX_RESPONSE_BYTES)
-            .collect()
-            .await
-            .map(|collected| collected.to_bytes());
-        let rejected = match body {
-            Ok(bytes) => match ExportTraceServiceResponse::decode(bytes) {
-                Ok(ExportTraceServiceResponse {
-                    partial_success: Some(partial),
-                }) => {
-                    let rejected = usize::try_from(partial.rejected_spans.max(0))
-                        .unwrap_or(spans)
-                        .min(spans);
-                    if rejected > 0 || !partial.error_message.is_empty() {
-                        log::warn!(
-                            "foundations exporter: receiver rejected {rejected} of {spans} \
-                             spans: {}",
-                            partial.error_message
-                        );
-                    }
-                    rejected
-                }
-                // An empty or undecodable body on 200 is full success.
-                _ => 0,
-            },
-            Err(_) => 0,
-        };
-        add(&self.counters.rejected, rejected);
-        add(&self.counters.exported, spans - rejected);
+/// How many of the `spans` a successful response rejects, from the `partial_success` of its
+/// body (at most [`MAX_RESPONSE_BYTES`] read). An empty or undecodable body rejects none.
+async fn rejected_spans(response: hyper::Response<hyper::body::Incoming>, spans: usize) -> usize {
+    let Ok(body) = Limited::new(response.into_body(), MAX_RESPONSE_BYTES)
+        .collect()
+        .await
+        .map(|collected| collected.to_bytes())
+    else {
+        return 0;
+    };
+    match ExportTraceServiceResponse::decode(body) {
+        Ok(ExportTraceServiceResponse {
+            partial_success: Some(partial),
+        }) => {
+            let rejected = usize::try_from(partial.rejected_spans.max(0))
+                .unwrap_or(spans)
+                .min(spans);
+            if rejected > 0 || !partial.error_message.is_empty() {
+                log::warn!(
+                    "foundations exporter: receiver rejected {rejected} of {spans} spans: {}",
+                    partial.error_message
+                );
+            }
+            rejected
+        }
+        _ => 0,
     }
 }
 

@@ -1,0 +1,130 @@
+//! [`Routing`]: where a user trace's spans are delivered, resolved once when the trace
+//! starts.
+//!
+//! The application describes a customer with a `RoutingMetadata`; its `encode()` is the
+//! value of the routing header that every request carrying the trace's spans is sent
+//! under. It is called here, exactly once per trace, and the result travels with every
+//! span of the trace. The exporter groups spans by that value and nothing else, so two
+//! routings can only share a request when they encode to the same header (application
+//! code such as `group_key()` is never asked to decide it), and a panicking `encode()`
+//! costs only its own trace's spans, counted.
+//!
+//! This module owns the resolution and its outcome. It knows nothing of HTTP beyond the
+//! characters a header value may hold, and nothing of requests.
+
+// Only the user pipeline (feature `user-tracing`) starts traces with a routing.
+#![cfg_attr(not(feature = "user-tracing"), allow(dead_code))]
+
+use cf_rustracing::span::RoutingMetadata;
+use std::panic::{AssertUnwindSafe, catch_unwind};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+/// A user trace's routing: the application's metadata, and the header value it encoded to.
+pub(crate) struct Routing {
+    metadata: Box<dyn RoutingMetadata>,
+    header: Result<Box<str>, RoutingFault>,
+}
+
+/// Why a routing cannot be sent: its spans are dropped and counted under this reason.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum RoutingFault {
+    /// `encode()` panicked.
+    Panicked,
+    /// `encode()` returned something no HTTP header value may hold (a control character,
+    /// a non-ASCII byte).
+    InvalidHeader,
+}
+
+impl Routing {
+    /// Resolves `metadata` by calling its `encode()` once. A panic is caught (and logged at
+    /// most once every 10 seconds per process): the trace still runs, its spans are counted
+    /// as dropped when exported.
+    pub(crate) fn resolve(metadata: Box<dyn RoutingMetadata>) -> Self {
+        let header = match catch_unwind(AssertUnwindSafe(|| metadata.encode())) {
+            Ok(encoded) if is_header_value(&encoded) => Ok(encoded.into_boxed_str()),
+            Ok(_) => Err(RoutingFault::InvalidHeader),
+            Err(_) => {
+                log_panic_rate_limited();
+                Err(RoutingFault::Panicked)
+            }
+        };
+        Self { metadata, header }
+    }
+
+    /// The application's description of the routing.
+    pub(crate) fn metadata(&self) -> &dyn RoutingMetadata {
+        &*self.metadata
+    }
+
+    /// The routing header value the trace's spans are sent under, or why they cannot be.
+    pub(crate) fn header(&self) -> Result<&str, RoutingFault> {
+        self.header.as_deref().map_err(|fault| *fault)
+    }
+}
+
+impl std::fmt::Debug for Routing {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Routing")
+            .field("header", &self.header)
+            .finish_non_exhaustive()
+    }
+}
+
+/// What `http::HeaderValue::from_str` accepts: visible ASCII, space and tab.
+fn is_header_value(value: &str) -> bool {
+    value
+        .bytes()
+        .all(|byte| byte == b'\t' || (0x20..0x7f).contains(&byte))
+}
+
+fn log_panic_rate_limited() {
+    static LAST_LOG_SECS: AtomicU64 = AtomicU64::new(0);
+    let now = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |elapsed| elapsed.as_secs());
+    let last = LAST_LOG_SECS.load(Ordering::Relaxed);
+    if now >= last.saturating_add(10)
+        && LAST_LOG_SECS
+            .compare_exchange(last, now, Ordering::Relaxed, Ordering::Relaxed)
+            .is_ok()
+    {
+        log::error!(
+            "foundations user tracing: a RoutingMetadata::encode() panicked; the spans of its \
+             trace are dropped and counted (dropped_routing_panicked)"
+        );
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[derive(Debug)]
+    struct Encodes(&'static str);
+
+    impl RoutingMetadata for Encodes {
+        fn group_key(&self) -> String {
+            "same".into()
+        }
+        fn encode(&self) -> String {
+            if self.0 == "panic" {
+                panic!("encode failed");
+            }
+            self.0.into()
+        }
+    }
+
+    #[test]
+    fn encode_is_resolved_once_into_a_header_value_or_a_fault() {
+        let ok = Routing::resolve(Box::new(Encodes("tenant=1; plan=pro")));
+        assert_eq!(ok.header(), Ok("tenant=1; plan=pro"));
+        assert_eq!(ok.metadata().group_key(), "same");
+        let invalid = Routing::resolve(Box::new(Encodes("line\nbreak")));
+        assert_eq!(invalid.header(), Err(RoutingFault::InvalidHeader));
+        let non_ascii = Routing::resolve(Box::new(Encodes("café")));
+        assert_eq!(non_ascii.header(), Err(RoutingFault::InvalidHeader));
+        let panicked = Routing::resolve(Box::new(Encodes("panic")));
+        assert_eq!(panicked.header(), Err(RoutingFault::Panicked));
+    }
+}
