@@ -8,7 +8,8 @@
 
 use crate::telemetry::core::current;
 use crate::telemetry::core::harness::RootOptions;
-use crate::telemetry::core::pipeline::{Internal, PerPipeline, Pipeline, User};
+use crate::telemetry::core::park::{self, Parked};
+use crate::telemetry::core::pipeline::{Internal, PerPipeline, Pipeline, ScopeId, User};
 use crate::telemetry::core::scope::Scope;
 use crate::telemetry::core::span::{EntrySpan, SpanHandle};
 use crate::telemetry::core::stack;
@@ -97,10 +98,16 @@ impl TelemetryContext {
 
     /// Pushes this context's span of pipeline `P` (or "none", hiding what is below) onto
     /// this thread's stack, cloning the handle straight into its entry.
-    fn enter<P: Pipeline>(&self) -> Scope<P> {
-        Scope::of(stack::push::<P>(None, |slot| {
+    fn push<P: Pipeline>(&self) -> Option<ScopeId<P>> {
+        stack::push::<P>(None, |slot| {
             *slot = self.span::<P>().map(|span| EntrySpan::Shared(span.clone()));
-        }))
+        })
+    }
+
+    /// As [`push`](Self::push), or, when a previous poll of the future this context
+    /// drives parked its entries, those entries (see [`park`]).
+    fn push_or_restore<P: Pipeline>(&self, parked: &mut Parked) -> Option<ScopeId<P>> {
+        park::restore::<P>(parked).or_else(|| self.push::<P>())
     }
 
     /// Makes this context current on this thread until the returned guard is dropped.
@@ -127,8 +134,8 @@ impl TelemetryContext {
     /// ```
     pub fn scope(&self) -> TelemetryScope {
         TelemetryScope {
-            internal: self.enter::<Internal>(),
-            user: self.enter::<User>(),
+            internal: Scope::of(self.push::<Internal>()),
+            user: Scope::of(self.push::<User>()),
             #[cfg(feature = "testing")]
             previous_test_harnesses: PerPipeline::new(
                 stack::swap_test_harness::<Internal>(self.test_harnesses.internal.clone()),
@@ -149,6 +156,11 @@ impl TelemetryContext {
     /// Wraps `future` so that this context is current during every poll of it.
     ///
     /// The future is not boxed: the wrapper adds the context (a few words) to its size.
+    ///
+    /// Each poll leaves this thread's current spans exactly as it found them. A scope the
+    /// future holds across an `.await` (possible for a `!Send` future on a `LocalSet`, or
+    /// under `join!`) stays the future's own: while it is suspended, other futures polled on
+    /// the thread do not see it.
     ///
     /// # Examples
     ///
@@ -173,6 +185,7 @@ impl TelemetryContext {
     pub fn apply<F: Future>(self, future: F) -> WithTelemetryContext<F> {
         WithTelemetryContext {
             ctx: self,
+            parked: PerPipeline::default(),
             inner: future,
         }
     }
@@ -260,6 +273,10 @@ pin_project! {
     #[derive(Debug)]
     pub struct WithTelemetryContext<F> {
         ctx: TelemetryContext,
+        // What the future's code left on this thread's stacks when it last returned
+        // `Pending`. Declared before `inner`, so it drops first: the spans finish, and the
+        // scopes `inner` still holds then find nothing left to end.
+        parked: PerPipeline<Parked>,
         #[pin]
         inner: F,
     }
@@ -271,8 +288,54 @@ impl<F: Future> Future for WithTelemetryContext<F> {
     #[inline]
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<F::Output> {
         let this = self.project();
-        let _scope = this.ctx.scope();
+        let _scope = PollScope::enter(this.ctx, this.parked);
         this.inner.poll(cx)
+    }
+}
+
+/// A context made current for one poll of the future it drives; on drop (also by a panic
+/// in the poll) it ends or parks what the poll left (see [`park`]).
+struct PollScope<'a> {
+    parked: &'a mut PerPipeline<Parked>,
+    internal: Option<ScopeId<Internal>>,
+    user: Option<ScopeId<User>>,
+    #[cfg(feature = "testing")]
+    previous_test_harnesses: PerPipeline<Option<Arc<Harness>>>,
+}
+
+impl<'a> PollScope<'a> {
+    #[inline]
+    fn enter(ctx: &TelemetryContext, parked: &'a mut PerPipeline<Parked>) -> Self {
+        Self {
+            internal: ctx.push_or_restore::<Internal>(&mut parked.internal),
+            user: ctx.push_or_restore::<User>(&mut parked.user),
+            #[cfg(feature = "testing")]
+            previous_test_harnesses: PerPipeline::new(
+                stack::swap_test_harness::<Internal>(ctx.test_harnesses.internal.clone()),
+                stack::swap_test_harness::<User>(ctx.test_harnesses.user.clone()),
+            ),
+            parked,
+        }
+    }
+}
+
+impl Drop for PollScope<'_> {
+    #[inline]
+    fn drop(&mut self) {
+        if let Some(id) = self.internal {
+            park::end_or_park(id, &mut self.parked.internal);
+        }
+        if let Some(id) = self.user {
+            park::end_or_park(id, &mut self.parked.user);
+        }
+        #[cfg(feature = "testing")]
+        {
+            let previous = &mut self.previous_test_harnesses;
+            drop(stack::swap_test_harness::<Internal>(
+                previous.internal.take(),
+            ));
+            drop(stack::swap_test_harness::<User>(previous.user.take()));
+        }
     }
 }
 
@@ -309,4 +372,44 @@ where
     F::Output: Send + 'static,
 {
     tokio::spawn(TelemetryContext::current().apply(future))
+}
+
+/// Spawns a `!Send` `future` on the current [`LocalSet`](tokio::task::LocalSet) with the
+/// current [`TelemetryContext`].
+///
+/// Exactly `tokio::task::spawn_local(TelemetryContext::current().apply(future))`. Scopes
+/// the future holds across `.await` stay its own: other tasks of the `LocalSet` never see
+/// them (see [`TelemetryContext::apply`]).
+///
+/// # Examples
+///
+/// ```
+/// use foundations::telemetry::{self, TelemetryContext};
+/// use foundations::telemetry::tracing::{self, StartTraceOptions};
+///
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() {
+/// # let test = TelemetryContext::test();
+/// # let _test_scope = test.scope();
+/// let local = tokio::task::LocalSet::new();
+/// local
+///     .run_until(async {
+///         let _root = tracing::start_trace("request", StartTraceOptions::default());
+///         telemetry::spawn_local(async {
+///             // A scope held across `.await`: fine in a `!Send` task, and its own.
+///             let _step = tracing::span("step");
+///             tokio::task::yield_now().await;
+///         })
+///         .await
+///         .unwrap();
+///     })
+///     .await;
+/// # }
+/// ```
+pub fn spawn_local<F>(future: F) -> tokio::task::JoinHandle<F::Output>
+where
+    F: Future + 'static,
+    F::Output: 'static,
+{
+    tokio::task::spawn_local(TelemetryContext::current().apply(future))
 }

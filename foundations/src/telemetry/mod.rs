@@ -34,7 +34,7 @@ pub use api::internal as tracing;
 #[doc(inline)]
 pub use api::user as user_tracing;
 
-pub use context::{TelemetryContext, TelemetryScope, WithTelemetryContext, spawn};
+pub use context::{TelemetryContext, TelemetryScope, WithTelemetryContext, spawn, spawn_local};
 pub use export::ExporterStats;
 #[cfg(feature = "user-tracing")]
 pub use init::user_exporter_stats;

@@ -19,7 +19,7 @@
 //! - [`queue`]: the bounded hand-over to a consumer (`SpanDrain`), with its counters.
 //! - [`harness`]: per pipeline, the sampling decision for roots and where records go.
 //! - [`stack`]: the thread-local scope stacks; [`scope`]: an entry's lifetime;
-//!   [`current`]: what is current on this thread.
+//!   [`current`]: what is current on this thread; [`park`]: what a suspended future left.
 //!
 //! This module imports nothing from the API, export, settings or context modules: they
 //! build on it, never the other way round. It uses the W3C value types of `propagation`.
@@ -28,6 +28,7 @@ pub(crate) mod current;
 pub(crate) mod finished;
 pub(crate) mod harness;
 pub(crate) mod identity;
+pub(crate) mod park;
 pub(crate) mod pipeline;
 pub(crate) mod queue;
 pub(crate) mod routing;

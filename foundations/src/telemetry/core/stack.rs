@@ -34,13 +34,13 @@ use super::harness::Harness;
 use std::sync::Arc;
 
 /// One entry of a stack: live below the stack's depth, vacant above it.
-struct Entry {
-    id: RawId,
+pub(super) struct Entry {
+    pub(super) id: RawId,
     /// `None` marks a context without a span of this pipeline: it hides spans below it.
     span: Option<EntrySpan>,
     /// How many unsampled children are joined into this entry (see the module docs): the
     /// number of scopes, beyond the one that pushed it, that end here.
-    joined: u32,
+    pub(super) joined: u32,
     /// The entry's link to a parallel user span (`SpanScope::with_user_span`): kept here
     /// rather than in the scope so that a scope stays one machine word.
     #[cfg(feature = "user-tracing")]
@@ -71,8 +71,8 @@ pub(crate) struct ScopeStack {
     /// Entries `..depth` are the stack, top last. Those above are vacant (no span, no user
     /// link) and kept: pushing reuses one in place, since building an entry elsewhere and
     /// moving it in would copy the span it holds (hundreds of bytes) for every span.
-    entries: Vec<Entry>,
-    depth: usize,
+    pub(super) entries: Vec<Entry>,
+    pub(super) depth: usize,
     next_id: u64,
     /// The harness that roots started on this thread use instead of the global one.
     #[cfg(feature = "testing")]
@@ -136,7 +136,7 @@ impl ScopeStack {
 
     /// Index of the live entry `id`. It is almost always the top one; search from there.
     #[inline]
-    fn find(&self, id: RawId) -> Option<usize> {
+    pub(super) fn find(&self, id: RawId) -> Option<usize> {
         self.live().iter().rposition(|entry| entry.id == id)
     }
 
@@ -271,7 +271,7 @@ thread_local! {
 /// is already borrowed further up this thread's call stack: tracing then degrades to a no-op
 /// instead of panicking.
 #[inline]
-fn with_stack<P: Pipeline, R>(f: impl FnOnce(&mut ScopeStack) -> R) -> Option<R> {
+pub(super) fn with_stack<P: Pipeline, R>(f: impl FnOnce(&mut ScopeStack) -> R) -> Option<R> {
     STACKS
         .try_with(|stacks| {
             let mut stack = stacks.get::<P>().try_borrow_mut().ok()?;
