@@ -10,13 +10,15 @@
 //! they are encoded and sent (that is `export`'s).
 
 use crate::telemetry::core::harness::{self, HarnessOptions, InstallError};
-use crate::telemetry::core::pipeline::Internal;
+#[cfg(feature = "user-tracing")]
+use crate::telemetry::core::pipeline::User;
+use crate::telemetry::core::pipeline::{Internal, Pipeline};
 use crate::telemetry::core::queue::SpanDrain;
 use crate::telemetry::export::{
     Exporter, ExporterConfig, ExporterStats, OtlpEncoder, Phase, Transport,
 };
 use crate::telemetry::settings::{
-    Endpoint, ResolvedTracing, SettingsError, TelemetrySettings, TracingOutput,
+    Endpoint, ResolvedTracing, SettingsError, TelemetrySettings, TracingOutput, TracingSettings,
 };
 use std::fmt;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -126,97 +128,60 @@ fn start(
     settings: &TelemetrySettings,
     resolved: &ResolvedTracing,
 ) -> Result<TelemetryDriver, InitError> {
-    let mut exporters: Vec<Arc<Exporter>> = Vec::new();
+    // Everything that can fail comes first: nothing is installed until all of it succeeded,
+    // so a failed `init` leaves the process as it was and a corrected one may follow.
     #[cfg(feature = "user-tracing")]
-    let user_exporter = match &settings.user_tracing {
-        Some(user) if user.enabled => Some(user_exporter(user)?),
+    let user = match &settings.user_tracing {
+        Some(user) if user.enabled => Some(prepare_user(user)?),
         _ => None,
     };
-    #[cfg(feature = "user-tracing")]
-    exporters.extend(user_exporter.iter().cloned());
-
-    // The internal pipeline: an exporter, or a worker that discards (output `none`).
-    let mut discard: Option<SpanDrain> = None;
-    let internal_exporter = if settings.tracing.enabled {
-        let tracing_settings = &settings.tracing;
-        let transport = match (&resolved.endpoint, &tracing_settings.output) {
-            (Some(endpoint), TracingOutput::OtlpHttp { ca_bundle, .. }) => {
-                let endpoint = Endpoint::parse(endpoint, false).map_err(|message| {
-                    SettingsError::new("tracing.output.otlp_http.endpoint", message)
-                })?;
-                Some(
-                    Transport::new(
-                        endpoint,
-                        tracing_settings.export.num_tasks,
-                        ca_bundle.as_deref(),
-                    )
-                    .map_err(|message| SettingsError::new("tracing.output.otlp_http", message))?,
-                )
-            }
-            _ => None,
-        };
-        let options = HarnessOptions::default()
-            .sampling_ratio(resolved.sampling_ratio)
-            .parent_based(resolved.parent_based)
-            .max_queue_size(tracing_settings.export.max_queue_size);
-        let drain = harness::install::<Internal>(&options).map_err(InitError::Install)?;
-        match transport {
-            Some(transport) => {
-                let encoder =
-                    OtlpEncoder::new(&resolved.service_name, resolved.resource_attributes.clone())
-                        .with_static_tags(
-                            tracing_settings
-                                .static_tags
-                                .iter()
-                                .map(|(k, v)| (k.clone(), v.clone()))
-                                .collect(),
-                        );
-                let config = ExporterConfig::new(&tracing_settings.export, None, encoder);
-                let exporter = Exporter::new(config, transport, drain);
-                exporters.push(Arc::clone(&exporter));
-                Some(exporter)
-            }
-            None => {
-                discard = Some(drain);
-                None
-            }
-        }
-    } else {
-        None
+    let internal = match settings.tracing.enabled {
+        true => Some(prepare_internal(&settings.tracing, resolved)?),
+        false => None,
     };
-
-    let (phase_tx, phase_rx) = watch::channel(Phase::Running);
-    let (done_tx, done_rx) = std::sync::mpsc::channel::<()>();
+    if let Some(internal) = &internal {
+        harness::check::<Internal>(&internal.options).map_err(InitError::Install)?;
+    }
+    #[cfg(feature = "user-tracing")]
+    if let Some(user) = &user {
+        harness::check::<User>(&user.options).map_err(InitError::Install)?;
+    }
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .thread_name("foundations-exporter")
         .build()
         .map_err(InitError::Runtime)?;
-    let workers: Vec<_> = exporters
-        .iter()
-        .flat_map(|exporter| {
-            (0..exporter.num_tasks()).map(|_| (Arc::clone(exporter), phase_rx.clone()))
-        })
-        .collect();
-    let discard_phase = phase_rx.clone();
+    let (work_tx, work_rx) = std::sync::mpsc::channel::<Work>();
+    let (done_tx, done_rx) = std::sync::mpsc::channel::<()>();
     let thread = std::thread::Builder::new()
         .name("foundations-exporter".to_owned())
         .spawn(move || {
-            runtime.block_on(async move {
-                let mut handles: Vec<_> = workers
-                    .into_iter()
-                    .map(|(exporter, phase)| tokio::spawn(exporter.run_worker(phase)))
-                    .collect();
-                if let Some(drain) = discard {
-                    handles.push(tokio::spawn(discard_spans(drain, discard_phase)));
-                }
-                for handle in handles {
-                    let _ = handle.await;
-                }
-            });
+            // No work arrives when `init` failed after this point: the thread just ends.
+            if let Ok(work) = work_rx.recv() {
+                runtime.block_on(work.run());
+            }
             let _ = done_tx.send(());
         })
         .map_err(InitError::Runtime)?;
+
+    // Installing: from here on only a harness installed concurrently by hand can fail.
+    let (phase_tx, phase_rx) = watch::channel(Phase::Running);
+    let mut work = Work {
+        exporters: Vec::new(),
+        discard: None,
+        phase: phase_rx,
+    };
+    let internal_exporter = match internal {
+        Some(internal) => internal.install::<Internal>(&mut work)?,
+        None => None,
+    };
+    #[cfg(feature = "user-tracing")]
+    let user_exporter = match user {
+        Some(user) => user.install::<User>(&mut work)?,
+        None => None,
+    };
+    let discard = work.discard.clone();
+    let _ = work_tx.send(work);
 
     #[cfg(feature = "user-tracing")]
     if let Some(exporter) = &user_exporter {
@@ -225,7 +190,6 @@ fn start(
     if let Some(exporter) = &internal_exporter {
         let _ = INTERNAL_EXPORTER.set(Arc::clone(exporter));
     }
-
     Ok(TelemetryDriver {
         phase: phase_tx,
         done: done_rx,
@@ -233,21 +197,80 @@ fn start(
         internal_exporter,
         #[cfg(feature = "user-tracing")]
         user_exporter,
+        discard,
     })
 }
 
+/// A pipeline ready to install: its harness options and, unless its spans are discarded
+/// (internal output `none`), its exporter's configuration and transport.
+struct Prepared {
+    options: HarnessOptions,
+    exporter: Option<(ExporterConfig, Transport)>,
+}
+
+impl Prepared {
+    /// Installs the harness and adds its consumer to `work`: the exporter (returned), or a
+    /// worker that discards.
+    fn install<P: Pipeline>(self, work: &mut Work) -> Result<Option<Arc<Exporter>>, InitError> {
+        let drain = harness::install::<P>(&self.options).map_err(InitError::Install)?;
+        Ok(match self.exporter {
+            Some((config, transport)) => {
+                let exporter = Exporter::new(config, transport, drain);
+                work.exporters.push(Arc::clone(&exporter));
+                Some(exporter)
+            }
+            None => {
+                work.discard = Some(drain);
+                None
+            }
+        })
+    }
+}
+
+fn prepare_internal(
+    tracing_settings: &TracingSettings,
+    resolved: &ResolvedTracing,
+) -> Result<Prepared, InitError> {
+    let options = HarnessOptions::default()
+        .sampling_ratio(resolved.sampling_ratio)
+        .parent_based(resolved.parent_based)
+        .max_queue_size(tracing_settings.export.max_queue_size);
+    let exporter = match (&resolved.endpoint, &tracing_settings.output) {
+        (Some(endpoint), TracingOutput::OtlpHttp { ca_bundle, .. }) => {
+            let endpoint = Endpoint::parse(endpoint, false).map_err(|message| {
+                SettingsError::new("tracing.output.otlp_http.endpoint", message)
+            })?;
+            // Reads and parses the CA bundle: a bad one fails here, before any install.
+            let transport = Transport::new(
+                endpoint,
+                tracing_settings.export.num_tasks,
+                ca_bundle.as_deref(),
+            )
+            .map_err(|message| SettingsError::new("tracing.output.otlp_http", message))?;
+            let static_tags = tracing_settings
+                .static_tags
+                .iter()
+                .map(|(k, v)| (k.clone(), v.clone()))
+                .collect();
+            let encoder =
+                OtlpEncoder::new(&resolved.service_name, resolved.resource_attributes.clone())
+                    .with_static_tags(static_tags);
+            let config = ExporterConfig::new(&tracing_settings.export, None, encoder);
+            Some((config, transport))
+        }
+        _ => None,
+    };
+    Ok(Prepared { options, exporter })
+}
+
 #[cfg(feature = "user-tracing")]
-fn user_exporter(
+fn prepare_user(
     user: &crate::telemetry::settings::UserTracingSettings,
-) -> Result<Arc<Exporter>, InitError> {
+) -> Result<Prepared, InitError> {
     let routing_header = hyper::header::HeaderName::from_bytes(user.routing_header.as_bytes())
         .map_err(|_| {
             SettingsError::new("user_tracing.routing_header", "not a valid header name")
         })?;
-    let drain = harness::install::<crate::telemetry::core::pipeline::User>(
-        &HarnessOptions::default().max_queue_size(user.export.max_queue_size),
-    )
-    .map_err(InitError::Install)?;
     let transport = Transport::new(
         Endpoint::Unix(user.socket_path.clone()),
         user.export.num_tasks,
@@ -256,21 +279,149 @@ fn user_exporter(
     .map_err(|message| SettingsError::new("user_tracing.socket_path", message))?;
     let encoder = OtlpEncoder::new(&user.service_name, Vec::new());
     let config = ExporterConfig::new(&user.export, Some(routing_header), encoder);
-    Ok(Exporter::new(config, transport, drain))
+    Ok(Prepared {
+        options: HarnessOptions::default().max_queue_size(user.export.max_queue_size),
+        exporter: Some((config, transport)),
+    })
 }
 
-/// Drops the internal pipeline's spans (output `none`) until shutdown.
+/// What the exporter thread runs: every exporter's workers, and the discarding worker.
+struct Work {
+    exporters: Vec<Arc<Exporter>>,
+    discard: Option<SpanDrain>,
+    phase: watch::Receiver<Phase>,
+}
+
+impl Work {
+    async fn run(self) {
+        let mut handles = Vec::new();
+        for exporter in self.exporters {
+            for _ in 0..exporter.num_tasks() {
+                handles.push(tokio::spawn(
+                    Arc::clone(&exporter).run_worker(self.phase.clone()),
+                ));
+            }
+        }
+        if let Some(drain) = self.discard {
+            handles.push(tokio::spawn(discard_spans(drain, self.phase.clone())));
+        }
+        for handle in handles {
+            let _ = handle.await;
+        }
+    }
+}
+
+/// Drops the internal pipeline's spans (output `none`) until shutdown; for the life of the
+/// process when the driver is dropped without one, so the queue never fills.
 async fn discard_spans(drain: SpanDrain, mut phase: watch::Receiver<Phase>) {
     let mut batch = Vec::with_capacity(1024);
+    let mut driver_gone = false;
     loop {
         tokio::select! {
             _ = drain.recv_batch(&mut batch, 1024, Duration::from_millis(500)) => batch.clear(),
-            changed = phase.changed() => {
-                if changed.is_err() || *phase.borrow() != Phase::Running {
-                    return;
-                }
-            }
+            changed = phase.changed(), if !driver_gone => match changed {
+                Err(_) => driver_gone = true,
+                Ok(()) if *phase.borrow() != Phase::Running => return,
+                Ok(()) => {}
+            },
         }
+    }
+}
+
+/// Delivers every span queued before this call, waiting at most `deadline`, and returns
+/// what became of them. Exporting goes on afterwards (unlike
+/// [`TelemetryDriver::shutdown`]).
+///
+/// Safe from anywhere: plain threads, `spawn_blocking`, or inside an async task on any
+/// runtime flavour, `current_thread` included. The exporters run on their own thread, so
+/// waiting here cannot deadlock them; it does block the calling thread up to `deadline`.
+/// Without [`init`] it returns at once, with nothing to report.
+///
+/// # Examples
+///
+/// ```
+/// use std::time::Duration;
+///
+/// let report = foundations::telemetry::flush(Duration::from_secs(1));
+/// assert!(report.flushed, "nothing to deliver without init");
+/// ```
+pub fn flush(deadline: Duration) -> FlushReport {
+    #[cfg(feature = "user-tracing")]
+    let user = USER_EXPORTER.get();
+    #[cfg(not(feature = "user-tracing"))]
+    let user = None;
+    flush_exporters(INTERNAL_EXPORTER.get(), user, deadline)
+}
+
+/// What [`flush`] achieved, per pipeline.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct FlushReport {
+    /// `true` when every span queued before the call was exported or dropped (for a counted
+    /// reason) by the deadline.
+    pub flushed: bool,
+    /// The internal exporter's spans settled during the flush, if it runs.
+    pub internal: Option<FlushCounts>,
+    /// The user exporter's spans settled during the flush, if it runs.
+    pub user: Option<FlushCounts>,
+}
+
+/// Spans one exporter settled between the start and the end of a [`flush`].
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct FlushCounts {
+    /// Spans the receiver accepted.
+    pub exported: u64,
+    /// Spans dropped, whatever the reason (see [`ExporterStats`] for the reasons).
+    pub dropped: u64,
+}
+
+fn flush_exporters(
+    internal: Option<&Arc<Exporter>>,
+    user: Option<&Arc<Exporter>>,
+    deadline: Duration,
+) -> FlushReport {
+    let until = std::time::Instant::now() + deadline;
+    let start: Vec<_> = [internal, user]
+        .map(|exporter| exporter.map(|exporter| (exporter, exporter.stats())))
+        .into_iter()
+        .collect();
+    for (exporter, _) in start.iter().flatten() {
+        exporter.flush();
+    }
+    // A span has entered the queue when `spans_queued` counts it; it is settled once it is
+    // exported or dropped after that (drops at the queue's door never entered it).
+    let settled = |stats: &ExporterStats| {
+        stats.spans_exported + stats.dropped()
+            - stats.dropped_queue_full
+            - stats.dropped_after_shutdown
+    };
+    let mut pause = Duration::from_micros(200);
+    let flushed = loop {
+        let done = start
+            .iter()
+            .flatten()
+            .all(|(exporter, before)| settled(&exporter.stats()) >= before.spans_queued);
+        let now = std::time::Instant::now();
+        if done || now >= until {
+            break done;
+        }
+        std::thread::sleep(pause.min(until - now));
+        pause = (pause * 2).min(Duration::from_millis(10));
+    };
+    let counts = |entry: &Option<(&Arc<Exporter>, ExporterStats)>| {
+        entry.as_ref().map(|(exporter, before)| {
+            let after = exporter.stats();
+            FlushCounts {
+                exported: after.spans_exported - before.spans_exported,
+                dropped: after.dropped() - before.dropped(),
+            }
+        })
+    };
+    FlushReport {
+        flushed,
+        internal: counts(&start[0]),
+        user: counts(&start[1]),
     }
 }
 
@@ -294,8 +445,9 @@ pub fn user_exporter_stats() -> Option<ExporterStats> {
 /// Handle to the telemetry started by [`init`].
 ///
 /// Call [`shutdown`](Self::shutdown) before the process exits to deliver what is queued.
-/// Dropping the driver without shutting down leaves the exporters running for the rest of
-/// the process.
+/// Dropping the driver without shutting down is safe: the exporters (and, with output
+/// `none`, the worker that discards internal spans) keep running for the rest of the
+/// process, so queues never fill up unseen; what is queued when the process exits is lost.
 pub struct TelemetryDriver {
     phase: watch::Sender<Phase>,
     done: std::sync::mpsc::Receiver<()>,
@@ -303,6 +455,8 @@ pub struct TelemetryDriver {
     internal_exporter: Option<Arc<Exporter>>,
     #[cfg(feature = "user-tracing")]
     user_exporter: Option<Arc<Exporter>>,
+    /// The internal queue when its spans are discarded (output `none`), to close it.
+    discard: Option<SpanDrain>,
 }
 
 impl fmt::Debug for TelemetryDriver {
@@ -329,6 +483,30 @@ pub struct ShutdownReport {
 }
 
 impl TelemetryDriver {
+    fn exporters(&self) -> impl Iterator<Item = &Arc<Exporter>> {
+        #[cfg(feature = "user-tracing")]
+        let user = self.user_exporter.as_ref();
+        #[cfg(not(feature = "user-tracing"))]
+        let user = None;
+        self.internal_exporter.iter().chain(user)
+    }
+
+    /// Delivers every span queued before this call, waiting at most `deadline`, and keeps
+    /// exporting: [`flush`] on this driver's exporters.
+    pub fn flush(&self, deadline: Duration) -> FlushReport {
+        flush_exporters(self.internal_exporter.as_ref(), self.user(), deadline)
+    }
+
+    #[cfg(feature = "user-tracing")]
+    fn user(&self) -> Option<&Arc<Exporter>> {
+        self.user_exporter.as_ref()
+    }
+
+    #[cfg(not(feature = "user-tracing"))]
+    fn user(&self) -> Option<&Arc<Exporter>> {
+        None
+    }
+
     /// Counters of the internal exporter (output `otlp_http`).
     pub fn internal_stats(&self) -> Option<ExporterStats> {
         self.internal_exporter
@@ -349,6 +527,14 @@ impl TelemetryDriver {
     /// `dropped_at_shutdown`; a request whose receiver already answered `2xx` counts as
     /// exported. Returns within `deadline` plus 200 ms, whatever the receivers do.
     pub fn shutdown(mut self, deadline: Duration) -> ShutdownReport {
+        // From now on spans are counted (`dropped_after_shutdown`), never queued: what is
+        // queued is all there is to deliver.
+        for exporter in self.exporters() {
+            exporter.close();
+        }
+        if let Some(discard) = &self.discard {
+            discard.close();
+        }
         let _ = self.phase.send(Phase::Draining);
         let flushed = self.done.recv_timeout(deadline).is_ok();
         if !flushed {

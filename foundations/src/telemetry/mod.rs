@@ -38,6 +38,9 @@ pub use context::{TelemetryContext, TelemetryScope, WithTelemetryContext, spawn,
 pub use export::ExporterStats;
 #[cfg(feature = "user-tracing")]
 pub use init::user_exporter_stats;
-pub use init::{InitError, ShutdownReport, TelemetryDriver, init, internal_exporter_stats};
+pub use init::{
+    FlushCounts, FlushReport, InitError, ShutdownReport, TelemetryDriver, flush, init,
+    internal_exporter_stats,
+};
 #[cfg(feature = "testing")]
 pub use testing::{TestLog, TestSpan, TestTelemetryContext, TestTraceOptions};

@@ -346,6 +346,24 @@ impl std::error::Error for InstallError {}
 /// (parent-based or not); the other records every root it is asked to start. Invalid options
 /// are rejected before anything is installed.
 pub(crate) fn install<P: Pipeline>(options: &HarnessOptions) -> Result<SpanDrain, InstallError> {
+    check::<P>(options)?;
+    let ratio = options.sampling_ratio;
+    let sampling = match (P::SAMPLED, options.parent_based) {
+        (false, _) => RootSampling::Always,
+        (true, true) => RootSampling::Ratio(ratio),
+        (true, false) => RootSampling::RatioIgnoringParent(ratio),
+    };
+    let (queue, drain) = SpanDrain::new(options.max_queue_size);
+    HARNESSES
+        .get::<P>()
+        .set(Harness::with_sink(sampling, Sink::Queue(queue)))
+        .map_err(|_| InstallError::AlreadyInstalled)?;
+    Ok(drain)
+}
+
+/// Whether [`install`] would succeed now: the options are valid and no harness of `P` is
+/// installed. Lets `init` check both pipelines before it installs either.
+pub(crate) fn check<P: Pipeline>(options: &HarnessOptions) -> Result<(), InstallError> {
     let ratio = options.sampling_ratio;
     if !(0.0..=1.0).contains(&ratio) {
         return Err(InstallError::InvalidSamplingRatio(ratio));
@@ -353,19 +371,10 @@ pub(crate) fn install<P: Pipeline>(options: &HarnessOptions) -> Result<SpanDrain
     if options.max_queue_size == Some(0) {
         return Err(InstallError::ZeroQueueSize);
     }
-    let sampling = match (P::SAMPLED, options.parent_based) {
-        (false, _) => RootSampling::Always,
-        (true, true) => RootSampling::Ratio(ratio),
-        (true, false) => RootSampling::RatioIgnoringParent(ratio),
-    };
-    let slot = HARNESSES.get::<P>();
-    if slot.get().is_some() {
+    if HARNESSES.get::<P>().get().is_some() {
         return Err(InstallError::AlreadyInstalled);
     }
-    let (queue, drain) = SpanDrain::new(options.max_queue_size);
-    slot.set(Harness::with_sink(sampling, Sink::Queue(queue)))
-        .map_err(|_| InstallError::AlreadyInstalled)?;
-    Ok(drain)
+    Ok(())
 }
 
 #[cfg(test)]

@@ -31,7 +31,8 @@ fn full_queue_drops_and_counts_every_extra_span() {
         drain.stats(),
         QueueStats {
             queued: 10,
-            dropped_queue_full: 15
+            dropped_queue_full: 15,
+            dropped_after_close: 0,
         }
     );
     let mut batch = Vec::new();
@@ -39,6 +40,13 @@ fn full_queue_drops_and_counts_every_extra_span() {
     // Room again after draining.
     finish_spans(&harness, 1);
     assert_eq!(drain.len(), 1);
+    // Closed: what comes after is counted, never queued; what was queued can still leave.
+    drain.close();
+    finish_spans(&harness, 3);
+    assert_eq!(drain.len(), 1);
+    assert_eq!(drain.stats().dropped_after_close, 3);
+    assert_eq!(drain.stats().dropped_queue_full, 15);
+    assert!(drain.try_recv().is_some());
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

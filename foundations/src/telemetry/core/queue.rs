@@ -10,7 +10,7 @@ use crossbeam_queue::SegQueue;
 use std::fmt;
 use std::ops::Deref;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::time::Duration;
 use tokio::sync::Notify;
 
@@ -22,6 +22,8 @@ pub struct QueueStats {
     pub queued: u64,
     /// Finished spans dropped because the queue was full.
     pub dropped_queue_full: u64,
+    /// Finished spans dropped because the queue was closed (telemetry was shut down).
+    pub dropped_after_close: u64,
 }
 
 /// The bounded queue between finished spans and their consumer.
@@ -49,10 +51,14 @@ struct ProducerCounters {
     /// bound is never exceeded. Consumers subtract after popping, so it may briefly count
     /// spans already taken out: the bound errs on the side of holding fewer.
     len: AtomicUsize,
-    max_len: usize,
+    /// The bound; 0 once the queue is closed, so that a closed queue costs producers no
+    /// check of their own.
+    max_len: AtomicUsize,
     /// Queue length at which producers wake waiting consumers; `usize::MAX` when none waits.
     wake_at: AtomicUsize,
     dropped_queue_full: AtomicU64,
+    closed: AtomicBool,
+    dropped_after_close: AtomicU64,
 }
 
 /// Keeps its value on cache lines of its own (128 bytes: adjacent-line prefetch pairs
@@ -74,9 +80,11 @@ impl SpanQueue {
             spans: SegQueue::new(),
             producers: CacheLine(ProducerCounters {
                 len: AtomicUsize::new(0),
-                max_len: max_len.unwrap_or(usize::MAX),
+                max_len: AtomicUsize::new(max_len.unwrap_or(usize::MAX)),
                 wake_at: AtomicUsize::new(usize::MAX),
                 dropped_queue_full: AtomicU64::new(0),
+                closed: AtomicBool::new(false),
+                dropped_after_close: AtomicU64::new(0),
             }),
             popped: CacheLine(AtomicU64::new(0)),
             wake: Notify::new(),
@@ -92,9 +100,14 @@ impl SpanQueue {
     pub(super) fn push_with(&self, make: impl FnOnce() -> FinishedSpan) {
         let counters = &*self.producers;
         let len = counters.len.fetch_add(1, Ordering::AcqRel);
-        if len >= counters.max_len {
+        if len >= counters.max_len.load(Ordering::Relaxed) {
             counters.len.fetch_sub(1, Ordering::AcqRel);
-            counters.dropped_queue_full.fetch_add(1, Ordering::Relaxed);
+            let reason = if counters.closed.load(Ordering::Acquire) {
+                &counters.dropped_after_close
+            } else {
+                &counters.dropped_queue_full
+            };
+            reason.fetch_add(1, Ordering::Relaxed);
             return;
         }
         self.spans.push(make());
@@ -236,7 +249,20 @@ impl SpanDrain {
                 .producers
                 .dropped_queue_full
                 .load(Ordering::Relaxed),
+            dropped_after_close: self
+                .queue
+                .producers
+                .dropped_after_close
+                .load(Ordering::Relaxed),
         }
+    }
+
+    /// Closes the queue: spans finished from now on are dropped and counted
+    /// ([`QueueStats::dropped_after_close`]); those already queued can still be received.
+    pub fn close(&self) {
+        let counters = &*self.queue.producers;
+        counters.closed.store(true, Ordering::Release);
+        counters.max_len.store(0, Ordering::Release);
     }
 }
 

@@ -9,8 +9,9 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 /// A snapshot of an exporter's counters, all since it started.
 ///
-/// Every span that entered the queue is in exactly one of `spans_exported` and the
-/// `dropped_*` counters, or still waiting (`spans_queued` minus the rest).
+/// The balance: every span the pipeline finished ([`produced`](Self::produced)) is in
+/// exactly one of `spans_exported` and the `dropped_*` counters, or still waiting
+/// ([`pending`](Self::pending)).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct ExporterStats {
@@ -34,6 +35,8 @@ pub struct ExporterStats {
     pub dropped_too_large: u64,
     /// Spans still queued or in flight when the shutdown deadline passed.
     pub dropped_at_shutdown: u64,
+    /// Spans finished after shutdown began: never queued.
+    pub dropped_after_shutdown: u64,
     /// HTTP requests sent (every attempt).
     pub requests: u64,
     /// Attempts that were retries.
@@ -55,11 +58,18 @@ impl ExporterStats {
             + self.dropped_retries_exhausted
             + self.dropped_too_large
             + self.dropped_at_shutdown
+            + self.dropped_after_shutdown
+    }
+
+    /// Every span the pipeline finished: queued, or refused by the queue (full, or after
+    /// shutdown began).
+    pub fn produced(&self) -> u64 {
+        self.spans_queued + self.dropped_queue_full + self.dropped_after_shutdown
     }
 
     /// Spans neither exported nor dropped yet: waiting in the queue or in flight.
     pub fn pending(&self) -> u64 {
-        (self.spans_queued + self.dropped_queue_full)
+        self.produced()
             .saturating_sub(self.spans_exported + self.dropped())
     }
 }
@@ -102,6 +112,7 @@ impl Counters {
             dropped_retries_exhausted: load(&self.retries_exhausted),
             dropped_too_large: load(&self.too_large),
             dropped_at_shutdown: load(&self.at_shutdown),
+            dropped_after_shutdown: queue.dropped_after_close,
             requests: load(&self.requests),
             retries: load(&self.retries),
             bytes_sent: load(&self.bytes_sent),

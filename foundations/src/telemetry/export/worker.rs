@@ -30,9 +30,9 @@ use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceResponse
 use prost::Message;
 use std::io::Write;
 use std::sync::Arc;
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
-use tokio::sync::watch;
+use tokio::sync::{Notify, watch};
 
 /// Most bytes of a response body that are read.
 const MAX_RESPONSE_BYTES: usize = 4 * 1024 * 1024;
@@ -92,6 +92,10 @@ pub(crate) struct Exporter {
     counters: Counters,
     transport: Transport,
     user_agent: HeaderValue,
+    /// Bumped by [`flush`](Self::flush): a worker that sees a new value sends what is queued
+    /// without waiting for a full batch.
+    flush_generation: AtomicU64,
+    flush_requested: Notify,
 }
 
 impl Exporter {
@@ -105,7 +109,20 @@ impl Exporter {
                 "foundations/",
                 env!("CARGO_PKG_VERSION")
             )),
+            flush_generation: AtomicU64::new(0),
+            flush_requested: Notify::new(),
         })
+    }
+
+    /// Asks the workers to send what is queued now, without waiting for full batches.
+    pub(crate) fn flush(&self) {
+        self.flush_generation.fetch_add(1, Ordering::AcqRel);
+        self.flush_requested.notify_waiters();
+    }
+
+    /// Closes the queue: spans finished from now on are counted as dropped after shutdown.
+    pub(crate) fn close(&self) {
+        self.drain.close();
     }
 
     pub(crate) fn num_tasks(&self) -> usize {
@@ -121,7 +138,9 @@ impl Exporter {
     /// `Aborted`.
     pub(crate) async fn run_worker(self: Arc<Self>, mut phase: watch::Receiver<Phase>) {
         let mut batch = Vec::with_capacity(self.config.max_batch_size);
+        let mut flushed_generation = 0;
         loop {
+            let mut detached = false;
             let current = *phase.borrow_and_update();
             match current {
                 Phase::Aborted => break,
@@ -135,7 +154,26 @@ impl Exporter {
                     }
                 }
                 Phase::Running => {
+                    let flush = self.flush_requested.notified();
+                    tokio::pin!(flush);
+                    // Registered before the generation is read: a flush in between wakes it.
+                    flush.as_mut().enable();
+                    let generation = self.flush_generation.load(Ordering::Acquire);
+                    if generation != flushed_generation {
+                        // A flush: send everything queued now, in full batches and a last
+                        // partial one, without waiting.
+                        flushed_generation = generation;
+                        while self
+                            .drain
+                            .drain_into(&mut batch, self.config.max_batch_size)
+                            > 0
+                        {
+                            self.export(&mut batch, &phase).await;
+                        }
+                        continue;
+                    }
                     tokio::select! {
+                        _ = flush => continue,
                         // Cancel-safe: spans are only taken after the wait completes.
                         _ = self.drain.recv_batch(
                             &mut batch,
@@ -143,15 +181,18 @@ impl Exporter {
                             self.config.flush_interval,
                         ) => {}
                         changed = phase.changed() => {
-                            if changed.is_err() {
-                                // The driver is gone without shutting down: keep exporting
-                                // for the life of the process.
-                                return self.run_detached(batch).await;
+                            if changed.is_ok() {
+                                continue;
                             }
-                            continue;
+                            // The driver is gone without shutting down: keep exporting for
+                            // the life of the process.
+                            detached = true;
                         }
                     }
                 }
+            }
+            if detached {
+                return self.run_detached(batch).await;
             }
             if !batch.is_empty() {
                 self.export(&mut batch, &phase).await;

@@ -71,6 +71,19 @@ impl Default for ExportSettings {
 }
 
 impl ExportSettings {
+    /// Upper bound of `max_queue_size` (when set): ten million spans, a few GiB at most.
+    pub const MAX_QUEUE_SIZE: usize = 10_000_000;
+    /// Upper bound of `max_batch_size`: a batch buffer is allocated at this size up front.
+    pub const MAX_BATCH_SIZE: usize = 1 << 16;
+    /// Upper bound of `num_tasks`: each worker may hold a connection.
+    pub const MAX_NUM_TASKS: usize = 64;
+    /// Upper bound of `max_request_bytes`: the OTLP limit of 64 MiB.
+    pub const MAX_REQUEST_BYTES: usize = 64 * 1024 * 1024;
+    /// Upper bound of `retry.max_attempts`.
+    pub const MAX_ATTEMPTS: u32 = 100;
+    /// Upper bound of every interval, timeout and backoff: 5 minutes.
+    pub const MAX_INTERVAL_MS: u64 = 5 * 60 * 1000;
+
     /// `flush_interval_ms` as a duration.
     pub fn flush_interval(&self) -> Duration {
         Duration::from_millis(self.flush_interval_ms)
@@ -103,6 +116,74 @@ impl ExportSettings {
         for (name, value) in positive {
             if value == 0 {
                 return Err(SettingsError::new(field(name), "must be greater than 0"));
+            }
+        }
+        if let Some(queue) = self.max_queue_size
+            && self.max_batch_size > queue
+        {
+            return Err(SettingsError::new(
+                field("max_batch_size"),
+                format!("must not exceed max_queue_size ({queue})"),
+            ));
+        }
+        let bounded = [
+            (
+                "max_queue_size",
+                self.max_queue_size.unwrap_or(0) as u64,
+                Self::MAX_QUEUE_SIZE as u64,
+            ),
+            (
+                "num_tasks",
+                self.num_tasks as u64,
+                Self::MAX_NUM_TASKS as u64,
+            ),
+            (
+                "max_batch_size",
+                self.max_batch_size as u64,
+                Self::MAX_BATCH_SIZE as u64,
+            ),
+            (
+                "flush_interval_ms",
+                self.flush_interval_ms,
+                Self::MAX_INTERVAL_MS,
+            ),
+            (
+                "request_timeout_ms",
+                self.request_timeout_ms,
+                Self::MAX_INTERVAL_MS,
+            ),
+            (
+                "max_request_bytes",
+                self.max_request_bytes as u64,
+                Self::MAX_REQUEST_BYTES as u64,
+            ),
+            (
+                "retry.max_attempts",
+                u64::from(self.retry.max_attempts),
+                Self::MAX_ATTEMPTS.into(),
+            ),
+            (
+                "retry.initial_backoff_ms",
+                self.retry.initial_backoff_ms,
+                Self::MAX_INTERVAL_MS,
+            ),
+            (
+                "retry.max_backoff_ms",
+                self.retry.max_backoff_ms,
+                Self::MAX_INTERVAL_MS,
+            ),
+            (
+                "retry.max_retry_after_ms",
+                self.retry.max_retry_after_ms,
+                Self::MAX_INTERVAL_MS,
+            ),
+        ];
+        for (name, value, max) in bounded {
+            if value > max {
+                return Err(SettingsError::new(
+                    field(name),
+                    format!("must be at most {max}"),
+                ));
             }
         }
         if self.retry.max_backoff_ms < self.retry.initial_backoff_ms {

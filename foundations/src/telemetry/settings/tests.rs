@@ -429,7 +429,7 @@ mod flatten {
             "max_batch_size: 7\nnum_tasks: 3\nflush_interval_ms: 50\nrequest_timeout_ms: 1",
             "max_queue_size: null",
             "max_queue_size: ~",
-            "max_queue_size: 10",
+            "max_queue_size: 1000",
             "max_request_bytes: 1048576",
             "max_request_bytes: 18446744073709551615",
             "max_batch_size: 0x10",
@@ -443,7 +443,7 @@ mod flatten {
             "retry: {}",
             "retry:\n  max_attempts: \"3\"",
             "retry:\n  max_attempts: 4294967296",
-            "max_queue_size: \"12\"",
+            "max_queue_size: \"1200\"",
             "max_queue_size: \"null\"",
             "max_queue_size:",
             "max_batch_size: -1",
@@ -468,6 +468,10 @@ mod flatten {
                         assert_eq!(*direct, flattened, "{section}: {knobs}")
                     }
                     (Err(_), Err(_)) => {}
+                    // Parsed alike, and refused by the bounds that validation adds.
+                    (Ok(direct), Err(error)) if direct.validate(section).is_err() => {
+                        assert_eq!(direct.validate(section).unwrap_err(), error);
+                    }
                     (direct, flattened) => {
                         panic!("{section}: {knobs}: direct {direct:?}, flattened {flattened:?}")
                     }

@@ -49,6 +49,26 @@ impl Default for UserTracingSettings {
     }
 }
 
+/// The longest Unix socket path that can be connected to (`sun_path`, less its NUL).
+const MAX_SOCKET_PATH_BYTES: usize = 107;
+
+/// Headers the exporter (or HTTP itself) sets: a routing header must not replace them.
+const RESERVED_HEADERS: &[&str] = &[
+    "host",
+    "content-type",
+    "content-length",
+    "content-encoding",
+    "transfer-encoding",
+    "user-agent",
+    "connection",
+    "keep-alive",
+    "te",
+    "trailer",
+    "upgrade",
+    "expect",
+    "proxy-connection",
+];
+
 impl UserTracingSettings {
     /// Checks every value of an enabled pipeline, naming the first invalid one as
     /// `user_tracing.<field>`.
@@ -63,10 +83,37 @@ impl UserTracingSettings {
                 "must be set while user tracing is enabled",
             ));
         }
+        if !self.socket_path.is_absolute() {
+            return Err(SettingsError::new(
+                field("socket_path"),
+                format!("{} is not an absolute path", self.socket_path.display()),
+            ));
+        }
+        // `sun_path` holds 108 bytes, the terminating NUL included: a longer path can never
+        // be connected to, so say so now rather than retry for ever.
+        let length = self.socket_path.as_os_str().len();
+        if length > MAX_SOCKET_PATH_BYTES {
+            return Err(SettingsError::new(
+                field("socket_path"),
+                format!(
+                    "is {length} bytes; a Unix socket path holds at most {MAX_SOCKET_PATH_BYTES}"
+                ),
+            ));
+        }
         if hyper::header::HeaderName::from_bytes(self.routing_header.as_bytes()).is_err() {
             return Err(SettingsError::new(
                 field("routing_header"),
                 format!("{:?} is not a valid HTTP header name", self.routing_header),
+            ));
+        }
+        let lowercase = self.routing_header.to_ascii_lowercase();
+        if RESERVED_HEADERS.contains(&lowercase.as_str()) {
+            return Err(SettingsError::new(
+                field("routing_header"),
+                format!(
+                    "{:?} is a header the exporter sets itself",
+                    self.routing_header
+                ),
             ));
         }
         self.export.validate("user_tracing")
