@@ -55,7 +55,8 @@ fn retryable_statuses_are_retried_and_final_ones_are_not() {
         received[..4].iter().all(|r| r.spans().len() == 3),
         "same request each time"
     );
-    let stats = telemetry::user_exporter_stats().unwrap();
+    // The sink records a request before the exporter has read its response: wait for it.
+    let stats = settled(|stats| stats.spans_exported == 3);
     assert_eq!(stats.spans_exported, 3);
     assert_eq!(stats.retries, 3);
 
@@ -64,7 +65,7 @@ fn retryable_statuses_are_retried_and_final_ones_are_not() {
     sink.wait_until(Duration::from_secs(10), |r| r.len() >= 5);
     std::thread::sleep(Duration::from_millis(300));
     assert_eq!(sink.received().len(), 5, "a 400 is never retried");
-    let stats = telemetry::user_exporter_stats().unwrap();
+    let stats = settled(|stats| stats.dropped_rejected == 2);
     assert_eq!(stats.dropped_rejected, 2);
 
     // 3) Partial success: 2 of 4 rejected, not retried.
@@ -84,4 +85,16 @@ fn retryable_statuses_are_retried_and_final_ones_are_not() {
     assert_eq!(stats.dropped_rejected, 2 + 2);
     assert_eq!(stats.spans_exported + stats.dropped(), stats.spans_queued);
     assert_eq!(stats.requests, 6);
+}
+
+/// The user exporter's counters once `done` says they settled, or after 10 s.
+fn settled(done: impl Fn(&telemetry::ExporterStats) -> bool) -> telemetry::ExporterStats {
+    let until = std::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let stats = telemetry::user_exporter_stats().unwrap();
+        if done(&stats) || std::time::Instant::now() > until {
+            return stats;
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    }
 }
