@@ -1,9 +1,11 @@
 //! [`init`] and the [`TelemetryDriver`] it returns: installs the harnesses and runs the
 //! exporters, and shuts them down with a flush.
 //!
-//! Exporter workers run on a dedicated OS thread, `foundations-exporter`, with its own
-//! single-threaded tokio runtime. They never compete with the application's runtime for its
-//! worker threads, and `init` works whether or not it is called inside a runtime.
+//! Exporter workers run on dedicated OS threads, one per pipeline (`foundations-export`,
+//! `foundations-export-user`), each with its own single-threaded tokio runtime. They never
+//! compete with the application's runtime for its worker threads, one pipeline's encoding
+//! and compression never delay the other's timers, and `init` works whether or not it is
+//! called inside a runtime.
 //!
 //! This module owns the process-wide lifecycle and the wiring: settings in, harnesses and
 //! exporters out. It must not know how spans are recorded (that is the pipelines') or how
@@ -23,7 +25,7 @@ use crate::telemetry::settings::{
 use std::fmt;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, OnceLock};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 use tokio::sync::watch;
 
 static INITIALIZED: AtomicBool = AtomicBool::new(false);
@@ -98,7 +100,7 @@ impl From<SettingsError> for InitError {
 ///
 /// ```no_run
 /// use foundations::telemetry::{self, settings::TelemetrySettings};
-/// use std::time::Duration;
+/// use std::time::{Duration, Instant};
 ///
 /// let settings = TelemetrySettings::from_yaml(
 ///     "user_tracing:\n  socket_path: /run/otel/traces.sock\n",
@@ -146,42 +148,41 @@ fn start(
     if let Some(user) = &user {
         harness::check::<User>(&user.options).map_err(InitError::Install)?;
     }
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .thread_name("foundations-exporter")
-        .build()
-        .map_err(InitError::Runtime)?;
-    let (work_tx, work_rx) = std::sync::mpsc::channel::<Work>();
+    // One exporter thread per pipeline: encoding and compressing one pipeline's batches
+    // never delays the other's timers (its timeouts, backoffs and flush intervals).
     let (done_tx, done_rx) = std::sync::mpsc::channel::<()>();
-    let thread = std::thread::Builder::new()
-        .name("foundations-exporter".to_owned())
-        .spawn(move || {
-            // No work arrives when `init` failed after this point: the thread just ends.
-            if let Ok(work) = work_rx.recv() {
-                runtime.block_on(work.run());
-            }
-            let _ = done_tx.send(());
-        })
-        .map_err(InitError::Runtime)?;
-
-    // Installing: from here on only a harness installed concurrently by hand can fail.
-    let (phase_tx, phase_rx) = watch::channel(Phase::Running);
-    let mut work = Work {
-        exporters: Vec::new(),
-        discard: None,
-        phase: phase_rx,
-    };
-    let internal_exporter = match internal {
-        Some(internal) => internal.install::<Internal>(&mut work)?,
+    let internal_thread = match &internal {
+        Some(_) => Some(ExporterThread::start(
+            "foundations-export",
+            done_tx.clone(),
+        )?),
         None => None,
     };
     #[cfg(feature = "user-tracing")]
-    let user_exporter = match user {
-        Some(user) => user.install::<User>(&mut work)?,
+    let user_thread = match &user {
+        Some(_) => Some(ExporterThread::start("foundations-export-user", done_tx)?),
         None => None,
     };
-    let discard = work.discard.clone();
-    let _ = work_tx.send(work);
+
+    // Installing: from here on only a harness installed concurrently by hand can fail.
+    let (phase_tx, phase_rx) = watch::channel(Phase::Running);
+    let mut threads = Vec::new();
+    let mut discard = None;
+    let mut internal_exporter = None;
+    if let (Some(internal), Some(thread)) = (internal, internal_thread) {
+        let mut work = Work::new(phase_rx.clone());
+        internal_exporter = internal.install::<Internal>(&mut work)?;
+        discard = work.discard.clone();
+        threads.push(thread.run(work));
+    }
+    #[cfg(feature = "user-tracing")]
+    let mut user_exporter = None;
+    #[cfg(feature = "user-tracing")]
+    if let (Some(user), Some(thread)) = (user, user_thread) {
+        let mut work = Work::new(phase_rx);
+        user_exporter = user.install::<User>(&mut work)?;
+        threads.push(thread.run(work));
+    }
 
     #[cfg(feature = "user-tracing")]
     if let Some(exporter) = &user_exporter {
@@ -193,7 +194,8 @@ fn start(
     Ok(TelemetryDriver {
         phase: phase_tx,
         done: done_rx,
-        thread: Some(thread),
+        running: threads.len(),
+        threads,
         internal_exporter,
         #[cfg(feature = "user-tracing")]
         user_exporter,
@@ -285,7 +287,40 @@ fn prepare_user(
     })
 }
 
-/// What the exporter thread runs: every exporter's workers, and the discarding worker.
+/// An exporter thread with its runtime, started before anything is installed and given its
+/// [`Work`] after: a thread that receives none (a later step of `init` failed) just ends.
+struct ExporterThread {
+    work: std::sync::mpsc::Sender<Work>,
+    thread: std::thread::JoinHandle<()>,
+}
+
+impl ExporterThread {
+    fn start(name: &str, done: std::sync::mpsc::Sender<()>) -> Result<Self, InitError> {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .thread_name(name)
+            .build()
+            .map_err(InitError::Runtime)?;
+        let (work, work_rx) = std::sync::mpsc::channel::<Work>();
+        let thread = std::thread::Builder::new()
+            .name(name.to_owned())
+            .spawn(move || {
+                if let Ok(work) = work_rx.recv() {
+                    runtime.block_on(work.run());
+                }
+                let _ = done.send(());
+            })
+            .map_err(InitError::Runtime)?;
+        Ok(Self { work, thread })
+    }
+
+    fn run(self, work: Work) -> std::thread::JoinHandle<()> {
+        let _ = self.work.send(work);
+        self.thread
+    }
+}
+
+/// What an exporter thread runs: its exporter's workers, or the discarding worker.
 struct Work {
     exporters: Vec<Arc<Exporter>>,
     discard: Option<SpanDrain>,
@@ -293,6 +328,14 @@ struct Work {
 }
 
 impl Work {
+    fn new(phase: watch::Receiver<Phase>) -> Self {
+        Self {
+            exporters: Vec::new(),
+            discard: None,
+            phase,
+        }
+    }
+
     async fn run(self) {
         let mut handles = Vec::new();
         for exporter in self.exporters {
@@ -340,7 +383,7 @@ async fn discard_spans(drain: SpanDrain, mut phase: watch::Receiver<Phase>) {
 /// # Examples
 ///
 /// ```
-/// use std::time::Duration;
+/// use std::time::{Duration, Instant};
 ///
 /// let report = foundations::telemetry::flush(Duration::from_secs(1));
 /// assert!(report.flushed, "nothing to deliver without init");
@@ -395,6 +438,7 @@ fn flush_exporters(
         stats.spans_exported + stats.dropped()
             - stats.dropped_queue_full
             - stats.dropped_after_shutdown
+            - stats.dropped_callback_panicked
     };
     let mut pause = Duration::from_micros(200);
     let flushed = loop {
@@ -450,8 +494,10 @@ pub fn user_exporter_stats() -> Option<ExporterStats> {
 /// process, so queues never fill up unseen; what is queued when the process exits is lost.
 pub struct TelemetryDriver {
     phase: watch::Sender<Phase>,
+    /// One message per exporter thread as it ends; `running` counts those still to come.
     done: std::sync::mpsc::Receiver<()>,
-    thread: Option<std::thread::JoinHandle<()>>,
+    running: usize,
+    threads: Vec<std::thread::JoinHandle<()>>,
     internal_exporter: Option<Arc<Exporter>>,
     #[cfg(feature = "user-tracing")]
     user_exporter: Option<Arc<Exporter>>,
@@ -483,6 +529,18 @@ pub struct ShutdownReport {
 }
 
 impl TelemetryDriver {
+    /// Waits until every exporter thread has ended, or `until`; `true` when they all have.
+    fn wait_for_threads(&mut self, until: Instant) -> bool {
+        while self.running > 0 {
+            let left = until.saturating_duration_since(Instant::now());
+            if self.done.recv_timeout(left).is_err() {
+                return false;
+            }
+            self.running -= 1;
+        }
+        true
+    }
+
     fn exporters(&self) -> impl Iterator<Item = &Arc<Exporter>> {
         #[cfg(feature = "user-tracing")]
         let user = self.user_exporter.as_ref();
@@ -536,14 +594,15 @@ impl TelemetryDriver {
             discard.close();
         }
         let _ = self.phase.send(Phase::Draining);
-        let flushed = self.done.recv_timeout(deadline).is_ok();
+        let until = Instant::now() + deadline;
+        let flushed = self.wait_for_threads(until);
         if !flushed {
             let _ = self.phase.send(Phase::Aborted);
             // Aborting interrupts every wait of every exchange (connect, write, headers and
             // body), so the workers finish at once; this bounds how long that may take.
-            let _ = self.done.recv_timeout(ABORT_GRACE);
+            self.wait_for_threads(Instant::now() + ABORT_GRACE);
         }
-        if let Some(thread) = self.thread.take() {
+        for thread in std::mem::take(&mut self.threads) {
             if thread.is_finished() {
                 let _ = thread.join();
             }

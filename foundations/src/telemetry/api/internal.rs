@@ -32,9 +32,10 @@
 //! assert_eq!(traces[0].children[0].name, "load_user");
 //! ```
 //!
-//! This module owns the public API of the internal pipeline (`telemetry::tracing`). It never
-//! touches the user pipeline: a parallel user span ([`SpanScope::with_user_span`]) and a
-//! scope's hand-over to a context ([`SpanScope::into_context`]) are the `dual` module's.
+//! This module owns the public API of the internal pipeline (`telemetry::tracing`). Of the
+//! user pipeline it only asks whether a user trace is active (a span opened then keeps its
+//! name for `with_user_span`); opening a parallel user span, and handing a scope with its
+//! user span to a context, are the `dual` module's.
 
 #[doc(hidden)]
 pub use super::macros as __private;

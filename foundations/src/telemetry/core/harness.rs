@@ -87,6 +87,16 @@ impl Sink {
             Sink::Other(sink) => sink.push(make()),
         }
     }
+
+    /// Counts a span lost to a panicking finish callback.
+    fn count_callback_panic(&self) {
+        match self {
+            Sink::Queue(queue) => queue.count_callback_panic(),
+            // A test context shows what was recorded; a lost span is simply absent there.
+            #[cfg(feature = "testing")]
+            Sink::Other(_) => {}
+        }
+    }
 }
 
 /// Hands spans that finished as `cf_rustracing` spans to a sink, as records.
@@ -160,6 +170,11 @@ impl Harness {
     #[inline]
     pub(crate) fn finish_with(&self, make: impl FnOnce() -> FinishedSpan) {
         self.sink.push_with(make);
+    }
+
+    /// Counts a span that its finish callback lost by panicking.
+    pub(crate) fn count_callback_panic(&self) {
+        self.sink.count_callback_panic();
     }
 
     fn sample_new_root(&self) -> bool {

@@ -33,6 +33,7 @@ fn full_queue_drops_and_counts_every_extra_span() {
             queued: 10,
             dropped_queue_full: 15,
             dropped_after_close: 0,
+            dropped_callback_panicked: 0,
         }
     );
     let mut batch = Vec::new();

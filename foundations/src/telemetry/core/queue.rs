@@ -24,6 +24,8 @@ pub struct QueueStats {
     pub dropped_queue_full: u64,
     /// Finished spans dropped because the queue was closed (telemetry was shut down).
     pub dropped_after_close: u64,
+    /// Spans lost because their finish callback panicked (the panic is caught).
+    pub dropped_callback_panicked: u64,
 }
 
 /// The bounded queue between finished spans and their consumer.
@@ -59,6 +61,7 @@ struct ProducerCounters {
     dropped_queue_full: AtomicU64,
     closed: AtomicBool,
     dropped_after_close: AtomicU64,
+    dropped_callback_panicked: AtomicU64,
 }
 
 /// Keeps its value on cache lines of its own (128 bytes: adjacent-line prefetch pairs
@@ -85,6 +88,7 @@ impl SpanQueue {
                 dropped_queue_full: AtomicU64::new(0),
                 closed: AtomicBool::new(false),
                 dropped_after_close: AtomicU64::new(0),
+                dropped_callback_panicked: AtomicU64::new(0),
             }),
             popped: CacheLine(AtomicU64::new(0)),
             wake: Notify::new(),
@@ -114,6 +118,13 @@ impl SpanQueue {
         if len + 1 == counters.wake_at.load(Ordering::Acquire) {
             self.wake.notify_waiters();
         }
+    }
+
+    /// Counts a span whose finish callback panicked: it never reached the queue.
+    pub(super) fn count_callback_panic(&self) {
+        self.producers
+            .dropped_callback_panicked
+            .fetch_add(1, Ordering::Relaxed);
     }
 
     /// Moves up to `limit` spans into `buffer`, accounting for them once. Returns how many.
@@ -253,6 +264,11 @@ impl SpanDrain {
                 .queue
                 .producers
                 .dropped_after_close
+                .load(Ordering::Relaxed),
+            dropped_callback_panicked: self
+                .queue
+                .producers
+                .dropped_callback_panicked
                 .load(Ordering::Relaxed),
         }
     }

@@ -80,19 +80,27 @@ fn is_header_value(value: &str) -> bool {
 
 fn log_panic_rate_limited() {
     static LAST_LOG_SECS: AtomicU64 = AtomicU64::new(0);
-    let now = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |elapsed| elapsed.as_secs());
-    let last = LAST_LOG_SECS.load(Ordering::Relaxed);
-    if now >= last.saturating_add(10)
-        && LAST_LOG_SECS
-            .compare_exchange(last, now, Ordering::Relaxed, Ordering::Relaxed)
-            .is_ok()
-    {
+    log_rate_limited(&LAST_LOG_SECS, || {
         log::error!(
             "foundations user tracing: a RoutingMetadata::encode() panicked; the spans of its \
              trace are dropped and counted (dropped_routing_panicked)"
-        );
+        )
+    });
+}
+
+/// Runs `log` unless it ran less than 10 seconds ago (by `last`, seconds since the epoch):
+/// application code that panics on every span must not flood the logs.
+pub(crate) fn log_rate_limited(last: &AtomicU64, log: impl FnOnce()) {
+    let now = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |elapsed| elapsed.as_secs());
+    let previous = last.load(Ordering::Relaxed);
+    if now >= previous.saturating_add(10)
+        && last
+            .compare_exchange(previous, now, Ordering::Relaxed, Ordering::Relaxed)
+            .is_ok()
+    {
+        log();
     }
 }
 

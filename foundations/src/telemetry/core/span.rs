@@ -23,13 +23,15 @@ use super::finished::{FinishedSpan, InlineTags};
 use super::harness::HarnessRef;
 use super::harness::{RootOptions, RootPlan};
 use super::identity::{ParentSpan, Span, SpanState};
+use super::routing::log_rate_limited;
 use cf_rustracing::log::LogField;
 use cf_rustracing::span::FinishSpanCallback;
 use cf_rustracing::tag::Tag;
 use parking_lot::Mutex;
 use std::borrow::Cow;
+use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::SystemTime;
 
 /// A recorded span while it is open. Dropping it finishes it: its record goes to the
@@ -172,7 +174,19 @@ impl Drop for LiveSpan {
             // the callback, then hands the span to the harness's tracer, whose consumer
             // converts and queues it.
             self.full();
-            drop(self.full.take());
+            let full = self.full.take();
+            // The callback is application code: a panic in it costs this span (counted), not
+            // the thread that finished it.
+            if catch_unwind(AssertUnwindSafe(move || drop(full))).is_err() {
+                self.harness.count_callback_panic();
+                static LAST_LOG_SECS: AtomicU64 = AtomicU64::new(0);
+                log_rate_limited(&LAST_LOG_SECS, || {
+                    log::error!(
+                        "foundations tracing: a span finish callback panicked; its span is \
+                         dropped and counted (dropped_callback_panicked)"
+                    )
+                });
+            }
             return;
         }
         // The parts are moved, not copied, into the record.

@@ -37,6 +37,8 @@ pub struct ExporterStats {
     pub dropped_at_shutdown: u64,
     /// Spans finished after shutdown began: never queued.
     pub dropped_after_shutdown: u64,
+    /// Spans lost because their finish callback panicked (the panic is caught): never queued.
+    pub dropped_callback_panicked: u64,
     /// HTTP requests sent (every attempt).
     pub requests: u64,
     /// Attempts that were retries.
@@ -59,12 +61,16 @@ impl ExporterStats {
             + self.dropped_too_large
             + self.dropped_at_shutdown
             + self.dropped_after_shutdown
+            + self.dropped_callback_panicked
     }
 
-    /// Every span the pipeline finished: queued, or refused by the queue (full, or after
-    /// shutdown began).
+    /// Every span the pipeline finished: queued, or dropped before the queue (full, after
+    /// shutdown began, or lost to a panicking finish callback).
     pub fn produced(&self) -> u64 {
-        self.spans_queued + self.dropped_queue_full + self.dropped_after_shutdown
+        self.spans_queued
+            + self.dropped_queue_full
+            + self.dropped_after_shutdown
+            + self.dropped_callback_panicked
     }
 
     /// Spans neither exported nor dropped yet: waiting in the queue or in flight.
@@ -113,6 +119,7 @@ impl Counters {
             dropped_too_large: load(&self.too_large),
             dropped_at_shutdown: load(&self.at_shutdown),
             dropped_after_shutdown: queue.dropped_after_close,
+            dropped_callback_panicked: queue.dropped_callback_panicked,
             requests: load(&self.requests),
             retries: load(&self.retries),
             bytes_sent: load(&self.bytes_sent),
