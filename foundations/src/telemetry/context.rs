@@ -74,8 +74,8 @@ impl TelemetryContext {
             spans: PerPipeline::new(stack::current::<Internal>(), stack::current::<User>()),
             #[cfg(feature = "testing")]
             test_harnesses: PerPipeline::new(
-                stack::test_harness::<Internal>(),
-                stack::test_harness::<User>(),
+                current::test_harness::<Internal>(),
+                current::test_harness::<User>(),
             ),
         }
     }
@@ -138,8 +138,8 @@ impl TelemetryContext {
             user: Scope::of(self.push::<User>()),
             #[cfg(feature = "testing")]
             previous_test_harnesses: PerPipeline::new(
-                stack::swap_test_harness::<Internal>(self.test_harnesses.internal.clone()),
-                stack::swap_test_harness::<User>(self.test_harnesses.user.clone()),
+                current::swap_test_harness::<Internal>(self.test_harnesses.internal.clone()),
+                current::swap_test_harness::<User>(self.test_harnesses.user.clone()),
             ),
             _not_send: PhantomData,
         }
@@ -251,10 +251,10 @@ impl Drop for TelemetryScope {
         #[cfg(feature = "testing")]
         {
             let previous = &mut self.previous_test_harnesses;
-            drop(stack::swap_test_harness::<Internal>(
+            drop(current::swap_test_harness::<Internal>(
                 previous.internal.take(),
             ));
-            drop(stack::swap_test_harness::<User>(previous.user.take()));
+            drop(current::swap_test_harness::<User>(previous.user.take()));
         }
     }
 }
@@ -311,8 +311,8 @@ impl<'a> PollScope<'a> {
             user: ctx.push_or_restore::<User>(&mut parked.user),
             #[cfg(feature = "testing")]
             previous_test_harnesses: PerPipeline::new(
-                stack::swap_test_harness::<Internal>(ctx.test_harnesses.internal.clone()),
-                stack::swap_test_harness::<User>(ctx.test_harnesses.user.clone()),
+                current::swap_test_harness::<Internal>(ctx.test_harnesses.internal.clone()),
+                current::swap_test_harness::<User>(ctx.test_harnesses.user.clone()),
             ),
             parked,
         }
@@ -331,10 +331,10 @@ impl Drop for PollScope<'_> {
         #[cfg(feature = "testing")]
         {
             let previous = &mut self.previous_test_harnesses;
-            drop(stack::swap_test_harness::<Internal>(
+            drop(current::swap_test_harness::<Internal>(
                 previous.internal.take(),
             ));
-            drop(stack::swap_test_harness::<User>(previous.user.take()));
+            drop(current::swap_test_harness::<User>(previous.user.take()));
         }
     }
 }

@@ -17,7 +17,7 @@ use crate::telemetry::core::pipeline::User;
 use crate::telemetry::core::pipeline::{Internal, Pipeline};
 use crate::telemetry::core::queue::SpanDrain;
 use crate::telemetry::export::{
-    Exporter, ExporterConfig, ExporterStats, OtlpEncoder, Phase, Transport,
+    Exporter, ExporterConfig, ExporterStats, ExporterThread, OtlpEncoder, Phase, Transport, Work,
 };
 use crate::telemetry::settings::{
     Endpoint, ResolvedTracing, SettingsError, TelemetrySettings, TracingOutput, TracingSettings,
@@ -152,15 +152,18 @@ fn start(
     // never delays the other's timers (its timeouts, backoffs and flush intervals).
     let (done_tx, done_rx) = std::sync::mpsc::channel::<()>();
     let internal_thread = match &internal {
-        Some(_) => Some(ExporterThread::start(
-            "foundations-export",
-            done_tx.clone(),
-        )?),
+        Some(_) => Some(
+            ExporterThread::start("foundations-export", done_tx.clone())
+                .map_err(InitError::Runtime)?,
+        ),
         None => None,
     };
     #[cfg(feature = "user-tracing")]
     let user_thread = match &user {
-        Some(_) => Some(ExporterThread::start("foundations-export-user", done_tx)?),
+        Some(_) => Some(
+            ExporterThread::start("foundations-export-user", done_tx)
+                .map_err(InitError::Runtime)?,
+        ),
         None => None,
     };
 
@@ -285,90 +288,6 @@ fn prepare_user(
         options: HarnessOptions::default().max_queue_size(user.export.max_queue_size),
         exporter: Some((config, transport)),
     })
-}
-
-/// An exporter thread with its runtime, started before anything is installed and given its
-/// [`Work`] after: a thread that receives none (a later step of `init` failed) just ends.
-struct ExporterThread {
-    work: std::sync::mpsc::Sender<Work>,
-    thread: std::thread::JoinHandle<()>,
-}
-
-impl ExporterThread {
-    fn start(name: &str, done: std::sync::mpsc::Sender<()>) -> Result<Self, InitError> {
-        let runtime = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .thread_name(name)
-            .build()
-            .map_err(InitError::Runtime)?;
-        let (work, work_rx) = std::sync::mpsc::channel::<Work>();
-        let thread = std::thread::Builder::new()
-            .name(name.to_owned())
-            .spawn(move || {
-                if let Ok(work) = work_rx.recv() {
-                    runtime.block_on(work.run());
-                }
-                let _ = done.send(());
-            })
-            .map_err(InitError::Runtime)?;
-        Ok(Self { work, thread })
-    }
-
-    fn run(self, work: Work) -> std::thread::JoinHandle<()> {
-        let _ = self.work.send(work);
-        self.thread
-    }
-}
-
-/// What an exporter thread runs: its exporter's workers, or the discarding worker.
-struct Work {
-    exporters: Vec<Arc<Exporter>>,
-    discard: Option<SpanDrain>,
-    phase: watch::Receiver<Phase>,
-}
-
-impl Work {
-    fn new(phase: watch::Receiver<Phase>) -> Self {
-        Self {
-            exporters: Vec::new(),
-            discard: None,
-            phase,
-        }
-    }
-
-    async fn run(self) {
-        let mut handles = Vec::new();
-        for exporter in self.exporters {
-            for _ in 0..exporter.num_tasks() {
-                handles.push(tokio::spawn(
-                    Arc::clone(&exporter).run_worker(self.phase.clone()),
-                ));
-            }
-        }
-        if let Some(drain) = self.discard {
-            handles.push(tokio::spawn(discard_spans(drain, self.phase.clone())));
-        }
-        for handle in handles {
-            let _ = handle.await;
-        }
-    }
-}
-
-/// Drops the internal pipeline's spans (output `none`) until shutdown; for the life of the
-/// process when the driver is dropped without one, so the queue never fills.
-async fn discard_spans(drain: SpanDrain, mut phase: watch::Receiver<Phase>) {
-    let mut batch = Vec::with_capacity(1024);
-    let mut driver_gone = false;
-    loop {
-        tokio::select! {
-            _ = drain.recv_batch(&mut batch, 1024, Duration::from_millis(500)) => batch.clear(),
-            changed = phase.changed(), if !driver_gone => match changed {
-                Err(_) => driver_gone = true,
-                Ok(()) if *phase.borrow() != Phase::Running => return,
-                Ok(()) => {}
-            },
-        }
-    }
 }
 
 /// Delivers every span queued before this call, waiting at most `deadline`, and returns

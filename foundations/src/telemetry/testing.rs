@@ -60,6 +60,7 @@ impl TelemetryContext {
     /// assert_eq!(traces[0].children[0].name, "child");
     /// ```
     pub fn test() -> TestTelemetryContext {
+        crate::telemetry::core::current::note_test_harness();
         let sinks = PerPipeline::new(Arc::new(TestSink::default()), Arc::new(TestSink::default()));
         let internal = Harness::new(RootSampling::Ratio(1.0), sinks.internal.clone());
         let user = Harness::new(RootSampling::Always, sinks.user.clone());

@@ -2,17 +2,24 @@
 //! identity of the current span, whether a user trace is active, and which harness serves a
 //! new root here.
 //!
-//! This module only reads; pushing and ending entries is the stack's.
+//! It also keeps, per thread, the harness of the test context entered there (feature
+//! `testing`). This module does not push or end entries: that is the stack's.
 
 use super::harness::{self, HarnessRef};
 use super::identity::SpanState;
 use super::pipeline::Pipeline;
 use super::stack::inspect_current;
 
+#[cfg(feature = "testing")]
+use super::harness::Harness;
 #[cfg(feature = "user-tracing")]
 use super::pipeline::User;
 #[cfg(feature = "testing")]
-use super::stack::test_harness;
+use super::stack::with_stack;
+#[cfg(feature = "testing")]
+use std::sync::Arc;
+#[cfg(feature = "testing")]
+use std::sync::atomic::{AtomicBool, Ordering};
 
 /// Reads the identity of the current span of pipeline `P`, if there is one.
 #[inline]
@@ -39,4 +46,42 @@ pub(crate) fn root_harness<P: Pipeline>() -> Option<HarnessRef> {
         return Some(HarnessRef::Owned(harness));
     }
     harness::global::<P>().map(HarnessRef::Global)
+}
+
+/// The harness that roots started on this thread use instead of the global one.
+#[cfg(feature = "testing")]
+#[inline]
+pub(crate) fn test_harness<P: Pipeline>() -> Option<Arc<Harness>> {
+    if !TEST_HARNESSES_EXIST.load(Ordering::Relaxed) {
+        return None;
+    }
+    with_stack::<P, _>(|stack| stack.test_harness.clone()).flatten()
+}
+
+/// Set once the process makes its first test harness. Until then no thread has one, so the
+/// checks for it cost one load: a service built with the `testing` feature (say, through
+/// cargo's feature unification) pays next to nothing for it.
+#[cfg(feature = "testing")]
+static TEST_HARNESSES_EXIST: AtomicBool = AtomicBool::new(false);
+
+/// Records that a test harness exists from now on (see [`test_harness`]).
+#[cfg(feature = "testing")]
+pub(crate) fn note_test_harness() {
+    TEST_HARNESSES_EXIST.store(true, Ordering::Relaxed);
+}
+
+/// Replaces this thread's test harness, returning the previous one.
+#[cfg(feature = "testing")]
+#[inline]
+pub(crate) fn swap_test_harness<P: Pipeline>(
+    harness: Option<Arc<Harness>>,
+) -> Option<Arc<Harness>> {
+    if harness.is_none() && !TEST_HARNESSES_EXIST.load(Ordering::Relaxed) {
+        return None;
+    }
+    let mut harness = Some(harness);
+    let previous = with_stack::<P, _>(|stack| {
+        std::mem::replace(&mut stack.test_harness, harness.take().flatten())
+    });
+    previous.flatten()
 }

@@ -76,7 +76,7 @@ pub(crate) struct ScopeStack {
     next_id: u64,
     /// The harness that roots started on this thread use instead of the global one.
     #[cfg(feature = "testing")]
-    test_harness: Option<Arc<Harness>>,
+    pub(super) test_harness: Option<Arc<Harness>>,
 }
 
 impl Entry {
@@ -567,24 +567,6 @@ pub(crate) fn with_current<P: Pipeline>(f: impl FnOnce(&mut EntrySpan)) {
             f(span);
         }
     });
-}
-
-/// The harness that roots started on this thread use instead of the global one.
-#[cfg(feature = "testing")]
-pub(crate) fn test_harness<P: Pipeline>() -> Option<Arc<Harness>> {
-    with_stack::<P, _>(|stack| stack.test_harness.clone()).flatten()
-}
-
-/// Replaces this thread's test harness, returning the previous one.
-#[cfg(feature = "testing")]
-pub(crate) fn swap_test_harness<P: Pipeline>(
-    harness: Option<Arc<Harness>>,
-) -> Option<Arc<Harness>> {
-    let mut harness = Some(harness);
-    let previous = with_stack::<P, _>(|stack| {
-        std::mem::replace(&mut stack.test_harness, harness.take().flatten())
-    });
-    previous.flatten()
 }
 
 #[cfg(all(test, feature = "testing"))]

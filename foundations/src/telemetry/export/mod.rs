@@ -13,6 +13,9 @@
 //!    per worker, over pooled keep-alive connections; retryable failures are retried with
 //!    backoff (`retry`).
 //!
+//! Each pipeline's workers run on a thread of their own (`threads`), so one pipeline's
+//! encoding never delays the other's timers.
+//!
 //! Every span that enters the queue ends up in exactly one counter of [`ExporterStats`]
 //! (`stats`): exported, or dropped for a named reason.
 //!
@@ -24,10 +27,12 @@ mod otlp;
 mod retry;
 mod routing;
 mod stats;
+mod threads;
 mod transport;
 mod worker;
 
 pub(crate) use otlp::OtlpEncoder;
 pub use stats::ExporterStats;
+pub(crate) use threads::{ExporterThread, Work};
 pub(crate) use transport::Transport;
 pub(crate) use worker::{Exporter, ExporterConfig, Phase};
