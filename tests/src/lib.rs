@@ -3,7 +3,8 @@
 //! [`OtlpSink`] is a real OTLP/HTTP receiver: a hyper HTTP/1.1 server on a Unix domain
 //! socket in a temporary directory. It decodes every request body with
 //! `opentelemetry-proto`, answers as a scripted [`Reply`] policy says, and records what it
-//! received and how many connections were opened.
+//! received and how many connections were opened. [`GrpcSink`] is its OTLP/gRPC
+//! counterpart (tonic's server on TCP, TLS or a Unix socket).
 
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
@@ -25,6 +26,9 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 pub use opentelemetry_proto;
+
+mod grpc;
+pub use grpc::{EXPORT_PATH, GrpcReceived, GrpcReply, GrpcSink};
 
 /// How the sink answers one request.
 #[derive(Clone, Debug)]
@@ -103,7 +107,7 @@ impl Shared {
     }
 }
 
-fn sink_runtime() -> tokio::runtime::Runtime {
+pub(crate) fn sink_runtime() -> tokio::runtime::Runtime {
     tokio::runtime::Builder::new_multi_thread()
         .worker_threads(1)
         .enable_all()

@@ -16,7 +16,7 @@ use crate::telemetry::export::{
     Exporter, ExporterConfig, ExporterStats, OtlpEncoder, Phase, Transport,
 };
 use crate::telemetry::settings::{
-    Endpoint, ResolvedTracing, SettingsError, TelemetrySettings, TracingOutput,
+    Endpoint, OtlpProtocol, ResolvedTracing, SettingsError, TelemetrySettings, TracingSettings,
 };
 use std::fmt;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -139,21 +139,9 @@ fn start(
     let mut discard: Option<SpanDrain> = None;
     let internal_exporter = if settings.tracing.enabled {
         let tracing_settings = &settings.tracing;
-        let transport = match (&resolved.endpoint, &tracing_settings.output) {
-            (Some(endpoint), TracingOutput::OtlpHttp { ca_bundle, .. }) => {
-                let endpoint = Endpoint::parse(endpoint, false).map_err(|message| {
-                    SettingsError::new("tracing.output.otlp_http.endpoint", message)
-                })?;
-                Some(
-                    Transport::new(
-                        endpoint,
-                        tracing_settings.export.num_tasks,
-                        ca_bundle.as_deref(),
-                    )
-                    .map_err(|message| SettingsError::new("tracing.output.otlp_http", message))?,
-                )
-            }
-            _ => None,
+        let transport = match &resolved.endpoint {
+            Some(endpoint) => Some(internal_transport(endpoint, resolved, tracing_settings)?),
+            None => None,
         };
         let options = HarnessOptions::default()
             .sampling_ratio(resolved.sampling_ratio)
@@ -236,6 +224,34 @@ fn start(
     })
 }
 
+/// The internal exporter's transport to its resolved endpoint, in its resolved protocol.
+fn internal_transport(
+    endpoint: &str,
+    resolved: &ResolvedTracing,
+    settings: &TracingSettings,
+) -> Result<Transport, SettingsError> {
+    let field = settings.output.field();
+    let ca_bundle = settings.output.ca_bundle();
+    let endpoint_error = |message| SettingsError::new(format!("{field}.endpoint"), message);
+    let transport = match resolved.protocol {
+        OtlpProtocol::Grpc => {
+            let endpoint = Endpoint::parse_grpc(endpoint).map_err(endpoint_error)?;
+            let export = &settings.export;
+            Transport::grpc(
+                endpoint,
+                ca_bundle,
+                export.compression,
+                export.request_timeout(),
+            )
+        }
+        _ => {
+            let endpoint = Endpoint::parse(endpoint, false).map_err(endpoint_error)?;
+            Transport::new(endpoint, settings.export.num_tasks, ca_bundle)
+        }
+    };
+    transport.map_err(|message| SettingsError::new(field, message))
+}
+
 #[cfg(feature = "user-tracing")]
 fn user_exporter(
     user: &crate::telemetry::settings::UserTracingSettings,
@@ -274,7 +290,7 @@ async fn discard_spans(drain: SpanDrain, mut phase: watch::Receiver<Phase>) {
     }
 }
 
-/// The counters of the internal exporter, while one runs (output `otlp_http`).
+/// The counters of the internal exporter, while one runs (an OTLP output).
 pub fn internal_exporter_stats() -> Option<ExporterStats> {
     INTERNAL_EXPORTER.get().map(|exporter| exporter.stats())
 }
@@ -325,7 +341,7 @@ pub struct ShutdownReport {
 }
 
 impl TelemetryDriver {
-    /// Counters of the internal exporter (output `otlp_http`).
+    /// Counters of the internal exporter (an OTLP output).
     pub fn internal_stats(&self) -> Option<ExporterStats> {
         self.internal_exporter
             .as_ref()
