@@ -87,8 +87,10 @@ impl GrpcTransport {
             .channel
             .get_or_init(|| self.endpoint.connect_lazy())
             .clone();
-        let client =
-            tonic::client::Grpc::new(channel).max_decoding_message_size(MAX_RESPONSE_BYTES);
+        // grpc-go servers (the Collector) answer a gzip request with a gzip response.
+        let client = tonic::client::Grpc::new(channel)
+            .max_decoding_message_size(MAX_RESPONSE_BYTES)
+            .accept_compressed(CompressionEncoding::Gzip);
         match self.compression {
             Compression::None => client,
             Compression::Gzip => client.send_compressed(CompressionEncoding::Gzip),
