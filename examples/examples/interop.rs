@@ -259,6 +259,14 @@ impl log::Log for StderrLogger {
     fn flush(&self) {}
 }
 
+/// The producer role, with the exporters' warnings and errors (what a receiver refused, and
+/// why) on stderr.
+fn produce(setup: &Setup, scenario: &str) -> Result<ProducerResult, String> {
+    log::set_logger(&StderrLogger).map_err(|e| e.to_string())?;
+    log::set_max_level(log::LevelFilter::Warn);
+    producer::run(setup, scenario)
+}
+
 fn main() -> ExitCode {
     let args: Vec<String> = env::args().skip(1).collect();
     if args.first().map(String::as_str) == Some("free-ports") {
@@ -272,12 +280,7 @@ fn main() -> ExitCode {
         }
     };
     match args.first().map(String::as_str) {
-        Some("produce") if args.len() == 3 => match {
-            // The exporters' warnings and errors (what a receiver refused, and why).
-            log::set_logger(&StderrLogger).expect("the only logger");
-            log::set_max_level(log::LevelFilter::Warn);
-            producer::run(&setup, &args[1])
-        } {
+        Some("produce") if args.len() == 3 => match produce(&setup, &args[1]) {
             Ok(result) => {
                 let json = serde_json::to_vec(&result).expect("serializable");
                 if let Err(e) = fs::write(&args[2], json) {
