@@ -1,6 +1,6 @@
 //! [`GrpcSink`]: a real OTLP/gRPC receiver, tonic's HTTP/2 server serving
 //! `opentelemetry.proto.collector.trace.v1.TraceService/Export` on TCP, TLS or a Unix
-//! socket. It accepts gzip (and answers gzipped to a client that accepts it), decodes every request with `opentelemetry-proto` (or, counting
+//! socket. It accepts gzip (and, like grpc-go, answers a gzip request gzipped), decodes every request with `opentelemetry-proto` (or, counting
 //! only, walks it down to the spans), answers as a scripted [`GrpcReply`] policy says, and
 //! records what it received with its request metadata.
 
@@ -288,11 +288,20 @@ where
             if request.uri().path() != EXPORT_PATH {
                 return Ok(tonic::Status::unimplemented("no such method").into_http());
             }
-            // gzip both ways: like grpc-go, answer compressed a client that accepts it.
+            // Like grpc-go (the Collector): a gzip request gets a gzip response.
             let mut gzip = EnabledCompressionEncodings::default();
             gzip.enable(CompressionEncoding::Gzip);
+            let gzipped = request
+                .headers()
+                .get("grpc-encoding")
+                .is_some_and(|value| value == "gzip");
+            let send = if gzipped {
+                gzip
+            } else {
+                EnabledCompressionEncodings::default()
+            };
             let mut grpc = tonic::server::Grpc::new(RawRequest)
-                .apply_compression_config(gzip, gzip)
+                .apply_compression_config(gzip, send)
                 .apply_max_message_size_config(Some(64 * 1024 * 1024), None);
             Ok(grpc.unary(Export(shared), request).await)
         })
