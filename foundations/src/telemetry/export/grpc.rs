@@ -9,7 +9,9 @@
 //!
 //! Failures follow the OTLP specification for gRPC (decided in `retry`): the retryable codes
 //! are retried with backoff, honouring `RetryInfo`; a connection that cannot be made is
-//! retried without limit, as over HTTP; `partial_success` is counted, never retried.
+//! retried without limit, and a call that breaks in transport (no status from the
+//! receiver) is retried as `UNAVAILABLE`, as over HTTP; `partial_success` is counted, never
+//! retried.
 //!
 //! This module owns the gRPC exchange of one request only; batching, encoding, phases and
 //! the counters' meaning are the worker's.
@@ -152,6 +154,17 @@ impl GrpcTransport {
                     }
                     backoff(retry, connect_failures)
                 }
+                Ok(Err(status)) if is_transport_failure(&status) => {
+                    // No status from the receiver: the connection dropped or broke mid-call.
+                    // gRPC libraries report this as UNAVAILABLE, and HTTP retries it too.
+                    attempts += 1;
+                    log::warn!(
+                        "foundations exporter: call to {} failed in transport: {}; retrying",
+                        self.display,
+                        status.message()
+                    );
+                    backoff(retry, attempts)
+                }
                 Ok(Err(status)) => match grpc_retry(&status, retry) {
                     None => {
                         add(&counters.rejected, spans);
@@ -227,6 +240,14 @@ fn is_connect_failure(status: &tonic::Status) -> bool {
     false
 }
 
+/// A failure of the call itself rather than a status the receiver sent: tonic keeps the
+/// underlying error (hyper, h2, I/O) as the status's source, and a status read from the
+/// response's trailers has none. tonic maps such failures to `UNKNOWN` or `INTERNAL`, which
+/// would make a dropped connection final.
+fn is_transport_failure(status: &tonic::Status) -> bool {
+    std::error::Error::source(status).is_some()
+}
+
 /// The codec of `Export`: the request is already-encoded protobuf, written as is; the
 /// response is decoded with `opentelemetry-proto`.
 #[derive(Clone, Copy, Debug, Default)]
@@ -283,6 +304,13 @@ mod tests {
         assert_eq!(status.code(), tonic::Code::Unavailable);
         assert!(is_connect_failure(&status));
         assert!(!is_connect_failure(&tonic::Status::unavailable("busy")));
+
+        let reset = std::io::Error::from(std::io::ErrorKind::ConnectionReset);
+        let dropped = tonic::Status::from_error(Box::new(reset));
+        assert!(is_transport_failure(&dropped), "{dropped:?}");
+        assert!(!is_connect_failure(&dropped));
+        let answered = tonic::Status::invalid_argument("bad span");
+        assert!(!is_transport_failure(&answered));
     }
 
     #[test]
