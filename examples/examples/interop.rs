@@ -1,4 +1,5 @@
-//! `interop`: proves foundations' OTLP/HTTP exporters against a real OpenTelemetry Collector.
+//! `interop`: proves foundations' OTLP exporters (HTTP, and gRPC for the internal pipeline)
+//! against a real OpenTelemetry Collector.
 //!
 //! Run by `tests/interop/run.sh`, which builds and starts the Collector and sets the
 //! `INTEROP_*` variables below. Two roles in one binary:
@@ -13,8 +14,8 @@
 //!   the exporter counters to `RESULT_FILE` as JSON.
 //!
 //! Variables: `INTEROP_WORK` (a scratch directory), `INTEROP_OTLP_HTTP` (the Collector's
-//! OTLP/HTTP receiver, `127.0.0.1:PORT`), `INTEROP_OTLP_GRPC` (its gRPC receiver, only
-//! probed for readiness: gRPC output is not part of foundations yet),
+//! OTLP/HTTP receiver, `127.0.0.1:PORT`), `INTEROP_OTLP_GRPC` (its OTLP/gRPC receiver, where
+//! the `grpc*` scenarios send the internal pipeline),
 //! `INTEROP_INTERNAL_SOCKET` and `INTEROP_USER_SOCKET` (its OTLP/HTTP receivers on Unix
 //! sockets), `INTEROP_RECEIVER` (`127.0.0.1:PORT` for the test receiver),
 //! `INTEROP_COLLECTOR_PIDFILE` (where run.sh's supervisor writes the Collector's pid; it
@@ -67,6 +68,8 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 /// What a scenario tunes in both pipelines.
 struct Knobs {
     scenario: &'static str,
+    /// The internal pipeline's output: `otlp_http` or `otlp_grpc`.
+    internal_output: &'static str,
     /// `http://127.0.0.1:PORT` or `unix:///path`.
     internal_endpoint: String,
     user_socket: PathBuf,
@@ -110,13 +113,14 @@ fn telemetry_yaml(k: &Knobs) -> String {
   sampling:
     ratio: 1.0
   output:
-    otlp_http:
+    {output}:
       endpoint: {endpoint}
 {exporter}user_tracing:
   socket_path: {socket}
   service_name: {USER_SERVICE}
 {exporter}",
         scenario = k.scenario,
+        output = k.internal_output,
         endpoint = k.internal_endpoint,
         socket = k.user_socket.display(),
     )
@@ -240,6 +244,29 @@ impl Setup {
     }
 }
 
+/// Prints warnings and errors on stderr, prefixed so they stand out in the run's output.
+struct StderrLogger;
+
+impl log::Log for StderrLogger {
+    fn enabled(&self, metadata: &log::Metadata<'_>) -> bool {
+        metadata.level() <= log::Level::Warn
+    }
+    fn log(&self, record: &log::Record<'_>) {
+        if self.enabled(record.metadata()) {
+            eprintln!("   producer {}: {}", record.level(), record.args());
+        }
+    }
+    fn flush(&self) {}
+}
+
+/// The producer role, with the exporters' warnings and errors (what a receiver refused, and
+/// why) on stderr.
+fn produce(setup: &Setup, scenario: &str) -> Result<ProducerResult, String> {
+    log::set_logger(&StderrLogger).map_err(|e| e.to_string())?;
+    log::set_max_level(log::LevelFilter::Warn);
+    producer::run(setup, scenario)
+}
+
 fn main() -> ExitCode {
     let args: Vec<String> = env::args().skip(1).collect();
     if args.first().map(String::as_str) == Some("free-ports") {
@@ -253,7 +280,7 @@ fn main() -> ExitCode {
         }
     };
     match args.first().map(String::as_str) {
-        Some("produce") if args.len() == 3 => match producer::run(&setup, &args[1]) {
+        Some("produce") if args.len() == 3 => match produce(&setup, &args[1]) {
             Ok(result) => {
                 let json = serde_json::to_vec(&result).expect("serializable");
                 if let Err(e) = fs::write(&args[2], json) {
@@ -425,8 +452,10 @@ mod producer {
     pub fn run(setup: &Setup, scenario: &str) -> Result<ProducerResult, String> {
         let tcp = format!("http://{}", setup.otlp_http);
         let uds = format!("unix://{}", setup.internal_socket.display());
+        let grpc = format!("http://{}", setup.otlp_grpc);
         let base = |scenario: &'static str, endpoint: String| Knobs {
             scenario,
+            internal_output: "otlp_http",
             internal_endpoint: endpoint,
             user_socket: setup.user_socket.clone(),
             compression: "none",
@@ -463,6 +492,31 @@ mod producer {
                 retry_max_backoff_ms: 500,
                 ..base("restart", tcp)
             },
+            // The internal pipeline over OTLP/gRPC to the Collector's gRPC receiver (the
+            // user pipeline stays OTLP/HTTP on its Unix socket).
+            "grpc" => Knobs {
+                internal_output: "otlp_grpc",
+                ..base("grpc", grpc.clone())
+            },
+            "grpc_gzip" => Knobs {
+                internal_output: "otlp_grpc",
+                compression: "gzip",
+                ..base("grpc_gzip", grpc.clone())
+            },
+            // ~3 MiB batches split below the gRPC receiver's message limit (4 MiB).
+            "grpc_split" => Knobs {
+                internal_output: "otlp_grpc",
+                max_request_bytes: setup.body_limit / 2,
+                max_batch_size: 5000,
+                flush_interval_ms: 2000,
+                ..base("grpc_split", grpc.clone())
+            },
+            "grpc_restart" => Knobs {
+                internal_output: "otlp_grpc",
+                retry_max_attempts: 40,
+                retry_max_backoff_ms: 500,
+                ..base("grpc_restart", grpc.clone())
+            },
             other => return Err(format!("unknown scenario {other:?}")),
         };
         let settings = TelemetrySettings::from_yaml(&telemetry_yaml(&knobs))
@@ -474,8 +528,8 @@ mod producer {
             spans: Vec::new(),
         };
         match scenario {
-            "split" | "limit" => big_batches(&mut rec),
-            "restart" => {
+            "split" | "limit" | "grpc_split" => big_batches(&mut rec),
+            "restart" | "grpc_restart" => {
                 // A trace of each pipeline every 50 ms for 6 s.
                 let start = Instant::now();
                 let mut i = 0u64;
@@ -905,7 +959,18 @@ fn start_receiver(addr: SocketAddr) -> Result<Store, String> {
 mod checker {
     use super::*;
 
-    const ALL_SCENARIOS: [&str; 6] = ["tcp", "unix", "gzip", "split", "limit", "restart"];
+    const ALL_SCENARIOS: [&str; 10] = [
+        "tcp",
+        "unix",
+        "gzip",
+        "split",
+        "limit",
+        "restart",
+        "grpc",
+        "grpc_gzip",
+        "grpc_split",
+        "grpc_restart",
+    ];
 
     pub fn run(setup: &Setup) -> ExitCode {
         // Never hang CI: the whole check is bounded.
@@ -1317,7 +1382,7 @@ mod checker {
             .map_err(|e| vec![format!("spawning the producer: {e}")])?;
 
         let mut restart_note = String::new();
-        if scenario == "restart" {
+        if scenario.ends_with("restart") {
             // Let spans flow, then stop the Collector; run.sh's supervisor starts it again
             // after a gap, during which both exporters must retry.
             thread::sleep(Duration::from_millis(1500));
@@ -1356,7 +1421,7 @@ mod checker {
             return check_refused(store, &result);
         }
         check_stats(&result, &mut problems);
-        if scenario == "split" {
+        if scenario.ends_with("split") {
             // Each pipeline sent ~3 MiB: that is more than a few requests under the limit.
             for (pipeline, stats) in [("internal", &result.internal), ("user", &result.user)] {
                 if stats.requests < 6 {
@@ -1367,7 +1432,7 @@ mod checker {
                 }
             }
         }
-        if scenario == "restart" {
+        if scenario.ends_with("restart") {
             for (pipeline, stats) in [("internal", &result.internal), ("user", &result.user)] {
                 if stats.retries == 0 {
                     problems.push(format!(

@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Interop: foundations' OTLP/HTTP exporters against a real OpenTelemetry Collector.
+# Interop: foundations' OTLP exporters (HTTP; gRPC for the internal pipeline) against a real
+# OpenTelemetry Collector.
 #
 #   tests/interop/run.sh
 #
@@ -15,7 +16,8 @@
 #    producer process and checks what came out of the Collector;
 # 4. stops everything on exit, whatever happens.
 #
-# Environment: INTEROP_SCENARIOS=tcp,unix,gzip,split,restart (a subset),
+# Environment: INTEROP_SCENARIOS=tcp,unix,gzip,split,limit,restart,grpc,grpc_gzip,grpc_split,
+# grpc_restart (a subset),
 # INTEROP_KEEP=1 keeps the scratch directory (config, Collector log) for a look.
 set -euo pipefail
 

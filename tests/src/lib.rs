@@ -3,7 +3,8 @@
 //! [`OtlpSink`] is a real OTLP/HTTP receiver: a hyper HTTP/1.1 server on a Unix domain
 //! socket in a temporary directory. It decodes every request body with
 //! `opentelemetry-proto`, answers as a scripted [`Reply`] policy says, and records what it
-//! received and how many connections were opened.
+//! received and how many connections were opened. [`GrpcSink`] is its OTLP/gRPC
+//! counterpart (tonic's server on TCP, TLS or a Unix socket).
 
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
@@ -26,7 +27,9 @@ use std::time::{Duration, Instant};
 
 pub use opentelemetry_proto;
 
+mod grpc;
 pub mod raw;
+pub use grpc::{EXPORT_PATH, GrpcReceived, GrpcReply, GrpcSink};
 
 /// How the sink answers one request.
 #[derive(Clone, Debug)]
@@ -105,7 +108,7 @@ impl Shared {
     }
 }
 
-fn sink_runtime() -> tokio::runtime::Runtime {
+pub(crate) fn sink_runtime() -> tokio::runtime::Runtime {
     tokio::runtime::Builder::new_multi_thread()
         .worker_threads(1)
         .enable_all()
@@ -183,7 +186,12 @@ impl OtlpSink {
 
     /// Starts a sink on TCP `127.0.0.1` (an ephemeral port) that answers `200 OK`.
     pub fn start_tcp() -> Self {
-        Self::start_tcp_with(|stream| async move { Some(stream) })
+        Self::start_tcp_with(false, |stream| async move { Some(stream) })
+    }
+
+    /// Like [`counting`](Self::counting), on an ephemeral `127.0.0.1` port.
+    pub fn counting_tcp() -> Self {
+        Self::start_tcp_with(true, |stream| async move { Some(stream) })
     }
 
     /// Starts a TLS sink on `127.0.0.1` (an ephemeral port) with a fresh self-signed
@@ -206,7 +214,7 @@ impl OtlpSink {
             .with_single_cert(vec![cert], key)
             .expect("server certificate");
         let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(config));
-        let sink = Self::start_tcp_with(move |stream| {
+        let sink = Self::start_tcp_with(false, move |stream| {
             let acceptor = acceptor.clone();
             async move { acceptor.accept(stream).await.ok() }
         });
@@ -215,13 +223,13 @@ impl OtlpSink {
 
     /// A `200 OK` sink on an ephemeral `127.0.0.1` port whose connections go through
     /// `accept` first (a TLS handshake, or nothing); `None` drops the connection.
-    fn start_tcp_with<S, F, Fut>(accept: F) -> Self
+    fn start_tcp_with<S, F, Fut>(count_only: bool, accept: F) -> Self
     where
         S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
         F: Fn(tokio::net::TcpStream) -> Fut + Send + 'static,
         Fut: std::future::Future<Output = Option<S>> + Send,
     {
-        let shared = Shared::new(Box::new(|_| Reply::Ok), false);
+        let shared = Shared::new(Box::new(|_| Reply::Ok), count_only);
         let runtime = sink_runtime();
         let listener = runtime
             .block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))

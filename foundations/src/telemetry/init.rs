@@ -20,7 +20,7 @@ use crate::telemetry::export::{
     Exporter, ExporterConfig, ExporterStats, ExporterThread, OtlpEncoder, Phase, Transport, Work,
 };
 use crate::telemetry::settings::{
-    Endpoint, ResolvedTracing, SettingsError, TelemetrySettings, TracingOutput, TracingSettings,
+    Endpoint, OtlpProtocol, ResolvedTracing, SettingsError, TelemetrySettings, TracingSettings,
 };
 use std::fmt;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -240,18 +240,10 @@ fn prepare_internal(
         .sampling_ratio(resolved.sampling_ratio)
         .parent_based(resolved.parent_based)
         .max_queue_size(tracing_settings.export.max_queue_size);
-    let exporter = match (&resolved.endpoint, &tracing_settings.output) {
-        (Some(endpoint), TracingOutput::OtlpHttp { ca_bundle, .. }) => {
-            let endpoint = Endpoint::parse(endpoint, false).map_err(|message| {
-                SettingsError::new("tracing.output.otlp_http.endpoint", message)
-            })?;
+    let exporter = match &resolved.endpoint {
+        Some(endpoint) => {
             // Reads and parses the CA bundle: a bad one fails here, before any install.
-            let transport = Transport::new(
-                endpoint,
-                tracing_settings.export.num_tasks,
-                ca_bundle.as_deref(),
-            )
-            .map_err(|message| SettingsError::new("tracing.output.otlp_http", message))?;
+            let transport = internal_transport(endpoint, resolved, tracing_settings)?;
             let static_tags = tracing_settings
                 .static_tags
                 .iter()
@@ -263,9 +255,37 @@ fn prepare_internal(
             let config = ExporterConfig::new(&tracing_settings.export, None, encoder);
             Some((config, transport))
         }
-        _ => None,
+        None => None,
     };
     Ok(Prepared { options, exporter })
+}
+
+/// The internal exporter's transport to its resolved endpoint, in its resolved protocol.
+fn internal_transport(
+    endpoint: &str,
+    resolved: &ResolvedTracing,
+    settings: &TracingSettings,
+) -> Result<Transport, SettingsError> {
+    let field = settings.output.field();
+    let ca_bundle = settings.output.ca_bundle();
+    let endpoint_error = |message| SettingsError::new(format!("{field}.endpoint"), message);
+    let transport = match resolved.protocol {
+        OtlpProtocol::Grpc => {
+            let endpoint = Endpoint::parse_grpc(endpoint).map_err(endpoint_error)?;
+            let export = &settings.export;
+            Transport::grpc(
+                endpoint,
+                ca_bundle,
+                export.compression,
+                export.request_timeout(),
+            )
+        }
+        _ => {
+            let endpoint = Endpoint::parse(endpoint, false).map_err(endpoint_error)?;
+            Transport::new(endpoint, settings.export.num_tasks, ca_bundle)
+        }
+    };
+    transport.map_err(|message| SettingsError::new(field, message))
 }
 
 #[cfg(feature = "user-tracing")]
@@ -388,7 +408,7 @@ fn flush_exporters(
     }
 }
 
-/// The counters of the internal exporter, while one runs (output `otlp_http`).
+/// The counters of the internal exporter, while one runs (an OTLP output).
 pub fn internal_exporter_stats() -> Option<ExporterStats> {
     INTERNAL_EXPORTER.get().map(|exporter| exporter.stats())
 }

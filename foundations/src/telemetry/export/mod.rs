@@ -1,6 +1,7 @@
 //! Export: delivers the finished spans of a pipeline's queue as OTLP/HTTP requests
-//! (`POST /v1/traces`). Both pipelines use it: the user pipeline over a Unix domain socket,
-//! with routing; the internal pipeline to any OTLP/HTTP collector, without.
+//! (`POST /v1/traces`) or OTLP/gRPC calls (`TraceService/Export`). Both pipelines use it: the
+//! user pipeline over a Unix domain socket (HTTP), with routing; the internal pipeline to any
+//! OTLP collector, over HTTP or gRPC, without.
 //!
 //! The data flow, per worker:
 //!
@@ -9,9 +10,10 @@
 //!    (`routing`), so a request never mixes two routings.
 //! 2. **encode** (`otlp`): write each span's protobuf bytes and frame them into request
 //!    bodies under `max_request_bytes`.
-//! 3. **send** (`worker`, `transport`): gzip the body if configured; one request in flight
-//!    per worker, over pooled keep-alive connections; retryable failures are retried with
-//!    backoff (`retry`).
+//! 3. **send** (`worker`, `transport`, `grpc`): gzip the body if configured; one request in
+//!    flight per worker, over pooled keep-alive connections (HTTP/1.1) or one multiplexed
+//!    HTTP/2 connection (gRPC, the same encoded bytes in a gRPC frame); retryable failures are
+//!    retried with backoff (`retry`).
 //!
 //! Each pipeline's workers run on a thread of their own (`threads`), so one pipeline's
 //! encoding never delays the other's timers.
@@ -23,11 +25,13 @@
 //! never decides what is recorded or sampled, never touches the scope stacks, and never
 //! changes a span; `init` wires it to the pipelines.
 
+mod grpc;
 mod otlp;
 mod retry;
 mod routing;
 mod stats;
 mod threads;
+mod tls;
 mod transport;
 mod worker;
 

@@ -1,6 +1,9 @@
 //! When a failed request is retried, and after how long, as the OTLP specification says:
-//! only 429, 502, 503 and 504 are retryable statuses; backoff is exponential with jitter and
-//! capped; `Retry-After` (seconds or an HTTP date) is honoured up to a cap.
+//! over HTTP only 429, 502, 503 and 504 are retryable statuses, and `Retry-After` (seconds or
+//! an HTTP date) is honoured up to a cap; over gRPC only `CANCELLED`, `DEADLINE_EXCEEDED`,
+//! `ABORTED`, `OUT_OF_RANGE`, `UNAVAILABLE`, `DATA_LOSS`, and `RESOURCE_EXHAUSTED` when the
+//! server sent a `google.rpc.RetryInfo`, whose `retry_delay` is honoured up to the same cap.
+//! Backoff is exponential with jitter and capped.
 //!
 //! This module owns these pure decisions only; the worker sends, waits and counts.
 
@@ -8,6 +11,8 @@ use crate::telemetry::settings::RetrySettings;
 use hyper::StatusCode;
 use hyper::header::HeaderValue;
 use std::time::{Duration, SystemTime};
+use tonic::Code;
+use tonic_types::StatusExt;
 
 /// A status the specification allows to retry.
 pub(super) fn is_retryable(status: StatusCode) -> bool {
@@ -18,6 +23,29 @@ pub(super) fn is_retryable(status: StatusCode) -> bool {
             | StatusCode::SERVICE_UNAVAILABLE
             | StatusCode::GATEWAY_TIMEOUT
     )
+}
+
+/// Whether a gRPC failure is retried: `None` when it is final, else the server's
+/// `RetryInfo.retry_delay` (capped by `max_retry_after_ms`) if it sent one.
+pub(super) fn grpc_retry(
+    status: &tonic::Status,
+    retry: &RetrySettings,
+) -> Option<Option<Duration>> {
+    let delay = status
+        .get_details_retry_info()
+        .and_then(|info| info.retry_delay)
+        .map(|delay| delay.min(Duration::from_millis(retry.max_retry_after_ms)));
+    match status.code() {
+        Code::Cancelled
+        | Code::DeadlineExceeded
+        | Code::Aborted
+        | Code::OutOfRange
+        | Code::Unavailable
+        | Code::DataLoss => Some(delay),
+        // Only a server that says when to come back is asking for a retry.
+        Code::ResourceExhausted if delay.is_some() => Some(delay),
+        _ => None,
+    }
 }
 
 /// Exponential backoff for the `attempt`-th retry (1-based), capped, plus up to 50% jitter.
@@ -78,6 +106,62 @@ mod tests {
                 "{attempt}: {wait}"
             );
         }
+    }
+
+    #[test]
+    fn only_the_specified_grpc_codes_are_retried_and_retry_info_is_honoured() {
+        use tonic_types::{ErrorDetails, StatusExt};
+        let retry = RetrySettings::default();
+        for code in [
+            Code::Cancelled,
+            Code::DeadlineExceeded,
+            Code::Aborted,
+            Code::OutOfRange,
+            Code::Unavailable,
+            Code::DataLoss,
+        ] {
+            let status = tonic::Status::new(code, "");
+            assert_eq!(grpc_retry(&status, &retry), Some(None), "{code:?}");
+        }
+        for code in [
+            Code::Unknown,
+            Code::InvalidArgument,
+            Code::NotFound,
+            Code::AlreadyExists,
+            Code::PermissionDenied,
+            Code::ResourceExhausted,
+            Code::FailedPrecondition,
+            Code::Unimplemented,
+            Code::Internal,
+            Code::Unauthenticated,
+        ] {
+            let status = tonic::Status::new(code, "");
+            assert_eq!(grpc_retry(&status, &retry), None, "{code:?}");
+        }
+        let with_delay = |code, delay| {
+            tonic::Status::with_error_details(
+                code,
+                "slow down",
+                ErrorDetails::with_retry_info(Some(delay)),
+            )
+        };
+        let status = with_delay(Code::ResourceExhausted, Duration::from_millis(1500));
+        assert_eq!(
+            grpc_retry(&status, &retry),
+            Some(Some(Duration::from_millis(1500)))
+        );
+        let status = with_delay(Code::Unavailable, Duration::from_secs(3600));
+        assert_eq!(
+            grpc_retry(&status, &retry),
+            Some(Some(Duration::from_secs(30))),
+            "capped"
+        );
+        let status = with_delay(Code::InvalidArgument, Duration::from_secs(1));
+        assert_eq!(
+            grpc_retry(&status, &retry),
+            None,
+            "final whatever the details"
+        );
     }
 
     #[test]

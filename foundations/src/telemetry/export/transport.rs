@@ -1,5 +1,6 @@
 //! Where exporters send: an OTLP/HTTP endpoint over a Unix domain socket, plain TCP, or TLS,
-//! behind one pooled keep-alive HTTP/1.1 client.
+//! behind one pooled keep-alive HTTP/1.1 client ([`HttpTransport`]); or an OTLP/gRPC
+//! endpoint (`grpc`). [`Transport`] is either.
 //!
 //! | endpoint | transport |
 //! |---|---|
@@ -10,7 +11,9 @@
 //! This module owns connections only: the endpoint's syntax is parsed by the settings
 //! (`settings::Endpoint`), and what is sent, and when, is the worker's business.
 
-use crate::telemetry::settings::{Endpoint, TRACES_PATH};
+use super::grpc::GrpcTransport;
+use super::tls::tls_config;
+use crate::telemetry::settings::{Compression, Endpoint, TRACES_PATH};
 use bytes::Bytes;
 use http_body_util::Full;
 use hyper::Uri;
@@ -18,7 +21,6 @@ use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::client::legacy::{Client, ResponseFuture};
 use hyper_util::rt::TokioExecutor;
 use std::path::Path;
-use std::sync::Arc;
 use std::time::Duration;
 
 enum ClientKind {
@@ -27,14 +29,46 @@ enum ClientKind {
     Tls(Client<hyper_rustls::HttpsConnector<HttpConnector>, Full<Bytes>>),
 }
 
+/// How an exporter sends its requests.
+// One per exporter, made once and never moved again: the variants' sizes do not matter.
+#[allow(clippy::large_enum_variant)]
+pub(crate) enum Transport {
+    /// OTLP/HTTP: `POST /v1/traces`.
+    Http(HttpTransport),
+    /// OTLP/gRPC: `TraceService/Export`.
+    Grpc(GrpcTransport),
+}
+
+impl Transport {
+    /// OTLP/HTTP to `endpoint`, keeping at most `max_idle` idle connections. `ca_bundle`, a
+    /// PEM file, replaces the system roots for TLS.
+    pub(crate) fn new(
+        endpoint: Endpoint,
+        max_idle: usize,
+        ca_bundle: Option<&Path>,
+    ) -> Result<Self, String> {
+        HttpTransport::new(endpoint, max_idle, ca_bundle).map(Transport::Http)
+    }
+
+    /// OTLP/gRPC to `endpoint` (see `grpc`).
+    pub(crate) fn grpc(
+        endpoint: Endpoint,
+        ca_bundle: Option<&Path>,
+        compression: Compression,
+        connect_timeout: Duration,
+    ) -> Result<Self, String> {
+        GrpcTransport::new(endpoint, ca_bundle, compression, connect_timeout).map(Transport::Grpc)
+    }
+}
+
 /// A pooled HTTP/1.1 client bound to one endpoint.
-pub(crate) struct Transport {
+pub(crate) struct HttpTransport {
     client: ClientKind,
     uri: Uri,
     endpoint: Endpoint,
 }
 
-impl Transport {
+impl HttpTransport {
     /// A client for `endpoint` keeping at most `max_idle` idle connections. `ca_bundle`, a
     /// PEM file, replaces the system roots for TLS.
     pub(crate) fn new(
@@ -89,50 +123,5 @@ impl Transport {
             ClientKind::Tcp(client) => client.request(request),
             ClientKind::Tls(client) => client.request(request),
         }
-    }
-}
-
-fn tls_config(ca_bundle: Option<&Path>) -> Result<rustls::ClientConfig, String> {
-    use rustls::pki_types::CertificateDer;
-    use rustls::pki_types::pem::PemObject;
-    let mut roots = rustls::RootCertStore::empty();
-    match ca_bundle {
-        Some(path) => {
-            let certs = CertificateDer::pem_file_iter(path)
-                .map_err(|error| format!("cannot read CA bundle {}: {error}", path.display()))?;
-            for cert in certs {
-                let cert = cert
-                    .map_err(|error| format!("bad certificate in {}: {error}", path.display()))?;
-                roots.add(cert).map_err(|error| {
-                    format!("unusable certificate in {}: {error}", path.display())
-                })?;
-            }
-            if roots.is_empty() {
-                return Err(format!("CA bundle {} holds no certificate", path.display()));
-            }
-        }
-        None => {
-            // Certificates the system store cannot parse are skipped, like other clients do.
-            for cert in rustls_native_certs::load_native_certs().certs {
-                let _ = roots.add(cert);
-            }
-        }
-    }
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
-    Ok(rustls::ClientConfig::builder_with_provider(provider)
-        .with_safe_default_protocol_versions()
-        .map_err(|error| format!("TLS setup failed: {error}"))?
-        .with_root_certificates(roots)
-        .with_no_client_auth())
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn a_missing_ca_bundle_is_a_clear_error() {
-        let error = tls_config(Some(Path::new("/nonexistent/ca.pem"))).unwrap_err();
-        assert!(error.contains("/nonexistent/ca.pem"), "{error}");
     }
 }

@@ -264,6 +264,17 @@ impl Exporter {
         routing: Option<(&HeaderName, &HeaderValue)>,
         phase: &watch::Receiver<Phase>,
     ) {
+        let http = match &self.transport {
+            Transport::Http(http) => http,
+            Transport::Grpc(grpc) => {
+                let (retry, timeout) = (&self.config.retry, self.config.request_timeout);
+                let abort = || aborted(phase.clone());
+                let counters = &self.counters;
+                return grpc
+                    .send(request.body, request.spans, retry, timeout, counters, abort)
+                    .await;
+            }
+        };
         let spans = request.spans;
         let (body, encoding) = match self.config.compression {
             Compression::None => (Bytes::from(request.body), None),
@@ -273,7 +284,7 @@ impl Exporter {
         let mut attempts = 0u32;
         let mut connect_failures = 0u32;
         loop {
-            let mut builder = Request::post(self.transport.uri().clone())
+            let mut builder = Request::post(http.uri().clone())
                 .header(CONTENT_TYPE, "application/x-protobuf")
                 .header(USER_AGENT, self.user_agent.clone());
             if let Some(encoding) = encoding {
@@ -296,7 +307,7 @@ impl Exporter {
             let outcome = tokio::select! {
                 outcome = tokio::time::timeout_at(
                     deadline,
-                    self.transport.request(http_request),
+                    http.request(http_request),
                 ) => outcome,
                 _ = aborted(phase.clone()) => {
                     add(&self.counters.at_shutdown, spans);
@@ -350,7 +361,7 @@ impl Exporter {
                     if connect_failures == 1 || connect_failures % 50 == 0 {
                         log::warn!(
                             "foundations exporter: cannot connect to {}: {error}; retrying",
-                            self.transport.endpoint()
+                            http.endpoint()
                         );
                     }
                     backoff(retry, connect_failures)

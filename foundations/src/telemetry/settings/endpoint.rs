@@ -1,5 +1,6 @@
 //! The syntax of an exporter endpoint: `unix:///path`, `http://…` or `https://…`, parsed
-//! into an [`Endpoint`].
+//! into an [`Endpoint`], with the path rules of each protocol (OTLP/HTTP: a request path,
+//! `/v1/traces` by default; OTLP/gRPC: none, the service path is fixed).
 //!
 //! Settings validation and the environment resolution parse endpoints here; the transport
 //! (`telemetry::export`) connects to the parsed value. This module owns the syntax only: it
@@ -11,6 +12,17 @@ use std::path::PathBuf;
 
 /// The OTLP/HTTP traces path.
 pub(crate) const TRACES_PATH: &str = "/v1/traces";
+
+/// The wire protocol of an OTLP output.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum OtlpProtocol {
+    /// OTLP/HTTP with a protobuf body (`http/protobuf`), the default.
+    #[default]
+    HttpProtobuf,
+    /// OTLP/gRPC (`grpc`).
+    Grpc,
+}
 
 /// A parsed exporter endpoint.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -57,6 +69,22 @@ impl Endpoint {
             return Ok(Endpoint::Http(full));
         }
         Ok(Endpoint::Http(uri))
+    }
+
+    /// Parses an OTLP/gRPC endpoint: `unix:///path`, `http://host:port` or
+    /// `https://host:port`. gRPC requests go to the fixed service path, so an endpoint with a
+    /// path is refused rather than silently ignored.
+    pub(crate) fn parse_grpc(value: &str) -> Result<Self, String> {
+        let endpoint = Self::parse(value, false)?;
+        if let Endpoint::Http(uri) = &endpoint {
+            if uri.path() != "/" && !uri.path().is_empty() || uri.query().is_some() {
+                return Err(format!(
+                    "{:?}: a gRPC endpoint takes no path (requests go to the OTLP service)",
+                    value.trim()
+                ));
+            }
+        }
+        Ok(endpoint)
     }
 
     /// `https://`: the transport speaks TLS.
@@ -106,6 +134,21 @@ mod tests {
             Endpoint::parse("unix:///run/otel.sock", true).unwrap(),
             Endpoint::Unix("/run/otel.sock".into())
         );
+        assert_eq!(
+            Endpoint::parse_grpc("http://c:4317").unwrap().to_string(),
+            "http://c:4317/"
+        );
+        assert_eq!(
+            Endpoint::parse_grpc("unix:///run/otel-grpc.sock").unwrap(),
+            Endpoint::Unix("/run/otel-grpc.sock".into())
+        );
+        for bad in [
+            "http://c:4317/v1/traces",
+            "https://c:4317/x?y",
+            "ftp://c:4317",
+        ] {
+            assert!(Endpoint::parse_grpc(bad).is_err(), "{bad}");
+        }
         for bad in [
             "ftp://x",
             "collector:4318",

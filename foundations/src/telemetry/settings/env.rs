@@ -1,6 +1,7 @@
 //! The standard OpenTelemetry environment variables, read where the settings leave a value
 //! unset: the endpoint precedence (`OTEL_EXPORTER_OTLP_TRACES_ENDPOINT`, then
-//! `OTEL_EXPORTER_OTLP_ENDPOINT`), `OTEL_RESOURCE_ATTRIBUTES` (percent-decoded), and
+//! `OTEL_EXPORTER_OTLP_ENDPOINT`), the protocol (`OTEL_EXPORTER_OTLP_TRACES_PROTOCOL`, then
+//! `OTEL_EXPORTER_OTLP_PROTOCOL`), `OTEL_RESOURCE_ATTRIBUTES` (percent-decoded), and
 //! `OTEL_TRACES_SAMPLER` / `OTEL_TRACES_SAMPLER_ARG`.
 //!
 //! Every function takes the environment as a lookup function, so tests inject their own and
@@ -9,34 +10,79 @@
 //! when they apply.
 
 use super::SettingsError;
-use super::endpoint::Endpoint;
+use super::endpoint::{Endpoint, OtlpProtocol};
 use std::collections::BTreeMap;
 
-/// The export endpoint, by precedence: the explicit setting (`/v1/traces` appended when it
-/// has no path), `OTEL_EXPORTER_OTLP_TRACES_ENDPOINT` (as is), `OTEL_EXPORTER_OTLP_ENDPOINT`
-/// (`/v1/traces` always appended), else `http://localhost:4318/v1/traces`.
+/// The export endpoint, by precedence, for `protocol`:
+///
+/// - OTLP/HTTP: the explicit setting (`/v1/traces` appended when it has no path),
+///   `OTEL_EXPORTER_OTLP_TRACES_ENDPOINT` (as is), `OTEL_EXPORTER_OTLP_ENDPOINT`
+///   (`/v1/traces` always appended), else `http://localhost:4318/v1/traces`;
+/// - OTLP/gRPC: the same sources, each used as is (a gRPC endpoint has no path), else
+///   `http://localhost:4317`.
+///
+/// `field` names the explicit setting in errors.
 pub(super) fn resolve_endpoint(
     explicit: Option<&str>,
+    protocol: OtlpProtocol,
+    field: &str,
     env: &impl Fn(&str) -> Option<String>,
 ) -> Result<String, SettingsError> {
+    let grpc = protocol == OtlpProtocol::Grpc;
     let (source, value, append) = if let Some(explicit) = explicit {
-        (
-            "tracing.output.otlp_http.endpoint",
-            explicit.to_owned(),
-            true,
-        )
+        (field, explicit.to_owned(), true)
     } else if let Some(value) = env("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT") {
         ("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", value, false)
     } else if let Some(value) = env("OTEL_EXPORTER_OTLP_ENDPOINT") {
-        // The generic endpoint names the collector; the signal path is always appended.
-        let value = format!("{}/v1/traces", value.trim().trim_end_matches('/'));
+        // The generic endpoint names the collector; over HTTP the signal path is always
+        // appended, over gRPC the service path is fixed.
+        let value = if grpc {
+            value
+        } else {
+            format!("{}/v1/traces", value.trim().trim_end_matches('/'))
+        };
         ("OTEL_EXPORTER_OTLP_ENDPOINT", value, false)
+    } else if grpc {
+        (
+            "default endpoint",
+            "http://localhost:4317".to_owned(),
+            false,
+        )
     } else {
         ("default endpoint", "http://localhost:4318".to_owned(), true)
     };
-    Endpoint::parse(&value, append)
+    let parsed = if grpc {
+        Endpoint::parse_grpc(&value)
+    } else {
+        Endpoint::parse(&value, append)
+    };
+    parsed
         .map(|endpoint| endpoint.to_string())
         .map_err(|message| SettingsError::new(source, message))
+}
+
+/// The OTLP transport protocol from `OTEL_EXPORTER_OTLP_TRACES_PROTOCOL`, else
+/// `OTEL_EXPORTER_OTLP_PROTOCOL`: `grpc` or `http/protobuf` (the specification's default).
+/// `http/json` is not supported and, like any other value, is an error naming the variable.
+pub(super) fn protocol(
+    env: &impl Fn(&str) -> Option<String>,
+) -> Result<OtlpProtocol, SettingsError> {
+    for name in [
+        "OTEL_EXPORTER_OTLP_TRACES_PROTOCOL",
+        "OTEL_EXPORTER_OTLP_PROTOCOL",
+    ] {
+        if let Some(value) = env(name) {
+            return match value.trim() {
+                "grpc" => Ok(OtlpProtocol::Grpc),
+                "http/protobuf" => Ok(OtlpProtocol::HttpProtobuf),
+                other => Err(SettingsError::new(
+                    name,
+                    format!("{other:?} is not a supported protocol (grpc or http/protobuf)"),
+                )),
+            };
+        }
+    }
+    Ok(OtlpProtocol::HttpProtobuf)
 }
 
 /// `OTEL_RESOURCE_ATTRIBUTES` (`key=value,…`, values percent-encoded) as a map; empty when

@@ -48,6 +48,7 @@ mod tracing;
 #[cfg(feature = "user-tracing")]
 mod user;
 
+pub use endpoint::OtlpProtocol;
 pub(crate) use endpoint::{Endpoint, TRACES_PATH};
 pub use export::{Compression, ExportSettings, RetrySettings};
 pub use tracing::{ResolvedTracing, SamplingSettings, TracingOutput, TracingSettings};
@@ -160,5 +161,7 @@ impl TelemetrySettings {
     }
 }
 
+#[cfg(test)]
+mod protocol_tests;
 #[cfg(test)]
 mod tests;

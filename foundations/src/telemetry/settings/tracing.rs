@@ -5,13 +5,13 @@
 //! This module owns the `tracing:` section and its checks only; the variables themselves are
 //! interpreted in `env`, and nothing here starts or records anything.
 
-use super::endpoint::Endpoint;
+use super::endpoint::{Endpoint, OtlpProtocol};
 use super::env;
 use super::export::ExportSettings;
 use super::{SettingsError, UnknownFields};
 use serde::Deserialize;
 use std::collections::BTreeMap;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 /// Settings of the internal pipeline and its exporter.
 ///
@@ -97,7 +97,17 @@ impl Default for SamplingSettings {
 ///   otlp_http:
 ///     endpoint: https://collector.internal:4318   # or http://… or unix:///path
 ///     ca_bundle: /etc/ssl/collector-ca.pem        # optional, https only
+/// ---
+/// output:
+///   otlp_grpc:
+///     endpoint: http://collector.internal:4317    # or https://… or unix:///path
+/// ---
+/// output:
+///   otlp: {}    # OTLP/HTTP or OTLP/gRPC, as OTEL_EXPORTER_OTLP_[TRACES_]PROTOCOL says
 /// ```
+///
+/// Compression, timeouts, batching and retries are the shared [`ExportSettings`] knobs
+/// under `tracing:`, whatever the protocol.
 #[derive(Clone, Debug, Default, Deserialize, PartialEq)]
 #[serde(rename_all = "snake_case", deny_unknown_fields)]
 #[non_exhaustive]
@@ -119,6 +129,51 @@ pub enum TracingOutput {
         #[serde(default)]
         ca_bundle: Option<PathBuf>,
     },
+    /// OTLP/gRPC (`TraceService/Export` over HTTP/2) to a collector.
+    OtlpGrpc {
+        /// `http://host:port` (h2c over TCP), `https://host:port` (TLS) or `unix:///path`,
+        /// without a path. Default: `OTEL_EXPORTER_OTLP_TRACES_ENDPOINT`, else
+        /// `OTEL_EXPORTER_OTLP_ENDPOINT` (both as is), else `http://localhost:4317`.
+        #[serde(default)]
+        endpoint: Option<String>,
+        /// PEM file of the CA certificates that verify an `https` collector, instead of the
+        /// system roots.
+        #[serde(default)]
+        ca_bundle: Option<PathBuf>,
+    },
+    /// OTLP with the protocol taken from `OTEL_EXPORTER_OTLP_TRACES_PROTOCOL`, else
+    /// `OTEL_EXPORTER_OTLP_PROTOCOL` (`grpc` or `http/protobuf`), else OTLP/HTTP; then as
+    /// [`OtlpHttp`](Self::OtlpHttp) or [`OtlpGrpc`](Self::OtlpGrpc).
+    Otlp {
+        /// As for the chosen protocol.
+        #[serde(default)]
+        endpoint: Option<String>,
+        /// As for the chosen protocol.
+        #[serde(default)]
+        ca_bundle: Option<PathBuf>,
+    },
+}
+
+impl TracingOutput {
+    /// The CA bundle of an OTLP output, if one is set.
+    pub fn ca_bundle(&self) -> Option<&Path> {
+        match self {
+            TracingOutput::None => None,
+            TracingOutput::OtlpHttp { ca_bundle, .. }
+            | TracingOutput::OtlpGrpc { ca_bundle, .. }
+            | TracingOutput::Otlp { ca_bundle, .. } => ca_bundle.as_deref(),
+        }
+    }
+
+    /// The dotted path of this output's settings, for errors.
+    pub(crate) fn field(&self) -> &'static str {
+        match self {
+            TracingOutput::None => "tracing.output",
+            TracingOutput::OtlpHttp { .. } => "tracing.output.otlp_http",
+            TracingOutput::OtlpGrpc { .. } => "tracing.output.otlp_grpc",
+            TracingOutput::Otlp { .. } => "tracing.output.otlp",
+        }
+    }
 }
 
 /// The internal pipeline's settings after applying environment variables: what `init`
@@ -136,13 +191,15 @@ pub struct ResolvedTracing {
     pub parent_based: bool,
     /// The export endpoint, `None` for output `none`.
     pub endpoint: Option<String>,
+    /// The protocol spoken to `endpoint` (meaningless without one).
+    pub protocol: OtlpProtocol,
 }
 
 impl TracingSettings {
     /// Applies the OpenTelemetry environment variables where these settings leave values
-    /// unset: the endpoint precedence, `OTEL_SERVICE_NAME`, `OTEL_RESOURCE_ATTRIBUTES`,
-    /// `OTEL_TRACES_SAMPLER` and `OTEL_TRACES_SAMPLER_ARG`. `env` looks a variable up
-    /// (`|name| std::env::var(name).ok()` in production).
+    /// unset: the endpoint precedence, the protocol of output `otlp`, `OTEL_SERVICE_NAME`,
+    /// `OTEL_RESOURCE_ATTRIBUTES`, `OTEL_TRACES_SAMPLER` and `OTEL_TRACES_SAMPLER_ARG`. `env`
+    /// looks a variable up (`|name| std::env::var(name).ok()` in production).
     ///
     /// # Errors
     ///
@@ -151,7 +208,7 @@ impl TracingSettings {
     /// # Examples
     ///
     /// ```
-    /// use foundations::telemetry::settings::{TracingOutput, TracingSettings};
+    /// use foundations::telemetry::settings::{OtlpProtocol, TracingOutput, TracingSettings};
     ///
     /// let mut settings = TracingSettings::default();
     /// settings.output = TracingOutput::OtlpHttp { endpoint: None, ca_bundle: None };
@@ -163,6 +220,16 @@ impl TracingSettings {
     /// let resolved = settings.resolve(env).unwrap();
     /// assert_eq!(resolved.endpoint.as_deref(), Some("http://collector:4318/v1/traces"));
     /// assert_eq!(resolved.service_name, "checkout");
+    ///
+    /// // Output `otlp` follows the protocol variables; gRPC endpoints get no path.
+    /// settings.output = TracingOutput::Otlp { endpoint: None, ca_bundle: None };
+    /// let env = |name: &str| match name {
+    ///     "OTEL_EXPORTER_OTLP_TRACES_PROTOCOL" => Some("grpc".to_owned()),
+    ///     _ => None,
+    /// };
+    /// let resolved = settings.resolve(env).unwrap();
+    /// assert_eq!(resolved.protocol, OtlpProtocol::Grpc);
+    /// assert_eq!(resolved.endpoint.as_deref(), Some("http://localhost:4317/"));
     /// ```
     pub fn resolve(
         &self,
@@ -190,11 +257,23 @@ impl TracingSettings {
             None => env::sampler(&non_empty)?,
         };
 
-        let endpoint = match &self.output {
-            TracingOutput::None => None,
+        let field = format!("{}.endpoint", self.output.field());
+        let (endpoint, protocol) = match &self.output {
+            TracingOutput::None => (None, OtlpProtocol::HttpProtobuf),
             TracingOutput::OtlpHttp { endpoint, .. } => {
-                Some(env::resolve_endpoint(endpoint.as_deref(), &non_empty)?)
+                (Some(endpoint), OtlpProtocol::HttpProtobuf)
             }
+            TracingOutput::OtlpGrpc { endpoint, .. } => (Some(endpoint), OtlpProtocol::Grpc),
+            TracingOutput::Otlp { endpoint, .. } => (Some(endpoint), env::protocol(&non_empty)?),
+        };
+        let endpoint = match endpoint {
+            None => None,
+            Some(explicit) => Some(env::resolve_endpoint(
+                explicit.as_deref(),
+                protocol,
+                &field,
+                &non_empty,
+            )?),
         };
         Ok(ResolvedTracing {
             service_name,
@@ -202,6 +281,7 @@ impl TracingSettings {
             sampling_ratio,
             parent_based,
             endpoint,
+            protocol,
         })
     }
 
@@ -216,15 +296,21 @@ impl TracingSettings {
             }
         }
         self.export.validate("tracing")?;
-        if let TracingOutput::OtlpHttp {
-            endpoint: Some(endpoint),
-            ..
-        } = &self.output
-        {
-            Endpoint::parse(endpoint, true).map_err(|message| {
-                SettingsError::new("tracing.output.otlp_http.endpoint", message)
-            })?;
-        }
-        Ok(())
+        // An `otlp` endpoint's protocol is known only once the environment is read: `resolve`
+        // checks it.
+        let parsed = match &self.output {
+            TracingOutput::OtlpHttp {
+                endpoint: Some(endpoint),
+                ..
+            } => Endpoint::parse(endpoint, true),
+            TracingOutput::OtlpGrpc {
+                endpoint: Some(endpoint),
+                ..
+            } => Endpoint::parse_grpc(endpoint),
+            _ => return Ok(()),
+        };
+        parsed.map(drop).map_err(|message| {
+            SettingsError::new(format!("{}.endpoint", self.output.field()), message)
+        })
     }
 }
