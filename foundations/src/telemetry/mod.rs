@@ -15,9 +15,14 @@
 //! - `export` (private): batches, encodes (OTLP) and sends finished spans; it reads finished
 //!   records and settings only ([`ExporterStats`] counts what it did).
 //!
+//! - `bridge` (feature `tracing-bridge`): `tracing` spans and events recorded as internal
+//!   spans.
+//!
 //! The pipelines never mix: each has its own harness, scope stack, queue and exporter.
 
 mod api;
+#[cfg(feature = "tracing-bridge")]
+pub mod bridge;
 mod context;
 mod core;
 mod export;
