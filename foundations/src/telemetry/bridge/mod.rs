@@ -1,4 +1,5 @@
-//! Bridges from the Rust ecosystem's instrumentation into the pipelines.
+//! Bridges from the Rust ecosystem's instrumentation into the pipelines (features
+//! `tracing-bridge` and `tower`).
 //!
 //! # The `tracing` bridge (feature `tracing-bridge`)
 //!
@@ -45,10 +46,41 @@
 //! spans `Span::none()`: `tracing` then treats `parent: &that_span` as `parent: None`, and
 //! the bridge starts a root, as other `tracing` layers do.)
 //!
+//! # tower middleware (feature `tower`)
+//!
+//! [`TraceServerLayer`] gives each inbound HTTP request its server span (continuing the
+//! inbound W3C trace context) and, when a closure says so, a user trace; the handler, its
+//! response future and its response body ([`TracedBody`]) run with the request's context
+//! current, and the spans end when the body is complete. [`TraceClientLayer`] gives each
+//! outbound request a client span and sends its `traceparent`/`tracestate`. Kind and
+//! status are set through the `span.kind` and `error`/`error.message` tags.
+//!
 //! This module owns the translation of other libraries' calls into spans. It records
 //! through the core like the public API does, and never touches export or settings.
 
+#[cfg(feature = "tracing-bridge")]
 mod fields;
+#[cfg(feature = "tower")]
+mod http_attrs;
+#[cfg(feature = "tower")]
+mod tower_client;
+#[cfg(feature = "tower")]
+mod tower_server;
+#[cfg(feature = "tower")]
+mod traced_body;
+#[cfg(feature = "tracing-bridge")]
 mod tracing_layer;
 
+#[cfg(feature = "tower")]
+pub use tower_client::{TraceClient, TraceClientFuture, TraceClientLayer};
+#[cfg(all(feature = "tower", feature = "user-tracing"))]
+pub use tower_server::UserTraceFn;
+#[cfg(feature = "tower")]
+pub use tower_server::{
+    NoRoute, NoUserTrace, RouteOf, TraceServer, TraceServerFuture, TraceServerLayer,
+    UserTraceGuard, UserTraceOf,
+};
+#[cfg(feature = "tower")]
+pub use traced_body::TracedBody;
+#[cfg(feature = "tracing-bridge")]
 pub use tracing_layer::TracingBridge;
