@@ -7,7 +7,7 @@
 use crate::telemetry::core::pipeline::{Internal, Pipeline};
 use crate::telemetry::core::stack;
 use cf_rustracing::tag::{Tag, TagValue};
-use http::{HeaderMap, HeaderValue, Request};
+use http::{HeaderMap, Request};
 use std::borrow::Cow;
 
 #[cfg(feature = "user-tracing")]
@@ -114,10 +114,29 @@ fn header_host(headers: &HeaderMap) -> Option<String> {
     Some(address.to_owned())
 }
 
-/// The inbound `traceparent` and `tracestate` header values.
-pub(crate) fn w3c_headers(headers: &HeaderMap) -> (Option<&[u8]>, Option<&[u8]>) {
-    let value = |name| headers.get(name).map(HeaderValue::as_bytes);
-    (value("traceparent"), value("tracestate"))
+/// The inbound `traceparent` and `tracestate` header values, as the W3C rules read them:
+/// several `traceparent` headers are invalid (none is used); several `tracestate` headers
+/// are one list, joined with `,` in order.
+pub(crate) fn w3c_headers(headers: &HeaderMap) -> (Option<&[u8]>, Option<Cow<'_, [u8]>>) {
+    let mut traceparents = headers.get_all("traceparent").iter();
+    let traceparent = match (traceparents.next(), traceparents.next()) {
+        (Some(only), None) => Some(only.as_bytes()),
+        _ => None,
+    };
+    let mut tracestates = headers.get_all("tracestate").iter();
+    let tracestate = match (tracestates.next(), tracestates.next()) {
+        (None, _) => None,
+        (Some(only), None) => Some(Cow::Borrowed(only.as_bytes())),
+        (Some(first), Some(second)) => {
+            let mut joined = first.as_bytes().to_vec();
+            for value in [second].into_iter().chain(tracestates) {
+                joined.push(b',');
+                joined.extend_from_slice(value.as_bytes());
+            }
+            Some(Cow::Owned(joined))
+        }
+    };
+    (traceparent, tracestate)
 }
 
 /// Sets tags on the current internal span, and the current user span when `user` is set.

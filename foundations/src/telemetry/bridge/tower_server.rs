@@ -278,6 +278,7 @@ where
             None => Cow::Borrowed(method),
         };
         let (traceparent, tracestate) = http_attrs::w3c_headers(request.headers());
+        let tracestate = tracestate.as_deref();
         let options = StartTraceOptions::default().continue_from_headers(traceparent, tracestate);
         let root = ftracing::start_trace(name.clone(), options);
         let user = self
