@@ -326,16 +326,21 @@ where
         let this = self.project();
         let ctx = this.ctx.as_ref().expect("polled after completion");
         let user = *this.user;
-        let result = match ctx.scope_and(|| this.inner.poll(cx)) {
-            Poll::Pending => return Poll::Pending,
-            Poll::Ready(result) => result,
+        // The outcome is recorded within the same scope as the last poll.
+        let result = ctx.scope_and(|| match this.inner.poll(cx) {
+            Poll::Pending => Poll::Pending,
+            Poll::Ready(result) => {
+                match &result {
+                    Ok(response) => http_attrs::set_status(response.status(), 500, user),
+                    Err(error) => http_attrs::set_error(error.to_string(), user),
+                }
+                Poll::Ready(result)
+            }
+        });
+        let Poll::Ready(result) = result else {
+            return Poll::Pending;
         };
         let ctx = this.ctx.take().expect("checked above");
-        ctx.scope_and(|| match &result {
-            Ok(response) => http_attrs::set_status(response.status(), 500, user),
-            Err(error) => http_attrs::set_error(error.to_string(), user),
-        });
-        // The body keeps the spans open until it is complete.
         Poll::Ready(result.map(|response| response.map(|body| TracedBody::new(body, ctx, user))))
     }
 }
