@@ -15,6 +15,7 @@ use foundations::telemetry::testing::{HarnessOptions, install_tracing};
 use opentelemetry::trace::TracerProvider as _;
 use opentelemetry_sdk::error::OTelSdkResult;
 use opentelemetry_sdk::trace::{SdkTracerProvider, SpanData, SpanExporter};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 use tracing::Subscriber;
 use tracing_subscriber::prelude::*;
@@ -42,11 +43,17 @@ fn bridged_spans(subscriber: &tracing::Dispatch, iters: u64) -> Duration {
     })
 }
 
+/// Child spans timed under `tracing-opentelemetry`, and spans its exporter received: the
+/// SDK's batch processor drops spans when its queue is full, which would flatter it.
+static OTEL_TIMED: AtomicU64 = AtomicU64::new(0);
+static OTEL_EXPORTED: AtomicU64 = AtomicU64::new(0);
+
 #[derive(Debug)]
 struct NullExporter;
 
 impl SpanExporter for NullExporter {
     async fn export(&self, batch: Vec<SpanData>) -> OTelSdkResult {
+        OTEL_EXPORTED.fetch_add(batch.len() as u64, Ordering::Relaxed);
         drop(std::hint::black_box(batch));
         Ok(())
     }
@@ -100,7 +107,11 @@ fn bridges(c: &mut Criterion) {
         b.iter_custom(|iters| bridged_spans(&foundations, iters))
     });
     group.bench_function("tracing_opentelemetry", |b| {
-        b.iter_custom(|iters| bridged_spans(&otel, iters))
+        b.iter_custom(|iters| {
+            // Children plus one root per batch.
+            OTEL_TIMED.fetch_add(iters + iters.div_ceil(BATCH), Ordering::Relaxed);
+            bridged_spans(&otel, iters)
+        })
     });
     group.bench_function("fastrace_tracing", |b| {
         b.iter_custom(|iters| bridged_spans(&fastrace_default, iters))
@@ -109,7 +120,15 @@ fn bridges(c: &mut Criterion) {
         b.iter_custom(|iters| bridged_spans(&fastrace_lean, iters))
     });
     group.finish();
+    let _ = provider.force_flush();
     drop(provider);
+    let (timed, exported) = (
+        OTEL_TIMED.load(Ordering::Relaxed),
+        OTEL_EXPORTED.load(Ordering::Relaxed),
+    );
+    if timed > 0 {
+        eprintln!("tracing-opentelemetry: {exported} of {timed} spans reached its exporter");
+    }
 }
 
 criterion_group!(benches, bridges);
