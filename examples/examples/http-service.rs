@@ -2,6 +2,10 @@
 //! given as the first argument): the backend and the service on the configured addresses,
 //! exporting internal spans and per-tenant user spans as the config says, until Ctrl-C.
 //!
+//! The service is an axum router traced by foundations' tower layers (see
+//! `examples/src/service.rs`); `tracing` spans (of the service or its libraries, hyper's own
+//! kept out) are recorded as internal spans through the `tracing` bridge.
+//!
 //! ```sh
 //! mkdir -p /tmp/foundations-demo
 //! cargo run -p foundations-examples --example trace-sink -- --socket /tmp/foundations-demo/user.sock &
@@ -11,10 +15,13 @@
 //! ```
 
 use foundations::telemetry;
+use foundations::telemetry::bridge::TracingBridge;
 use foundations_examples::demo::DemoConfig;
 use foundations_examples::service::{self, Service};
 use std::path::PathBuf;
 use std::time::Duration;
+use tracing_subscriber::filter::{LevelFilter, Targets};
+use tracing_subscriber::prelude::*;
 
 #[tokio::main]
 async fn main() {
@@ -44,13 +51,20 @@ async fn main() {
                 std::process::exit(1);
             })
     };
+    // `tracing` spans become internal spans; hyper's and h2's internals stay out.
+    let filter = Targets::new()
+        .with_default(LevelFilter::INFO)
+        .with_target("hyper", LevelFilter::OFF)
+        .with_target("h2", LevelFilter::OFF);
+    tracing_subscriber::registry()
+        .with(TracingBridge::new().with_filter(filter))
+        .init();
+
     let backend = bind(config.service.backend).await;
     let listener = bind(config.service.listen).await;
     tokio::spawn(service::serve(backend, service::backend));
     let app = Service::new(config.service.backend);
-    tokio::spawn(service::serve(listener, move |request| {
-        Service::handle(app.clone(), request)
-    }));
+    tokio::spawn(async move { axum::serve(listener, app.router()).await });
     println!(
         "http-service: listening on http://{}",
         config.service.listen

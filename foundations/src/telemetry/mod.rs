@@ -15,9 +15,14 @@
 //! - `export` (private): batches, encodes (OTLP) and sends finished spans; it reads finished
 //!   records and settings only ([`ExporterStats`] counts what it did).
 //!
+//! - `bridge` (features `tracing-bridge`, `tower`): `tracing` spans and events recorded as
+//!   internal spans; tower layers tracing inbound and outbound HTTP requests.
+//!
 //! The pipelines never mix: each has its own harness, scope stack, queue and exporter.
 
 mod api;
+#[cfg(any(feature = "tracing-bridge", feature = "tower"))]
+pub mod bridge;
 mod context;
 mod core;
 mod export;

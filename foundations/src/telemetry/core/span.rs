@@ -112,6 +112,15 @@ impl LiveSpan {
         }
     }
 
+    /// Renames the span (the `tracing` bridge's `otel.name`, which may be recorded late).
+    #[cfg(feature = "tracing-bridge")]
+    pub(crate) fn rename(&mut self, name: Cow<'static, str>) {
+        match &mut self.full {
+            Some(full) => full.set_operation_name(|| name),
+            None => self.name = name,
+        }
+    }
+
     /// Adds a log entry, timestamped now.
     pub(crate) fn log(&mut self, fields: impl IntoIterator<Item = LogField>) {
         self.full().log(|log| {

@@ -1,0 +1,178 @@
+//! HTTP semantic-convention attributes, and the W3C headers, for the tower layers.
+//!
+//! Kind and status go through the tags the OTLP mapping reads (`span.kind`, `error`,
+//! `error.message`). Everything here writes to the *current* spans: callers make the
+//! request's context current first.
+
+use crate::telemetry::core::pipeline::{Internal, Pipeline};
+use crate::telemetry::core::stack;
+use cf_rustracing::tag::{Tag, TagValue};
+use http::{HeaderMap, Request};
+use std::borrow::Cow;
+
+#[cfg(feature = "user-tracing")]
+use crate::telemetry::core::pipeline::User;
+
+/// The request attributes of a server span (besides kind), as tags.
+pub(crate) fn server_request_tags<B>(request: &Request<B>) -> Vec<Tag> {
+    let mut tags = Vec::with_capacity(6);
+    tags.push(Tag::new("span.kind", "server"));
+    tags.push(Tag::new(
+        "http.request.method",
+        method_value(request.method()),
+    ));
+    tags.push(Tag::new("url.path", request.uri().path().to_owned()));
+    let scheme = request
+        .uri()
+        .scheme_str()
+        .map_or(Cow::Borrowed("http"), |s| Cow::Owned(s.to_owned()));
+    tags.push(Tag::new("url.scheme", scheme));
+    let host = request
+        .uri()
+        .host()
+        .map(str::to_owned)
+        .or_else(|| header_host(request.headers()));
+    if let Some(host) = host {
+        tags.push(Tag::new("server.address", host));
+    }
+    if let Some(agent) = header_text(request.headers(), http::header::USER_AGENT) {
+        tags.push(Tag::new("user_agent.original", agent));
+    }
+    tags
+}
+
+/// The request attributes of a client span (besides kind), as tags.
+pub(crate) fn client_request_tags<B>(request: &Request<B>) -> Vec<Tag> {
+    let mut tags = Vec::with_capacity(5);
+    tags.push(Tag::new("span.kind", "client"));
+    tags.push(Tag::new(
+        "http.request.method",
+        method_value(request.method()),
+    ));
+    tags.push(Tag::new("url.full", request.uri().to_string()));
+    if let Some(host) = request
+        .uri()
+        .host()
+        .map(str::to_owned)
+        .or_else(|| header_host(request.headers()))
+    {
+        tags.push(Tag::new("server.address", host));
+    }
+    if let Some(port) = request.uri().port_u16() {
+        tags.push(Tag::new("server.port", i64::from(port)));
+    }
+    tags
+}
+
+/// A method as a tag value: the standard ones without allocating.
+fn method_value(method: &http::Method) -> TagValue {
+    let standard = [
+        http::Method::GET,
+        http::Method::POST,
+        http::Method::PUT,
+        http::Method::DELETE,
+        http::Method::HEAD,
+        http::Method::OPTIONS,
+        http::Method::PATCH,
+        http::Method::CONNECT,
+        http::Method::TRACE,
+    ];
+    match standard.iter().find(|m| *m == method) {
+        Some(_) => TagValue::String(Cow::Borrowed(static_method(method))),
+        // Semantic conventions: unknown methods are reported as `_OTHER`.
+        None => TagValue::String(Cow::Borrowed("_OTHER")),
+    }
+}
+
+/// The `&'static str` of a standard method.
+pub(crate) fn static_method(method: &http::Method) -> &'static str {
+    match *method {
+        http::Method::GET => "GET",
+        http::Method::POST => "POST",
+        http::Method::PUT => "PUT",
+        http::Method::DELETE => "DELETE",
+        http::Method::HEAD => "HEAD",
+        http::Method::OPTIONS => "OPTIONS",
+        http::Method::PATCH => "PATCH",
+        http::Method::CONNECT => "CONNECT",
+        http::Method::TRACE => "TRACE",
+        _ => "HTTP",
+    }
+}
+
+fn header_text(headers: &HeaderMap, name: http::header::HeaderName) -> Option<String> {
+    headers.get(name)?.to_str().ok().map(str::to_owned)
+}
+
+fn header_host(headers: &HeaderMap) -> Option<String> {
+    let host = headers.get(http::header::HOST)?.to_str().ok()?;
+    // `host:port`, or `[v6]:port`: the address is what precedes the port.
+    let address = match host.rsplit_once(':') {
+        Some((address, port)) if port.bytes().all(|b| b.is_ascii_digit()) => address,
+        _ => host,
+    };
+    Some(address.to_owned())
+}
+
+/// The inbound `traceparent` and `tracestate` header values, as the W3C rules read them:
+/// several `traceparent` headers are invalid (none is used); several `tracestate` headers
+/// are one list, joined with `,` in order.
+pub(crate) fn w3c_headers(headers: &HeaderMap) -> (Option<&[u8]>, Option<Cow<'_, [u8]>>) {
+    let mut traceparents = headers.get_all("traceparent").iter();
+    let traceparent = match (traceparents.next(), traceparents.next()) {
+        (Some(only), None) => Some(only.as_bytes()),
+        _ => None,
+    };
+    let mut tracestates = headers.get_all("tracestate").iter();
+    let tracestate = match (tracestates.next(), tracestates.next()) {
+        (None, _) => None,
+        (Some(only), None) => Some(Cow::Borrowed(only.as_bytes())),
+        (Some(first), Some(second)) => {
+            let mut joined = first.as_bytes().to_vec();
+            for value in [second].into_iter().chain(tracestates) {
+                joined.push(b',');
+                joined.extend_from_slice(value.as_bytes());
+            }
+            Some(Cow::Owned(joined))
+        }
+    };
+    (traceparent, tracestate)
+}
+
+/// Sets tags on the current internal span, and the current user span when `user` is set.
+pub(crate) fn set_tags(tags: Vec<Tag>, user: bool) {
+    #[cfg(feature = "user-tracing")]
+    if user {
+        set_current::<User>(tags.clone());
+    }
+    #[cfg(not(feature = "user-tracing"))]
+    let _ = user;
+    set_current::<Internal>(tags);
+}
+
+/// Sets tags on the current span of pipeline `P`, if it is recorded.
+fn set_current<P: Pipeline>(tags: Vec<Tag>) {
+    stack::with_current::<P>(|span| span.set_tags(tags));
+}
+
+/// Records the response status on the current spans; `error_from` is the first status
+/// that marks the span failed (500 for servers, 400 for clients).
+pub(crate) fn set_status(status: http::StatusCode, error_from: u16, user: bool) {
+    let mut tags = vec![Tag::new(
+        "http.response.status_code",
+        i64::from(status.as_u16()),
+    )];
+    if status.as_u16() >= error_from {
+        tags.push(Tag::new("error", true));
+        tags.push(Tag::new("error.message", status.to_string()));
+    }
+    set_tags(tags, user);
+}
+
+/// Marks the current internal span (and the current user span, when `user` is set) failed.
+pub(crate) fn set_error(message: String, user: bool) {
+    set_tags(
+        vec![Tag::new("error", true), Tag::new("error.message", message)],
+        user,
+    );
+}
