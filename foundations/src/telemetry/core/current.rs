@@ -7,6 +7,8 @@
 use super::harness::{self, HarnessRef};
 use super::identity::SpanState;
 use super::pipeline::Pipeline;
+use super::stack;
+#[cfg(feature = "user-tracing")]
 use super::stack::inspect_current;
 
 #[cfg(feature = "user-tracing")]
@@ -17,7 +19,7 @@ use super::stack::test_harness;
 /// Reads the identity of the current span of pipeline `P`, if there is one.
 #[inline]
 pub(crate) fn current_state<P: Pipeline, R>(f: impl FnOnce(&SpanState) -> R) -> Option<R> {
-    inspect_current::<P, _>(|span| span.map(|span| f(span.state())))
+    stack::current_state::<P, _>(f)
 }
 
 /// `true` while a user span is current on this thread (a user trace is active).

@@ -17,16 +17,19 @@
 //! - [`finished`]: `FinishedSpan`, the record a finished span becomes.
 //! - [`queue`]: the bounded hand-over to a consumer (`SpanDrain`), with its counters.
 //! - [`harness`]: per pipeline, the sampling decision for roots and where records go.
-//! - [`stack`]: the thread-local scope stacks; [`scope`]: an entry's lifetime;
+//! - [`stack`]: the thread-local scope stacks, made of [`entry`] values, each with its
+//!   [`joined`] unsampled children; [`scope`]: an entry's lifetime;
 //!   [`current`]: what is current on this thread.
 //!
 //! This module imports nothing from the API, export, settings or context modules: they
 //! build on it, never the other way round. It uses the W3C value types of `propagation`.
 
 pub(crate) mod current;
+pub(crate) mod entry;
 pub(crate) mod finished;
 pub(crate) mod harness;
 pub(crate) mod identity;
+pub(crate) mod joined;
 pub(crate) mod pipeline;
 pub(crate) mod queue;
 pub(crate) mod scope;

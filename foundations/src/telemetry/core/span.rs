@@ -256,8 +256,9 @@ impl SharedLiveSpan {
 pub(crate) enum SpanHandle {
     /// A sampled span: tags and logs are recorded and it is exported when it finishes.
     Recording(Arc<SharedLiveSpan>),
-    /// An unsampled span: it records nothing and allocates nothing, but still knows its
-    /// trace so that the "not sampled" decision is propagated downstream.
+    /// An unsampled span: it records nothing and allocates nothing, but has its own
+    /// identity (trace, span id, flags) so that the "not sampled" decision and the span
+    /// that took part are propagated downstream.
     NonRecording(SpanState),
 }
 
@@ -282,10 +283,10 @@ impl SpanHandle {
     pub(crate) fn child(&self, name: Cow<'static, str>) -> EntrySpan {
         match self {
             SpanHandle::Recording(parent) => EntrySpan::Owned(parent.child(name)),
-            // Unsampled children share their parent's identity: nothing to record, and the
-            // propagated parent id stays the last one a downstream service could know.
+            // An unsampled child records nothing but has its own span id, as W3C Level 2
+            // asks: a downstream `traceparent` names the span that took part.
             SpanHandle::NonRecording(state) => {
-                EntrySpan::Shared(SpanHandle::NonRecording(state.clone()))
+                EntrySpan::Shared(SpanHandle::NonRecording(state.child()))
             }
         }
     }
