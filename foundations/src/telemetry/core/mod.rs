@@ -16,6 +16,7 @@
 //! - [`span`]: a span while open: owned by its stack entry, or shared behind an `Arc`.
 //! - [`finished`]: `FinishedSpan`, the record a finished span becomes.
 //! - [`queue`]: the bounded hand-over to a consumer (`SpanDrain`), with its counters.
+//! - [`status`]: a span's kind and status as typed values, and their tags.
 //! - [`harness`]: per pipeline, the sampling decision for roots and where records go.
 //! - [`stack`]: the thread-local scope stacks, made of [`entry`] values, each with its
 //!   [`joined`] unsampled children; [`scope`]: an entry's lifetime;
@@ -35,3 +36,4 @@ pub(crate) mod queue;
 pub(crate) mod scope;
 pub(crate) mod span;
 pub(crate) mod stack;
+pub(crate) mod status;

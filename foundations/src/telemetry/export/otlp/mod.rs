@@ -10,6 +10,7 @@
 //! | flags | W3C flags in bits 0–7, `0x100` (remote-ness known), `0x200` (parent is remote) |
 //! | tag `span.kind` = `server`/`client`/`producer`/`consumer`/`internal` | `kind` (default internal) |
 //! | tag `error` = `true` | status Error, message from tag `error.message` (other values: Unset) |
+//! | tag `otel.status_code` = `OK`/`ERROR`/`UNSET` (as `SpanStatus` sets it) | status Ok/Error/Unset; the last status tag set wins |
 //! | other tags | attributes, typed: string, bool, int, double |
 //! | log entries | events: name from field `event` (else `log`), other fields as string attributes |
 //! | tracestate | `trace_state` |

@@ -66,8 +66,12 @@ fn to_proto(span: &FinishedSpan, counts: &mut ConversionCounts) -> Span {
                 dropped_attributes_count: 0,
             })
             .collect(),
-        status: view.error.map(|message| Status {
-            code: StatusCode::Error as i32,
+        status: view.status.map(|(code, message)| Status {
+            code: match code {
+                crate::telemetry::core::status::StatusCode::Unset => StatusCode::Unset,
+                crate::telemetry::core::status::StatusCode::Ok => StatusCode::Ok,
+                crate::telemetry::core::status::StatusCode::Error => StatusCode::Error,
+            } as i32,
             message: message.to_owned(),
         }),
         ..Default::default()
@@ -274,4 +278,84 @@ fn static_tags_are_added_unless_the_span_sets_them() {
 
 fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+#[derive(Debug)]
+struct Outer(std::io::Error);
+
+impl std::fmt::Display for Outer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("loading config")
+    }
+}
+
+impl std::error::Error for Outer {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        Some(&self.0)
+    }
+}
+
+#[test]
+fn typed_kind_status_and_recorded_errors_map_to_otlp_byte_for_byte() {
+    use crate::telemetry::tracing::{SpanKind as Kind, SpanStatus};
+    let spans = finished(|| {
+        let _root = tracing::start_trace("root", StartTraceOptions::default());
+        tracing::set_span_kind(Kind::Consumer);
+        tracing::set_span_status(SpanStatus::Ok);
+        {
+            let _failed = tracing::span("failed");
+            tracing::set_span_kind(Kind::Client);
+            let error = Outer(std::io::Error::other("disk on fire"));
+            tracing::record_error(&error);
+        }
+        {
+            // The tags keep working, and the last status written wins.
+            let _legacy = tracing::span("legacy");
+            tracing::set_span_status(SpanStatus::error("first"));
+            crate::add_span_tags!("error" => false);
+        }
+    });
+    let by_name = |name: &str| spans.iter().find(|s| s.name() == name).unwrap();
+    let mut counts = ConversionCounts::default();
+    let root = to_proto(by_name("root"), &mut counts);
+    assert_eq!(root.kind, SpanKind::Consumer as i32);
+    assert_eq!(root.status.as_ref().unwrap().code, StatusCode::Ok as i32);
+    assert!(root.attributes.is_empty(), "status tags are not attributes");
+    let failed = to_proto(by_name("failed"), &mut counts);
+    assert_eq!(failed.kind, SpanKind::Client as i32);
+    let status = failed.status.as_ref().unwrap();
+    assert_eq!(status.code, StatusCode::Error as i32);
+    assert_eq!(status.message, "loading config: disk on fire");
+    let event = &failed.events[0];
+    assert_eq!(event.name, "exception");
+    let attr = |key: &str| {
+        event
+            .attributes
+            .iter()
+            .find(|kv| kv.key == key)
+            .and_then(|kv| kv.value.clone()?.value)
+    };
+    assert_eq!(
+        attr("exception.message"),
+        Some(any_value::Value::StringValue(
+            "loading config: disk on fire".into()
+        ))
+    );
+    let Some(any_value::Value::StringValue(ty)) = attr("exception.type") else {
+        panic!("exception.type is a string");
+    };
+    assert!(ty.ends_with("Outer"), "{ty}");
+    let legacy = to_proto(by_name("legacy"), &mut counts);
+    assert!(
+        legacy.status.is_none(),
+        "error = false after an error status: unset"
+    );
+    for span in &spans {
+        let mut expected = Vec::new();
+        let proto = to_proto(span, &mut ConversionCounts::default());
+        prost::encoding::message::encode(2, &proto, &mut expected);
+        let mut actual = Vec::new();
+        write_span(span, &[], &mut actual, &mut ConversionCounts::default());
+        assert_eq!(actual, expected, "span {:?}", span.name());
+    }
 }

@@ -8,6 +8,7 @@
 
 use super::view::{ConversionCounts, EventView, WireValue, parent_and_flags, unix_nanos, view};
 use crate::telemetry::core::finished::FinishedSpan;
+use crate::telemetry::core::status;
 use opentelemetry_proto::tonic::trace::v1::status::StatusCode;
 use prost::bytes::BufMut;
 use prost::encoding::{WireType, encode_key, encode_varint, encoded_len_varint, key_len};
@@ -86,13 +87,22 @@ fn event_len(event: &EventView<'_>) -> usize {
     time + name + attributes
 }
 
-fn status_len(message: &str) -> usize {
+/// The OTLP status code of a status that is set.
+fn status_code(code: status::StatusCode) -> u64 {
+    match code {
+        status::StatusCode::Unset => StatusCode::Unset as u64,
+        status::StatusCode::Ok => StatusCode::Ok as u64,
+        status::StatusCode::Error => StatusCode::Error as u64,
+    }
+}
+
+fn status_len(code: status::StatusCode, message: &str) -> usize {
     let message = if message.is_empty() {
         0
     } else {
         ld_len(2, message.len())
     };
-    message + key_len(3) + encoded_len_varint(StatusCode::Error as u64)
+    message + key_len(3) + encoded_len_varint(status_code(code))
 }
 
 /// Writes `span` as one element of `ScopeSpans.spans` (key, length, message) to `buf`.
@@ -136,8 +146,8 @@ pub(super) fn write_span(
     for event in &view.events {
         len += ld_len(11, event_len(event));
     }
-    if let Some(message) = view.error {
-        len += ld_len(15, status_len(message));
+    if let Some((code, message)) = view.status {
+        len += ld_len(15, status_len(code, message));
     }
 
     buf.reserve(ld_len(SCOPE_SPANS_SPANS, len));
@@ -175,12 +185,12 @@ pub(super) fn write_span(
             put_key_value(3, key, WireValue::Str(value), buf);
         }
     }
-    if let Some(message) = view.error {
-        put_ld_header(15, status_len(message), buf);
+    if let Some((code, message)) = view.status {
+        put_ld_header(15, status_len(code, message), buf);
         if !message.is_empty() {
             put_ld(2, message.as_bytes(), buf);
         }
-        put_varint_field(3, StatusCode::Error as u64, buf);
+        put_varint_field(3, status_code(code), buf);
     }
     // prost writes fields in tag order: `flags` (16) comes last.
     encode_key(16, WireType::ThirtyTwoBit, buf);
