@@ -17,6 +17,7 @@ pub use crate::telemetry::core::queue::{QueueStats, SpanDrain};
 
 use crate::telemetry::TelemetryContext;
 use crate::telemetry::core::harness::{self, Harness, RootSampling, SpanSink};
+use crate::telemetry::core::links::SpanLink;
 use crate::telemetry::core::pipeline::{Internal, PerPipeline};
 use crate::telemetry::core::status::{SpanKind, SpanStatus};
 use crate::telemetry::propagation::ids::{SpanId, TraceFlags, TraceId};
@@ -177,6 +178,10 @@ pub struct TestSpan {
     pub kind: SpanKind,
     /// The span's status, as exported (from the status tags, the last one set winning).
     pub status: SpanStatus,
+    /// The span's links, in the order added.
+    pub links: Vec<SpanLink>,
+    /// Links added beyond [`MAX_LINKS`](crate::telemetry::tracing::MAX_LINKS) and dropped.
+    pub dropped_links_count: u32,
     /// Log entries, in the order recorded.
     pub logs: Vec<TestLog>,
     /// Start time.
@@ -241,6 +246,8 @@ fn to_test_span(span: &FinishedSpan) -> TestSpan {
         tags,
         kind,
         status,
+        links: span.links().to_vec(),
+        dropped_links_count: span.dropped_links_count(),
         logs: span
             .logs()
             .iter()

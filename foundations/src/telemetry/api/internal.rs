@@ -40,6 +40,7 @@
 pub use super::macros as __private;
 
 pub use crate::telemetry::core::identity::{Span, SpanState};
+pub use crate::telemetry::core::links::{MAX_LINKS, SpanLink};
 pub use crate::telemetry::core::status::{MAX_EXCEPTION_MESSAGE_BYTES, SpanKind, SpanStatus};
 pub use crate::telemetry::propagation::ids::{SpanId, TraceFlags, TraceId};
 pub use crate::telemetry::propagation::traceparent::{
@@ -375,6 +376,38 @@ pub fn w3c_traceparent() -> Option<TraceparentContext> {
 /// The W3C `tracestate` of the current trace, if it carries one.
 pub fn w3c_tracestate() -> Option<TraceState> {
     current::current_state::<Internal, _>(|state| state.trace_state().cloned()).flatten()
+}
+
+/// Links the current span to the span `context` names (of another trace, typically), with
+/// `attributes`; a no-op unless the span is recorded. Exported as an OTLP link. A span keeps
+/// at most [`MAX_LINKS`] links; more are dropped and counted in `dropped_links_count`.
+///
+/// # Examples
+///
+/// ```
+/// use foundations::telemetry::tracing::{self, StartTraceOptions, Tag, TraceparentContext};
+///
+/// # let ctx = foundations::telemetry::TelemetryContext::test();
+/// # let _scope = ctx.scope();
+/// let served: TraceparentContext =
+///     "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01".parse().unwrap();
+/// let _batch = tracing::start_trace("batch", StartTraceOptions::default());
+/// tracing::add_link(served, None, [Tag::new("batch.index", 0)]);
+/// # drop(_batch);
+/// # assert_eq!(ctx.traces(Default::default())[0].links[0].context, served);
+/// ```
+pub fn add_link(
+    context: TraceparentContext,
+    trace_state: Option<TraceState>,
+    attributes: impl IntoIterator<Item = Tag>,
+) {
+    if super::macros::INTERNAL.is_recording() {
+        super::macros::INTERNAL.add_link(SpanLink {
+            context,
+            trace_state,
+            attributes: attributes.into_iter().collect(),
+        });
+    }
 }
 
 /// Sets the kind of the current span (exported as OTLP `kind`); a no-op unless it is

@@ -7,6 +7,7 @@
 //! takes them directly, a shared one under its lock, held only for the push.
 
 use crate::telemetry::core::identity::SpanState;
+use crate::telemetry::core::links::SpanLink;
 use crate::telemetry::core::stack;
 use crate::telemetry::core::status::{self, SpanKind, SpanStatus};
 use cf_rustracing::log::LogField;
@@ -43,6 +44,12 @@ impl<P: Pipeline> MacroTarget<P> {
     #[inline]
     pub fn log<const N: usize>(self, fields: [LogField; N]) {
         stack::with_current::<P>(|span| span.log(fields));
+    }
+
+    /// Adds a link to the current span, if it is recorded. Dropping a link's values runs no
+    /// application code (plain strings, ids and tags).
+    pub fn add_link(self, link: SpanLink) {
+        stack::with_current::<P>(|span| span.add_link(link));
     }
 
     /// Sets the kind of the current span, if it is recorded.

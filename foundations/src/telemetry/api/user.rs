@@ -325,6 +325,22 @@ impl UserSpan {
     }
 }
 
+/// Links the current user span to the span `context` names, with `attributes`; a no-op
+/// without one. See [`tracing::add_link`](crate::telemetry::tracing::add_link).
+pub fn add_user_link(
+    context: TraceparentContext,
+    trace_state: Option<TraceState>,
+    attributes: impl IntoIterator<Item = Tag>,
+) {
+    if super::macros::USER.is_recording() {
+        super::macros::USER.add_link(crate::telemetry::tracing::SpanLink {
+            context,
+            trace_state,
+            attributes: attributes.into_iter().collect(),
+        });
+    }
+}
+
 /// Sets the kind of the current user span; a no-op without one. See
 /// [`tracing::set_span_kind`](crate::telemetry::tracing::set_span_kind).
 pub fn set_user_span_kind(kind: crate::telemetry::tracing::SpanKind) {

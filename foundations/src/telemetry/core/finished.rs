@@ -17,6 +17,7 @@
 //! This module owns the record and the conversions; it does not decide where records go.
 
 use super::identity::{ParentSpan, RawFinishedSpan, SpanState};
+use super::links::{self, SpanLink, SpanLinks};
 use crate::telemetry::propagation::ids::{SpanId, TraceId};
 use cf_rustracing::log::Log;
 use cf_rustracing::span::RoutingMetadata;
@@ -63,6 +64,8 @@ pub struct FinishedSpan {
     finish_time: SystemTime,
     tags: InlineTags,
     logs: Vec<Log>,
+    /// Boxed: most spans have none, and the record's size shows on the hot path.
+    links: Option<Box<SpanLinks>>,
 }
 
 // Public through `telemetry::testing`: some accessors are for its users only.
@@ -77,6 +80,7 @@ impl FinishedSpan {
         start_time: SystemTime,
         finish_time: SystemTime,
         tags: InlineTags,
+        links: Option<Box<SpanLinks>>,
     ) -> Self {
         Self {
             // Short names are stored inline; a long owned name keeps its buffer.
@@ -87,6 +91,7 @@ impl FinishedSpan {
             finish_time,
             tags,
             logs: Vec::new(),
+            links,
         }
     }
 
@@ -100,9 +105,11 @@ impl FinishedSpan {
                 is_remote: parent.is_remote(),
             }
         });
+        let state = span.context().state();
         Self {
             name: CompactString::new(span.operation_name()),
-            state: span.context().state().clone(),
+            links: links::take_handed_over(state.span_id()),
+            state: state.clone(),
             parent,
             start_time: span.start_time(),
             finish_time: span.finish_time(),
@@ -163,6 +170,16 @@ impl FinishedSpan {
     /// The span's log entries, in the order recorded.
     pub fn logs(&self) -> &[Log] {
         &self.logs
+    }
+
+    /// The span's links, in the order added (at most [`MAX_LINKS`](links::MAX_LINKS)).
+    pub fn links(&self) -> &[SpanLink] {
+        self.links.as_deref().map_or(&[], |links| &links.links)
+    }
+
+    /// How many links were added beyond [`MAX_LINKS`](links::MAX_LINKS) and dropped.
+    pub fn dropped_links_count(&self) -> u32 {
+        self.links.as_deref().map_or(0, |links| links.dropped)
     }
 
     /// The routing of the span's trace (user pipeline), if any.

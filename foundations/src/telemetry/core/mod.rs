@@ -16,6 +16,7 @@
 //! - [`span`]: a span while open: owned by its stack entry, or shared behind an `Arc`.
 //! - [`finished`]: `FinishedSpan`, the record a finished span becomes.
 //! - [`queue`]: the bounded hand-over to a consumer (`SpanDrain`), with its counters.
+//! - [`links`]: span links, bounded, and their hand-over to a finishing span's record.
 //! - [`status`]: a span's kind and status as typed values, and their tags.
 //! - [`harness`]: per pipeline, the sampling decision for roots and where records go.
 //! - [`stack`]: the thread-local scope stacks, made of [`entry`] values, each with its
@@ -31,6 +32,7 @@ pub(crate) mod finished;
 pub(crate) mod harness;
 pub(crate) mod identity;
 pub(crate) mod joined;
+pub(crate) mod links;
 pub(crate) mod pipeline;
 pub(crate) mod queue;
 pub(crate) mod scope;

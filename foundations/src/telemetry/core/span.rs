@@ -23,6 +23,7 @@ use super::finished::{FinishedSpan, InlineTags};
 use super::harness::HarnessRef;
 use super::harness::{RootOptions, RootPlan};
 use super::identity::{ParentSpan, Span, SpanState};
+use super::links::{self, SpanLink, SpanLinks};
 use cf_rustracing::log::LogField;
 use cf_rustracing::span::FinishSpanCallback;
 use cf_rustracing::tag::Tag;
@@ -49,6 +50,8 @@ pub(crate) struct LiveSpan {
     tags: InlineTags,
     /// Kept (also) here so that children inherit it without touching `full`.
     finish_cb: Option<FinishSpanCallback<SpanState>>,
+    /// Links, kept here whatever the representation (`cf_rustracing` has no links).
+    links: Option<Box<SpanLinks>>,
     /// The span as a `cf_rustracing` span, once it needed to be one (see the module docs).
     /// From then on it holds the name, tags, logs and finish callback, and finishing it
     /// is dropping it. Boxed so that the common span, which never has one, stays small.
@@ -76,6 +79,7 @@ impl LiveSpan {
             name,
             tags: InlineTags::new(),
             finish_cb,
+            links: None,
             full: None,
         }
     }
@@ -108,6 +112,11 @@ impl LiveSpan {
             self.tags.retain(|old| old.name() != tag.name());
             self.tags.push(tag);
         }
+    }
+
+    /// Adds a link, or counts it as dropped past [`links::MAX_LINKS`].
+    pub(crate) fn add_link(&mut self, link: SpanLink) {
+        links::push(&mut self.links, link);
     }
 
     /// Adds a log entry, timestamped now.
@@ -170,8 +179,11 @@ impl Drop for LiveSpan {
         if self.finish_cb.is_some() || self.full.is_some() {
             // The callback receives the span as a `cf_rustracing` span: dropping that runs
             // the callback, then hands the span to the harness's tracer, whose consumer
-            // converts and queues it.
+            // converts and queues it; the links wait on this thread for that record.
             self.full();
+            if let Some(links) = self.links.take() {
+                links::hand_over(self.state.span_id(), links);
+            }
             drop(self.full.take());
             return;
         }
@@ -184,6 +196,7 @@ impl Drop for LiveSpan {
                 self.start_time,
                 SystemTime::now(),
                 std::mem::take(&mut self.tags),
+                self.links.take(),
             )
         });
     }
@@ -385,6 +398,17 @@ impl EntrySpan {
             EntrySpan::Owned(span) => span.set_tags(tags),
             EntrySpan::Shared(SpanHandle::Recording(span)) => {
                 span.with_span(|span| span.set_tags(tags))
+            }
+            EntrySpan::Shared(SpanHandle::NonRecording(_)) => {}
+        }
+    }
+
+    /// Adds a link if the span is recorded.
+    pub(crate) fn add_link(&mut self, link: SpanLink) {
+        match self {
+            EntrySpan::Owned(span) => span.add_link(link),
+            EntrySpan::Shared(SpanHandle::Recording(span)) => {
+                span.with_span(|span| span.add_link(link))
             }
             EntrySpan::Shared(SpanHandle::NonRecording(_)) => {}
         }

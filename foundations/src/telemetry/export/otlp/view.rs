@@ -82,6 +82,18 @@ pub(super) struct SpanView<'a> {
     pub(super) status: Option<(StatusCode, &'a str)>,
     pub(super) attributes: SmallVec<[(&'a str, WireValue<'a>); 8]>,
     pub(super) events: Vec<EventView<'a>>,
+    pub(super) links: Vec<LinkView<'a>>,
+    pub(super) dropped_links: u32,
+}
+
+pub(super) struct LinkView<'a> {
+    pub(super) trace_id: [u8; 16],
+    pub(super) span_id: [u8; 8],
+    pub(super) trace_state: &'a str,
+    pub(super) attributes: SmallVec<[(&'a str, WireValue<'a>); 4]>,
+    /// The linked span's W3C flags (sampled, random). Whether it is remote is not known,
+    /// so bits 0x100/0x200 stay unset.
+    pub(super) flags: u32,
 }
 
 pub(super) struct EventView<'a> {
@@ -139,7 +151,27 @@ pub(super) fn view<'a>(
             }
         })
         .collect();
+    let links = span
+        .links()
+        .iter()
+        .map(|link| LinkView {
+            trace_id: link.context.trace_id.to_bytes(),
+            span_id: link.context.parent_id.to_bytes(),
+            trace_state: link
+                .trace_state
+                .as_ref()
+                .map_or("", |state| state.header_str()),
+            attributes: link
+                .attributes
+                .iter()
+                .map(|tag| (tag.name(), wire_value(tag.value(), counts)))
+                .collect(),
+            flags: u32::from(link.context.flags.outbound().bits()),
+        })
+        .collect();
     SpanView {
+        links,
+        dropped_links: span.dropped_links_count(),
         kind,
         status: match status_code {
             StatusCode::Unset => None,

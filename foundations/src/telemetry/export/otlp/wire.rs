@@ -6,7 +6,9 @@
 //!
 //! This module owns byte layout only: what the fields hold is decided in `view`.
 
-use super::view::{ConversionCounts, EventView, WireValue, parent_and_flags, unix_nanos, view};
+use super::view::{
+    ConversionCounts, EventView, LinkView, WireValue, parent_and_flags, unix_nanos, view,
+};
 use crate::telemetry::core::finished::FinishedSpan;
 use crate::telemetry::core::status;
 use opentelemetry_proto::tonic::trace::v1::status::StatusCode;
@@ -87,6 +89,37 @@ fn event_len(event: &EventView<'_>) -> usize {
     time + name + attributes
 }
 
+fn link_len(link: &LinkView<'_>) -> usize {
+    let trace_state = if link.trace_state.is_empty() {
+        0
+    } else {
+        ld_len(3, link.trace_state.len())
+    };
+    let attributes: usize = link
+        .attributes
+        .iter()
+        .map(|(key, value)| ld_len(4, key_value_len(key, *value)))
+        .sum();
+    let flags = if link.flags == 0 { 0 } else { key_len(6) + 4 };
+    ld_len(1, 16) + ld_len(2, 8) + trace_state + attributes + flags
+}
+
+fn put_link(link: &LinkView<'_>, buf: &mut Vec<u8>) {
+    put_ld_header(13, link_len(link), buf);
+    put_ld(1, &link.trace_id, buf);
+    put_ld(2, &link.span_id, buf);
+    if !link.trace_state.is_empty() {
+        put_ld(3, link.trace_state.as_bytes(), buf);
+    }
+    for (key, value) in &link.attributes {
+        put_key_value(4, key, *value, buf);
+    }
+    if link.flags != 0 {
+        encode_key(6, WireType::ThirtyTwoBit, buf);
+        buf.put_u32_le(link.flags);
+    }
+}
+
 /// The OTLP status code of a status that is set.
 fn status_code(code: status::StatusCode) -> u64 {
     match code {
@@ -146,6 +179,12 @@ pub(super) fn write_span(
     for event in &view.events {
         len += ld_len(11, event_len(event));
     }
+    for link in &view.links {
+        len += ld_len(13, link_len(link));
+    }
+    if view.dropped_links != 0 {
+        len += key_len(14) + encoded_len_varint(u64::from(view.dropped_links));
+    }
     if let Some((code, message)) = view.status {
         len += ld_len(15, status_len(code, message));
     }
@@ -184,6 +223,12 @@ pub(super) fn write_span(
         for (key, value) in &event.attributes {
             put_key_value(3, key, WireValue::Str(value), buf);
         }
+    }
+    for link in &view.links {
+        put_link(link, buf);
+    }
+    if view.dropped_links != 0 {
+        put_varint_field(14, u64::from(view.dropped_links), buf);
     }
     if let Some((code, message)) = view.status {
         put_ld_header(15, status_len(code, message), buf);
