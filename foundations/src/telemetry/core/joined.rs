@@ -39,13 +39,6 @@ impl JoinedChildren {
         usize::from(self.len) == MAX_JOINED
     }
 
-    /// Forgets every child and the owner's end: the entry is being reused.
-    #[inline]
-    pub(crate) fn clear(&mut self) {
-        self.len = 0;
-        self.owner_ended = false;
-    }
-
     /// Joins a child whose scope is `id`; the caller checked [`is_full`](Self::is_full).
     /// Its span id is drawn when first read.
     #[inline]
@@ -87,7 +80,18 @@ impl JoinedChildren {
             self.remove_inner(index, len);
         }
         self.len -= 1;
-        (span_id, self.len == 0 && self.owner_ended)
+        (span_id, self.entry_done())
+    }
+
+    /// `true` when the entry has no scope left (its owner ended, and no child is joined);
+    /// the list is then reset for the entry's next use, so a vacant entry's list is clear.
+    #[inline(always)]
+    fn entry_done(&mut self) -> bool {
+        let done = self.len == 0 && self.owner_ended;
+        if done {
+            self.owner_ended = false;
+        }
+        done
     }
 
     /// Records that the owner's scope ended. Returns `false` (and records nothing) when no
@@ -118,7 +122,7 @@ impl JoinedChildren {
             return None;
         }
         self.len -= 1;
-        Some(self.len == 0 && self.owner_ended)
+        Some(self.entry_done())
     }
 
     #[inline(always)]

@@ -94,6 +94,11 @@ impl ScopeStack {
     /// position among the entry's joined children.
     #[inline]
     fn locate(&self, id: RawId) -> Option<(usize, Option<usize>)> {
+        // The common case first: the top entry's own scope ends.
+        let top = self.depth.checked_sub(1)?;
+        if self.entries[top].id == id {
+            return Some((top, None));
+        }
         self.live()
             .iter()
             .enumerate()
@@ -116,7 +121,7 @@ impl ScopeStack {
     }
 
     /// Makes the next vacant entry (added if there is none) the top one, under a new id.
-    #[inline]
+    #[inline(always)]
     fn push_vacant(&mut self) -> (RawId, &mut Entry) {
         let id = self.next_id();
         if self.depth == self.entries.len() {
@@ -125,7 +130,7 @@ impl ScopeStack {
         let entry = &mut self.entries[self.depth];
         self.depth += 1;
         entry.id = id;
-        entry.joined.clear();
+        // A vacated entry's joined list is already clear (see `JoinedChildren`).
         (id, entry)
     }
 
