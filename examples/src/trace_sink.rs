@@ -236,6 +236,17 @@ pub struct ReceivedEvent {
     pub attributes: Vec<(String, String)>,
 }
 
+/// A link of a received span to another span.
+#[derive(Clone, Debug, PartialEq)]
+pub struct ReceivedLink {
+    /// Lowercase hex of the linked span's 16-byte trace id.
+    pub trace_id: String,
+    /// Lowercase hex of the linked span's 8-byte span id.
+    pub span_id: String,
+    /// Attributes, values rendered as strings, in wire order.
+    pub attributes: Vec<(String, String)>,
+}
+
 /// A span as the sink received it.
 #[derive(Clone, Debug, PartialEq)]
 pub struct ReceivedSpan {
@@ -261,6 +272,10 @@ pub struct ReceivedSpan {
     pub attributes: Vec<(String, String)>,
     /// Events, in wire order.
     pub events: Vec<ReceivedEvent>,
+    /// Links to other spans, in wire order.
+    pub links: Vec<ReceivedLink>,
+    /// Links the sender dropped (over its limit).
+    pub dropped_links_count: u32,
     /// The routing header value of the request that carried the span.
     pub routing: Option<String>,
     /// The `service.name` resource attribute of the request (`unknown_service` if absent).
@@ -293,6 +308,7 @@ impl ReceivedSpan {
     /// `duration_ms` (float), `status` (`"unset"`, `"ok"` or `"error"`), `status_message`
     /// (string for an error, else `null`), `attributes` (object of strings; the last of
     /// duplicate keys wins), `events` (list of `{name, time_unix_nanos, attributes}`),
+    /// `links` (list of `{trace_id, span_id, attributes}`), `dropped_links_count`,
     /// `routing` (string or `null`) and `service_name`.
     pub fn to_json(&self) -> serde_json::Value {
         let status_message = match &self.status {
@@ -324,6 +340,16 @@ impl ReceivedSpan {
             "status_message": status_message,
             "attributes": attributes_json(&self.attributes),
             "events": events,
+            "links": self
+                .links
+                .iter()
+                .map(|link| serde_json::json!({
+                    "trace_id": link.trace_id,
+                    "span_id": link.span_id,
+                    "attributes": attributes_json(&link.attributes),
+                }))
+                .collect::<Vec<_>>(),
+            "dropped_links_count": self.dropped_links_count,
             "routing": self.routing,
             "service_name": self.service_name,
         })
@@ -1035,6 +1061,16 @@ fn received_span(span: Span, routing: Option<&str>, service_name: &str) -> Recei
                 time_unix_nanos: event.time_unix_nano,
             })
             .collect(),
+        links: span
+            .links
+            .iter()
+            .map(|link| ReceivedLink {
+                trace_id: hex(&link.trace_id),
+                span_id: hex(&link.span_id),
+                attributes: attributes(&link.attributes),
+            })
+            .collect(),
+        dropped_links_count: span.dropped_links_count,
         routing: routing.map(str::to_owned),
         service_name: service_name.to_owned(),
     }
@@ -1154,6 +1190,13 @@ pub fn render_waterfall(trace: &ReceivedTrace, width: usize) -> String {
                 "server" | "client" | "producer" | "consumer"
             ) {
                 label.push_str(&format!(" [{}]", span.kind));
+            }
+            let links = span.links.len() + span.dropped_links_count as usize;
+            if links > 0 {
+                label.push_str(&format!(
+                    " ({links} link{})",
+                    if links == 1 { "" } else { "s" }
+                ));
             }
             truncate(&label, MAX_LABEL_CHARS)
         })
@@ -1311,6 +1354,8 @@ mod tests {
             flags: 0x100,
             attributes: Vec::new(),
             events: Vec::new(),
+            links: Vec::new(),
+            dropped_links_count: 0,
             routing: Some("tenant=a".to_owned()),
             service_name: "checkout".to_owned(),
         }
@@ -1570,6 +1615,23 @@ mod tests {
         assert_eq!(text.lines().count(), 3, "{text}");
         assert!(text.contains("line?break"));
         assert!(text.contains(&format!("{}…", "x".repeat(MAX_LABEL_CHARS - 1))));
+    }
+
+    #[test]
+    fn links_are_shown_in_json_and_in_the_waterfall() {
+        let mut s = span("00000000000000b2", None, "batch", 0, 10);
+        s.links = vec![ReceivedLink {
+            trace_id: "0af7651916cd43dd8448eb211c80319c".to_owned(),
+            span_id: "b7ad6b7169203331".to_owned(),
+            attributes: vec![("reason".to_owned(), "batched".to_owned())],
+        }];
+        s.dropped_links_count = 2;
+        let json = s.to_json();
+        assert_eq!(json["links"][0]["span_id"], "b7ad6b7169203331");
+        assert_eq!(json["links"][0]["attributes"]["reason"], "batched");
+        assert_eq!(json["dropped_links_count"], 2);
+        let text = render_waterfall(&trace(vec![s]), 4);
+        assert!(text.contains("batch (3 links)"), "{text}");
     }
 
     #[test]

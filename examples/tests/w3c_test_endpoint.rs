@@ -141,4 +141,45 @@ async fn trace_context_test_endpoint_follows_the_w3c_rules() {
         traceparent.starts_with("00-12345678901234567890123456789012-"),
         "{traceparent}"
     );
+
+    // Unsampled, random trace id (Level 2): the service took part, so it names its own span
+    // (a new parent id, distinct per callback) and keeps the flags as received.
+    let unsampled = "00-12345678901234567890123456789012-1234567890123456-02";
+    post_test(
+        service_addr,
+        callback_addr,
+        &[("traceparent", unsampled)],
+        2,
+    )
+    .await;
+    let calls = take();
+    assert_eq!(calls.len(), 2);
+    let mut parents = std::collections::HashSet::new();
+    for (headers, _) in &calls {
+        let traceparent = headers["traceparent"].to_str().unwrap();
+        let (trace_id, parent_id) = parse(traceparent);
+        assert_eq!(trace_id, "12345678901234567890123456789012");
+        assert_ne!(parent_id, "1234567890123456", "{traceparent}");
+        assert!(traceparent.ends_with("-02"), "flags kept: {traceparent}");
+        parents.insert(parent_id);
+    }
+    assert_eq!(parents.len(), 2, "a distinct parent id per callback");
+
+    // A tracestate with a duplicated key is inherited, not dropped: the first member of
+    // each key is kept, with every other member.
+    for (inbound_state, expected) in [
+        ("foo=1,foo=1", "foo=1"),
+        ("foo=1,foo=2", "foo=1"),
+        ("foo=1,bar=2,foo=3", "foo=1,bar=2"),
+    ] {
+        post_test(
+            service_addr,
+            callback_addr,
+            &[("traceparent", inbound), ("tracestate", inbound_state)],
+            1,
+        )
+        .await;
+        let calls = take();
+        assert_eq!(calls[0].0["tracestate"], expected, "{inbound_state}");
+    }
 }

@@ -72,6 +72,14 @@ fn internal_spans_reach_a_tcp_collector_with_resource_and_static_tags() {
         foundations::add_span_tags!("span.kind" => "server", "http.response.status_code" => 200);
         let _child = tracing::span("load_cart");
         log::info!("loading cart");
+        // A link, a recorded error and a typed kind travel to the collector too.
+        let linked: tracing::TraceparentContext =
+            "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"
+                .parse()
+                .unwrap();
+        tracing::add_link(linked, None, [tracing::Tag::new("reason", "batched")]);
+        tracing::set_span_kind(tracing::SpanKind::Client);
+        tracing::record_error(&std::io::Error::other("cache miss"));
         (tracing::trace_id().unwrap(), tracing::span_id().unwrap())
     };
     log::info!("outside any span");
@@ -173,6 +181,15 @@ fn internal_spans_reach_a_tcp_collector_with_resource_and_static_tags() {
         .unwrap();
     assert_eq!(hex(&child.1.trace_id), trace_id.to_string());
     assert_eq!(hex(&child.1.span_id), span_id.to_string());
+    assert_eq!(child.1.kind, 3, "client");
+    let link = &child.1.links[0];
+    assert_eq!(hex(&link.trace_id), "0af7651916cd43dd8448eb211c80319c");
+    assert_eq!(hex(&link.span_id), "b7ad6b7169203331");
+    assert_eq!(link.attributes[0].key, "reason");
+    assert_eq!(child.1.dropped_links_count, 0);
+    let status = child.1.status.as_ref().unwrap();
+    assert_eq!((status.code, status.message.as_str()), (2, "cache miss"));
+    assert_eq!(child.1.events[0].name, "exception");
 
     let logs = LOGS.0.lock();
     let line = logs

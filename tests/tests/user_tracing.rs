@@ -120,8 +120,9 @@ fn without_a_user_trace_every_user_api_is_inert() {
 
 #[test]
 fn with_user_span_works_under_an_unsampled_internal_trace() {
-    // Unsampled internal children normally share their parent's stack entry; one opened
-    // while a user trace is active must keep its own, so that its user span can follow.
+    // Unsampled internal children are normally joined into their parent's stack entry; one
+    // opened while a user trace is active must keep its own, so that its user span can
+    // follow.
     let ctx = TelemetryContext::test();
     ctx.scope_and(|| {
         let _user = user_tracing::start_user_trace("request", Tenant::new("t"), None);
@@ -131,7 +132,12 @@ fn with_user_span_works_under_an_unsampled_internal_trace() {
         {
             let _a = tracing::span("a").with_user_span();
             let _b = tracing::span("b").with_user_span();
-            assert_eq!((tracing::trace_id(), tracing::span_id()), internal_ids);
+            assert_eq!(tracing::trace_id(), internal_ids.0, "same trace");
+            assert_ne!(
+                tracing::span_id(),
+                internal_ids.1,
+                "an unsampled span's own id"
+            );
         }
         let _c = tracing::span("c").with_user_span();
     });
@@ -198,6 +204,25 @@ fn unsampled_inbound_is_still_recorded_because_starting_is_the_decision() {
         ctx.user_traces(Default::default())[0].trace_id,
         unsampled.trace_id
     );
+}
+
+#[test]
+fn w3c_traceparent_names_the_user_span_for_an_unsampled_random_inbound() {
+    let ctx = TelemetryContext::test();
+    let inbound: TraceparentContext = "00-12345678901234567890123456789012-1234567890123456-02"
+        .parse()
+        .unwrap();
+    ctx.scope_and(|| {
+        let _root = user_tracing::start_user_trace("request", Tenant::new("t"), Some(inbound));
+        let root = user_tracing::w3c_traceparent().unwrap();
+        assert_eq!(root.trace_id, inbound.trace_id);
+        assert_ne!(root.parent_id, inbound.parent_id, "the user root's own id");
+        assert!(root.flags.is_random(), "random flag kept");
+        let _child = user_tracing::user_span("child");
+        let child = user_tracing::w3c_traceparent().unwrap();
+        assert_ne!(child.parent_id, root.parent_id, "the child's own id");
+        assert!(child.flags.is_random());
+    });
 }
 
 #[test]

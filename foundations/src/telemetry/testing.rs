@@ -17,7 +17,9 @@ pub use crate::telemetry::core::queue::{QueueStats, SpanDrain};
 
 use crate::telemetry::TelemetryContext;
 use crate::telemetry::core::harness::{self, Harness, RootSampling, SpanSink};
+use crate::telemetry::core::links::SpanLink;
 use crate::telemetry::core::pipeline::{Internal, PerPipeline};
+use crate::telemetry::core::status::{SpanKind, SpanStatus};
 use crate::telemetry::propagation::ids::{SpanId, TraceFlags, TraceId};
 use crate::telemetry::propagation::tracestate::TraceState;
 use cf_rustracing::tag::TagValue;
@@ -173,6 +175,14 @@ pub struct TestSpan {
     pub trace_state: Option<TraceState>,
     /// Tags, sorted by name.
     pub tags: Vec<(String, TagValue)>,
+    /// The span's kind, as exported (from the `span.kind` tag; default `Internal`).
+    pub kind: SpanKind,
+    /// The span's status, as exported (from the status tags, the last one set winning).
+    pub status: SpanStatus,
+    /// The span's links, in the order added.
+    pub links: Vec<SpanLink>,
+    /// Links added beyond [`MAX_LINKS`](crate::telemetry::tracing::MAX_LINKS) and dropped.
+    pub dropped_links_count: u32,
     /// Log entries, in the order recorded.
     pub logs: Vec<TestLog>,
     /// Start time.
@@ -219,6 +229,14 @@ fn to_test_span(span: &FinishedSpan) -> TestSpan {
         .map(|tag| (tag.name().to_owned(), tag.value().clone()))
         .collect();
     tags.sort_by(|a, b| a.0.cmp(&b.0));
+    let kind = span
+        .tags()
+        .iter()
+        .rev()
+        .find(|tag| tag.name() == "span.kind")
+        .and_then(|tag| SpanKind::from_tag_value(tag.value()))
+        .unwrap_or_default();
+    let status = SpanStatus::from_tags(span.tags().iter().map(|tag| (tag.name(), tag.value())));
     TestSpan {
         name: span.name().to_owned(),
         trace_id: state.trace_id(),
@@ -228,6 +246,10 @@ fn to_test_span(span: &FinishedSpan) -> TestSpan {
         flags: state.flags(),
         trace_state: state.trace_state().cloned(),
         tags,
+        kind,
+        status,
+        links: span.links().to_vec(),
+        dropped_links_count: span.dropped_links_count(),
         logs: span
             .logs()
             .iter()

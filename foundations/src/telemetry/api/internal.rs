@@ -41,6 +41,8 @@
 pub use super::macros as __private;
 
 pub use crate::telemetry::core::identity::{Span, SpanState};
+pub use crate::telemetry::core::links::{MAX_LINKS, SpanLink};
+pub use crate::telemetry::core::status::{MAX_EXCEPTION_MESSAGE_BYTES, SpanKind, SpanStatus};
 pub use crate::telemetry::propagation::ids::{SpanId, TraceFlags, TraceId};
 pub use crate::telemetry::propagation::traceparent::{
     TRACEPARENT_HEADER, TraceparentContext, TraceparentError, TraceparentField,
@@ -375,6 +377,106 @@ pub fn w3c_traceparent() -> Option<TraceparentContext> {
 /// The W3C `tracestate` of the current trace, if it carries one.
 pub fn w3c_tracestate() -> Option<TraceState> {
     current::current_state::<Internal, _>(|state| state.trace_state().cloned()).flatten()
+}
+
+/// Links the current span to the span `context` names (of another trace, typically), with
+/// `attributes`; a no-op unless the span is recorded. Exported as an OTLP link. A span keeps
+/// at most [`MAX_LINKS`] links; more are dropped and counted in `dropped_links_count`.
+///
+/// # Examples
+///
+/// ```
+/// use foundations::telemetry::tracing::{self, StartTraceOptions, Tag, TraceparentContext};
+///
+/// # let ctx = foundations::telemetry::TelemetryContext::test();
+/// # let _scope = ctx.scope();
+/// let served: TraceparentContext =
+///     "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01".parse().unwrap();
+/// let _batch = tracing::start_trace("batch", StartTraceOptions::default());
+/// tracing::add_link(served, None, [Tag::new("batch.index", 0)]);
+/// # drop(_batch);
+/// # assert_eq!(ctx.traces(Default::default())[0].links[0].context, served);
+/// ```
+pub fn add_link(
+    context: TraceparentContext,
+    trace_state: Option<TraceState>,
+    attributes: impl IntoIterator<Item = Tag>,
+) {
+    if super::macros::INTERNAL.is_recording() {
+        super::macros::INTERNAL.add_link(SpanLink {
+            context,
+            trace_state,
+            attributes: attributes.into_iter().collect(),
+        });
+    }
+}
+
+/// Sets the kind of the current span (exported as OTLP `kind`); a no-op unless it is
+/// recorded. The same as the tag `span.kind` (`"server"`, `"client"`, ...): the last one
+/// set wins.
+pub fn set_span_kind(kind: SpanKind) {
+    super::macros::INTERNAL.set_kind(kind);
+}
+
+/// Sets the status of the current span (exported as OTLP `status`); a no-op unless it is
+/// recorded. The same as the tags `otel.status_code`, `error` and `error.message`: the last
+/// one set wins.
+pub fn set_span_status(status: SpanStatus) {
+    super::macros::INTERNAL.set_status(status);
+}
+
+/// Records `error` on the current span; a no-op unless it is recorded.
+///
+/// Adds an `exception` event with `exception.type` (the error's type name, as
+/// [`std::any::type_name`] gives it) and `exception.message` (its message, then each of its
+/// sources', joined with `": "`, cut to [`MAX_EXCEPTION_MESSAGE_BYTES`]), and sets status
+/// Error with that message. [`record_span_error!`](crate::record_span_error) does the same
+/// without evaluating its argument when the span is not recorded.
+///
+/// # Examples
+///
+/// ```
+/// use foundations::telemetry::tracing::{self, SpanStatus, StartTraceOptions};
+///
+/// # let ctx = foundations::telemetry::TelemetryContext::test();
+/// # let _scope = ctx.scope();
+/// let _root = tracing::start_trace("read config", StartTraceOptions::default());
+/// let error = std::fs::read("/nonexistent/config.yaml").unwrap_err();
+/// tracing::record_error(&error);
+/// # drop(_root);
+/// # let root = &ctx.traces(Default::default())[0];
+/// # assert!(matches!(root.status, SpanStatus::Error { .. }));
+/// # assert_eq!(root.logs[0].fields[0], ("event".to_owned(), "exception".to_owned()));
+/// ```
+pub fn record_error<E: std::error::Error + ?Sized>(error: &E) {
+    super::macros::INTERNAL.record_error(error);
+}
+
+/// Records an error on the current span of the internal pipeline, as
+/// [`tracing::record_error`](crate::telemetry::tracing::record_error) does; the expression
+/// (anything that derefs to a `std::error::Error`, by reference) is evaluated only when the
+/// span is recorded.
+///
+/// # Examples
+///
+/// ```
+/// use foundations::record_span_error;
+/// use foundations::telemetry::tracing::{self, StartTraceOptions};
+///
+/// # let ctx = foundations::telemetry::TelemetryContext::test();
+/// # let _scope = ctx.scope();
+/// let _root = tracing::start_trace("parse", StartTraceOptions::default());
+/// if let Err(error) = "x".parse::<u8>() {
+///     record_span_error!(error);
+/// }
+/// ```
+#[macro_export]
+macro_rules! record_span_error {
+    ($error:expr $(,)?) => {
+        if $crate::telemetry::tracing::__private::INTERNAL.is_recording() {
+            $crate::telemetry::tracing::__private::INTERNAL.record_error(&$error);
+        }
+    };
 }
 
 /// Adds tags to the current span of the internal pipeline.

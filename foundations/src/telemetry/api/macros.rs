@@ -7,7 +7,9 @@
 //! takes them directly, a shared one under its lock, held only for the push.
 
 use crate::telemetry::core::identity::SpanState;
+use crate::telemetry::core::links::SpanLink;
 use crate::telemetry::core::stack;
+use crate::telemetry::core::status::{self, SpanKind, SpanStatus};
 use cf_rustracing::log::LogField;
 use cf_rustracing::span::FinishSpanCallback;
 use cf_rustracing::tag::Tag;
@@ -42,6 +44,45 @@ impl<P: Pipeline> MacroTarget<P> {
     #[inline]
     pub fn log<const N: usize>(self, fields: [LogField; N]) {
         stack::with_current::<P>(|span| span.log(fields));
+    }
+
+    /// Adds a link to the current span, if it is recorded. Dropping a link's values runs no
+    /// application code (plain strings, ids and tags).
+    pub fn add_link(self, link: SpanLink) {
+        stack::with_current::<P>(|span| span.add_link(link));
+    }
+
+    /// Sets the kind of the current span, if it is recorded.
+    #[inline]
+    pub fn set_kind(self, kind: SpanKind) {
+        if self.is_recording() {
+            self.set_tags([kind.tag()]);
+        }
+    }
+
+    /// Sets the status of the current span, if it is recorded.
+    #[inline]
+    pub fn set_status(self, status: SpanStatus) {
+        if self.is_recording() {
+            self.set_tags(status.into_tags());
+        }
+    }
+
+    /// Records `error` on the current span, if it is recorded: an `exception` event with
+    /// `exception.type` (the error's type name) and `exception.message` (its message and
+    /// its sources', joined with `": "`, bounded), and status Error with that message.
+    pub fn record_error<E: std::error::Error + ?Sized>(self, error: &E) {
+        if !self.is_recording() {
+            return;
+        }
+        // The errors' `Display` is application code: run before any borrow of ours.
+        let message = status::error_chain_message(&error);
+        self.log([
+            LogField::new("event", "exception"),
+            LogField::new("exception.type", std::any::type_name::<E>()),
+            LogField::new("exception.message", message.clone()),
+        ]);
+        self.set_tags(SpanStatus::error(message).into_tags());
     }
 
     /// Sets the finish callback of the current span.

@@ -333,6 +333,52 @@ impl UserSpan {
     }
 }
 
+/// Links the current user span to the span `context` names, with `attributes`; a no-op
+/// without one. See [`tracing::add_link`](crate::telemetry::tracing::add_link).
+pub fn add_user_link(
+    context: TraceparentContext,
+    trace_state: Option<TraceState>,
+    attributes: impl IntoIterator<Item = Tag>,
+) {
+    if super::macros::USER.is_recording() {
+        super::macros::USER.add_link(crate::telemetry::tracing::SpanLink {
+            context,
+            trace_state,
+            attributes: attributes.into_iter().collect(),
+        });
+    }
+}
+
+/// Sets the kind of the current user span; a no-op without one. See
+/// [`tracing::set_span_kind`](crate::telemetry::tracing::set_span_kind).
+pub fn set_user_span_kind(kind: crate::telemetry::tracing::SpanKind) {
+    super::macros::USER.set_kind(kind);
+}
+
+/// Sets the status of the current user span; a no-op without one. See
+/// [`tracing::set_span_status`](crate::telemetry::tracing::set_span_status).
+pub fn set_user_span_status(status: crate::telemetry::tracing::SpanStatus) {
+    super::macros::USER.set_status(status);
+}
+
+/// Records `error` on the current user span (an `exception` event and status Error); a
+/// no-op without one. See [`tracing::record_error`](crate::telemetry::tracing::record_error).
+pub fn record_user_error<E: std::error::Error + ?Sized>(error: &E) {
+    super::macros::USER.record_error(error);
+}
+
+/// Records an error on the current user span, as [`record_user_error`] does; a no-op
+/// (argument not evaluated) without one. Same syntax as
+/// [`record_span_error!`](crate::record_span_error).
+#[macro_export]
+macro_rules! record_user_span_error {
+    ($error:expr $(,)?) => {
+        if $crate::telemetry::tracing::__private::USER.is_recording() {
+            $crate::telemetry::tracing::__private::USER.record_error(&$error);
+        }
+    };
+}
+
 /// Adds tags to the current user span; a no-op (arguments not evaluated) without one.
 ///
 /// Same syntax as [`add_span_tags!`](crate::add_span_tags).

@@ -8,6 +8,8 @@
 use super::harness::{self, HarnessRef};
 use super::identity::SpanState;
 use super::pipeline::Pipeline;
+use super::stack;
+#[cfg(feature = "user-tracing")]
 use super::stack::inspect_current;
 
 #[cfg(feature = "testing")]
@@ -24,7 +26,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 /// Reads the identity of the current span of pipeline `P`, if there is one.
 #[inline]
 pub(crate) fn current_state<P: Pipeline, R>(f: impl FnOnce(&SpanState) -> R) -> Option<R> {
-    inspect_current::<P, _>(|span| span.map(|span| f(span.state())))
+    stack::current_state::<P, _>(f)
 }
 
 /// `true` while a user span is current on this thread (a user trace is active).

@@ -17,6 +17,7 @@
 //! This module owns the record and the conversions; it does not decide where records go.
 
 use super::identity::{ParentSpan, RawFinishedSpan, SpanState};
+use super::links::{self, SpanLink, SpanLinks};
 use super::routing::RoutingFault;
 use crate::telemetry::propagation::ids::{SpanId, TraceId};
 use cf_rustracing::log::Log;
@@ -63,7 +64,23 @@ pub struct FinishedSpan {
     start_time: SystemTime,
     finish_time: SystemTime,
     tags: InlineTags,
+    /// Log entries and links, boxed together: most spans have neither, and the record's
+    /// size shows on the hot path (it is copied into the queue and its blocks zeroed).
+    extras: Option<Box<SpanExtras>>,
+}
+
+/// What few spans have: log entries and links.
+#[derive(Clone, Debug)]
+struct SpanExtras {
     logs: Vec<Log>,
+    links: Option<Box<SpanLinks>>,
+}
+
+impl SpanExtras {
+    /// `None` when there is nothing to keep.
+    fn new(logs: Vec<Log>, links: Option<Box<SpanLinks>>) -> Option<Box<Self>> {
+        (!logs.is_empty() || links.is_some()).then(|| Box::new(Self { logs, links }))
+    }
 }
 
 // Public through `telemetry::testing`: some accessors are for its users only.
@@ -78,6 +95,7 @@ impl FinishedSpan {
         start_time: SystemTime,
         finish_time: SystemTime,
         tags: InlineTags,
+        links: Option<Box<SpanLinks>>,
     ) -> Self {
         Self {
             // Short names are stored inline; a long owned name keeps its buffer.
@@ -87,7 +105,7 @@ impl FinishedSpan {
             start_time,
             finish_time,
             tags,
-            logs: Vec::new(),
+            extras: SpanExtras::new(Vec::new(), links),
         }
     }
 
@@ -101,14 +119,18 @@ impl FinishedSpan {
                 is_remote: parent.is_remote(),
             }
         });
+        let state = span.context().state();
         Self {
             name: CompactString::new(span.operation_name()),
-            state: span.context().state().clone(),
+            extras: SpanExtras::new(
+                span.logs().to_vec(),
+                links::take_handed_over(state.span_id()),
+            ),
+            state: state.clone(),
             parent,
             start_time: span.start_time(),
             finish_time: span.finish_time(),
             tags: span.tags().iter().cloned().collect(),
-            logs: span.logs().to_vec(),
         }
     }
 
@@ -163,7 +185,23 @@ impl FinishedSpan {
 
     /// The span's log entries, in the order recorded.
     pub fn logs(&self) -> &[Log] {
-        &self.logs
+        self.extras.as_deref().map_or(&[], |extras| &extras.logs)
+    }
+
+    /// The span's links, in the order added (at most [`MAX_LINKS`](links::MAX_LINKS)).
+    pub fn links(&self) -> &[SpanLink] {
+        self.extras
+            .as_deref()
+            .and_then(|extras| extras.links.as_deref())
+            .map_or(&[], |links| &links.links)
+    }
+
+    /// How many links were added beyond [`MAX_LINKS`](links::MAX_LINKS) and dropped.
+    pub fn dropped_links_count(&self) -> u32 {
+        self.extras
+            .as_deref()
+            .and_then(|extras| extras.links.as_deref())
+            .map_or(0, |links| links.dropped)
     }
 
     /// The routing of the span's trace (user pipeline), if any.

@@ -200,13 +200,15 @@ impl HarnessRef {
                     RootSampling::RatioIgnoringParent(_) => self.sample_new_root(),
                     RootSampling::Always => true,
                 });
+                // Recorded or not, this service takes part in the request: the root gets a
+                // span id of its own, which is what a downstream `traceparent` names as its
+                // parent (W3C Level 2). Trace id and flags (random bit included) are kept.
+                let state = remote.child().with_sampled(sampled);
                 if !sampled {
-                    // Nothing is recorded, so there is no new span to name as the parent:
-                    // forward the inbound parent id unchanged, with the sampled flag unset.
-                    return RootPlan::Unsampled(remote.with_sampled(false));
+                    return RootPlan::Unsampled(state);
                 }
                 RootPlan::Recorded {
-                    state: remote.child().with_sampled(true),
+                    state,
                     parent: Some(ParentSpan::of(&remote)),
                 }
             }
@@ -230,7 +232,7 @@ impl HarnessRef {
 
 /// What [`HarnessRef::plan_root`] decided for a new root.
 pub(crate) enum RootPlan {
-    /// Not recorded: the identity that the root and all its descendants share.
+    /// Not recorded: the root's identity (its own span id; its descendants get theirs).
     Unsampled(SpanState),
     /// Recorded: the new span's state, and its remote parent if it continues a trace.
     Recorded {

@@ -155,3 +155,42 @@ fn parent_based_follows_the_inbound_flag_and_ratio_ignoring_parent_does_not() {
     );
     assert!((0.45..=0.55).contains(&half), "{half}");
 }
+
+#[test]
+fn an_unsampled_continued_root_has_its_own_span_id_and_keeps_the_flags() {
+    let (queue, _drain) = SpanDrain::new(None);
+    let harness = HarnessRef::Owned(Arc::new(Harness::with_sink(
+        RootSampling::Ratio(1.0),
+        Sink::Queue(queue),
+    )));
+    for (inbound, flags) in [
+        // Random trace id, not sampled: the W3C suite's case.
+        (
+            "00-12345678901234567890123456789012-1234567890123456-02",
+            "02",
+        ),
+        (
+            "00-12345678901234567890123456789012-1234567890123456-00",
+            "00",
+        ),
+        // Unknown bits are not forwarded; sampled and random are.
+        (
+            "00-12345678901234567890123456789012-1234567890123456-fe",
+            "02",
+        ),
+    ] {
+        let inbound: TraceparentContext = inbound.parse().unwrap();
+        let plan = harness.plan_root(RootOptions {
+            inbound: Some((inbound, None)),
+            ..Default::default()
+        });
+        let RootPlan::Unsampled(state) = plan else {
+            panic!("parent-based: an unsampled inbound is not recorded");
+        };
+        assert_eq!(state.trace_id(), inbound.trace_id);
+        assert_ne!(state.span_id(), inbound.parent_id, "its own span id");
+        let outbound = state.traceparent().to_string();
+        assert!(outbound.ends_with(&format!("-{flags}")), "{outbound}");
+        assert!(!state.is_remote());
+    }
+}

@@ -149,6 +149,16 @@ impl SpanState {
         }
     }
 
+    /// The same identity under another span id: a joined unsampled child's (see the stack
+    /// module), whose only own part is its span id.
+    pub(crate) fn with_span_id(&self, span_id: SpanId) -> Self {
+        Self {
+            span_id,
+            remote: false,
+            ..self.clone()
+        }
+    }
+
     /// Attaches routing; spans started from this state and their descendants inherit it.
     pub(crate) fn with_routing(mut self, routing: Option<Arc<Routing>>) -> Self {
         self.routing = routing;

@@ -17,17 +17,23 @@
 //! - [`span`]: a span while open: owned by its stack entry, or shared behind an `Arc`.
 //! - [`finished`]: `FinishedSpan`, the record a finished span becomes.
 //! - [`queue`]: the bounded hand-over to a consumer (`SpanDrain`), with its counters.
+//! - [`links`]: span links, bounded, and their hand-over to a finishing span's record.
+//! - [`status`]: a span's kind and status as typed values, and their tags.
 //! - [`harness`]: per pipeline, the sampling decision for roots and where records go.
-//! - [`stack`]: the thread-local scope stacks; [`scope`]: an entry's lifetime;
+//! - [`stack`]: the thread-local scope stacks, made of [`entry`] values, each with its
+//!   [`joined`] unsampled children; [`scope`]: an entry's lifetime;
 //!   [`current`]: what is current on this thread; [`park`]: what a suspended future left.
 //!
 //! This module imports nothing from the API, export, settings or context modules: they
 //! build on it, never the other way round. It uses the W3C value types of `propagation`.
 
 pub(crate) mod current;
+pub(crate) mod entry;
 pub(crate) mod finished;
 pub(crate) mod harness;
 pub(crate) mod identity;
+pub(crate) mod joined;
+pub(crate) mod links;
 pub(crate) mod park;
 pub(crate) mod pipeline;
 pub(crate) mod queue;
@@ -35,3 +41,4 @@ pub(crate) mod routing;
 pub(crate) mod scope;
 pub(crate) mod span;
 pub(crate) mod stack;
+pub(crate) mod status;

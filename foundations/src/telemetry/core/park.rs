@@ -14,8 +14,9 @@
 //! The common poll leaves nothing behind and costs a comparison. This module owns the
 //! moves; which entries exist is the stack's business.
 
+use super::entry::Entry;
 use super::pipeline::{Pipeline, ScopeId};
-use super::stack::{Entry, with_stack};
+use super::stack::with_stack;
 
 /// Entries of one pipeline's stack parked by a suspended future, bottom first. Dropping it
 /// (the future was dropped while suspended) finishes their spans.
@@ -75,7 +76,7 @@ pub(crate) fn end_or_park<P: Pipeline>(id: ScopeId<P>, parked: &mut Parked) {
     let left_behind = with_stack::<P, _>(|stack| {
         stack
             .find(id.raw)
-            .is_some_and(|index| index + 1 < stack.depth || stack.entries[index].joined > 0)
+            .is_some_and(|index| index + 1 < stack.depth || !stack.entries[index].joined.is_empty())
     });
     if left_behind == Some(true) {
         park(id, parked);

@@ -23,6 +23,7 @@ use super::finished::{FinishedSpan, InlineTags};
 use super::harness::HarnessRef;
 use super::harness::{RootOptions, RootPlan};
 use super::identity::{ParentSpan, Span, SpanState};
+use super::links::{self, SpanLink, SpanLinks};
 use super::routing::log_rate_limited;
 use cf_rustracing::log::LogField;
 use cf_rustracing::span::FinishSpanCallback;
@@ -51,6 +52,8 @@ pub(crate) struct LiveSpan {
     tags: InlineTags,
     /// Kept (also) here so that children inherit it without touching `full`.
     finish_cb: Option<FinishSpanCallback<SpanState>>,
+    /// Links, kept here whatever the representation (`cf_rustracing` has no links).
+    links: Option<Box<SpanLinks>>,
     /// The span as a `cf_rustracing` span, once it needed to be one (see the module docs).
     /// From then on it holds the name, tags, logs and finish callback, and finishing it
     /// is dropping it. Boxed so that the common span, which never has one, stays small.
@@ -78,6 +81,7 @@ impl LiveSpan {
             name,
             tags: InlineTags::new(),
             finish_cb,
+            links: None,
             full: None,
         }
     }
@@ -119,6 +123,11 @@ impl LiveSpan {
             Some(full) => full.set_operation_name(|| name),
             None => self.name = name,
         }
+    }
+
+    /// Adds a link, or counts it as dropped past [`links::MAX_LINKS`].
+    pub(crate) fn add_link(&mut self, link: SpanLink) {
+        links::push(&mut self.links, link);
     }
 
     /// Adds a log entry, timestamped now.
@@ -181,12 +190,17 @@ impl Drop for LiveSpan {
         if self.finish_cb.is_some() || self.full.is_some() {
             // The callback receives the span as a `cf_rustracing` span: dropping that runs
             // the callback, then hands the span to the harness's tracer, whose consumer
-            // converts and queues it.
+            // converts and queues it; the links wait on this thread for that record.
             self.full();
+            if let Some(links) = self.links.take() {
+                links::hand_over(self.state.span_id(), links);
+            }
             let full = self.full.take();
             // The callback is application code: a panic in it costs this span (counted), not
             // the thread that finished it.
             if catch_unwind(AssertUnwindSafe(move || drop(full))).is_err() {
+                // The record was never built: its links must not wait for it.
+                drop(links::take_handed_over(self.state.span_id()));
                 self.harness.count_callback_panic();
                 static LAST_LOG_SECS: AtomicU64 = AtomicU64::new(0);
                 log_rate_limited(&LAST_LOG_SECS, || {
@@ -207,6 +221,7 @@ impl Drop for LiveSpan {
                 self.start_time,
                 SystemTime::now(),
                 std::mem::take(&mut self.tags),
+                self.links.take(),
             )
         });
     }
@@ -279,8 +294,9 @@ impl SharedLiveSpan {
 pub(crate) enum SpanHandle {
     /// A sampled span: tags and logs are recorded and it is exported when it finishes.
     Recording(Arc<SharedLiveSpan>),
-    /// An unsampled span: it records nothing and allocates nothing, but still knows its
-    /// trace so that the "not sampled" decision is propagated downstream.
+    /// An unsampled span: it records nothing and allocates nothing, but has its own
+    /// identity (trace, span id, flags) so that the "not sampled" decision and the span
+    /// that took part are propagated downstream.
     NonRecording(SpanState),
 }
 
@@ -305,10 +321,10 @@ impl SpanHandle {
     pub(crate) fn child(&self, name: Cow<'static, str>) -> EntrySpan {
         match self {
             SpanHandle::Recording(parent) => EntrySpan::Owned(parent.child(name)),
-            // Unsampled children share their parent's identity: nothing to record, and the
-            // propagated parent id stays the last one a downstream service could know.
+            // An unsampled child records nothing but has its own span id, as W3C Level 2
+            // asks: a downstream `traceparent` names the span that took part.
             SpanHandle::NonRecording(state) => {
-                EntrySpan::Shared(SpanHandle::NonRecording(state.clone()))
+                EntrySpan::Shared(SpanHandle::NonRecording(state.child()))
             }
         }
     }
@@ -407,6 +423,17 @@ impl EntrySpan {
             EntrySpan::Owned(span) => span.set_tags(tags),
             EntrySpan::Shared(SpanHandle::Recording(span)) => {
                 span.with_span(|span| span.set_tags(tags))
+            }
+            EntrySpan::Shared(SpanHandle::NonRecording(_)) => {}
+        }
+    }
+
+    /// Adds a link if the span is recorded.
+    pub(crate) fn add_link(&mut self, link: SpanLink) {
+        match self {
+            EntrySpan::Owned(span) => span.add_link(link),
+            EntrySpan::Shared(SpanHandle::Recording(span)) => {
+                span.with_span(|span| span.add_link(link))
             }
             EntrySpan::Shared(SpanHandle::NonRecording(_)) => {}
         }

@@ -4,11 +4,14 @@
 //! other's spans. Entries are removed by id, not popped: a scope dropped out of order
 //! removes exactly its own entry and never re-parents later spans.
 //!
-//! An unsampled span has no identity of its own: it *is* its parent's (same ids, nothing
-//! recorded). So an unsampled child of an unsampled span takes no entry: it is *joined*
-//! into its parent's, which counts it, and its scope ends by uncounting it. Which of the
-//! scopes sharing an entry ends first does not matter; the entry goes with the last one.
-//! That keeps a whole unsampled trace as cheap as a counter per span.
+//! An unsampled span records nothing, but it has a span id of its own (W3C Level 2: a
+//! service that takes part names its own span id downstream). Everything else it shares
+//! with its parent, so an unsampled child of an unsampled span takes no entry: it is
+//! *joined* into its parent's, which keeps the child's scope id and span id inline (see
+//! [`JoinedChildren`]; the span id is drawn when first read); the innermost joined child is
+//! the current span. Joined scopes end in any order, each removing exactly its own child;
+//! the entry goes with the last of its scopes. That keeps an unsampled span at a few
+//! stores.
 //!
 //! An entry *owns* a recorded span that nothing else refers to (see the `span` module), so
 //! tagging the current span or opening a child of it needs no lock: a new child is built
@@ -22,6 +25,10 @@
 //! span that [finishes without application code](EntrySpan::finish_runs_no_app_code) (the common case) finishes in
 //! place, since moving it out costs more than the rest of ending its scope.
 
+#[cfg(feature = "user-tracing")]
+use super::entry::UserLink;
+use super::entry::{Entry, RemovedEntry};
+use super::identity::SpanState;
 use super::pipeline::{Internal, PerPipeline, Pipeline, RawId, ScopeId, User};
 use super::span::{EntrySpan, SpanHandle};
 use std::borrow::Cow;
@@ -33,40 +40,6 @@ use super::harness::Harness;
 #[cfg(feature = "testing")]
 use std::sync::Arc;
 
-/// One entry of a stack: live below the stack's depth, vacant above it.
-pub(super) struct Entry {
-    pub(super) id: RawId,
-    /// `None` marks a context without a span of this pipeline: it hides spans below it.
-    span: Option<EntrySpan>,
-    /// How many unsampled children are joined into this entry (see the module docs): the
-    /// number of scopes, beyond the one that pushed it, that end here.
-    pub(super) joined: u32,
-    /// The entry's link to a parallel user span (`SpanScope::with_user_span`): kept here
-    /// rather than in the scope so that a scope stays one machine word.
-    #[cfg(feature = "user-tracing")]
-    user: UserLink,
-}
-
-/// How an internal stack entry relates to the user pipeline.
-#[cfg(feature = "user-tracing")]
-#[derive(Default)]
-enum UserLink {
-    #[default]
-    None,
-    /// A user trace was active when the span opened: its name, should a user span follow.
-    PendingName(Cow<'static, str>),
-    /// The parallel user span's entry on the user stack, ended with this entry.
-    Opened(ScopeId<User>),
-}
-
-/// What [`remove_entry`] took off a stack.
-pub(crate) struct RemovedEntry {
-    pub(crate) span: Option<EntrySpan>,
-    /// The parallel user span's entry on the user stack, if one was opened.
-    #[cfg(feature = "user-tracing")]
-    pub(crate) user_scope: Option<ScopeId<User>>,
-}
-
 pub(crate) struct ScopeStack {
     /// Entries `..depth` are the stack, top last. Those above are vacant (no span, no user
     /// link) and kept: pushing reuses one in place, since building an entry elsewhere and
@@ -77,40 +50,6 @@ pub(crate) struct ScopeStack {
     /// The harness that roots started on this thread use instead of the global one.
     #[cfg(feature = "testing")]
     pub(super) test_harness: Option<Arc<Harness>>,
-}
-
-impl Entry {
-    const fn vacant() -> Self {
-        Self {
-            id: NonZeroU64::MIN,
-            span: None,
-            joined: 0,
-            #[cfg(feature = "user-tracing")]
-            user: UserLink::None,
-        }
-    }
-
-    /// Ends one of the scopes joined into this entry, if any: `true` when one was, and the
-    /// entry stays for the others.
-    #[inline]
-    fn leave_joined(&mut self) -> bool {
-        let joined = self.joined > 0;
-        if joined {
-            self.joined -= 1;
-        }
-        joined
-    }
-
-    /// The user entry linked to this one, unlinking it. A pending name drops here: a plain
-    /// string, not application code.
-    #[inline]
-    fn take_user_scope(&mut self) -> Option<ScopeId<User>> {
-        #[cfg(feature = "user-tracing")]
-        if let UserLink::Opened(user_scope) = std::mem::take(&mut self.user) {
-            return Some(user_scope);
-        }
-        None
-    }
 }
 
 impl ScopeStack {
@@ -140,18 +79,57 @@ impl ScopeStack {
         self.live().iter().rposition(|entry| entry.id == id)
     }
 
-    /// Makes the next vacant entry (added if there is none) the top one, under a new id.
+    /// Ends the scope `id` if it is the innermost child joined into the top entry, the
+    /// common case: `Some(true)` when the entry stays, `Some(false)` when the caller must end
+    /// the entry (see [`Entry::joined_scope_ends`]); `None` when `id` is another scope.
+    #[inline(always)]
+    fn end_innermost_joined(&mut self, id: RawId) -> Option<(usize, bool)> {
+        let index = self.depth.checked_sub(1)?;
+        let entry_done = self.entries.get_mut(index)?.joined.remove_innermost(id)?;
+        Some((index, !entry_done))
+    }
+
+    /// Where the scope `id` is: the index of its live entry, and for a joined child its
+    /// position among the entry's joined children.
     #[inline]
-    fn push_vacant(&mut self) -> (RawId, &mut Entry) {
-        // Starts at 1 and would take centuries to wrap; `MIN` keeps it non-zero regardless.
+    fn locate(&self, id: RawId) -> Option<(usize, Option<usize>)> {
+        // The common case first: the top entry's own scope ends.
+        let top = self.depth.checked_sub(1)?;
+        if self.entries[top].id == id {
+            return Some((top, None));
+        }
+        self.live()
+            .iter()
+            .enumerate()
+            .rev()
+            .find_map(|(index, entry)| {
+                if entry.id == id {
+                    Some((index, None))
+                } else {
+                    Some((index, Some(entry.joined.position(id)?)))
+                }
+            })
+    }
+
+    /// A new scope id: starts at 1 and would take centuries to wrap; `MIN` keeps it
+    /// non-zero regardless.
+    #[inline]
+    fn next_id(&mut self) -> RawId {
         self.next_id = self.next_id.wrapping_add(1);
-        let id = NonZeroU64::new(self.next_id).unwrap_or(NonZeroU64::MIN);
+        NonZeroU64::new(self.next_id).unwrap_or(NonZeroU64::MIN)
+    }
+
+    /// Makes the next vacant entry (added if there is none) the top one, under a new id.
+    #[inline(always)]
+    fn push_vacant(&mut self) -> (RawId, &mut Entry) {
+        let id = self.next_id();
         if self.depth == self.entries.len() {
             self.entries.push(Entry::vacant());
         }
         let entry = &mut self.entries[self.depth];
         self.depth += 1;
         entry.id = id;
+        // A vacated entry's joined list is already clear (see `JoinedChildren`).
         (id, entry)
     }
 
@@ -199,24 +177,27 @@ impl ScopeStack {
         self.live_mut().last_mut()?.span.as_mut()
     }
 
-    /// Folds an unsampled child into the top entry, if it can be (see the module docs):
-    /// its span is unsampled and no user span is linked or pending there, nor for the child.
-    /// The user-link conditions keep a user span's lifetime that of exactly one scope.
+    /// Joins an unsampled child into the top entry, if it can be (see the module docs): its
+    /// span is unsampled without routing, no user span is linked or pending there, nor for
+    /// the child, and it has room. The user-link conditions keep a user span's lifetime that
+    /// of exactly one scope; without routing, ending the entry never runs application code.
     #[inline(always)]
     fn try_join_unsampled_child(&mut self) -> Option<RawId> {
-        let top = self.live_mut().last_mut()?;
+        let top = self.live().last()?;
         #[cfg(feature = "user-tracing")]
         if !matches!(top.user, UserLink::None) {
             return None;
         }
-        if !matches!(
-            top.span,
-            Some(EntrySpan::Shared(SpanHandle::NonRecording(_)))
-        ) {
+        let Some(EntrySpan::Shared(SpanHandle::NonRecording(state))) = &top.span else {
+            return None;
+        };
+        if state.routing().is_some() || top.joined.is_full() {
             return None;
         }
-        top.joined = top.joined.checked_add(1)?;
-        Some(top.id)
+        let id = self.next_id();
+        let top = self.live_mut().last_mut()?;
+        top.joined.push(id);
+        Some(id)
     }
 
     /// Pushes a child of the current span, which the caller checked exists.
@@ -236,11 +217,11 @@ impl ScopeStack {
         };
         let parent = parent.span.as_ref().expect("checked above");
         match parent {
-            // An unsampled child that could not be joined is its parent's identity: build
-            // just that in the slot. Going through `EntrySpan::child` would return a whole
-            // `EntrySpan` (the size of an inline live span) and copy it in.
+            // An unsampled child is just its own identity: build that in the slot. Going
+            // through `EntrySpan::child` would return a whole `EntrySpan` (the size of an
+            // inline live span) and copy it in.
             EntrySpan::Shared(SpanHandle::NonRecording(state)) => {
-                entry.span = Some(EntrySpan::Shared(SpanHandle::NonRecording(state.clone())));
+                entry.span = Some(EntrySpan::Shared(SpanHandle::NonRecording(state.child())));
             }
             // A vacant entry holds no span: this writes the child in place.
             _ => {
@@ -297,7 +278,6 @@ pub(crate) fn push<P: Pipeline>(
 
 /// Opens a child of the current span of pipeline `P` named `name`, built straight into its
 /// entry, and makes it current; `None` (dropping `name`) when there is no current span.
-/// For the user pipeline, where every span is recorded: nothing is joined.
 #[cfg(feature = "user-tracing")]
 #[inline]
 pub(crate) fn push_child_of_current<P: Pipeline>(name: Cow<'static, str>) -> Option<ScopeId<P>> {
@@ -394,20 +374,27 @@ pub(crate) fn link_user_scope(id: ScopeId<Internal>, user_scope: ScopeId<User>) 
 }
 
 /// Ends the entry `id` if that runs no application code and nothing needs to be handed
-/// back: a joined scope, or a span that [finishes without application code](EntrySpan::finish_runs_no_app_code)
+/// back: a joined child, or a span that [finishes without application code](EntrySpan::finish_runs_no_app_code)
 /// with no user span linked. Returns `false`, changing nothing, when the caller must use
 /// [`end`] instead. The fast path of every scope's drop: it keeps no span-sized value on
 /// the caller's stack.
 #[inline]
 pub(crate) fn end_in_place<P: Pipeline>(id: ScopeId<P>) -> bool {
     with_stack::<P, _>(|stack| {
-        let Some(index) = stack.find(id.raw) else {
-            return true;
+        let index = match stack.end_innermost_joined(id.raw) {
+            Some((_, true)) => return true,
+            Some((index, false)) => index,
+            None => {
+                let Some((index, joined)) = stack.locate(id.raw) else {
+                    return true;
+                };
+                if stack.entries[index].joined_scope_ends(joined) {
+                    return true;
+                }
+                index
+            }
         };
         let entry = &mut stack.entries[index];
-        if entry.leave_joined() {
-            return true;
-        }
         #[cfg(feature = "user-tracing")]
         match entry.user {
             UserLink::Opened(_) => return false,
@@ -463,9 +450,9 @@ fn end_deferred<P: Pipeline>(id: ScopeId<P>) {
 #[inline]
 fn end<P: Pipeline>(id: ScopeId<P>, deferred: &mut Option<EntrySpan>) -> Option<ScopeId<User>> {
     with_stack::<P, _>(|stack| {
-        let index = stack.find(id.raw)?;
+        let (index, joined) = stack.locate(id.raw)?;
         let entry = &mut stack.entries[index];
-        if entry.leave_joined() {
+        if entry.joined_scope_ends(joined) {
             return None;
         }
         let user_scope = entry.take_user_scope();
@@ -499,16 +486,12 @@ pub(crate) fn remove<P: Pipeline>(id: ScopeId<P>) -> Option<EntrySpan> {
 #[inline]
 pub(crate) fn remove_entry<P: Pipeline>(id: ScopeId<P>) -> Option<RemovedEntry> {
     with_stack::<P, _>(|stack| {
-        let index = stack.find(id.raw)?;
+        let (index, joined) = stack.locate(id.raw)?;
         let entry = &mut stack.entries[index];
-        if entry.leave_joined() {
-            // The entry stays for the other scopes; this one leaves with a copy of its
-            // unsampled (so identity-only, always shared) span. It has no user link.
-            let span = match &entry.span {
-                Some(EntrySpan::Shared(span)) => Some(EntrySpan::Shared(span.clone())),
-                _ => None,
-            };
-            debug_assert!(span.is_some(), "only unsampled spans are joined");
+        if let Some((span, entry_done)) = entry.leave_as_context(joined) {
+            if entry_done {
+                stack.vacate(index);
+            }
             return Some(RemovedEntry {
                 span,
                 #[cfg(feature = "user-tracing")]
@@ -535,7 +518,12 @@ pub(crate) fn remove_entry<P: Pipeline>(id: ScopeId<P>) -> Option<RemovedEntry> 
 #[inline]
 pub(crate) fn current<P: Pipeline>() -> Option<SpanHandle> {
     with_stack::<P, _>(|stack| {
-        let slot = &mut stack.live_mut().last_mut()?.span;
+        let top = stack.live_mut().last_mut()?;
+        if let Some(span_id) = top.joined.current() {
+            let state = top.span.as_ref()?.state().with_span_id(span_id);
+            return Some(SpanHandle::NonRecording(state));
+        }
+        let slot = &mut top.span;
         let shared = slot.take()?.into_shared();
         *slot = Some(EntrySpan::Shared(shared.clone()));
         Some(shared)
@@ -543,7 +531,26 @@ pub(crate) fn current<P: Pipeline>() -> Option<SpanHandle> {
     .flatten()
 }
 
-/// Reads the current span without sharing it. `f` must not touch the scope stacks or run
+/// Reads the identity of the current span of pipeline `P`, if there is one. `f` must not
+/// touch the scope stacks or run application code.
+#[inline]
+pub(crate) fn current_state<P: Pipeline, R>(f: impl FnOnce(&SpanState) -> R) -> Option<R> {
+    with_stack::<P, _>(|stack| {
+        let top = stack.live_mut().last_mut()?;
+        let joined = top.joined.current();
+        let span = top.span.as_ref()?;
+        Some(match joined {
+            None => f(span.state()),
+            // A joined child: its parent's identity under its own span id.
+            Some(span_id) => f(&span.state().with_span_id(span_id)),
+        })
+    })
+    .flatten()
+}
+
+/// Reads the current span without sharing it: whether there is one and whether it is
+/// recorded. For its identity use [`current_state`]: a joined child shares its entry's span
+/// (and so its `is_recording`), not its span id. `f` must not touch the scope stacks or run
 /// application code.
 #[inline]
 pub(crate) fn inspect_current<P: Pipeline, R>(f: impl FnOnce(Option<&EntrySpan>) -> R) -> R {

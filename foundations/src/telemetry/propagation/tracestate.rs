@@ -3,8 +3,10 @@
 //!
 //! Rules (W3C Trace Context, Level 2): a comma-separated list of at most
 //! [`TraceState::MAX_MEMBERS`] `key=value` members with optional whitespace around each
-//! member; empty members are skipped. Any invalid member, a duplicate key or too many
-//! members invalidates the whole header.
+//! member; empty members are skipped. Any invalid member or too many members invalidates
+//! the whole header. A duplicated key does not: the first member of each key is kept and
+//! later ones are dropped, so the other vendors' members always survive (the W3C test
+//! suite, strict level, expects a tracestate with duplicated keys to be inherited).
 //!
 //! This module owns the header's grammar and its truncation rules only.
 
@@ -28,10 +30,8 @@ pub const TRACESTATE_HEADER: &str = "tracestate";
 #[non_exhaustive]
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum TraceStateError {
-    /// More than [`TraceState::MAX_MEMBERS`] list members.
+    /// More than [`TraceState::MAX_MEMBERS`] non-empty list members (duplicates included).
     TooManyMembers,
-    /// The same key appears twice.
-    DuplicateKey(String),
     /// A key does not match `[a-z0-9][a-z0-9_\-*/@]{0,255}`.
     InvalidKey {
         /// Position of the list member.
@@ -58,9 +58,6 @@ impl fmt::Display for TraceStateError {
                 "tracestate has more than {} list members",
                 TraceState::MAX_MEMBERS
             ),
-            TraceStateError::DuplicateKey(key) => {
-                write!(f, "tracestate key {key:?} appears more than once")
-            }
             TraceStateError::InvalidKey { index } => write!(
                 f,
                 "tracestate member #{index}: invalid key \
@@ -190,6 +187,8 @@ impl Builder {
 struct Parser {
     builder: Builder,
     index: usize,
+    /// Non-empty members seen, duplicates included: what the member limit applies to.
+    received: usize,
 }
 
 impl Parser {
@@ -197,6 +196,7 @@ impl Parser {
         Parser {
             builder: Builder::with_capacity(capacity),
             index: 0,
+            received: 0,
         }
     }
 
@@ -213,9 +213,10 @@ impl Parser {
         if member.is_empty() {
             return Ok(());
         }
-        if self.builder.members.len() >= TraceState::MAX_MEMBERS {
+        if self.received >= TraceState::MAX_MEMBERS {
             return Err(TraceStateError::TooManyMembers);
         }
+        self.received += 1;
         let Some(eq) = member.iter().position(|&b| b == b'=') else {
             return Err(TraceStateError::InvalidMember { index });
         };
@@ -223,10 +224,10 @@ impl Parser {
         let value = rest.get(1..).unwrap_or_default();
         let key = validate_key(key).ok_or(TraceStateError::InvalidKey { index })?;
         let value = validate_value(value).ok_or(TraceStateError::InvalidValue { index })?;
-        if self.builder.contains_key(key) {
-            return Err(TraceStateError::DuplicateKey(key.to_owned()));
+        // A later member with a key already seen is dropped: the first one wins.
+        if !self.builder.contains_key(key) {
+            self.builder.push(key, value);
         }
-        self.builder.push(key, value);
         Ok(())
     }
 }
@@ -249,9 +250,11 @@ impl TraceState {
     /// Parses one `tracestate` header value.
     ///
     /// Members are separated by `,`, with optional whitespace (space, tab)
-    /// around each; empty members are skipped. Any invalid member, a duplicate
-    /// key or more than [`TraceState::MAX_MEMBERS`] members is an error, in
-    /// which case the whole `tracestate` must be discarded. Never panics.
+    /// around each; empty members are skipped. Any invalid member or more than
+    /// [`TraceState::MAX_MEMBERS`] non-empty members is an error, in which case
+    /// the whole `tracestate` must be discarded. A duplicated key is not an
+    /// error: the first member of each key is kept, later ones are dropped, and
+    /// every other member is kept in order. Never panics.
     ///
     /// ```
     /// use foundations::telemetry::tracing::{TraceState, TraceStateError};
@@ -261,9 +264,13 @@ impl TraceState {
     /// assert_eq!(state.get("rojo"), Some("00f067aa0ba902b7"));
     /// assert_eq!(state.to_header_value(), "congo=t61rcWkgMzE,rojo=00f067aa0ba902b7");
     ///
+    /// // A duplicated key keeps its first member; the other vendors' members stay.
+    /// let state = TraceState::parse(b"foo=1,bar=2,foo=3").unwrap();
+    /// assert_eq!(state.to_header_value(), "foo=1,bar=2");
+    ///
     /// assert_eq!(
-    ///     TraceState::parse(b"a=1,a=2"),
-    ///     Err(TraceStateError::DuplicateKey("a".to_owned()))
+    ///     TraceState::parse(b"foo=1,Bar=2"),
+    ///     Err(TraceStateError::InvalidKey { index: 1 })
     /// );
     /// ```
     pub fn parse(value: &[u8]) -> Result<Self, TraceStateError> {

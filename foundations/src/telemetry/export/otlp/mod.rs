@@ -10,8 +10,10 @@
 //! | flags | W3C flags in bits 0–7, `0x100` (remote-ness known), `0x200` (parent is remote) |
 //! | tag `span.kind` = `server`/`client`/`producer`/`consumer`/`internal` | `kind` (default internal) |
 //! | tag `error` = `true` | status Error, message from tag `error.message` (other values: Unset) |
+//! | tag `otel.status_code` = `OK`/`ERROR`/`UNSET` (as `SpanStatus` sets it) | status Ok/Error/Unset; the last status tag set wins |
 //! | other tags | attributes, typed: string, bool, int, double |
 //! | log entries | events: name from field `event` (else `log`), other fields as string attributes |
+//! | links (`add_link`) | `links` (trace/span id, tracestate, typed attributes, W3C flags), `dropped_links_count` past 128 |
 //! | tracestate | `trace_state` |
 //!
 //! String attribute values longer than 64 KiB (`MAX_ATTRIBUTE_VALUE_BYTES`) are truncated (at a

@@ -11,7 +11,7 @@ use crate::telemetry::core::finished::FinishedSpan;
 use crate::telemetry::tracing::{self, StartTraceOptions};
 use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
 use opentelemetry_proto::tonic::common::v1::{AnyValue, KeyValue, any_value};
-use opentelemetry_proto::tonic::trace::v1::span::{Event, SpanKind};
+use opentelemetry_proto::tonic::trace::v1::span::{Event, Link, SpanKind};
 use opentelemetry_proto::tonic::trace::v1::status::StatusCode;
 use opentelemetry_proto::tonic::trace::v1::{Span, Status};
 use prost::Message;
@@ -66,8 +66,33 @@ fn to_proto(span: &FinishedSpan, counts: &mut ConversionCounts) -> Span {
                 dropped_attributes_count: 0,
             })
             .collect(),
-        status: view.error.map(|message| Status {
-            code: StatusCode::Error as i32,
+        links: view
+            .links
+            .iter()
+            .map(|link| Link {
+                trace_id: link.trace_id.to_vec(),
+                span_id: link.span_id.to_vec(),
+                trace_state: link.trace_state.to_owned(),
+                attributes: link
+                    .attributes
+                    .iter()
+                    .map(|(key, value)| KeyValue {
+                        key: (*key).to_owned(),
+                        value: Some(any(*value)),
+                        ..Default::default()
+                    })
+                    .collect(),
+                dropped_attributes_count: 0,
+                flags: link.flags,
+            })
+            .collect(),
+        dropped_links_count: view.dropped_links,
+        status: view.status.map(|(code, message)| Status {
+            code: match code {
+                crate::telemetry::core::status::StatusCode::Unset => StatusCode::Unset,
+                crate::telemetry::core::status::StatusCode::Ok => StatusCode::Ok,
+                crate::telemetry::core::status::StatusCode::Error => StatusCode::Error,
+            } as i32,
             message: message.to_owned(),
         }),
         ..Default::default()
@@ -274,4 +299,131 @@ fn static_tags_are_added_unless_the_span_sets_them() {
 
 fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+#[derive(Debug)]
+struct Outer(std::io::Error);
+
+impl std::fmt::Display for Outer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("loading config")
+    }
+}
+
+impl std::error::Error for Outer {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        Some(&self.0)
+    }
+}
+
+#[test]
+fn typed_kind_status_and_recorded_errors_map_to_otlp_byte_for_byte() {
+    use crate::telemetry::tracing::{SpanKind as Kind, SpanStatus};
+    let spans = finished(|| {
+        let _root = tracing::start_trace("root", StartTraceOptions::default());
+        tracing::set_span_kind(Kind::Consumer);
+        tracing::set_span_status(SpanStatus::Ok);
+        {
+            let _failed = tracing::span("failed");
+            tracing::set_span_kind(Kind::Client);
+            let error = Outer(std::io::Error::other("disk on fire"));
+            tracing::record_error(&error);
+        }
+        {
+            // The tags keep working, and the last status written wins.
+            let _legacy = tracing::span("legacy");
+            tracing::set_span_status(SpanStatus::error("first"));
+            crate::add_span_tags!("error" => false);
+        }
+    });
+    let by_name = |name: &str| spans.iter().find(|s| s.name() == name).unwrap();
+    let mut counts = ConversionCounts::default();
+    let root = to_proto(by_name("root"), &mut counts);
+    assert_eq!(root.kind, SpanKind::Consumer as i32);
+    assert_eq!(root.status.as_ref().unwrap().code, StatusCode::Ok as i32);
+    assert!(root.attributes.is_empty(), "status tags are not attributes");
+    let failed = to_proto(by_name("failed"), &mut counts);
+    assert_eq!(failed.kind, SpanKind::Client as i32);
+    let status = failed.status.as_ref().unwrap();
+    assert_eq!(status.code, StatusCode::Error as i32);
+    assert_eq!(status.message, "loading config: disk on fire");
+    let event = &failed.events[0];
+    assert_eq!(event.name, "exception");
+    let attr = |key: &str| {
+        event
+            .attributes
+            .iter()
+            .find(|kv| kv.key == key)
+            .and_then(|kv| kv.value.clone()?.value)
+    };
+    assert_eq!(
+        attr("exception.message"),
+        Some(any_value::Value::StringValue(
+            "loading config: disk on fire".into()
+        ))
+    );
+    let Some(any_value::Value::StringValue(ty)) = attr("exception.type") else {
+        panic!("exception.type is a string");
+    };
+    assert!(ty.ends_with("Outer"), "{ty}");
+    let legacy = to_proto(by_name("legacy"), &mut counts);
+    assert!(
+        legacy.status.is_none(),
+        "error = false after an error status: unset"
+    );
+    for span in &spans {
+        let mut expected = Vec::new();
+        let proto = to_proto(span, &mut ConversionCounts::default());
+        prost::encoding::message::encode(2, &proto, &mut expected);
+        let mut actual = Vec::new();
+        write_span(span, &[], &mut actual, &mut ConversionCounts::default());
+        assert_eq!(actual, expected, "span {:?}", span.name());
+    }
+}
+
+#[test]
+fn links_map_to_otlp_bounded_and_byte_for_byte() {
+    use crate::telemetry::tracing::{MAX_LINKS, Tag, TraceState, TraceparentContext};
+    let linked: TraceparentContext = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-03"
+        .parse()
+        .unwrap();
+    let state = TraceState::parse(b"v=1").unwrap();
+    let spans = finished(|| {
+        let _root = tracing::start_trace("batch", StartTraceOptions::default());
+        tracing::add_link(
+            linked,
+            Some(state.clone()),
+            [Tag::new("index", 0), Tag::new("kind", "request")],
+        );
+        for _ in 0..MAX_LINKS + 2 {
+            tracing::add_link(linked, None, []);
+        }
+        {
+            // A span that becomes a `cf_rustracing` span (a log entry) keeps its links too.
+            let _logged = tracing::span("logged");
+            tracing::add_link(linked, None, [Tag::new("via", "full")]);
+            crate::add_span_log_fields!("event" => "x");
+        }
+    });
+    let by_name = |name: &str| spans.iter().find(|s| s.name() == name).unwrap();
+    let batch = to_proto(by_name("batch"), &mut ConversionCounts::default());
+    assert_eq!(batch.links.len(), MAX_LINKS);
+    assert_eq!(batch.dropped_links_count, 3);
+    let first = &batch.links[0];
+    assert_eq!(hex(&first.trace_id), "0af7651916cd43dd8448eb211c80319c");
+    assert_eq!(hex(&first.span_id), "b7ad6b7169203331");
+    assert_eq!(first.trace_state, "v=1");
+    assert_eq!(first.flags, 0x03);
+    assert_eq!(first.attributes.len(), 2);
+    let logged = to_proto(by_name("logged"), &mut ConversionCounts::default());
+    assert_eq!(logged.links.len(), 1);
+    assert_eq!(logged.links[0].attributes[0].key, "via");
+    for span in &spans {
+        let mut expected = Vec::new();
+        let proto = to_proto(span, &mut ConversionCounts::default());
+        prost::encoding::message::encode(2, &proto, &mut expected);
+        let mut actual = Vec::new();
+        write_span(span, &[], &mut actual, &mut ConversionCounts::default());
+        assert_eq!(actual, expected, "span {:?}", span.name());
+    }
 }

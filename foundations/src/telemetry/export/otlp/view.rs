@@ -6,6 +6,7 @@
 //! This module reads finished records only; it writes no bytes.
 
 use crate::telemetry::core::finished::FinishedSpan;
+use crate::telemetry::core::status::{self, SPAN_KIND_TAG, StatusCode, StatusTag};
 use cf_rustracing::tag::TagValue;
 use opentelemetry_proto::tonic::trace::v1::span::SpanKind;
 use smallvec::SmallVec;
@@ -33,16 +34,13 @@ pub(super) fn unix_nanos(time: SystemTime) -> u64 {
 }
 
 fn span_kind(value: &TagValue) -> Option<SpanKind> {
-    let TagValue::String(kind) = value else {
-        return None;
-    };
-    Some(match kind.to_ascii_lowercase().as_str() {
-        "server" => SpanKind::Server,
-        "client" => SpanKind::Client,
-        "producer" => SpanKind::Producer,
-        "consumer" => SpanKind::Consumer,
-        "internal" => SpanKind::Internal,
-        _ => return None,
+    use crate::telemetry::core::status::SpanKind as Kind;
+    Some(match Kind::from_tag_value(value)? {
+        Kind::Server => SpanKind::Server,
+        Kind::Client => SpanKind::Client,
+        Kind::Producer => SpanKind::Producer,
+        Kind::Consumer => SpanKind::Consumer,
+        Kind::Internal => SpanKind::Internal,
     })
 }
 
@@ -80,10 +78,22 @@ pub(super) fn bounded_str<'a>(value: &'a str, counts: &mut ConversionCounts) -> 
 /// their tags, the remaining tags as attributes, log entries as events.
 pub(super) struct SpanView<'a> {
     pub(super) kind: SpanKind,
-    /// `Some(message)` when the span is an error.
-    pub(super) error: Option<&'a str>,
+    /// The status: `None` when unset; else its code and message (empty unless an error).
+    pub(super) status: Option<(StatusCode, &'a str)>,
     pub(super) attributes: SmallVec<[(&'a str, WireValue<'a>); 8]>,
     pub(super) events: Vec<EventView<'a>>,
+    pub(super) links: Vec<LinkView<'a>>,
+    pub(super) dropped_links: u32,
+}
+
+pub(super) struct LinkView<'a> {
+    pub(super) trace_id: [u8; 16],
+    pub(super) span_id: [u8; 8],
+    pub(super) trace_state: &'a str,
+    pub(super) attributes: SmallVec<[(&'a str, WireValue<'a>); 4]>,
+    /// The linked span's W3C flags (sampled, random). Whether it is remote is not known,
+    /// so bits 0x100/0x200 stay unset.
+    pub(super) flags: u32,
 }
 
 pub(super) struct EventView<'a> {
@@ -98,22 +108,22 @@ pub(super) fn view<'a>(
     counts: &mut ConversionCounts,
 ) -> SpanView<'a> {
     let mut kind = SpanKind::Internal;
-    let mut is_error = false;
+    let mut status_code = StatusCode::Unset;
     let mut error_message = "";
     let mut attributes = SmallVec::new();
     for tag in span.tags() {
         match tag.name() {
-            "span.kind" => match span_kind(tag.value()) {
+            SPAN_KIND_TAG => match span_kind(tag.value()) {
                 Some(parsed) => kind = parsed,
                 // Not a kind we know: keep it visible as an attribute.
                 None => attributes.push((tag.name(), wire_value(tag.value(), counts))),
             },
-            "error" => is_error = matches!(tag.value(), TagValue::Boolean(true)),
-            "error.message" => match tag.value() {
-                TagValue::String(message) => error_message = bounded_str(message, counts),
-                other => attributes.push((tag.name(), wire_value(other, counts))),
+            name => match status::status_tag(name, tag.value()) {
+                Some(StatusTag::Code(code)) => status_code = code,
+                Some(StatusTag::Message(message)) => error_message = bounded_str(message, counts),
+                // Not a status tag, or a value the mapping does not know.
+                None => attributes.push((name, wire_value(tag.value(), counts))),
             },
-            name => attributes.push((name, wire_value(tag.value(), counts))),
         }
     }
     for (key, value) in static_tags {
@@ -141,9 +151,33 @@ pub(super) fn view<'a>(
             }
         })
         .collect();
+    let links = span
+        .links()
+        .iter()
+        .map(|link| LinkView {
+            trace_id: link.context.trace_id.to_bytes(),
+            span_id: link.context.parent_id.to_bytes(),
+            trace_state: link
+                .trace_state
+                .as_ref()
+                .map_or("", |state| state.header_str()),
+            attributes: link
+                .attributes
+                .iter()
+                .map(|tag| (tag.name(), wire_value(tag.value(), counts)))
+                .collect(),
+            flags: u32::from(link.context.flags.outbound().bits()),
+        })
+        .collect();
     SpanView {
+        links,
+        dropped_links: span.dropped_links_count(),
         kind,
-        error: is_error.then_some(error_message),
+        status: match status_code {
+            StatusCode::Unset => None,
+            StatusCode::Ok => Some((StatusCode::Ok, "")),
+            StatusCode::Error => Some((StatusCode::Error, error_message)),
+        },
         attributes,
         events,
     }

@@ -6,8 +6,11 @@
 //!
 //! This module owns byte layout only: what the fields hold is decided in `view`.
 
-use super::view::{ConversionCounts, EventView, WireValue, parent_and_flags, unix_nanos, view};
+use super::view::{
+    ConversionCounts, EventView, LinkView, WireValue, parent_and_flags, unix_nanos, view,
+};
 use crate::telemetry::core::finished::FinishedSpan;
+use crate::telemetry::core::status;
 use opentelemetry_proto::tonic::trace::v1::status::StatusCode;
 use prost::bytes::BufMut;
 use prost::encoding::{WireType, encode_key, encode_varint, encoded_len_varint, key_len};
@@ -86,13 +89,53 @@ fn event_len(event: &EventView<'_>) -> usize {
     time + name + attributes
 }
 
-fn status_len(message: &str) -> usize {
+fn link_len(link: &LinkView<'_>) -> usize {
+    let trace_state = if link.trace_state.is_empty() {
+        0
+    } else {
+        ld_len(3, link.trace_state.len())
+    };
+    let attributes: usize = link
+        .attributes
+        .iter()
+        .map(|(key, value)| ld_len(4, key_value_len(key, *value)))
+        .sum();
+    let flags = if link.flags == 0 { 0 } else { key_len(6) + 4 };
+    ld_len(1, 16) + ld_len(2, 8) + trace_state + attributes + flags
+}
+
+fn put_link(link: &LinkView<'_>, buf: &mut Vec<u8>) {
+    put_ld_header(13, link_len(link), buf);
+    put_ld(1, &link.trace_id, buf);
+    put_ld(2, &link.span_id, buf);
+    if !link.trace_state.is_empty() {
+        put_ld(3, link.trace_state.as_bytes(), buf);
+    }
+    for (key, value) in &link.attributes {
+        put_key_value(4, key, *value, buf);
+    }
+    if link.flags != 0 {
+        encode_key(6, WireType::ThirtyTwoBit, buf);
+        buf.put_u32_le(link.flags);
+    }
+}
+
+/// The OTLP status code of a status that is set.
+fn status_code(code: status::StatusCode) -> u64 {
+    match code {
+        status::StatusCode::Unset => StatusCode::Unset as u64,
+        status::StatusCode::Ok => StatusCode::Ok as u64,
+        status::StatusCode::Error => StatusCode::Error as u64,
+    }
+}
+
+fn status_len(code: status::StatusCode, message: &str) -> usize {
     let message = if message.is_empty() {
         0
     } else {
         ld_len(2, message.len())
     };
-    message + key_len(3) + encoded_len_varint(StatusCode::Error as u64)
+    message + key_len(3) + encoded_len_varint(status_code(code))
 }
 
 /// Writes `span` as one element of `ScopeSpans.spans` (key, length, message) to `buf`.
@@ -136,8 +179,14 @@ pub(super) fn write_span(
     for event in &view.events {
         len += ld_len(11, event_len(event));
     }
-    if let Some(message) = view.error {
-        len += ld_len(15, status_len(message));
+    for link in &view.links {
+        len += ld_len(13, link_len(link));
+    }
+    if view.dropped_links != 0 {
+        len += key_len(14) + encoded_len_varint(u64::from(view.dropped_links));
+    }
+    if let Some((code, message)) = view.status {
+        len += ld_len(15, status_len(code, message));
     }
 
     buf.reserve(ld_len(SCOPE_SPANS_SPANS, len));
@@ -175,12 +224,18 @@ pub(super) fn write_span(
             put_key_value(3, key, WireValue::Str(value), buf);
         }
     }
-    if let Some(message) = view.error {
-        put_ld_header(15, status_len(message), buf);
+    for link in &view.links {
+        put_link(link, buf);
+    }
+    if view.dropped_links != 0 {
+        put_varint_field(14, u64::from(view.dropped_links), buf);
+    }
+    if let Some((code, message)) = view.status {
+        put_ld_header(15, status_len(code, message), buf);
         if !message.is_empty() {
             put_ld(2, message.as_bytes(), buf);
         }
-        put_varint_field(3, StatusCode::Error as u64, buf);
+        put_varint_field(3, status_code(code), buf);
     }
     // prost writes fields in tag order: `flags` (16) comes last.
     encode_key(16, WireType::ThirtyTwoBit, buf);
