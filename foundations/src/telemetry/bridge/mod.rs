@@ -72,15 +72,14 @@ mod traced_body;
 mod tracing_layer;
 
 #[cfg(feature = "tower")]
-pub use tower_client::{TraceClient, TraceClientFuture, TraceClientLayer};
+pub use tower_client::{TraceClient, TraceClientLayer};
 #[cfg(all(feature = "tower", feature = "user-tracing"))]
 pub use tower_server::UserTraceFn;
 #[cfg(feature = "tower")]
 pub use tower_server::{
-    NoRoute, NoUserTrace, RouteOf, TraceServer, TraceServerFuture, TraceServerLayer,
-    UserTraceGuard, UserTraceOf,
+    NoRoute, NoUserTrace, RouteOf, TraceServer, TraceServerLayer, UserTraceGuard, UserTraceOf,
 };
 #[cfg(feature = "tower")]
-pub use traced_body::TracedBody;
+pub use traced_body::{TracedBody, TracedResponse};
 #[cfg(feature = "tracing-bridge")]
 pub use tracing_layer::TracingBridge;

@@ -5,14 +5,10 @@
 //! public span API and carried by a [`TelemetryContext`].
 
 use super::http_attrs;
-use super::traced_body::TracedBody;
-use crate::telemetry::TelemetryContext;
+use super::traced_body::{TracedBody, TracedResponse};
 use crate::telemetry::tracing::{self as ftracing, TraceState, TraceparentContext};
 use http::header::{HeaderMap, HeaderValue};
 use http::{Request, Response};
-use pin_project_lite::pin_project;
-use std::future::Future;
-use std::pin::Pin;
 use std::task::{Context, Poll};
 use tower_layer::Layer;
 use tower_service::Service;
@@ -132,7 +128,7 @@ where
 {
     type Response = Response<TracedBody<ResB>>;
     type Error = S::Error;
-    type Future = TraceClientFuture<S::Future>;
+    type Future = TracedResponse<S::Future>;
 
     fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
         self.inner.poll_ready(cx)
@@ -172,53 +168,7 @@ where
         #[cfg(feature = "user-tracing")]
         drop(user_span);
         let inner = ctx.scope_and(|| self.inner.call(request));
-        TraceClientFuture {
-            inner,
-            ctx: Some(ctx),
-            user,
-        }
-    }
-}
-
-pin_project! {
-    /// The response future of [`TraceClient`]: polls the inner future with the request's
-    /// context current.
-    #[must_use = "futures do nothing unless polled"]
-    #[derive(Debug)]
-    pub struct TraceClientFuture<F> {
-        #[pin]
-        inner: F,
-        ctx: Option<TelemetryContext>,
-        user: bool,
-    }
-}
-
-impl<F, ResB, E> Future for TraceClientFuture<F>
-where
-    F: Future<Output = Result<Response<ResB>, E>>,
-    E: std::fmt::Display,
-{
-    type Output = Result<Response<TracedBody<ResB>>, E>;
-
-    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
-        let this = self.project();
-        let ctx = this.ctx.as_ref().expect("polled after completion");
-        let user = *this.user;
-        // The outcome is recorded within the same scope as the last poll.
-        let result = ctx.scope_and(|| match this.inner.poll(cx) {
-            Poll::Pending => Poll::Pending,
-            Poll::Ready(result) => {
-                match &result {
-                    Ok(response) => http_attrs::set_status(response.status(), 400, user),
-                    Err(error) => http_attrs::set_error(error.to_string(), user),
-                }
-                Poll::Ready(result)
-            }
-        });
-        let Poll::Ready(result) = result else {
-            return Poll::Pending;
-        };
-        let ctx = this.ctx.take().expect("checked above");
-        Poll::Ready(result.map(|response| response.map(|body| TracedBody::new(body, ctx, user))))
+        // A 4xx answer is a failed call from the client's side.
+        TracedResponse::new(inner, ctx, user, 400)
     }
 }

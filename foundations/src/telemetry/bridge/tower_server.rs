@@ -5,16 +5,12 @@
 //! through the public span API and carried by a [`TelemetryContext`].
 
 use super::http_attrs;
-use super::traced_body::TracedBody;
-use crate::telemetry::TelemetryContext;
+use super::traced_body::{TracedBody, TracedResponse};
 use crate::telemetry::tracing::{self as ftracing, StartTraceOptions};
 use http::{Request, Response};
-use pin_project_lite::pin_project;
 use std::borrow::Cow;
-use std::future::Future;
 #[cfg(feature = "user-tracing")]
 use std::marker::PhantomData;
-use std::pin::Pin;
 use std::task::{Context, Poll};
 use tower_layer::Layer;
 use tower_service::Service;
@@ -265,7 +261,7 @@ where
 {
     type Response = Response<TracedBody<ResB>>;
     type Error = S::Error;
-    type Future = TraceServerFuture<S::Future>;
+    type Future = TracedResponse<S::Future>;
 
     fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
         self.inner.poll_ready(cx)
@@ -294,53 +290,7 @@ where
         #[allow(clippy::drop_non_drop)]
         drop(user);
         let inner = ctx.scope_and(|| self.inner.call(request));
-        TraceServerFuture {
-            inner,
-            ctx: Some(ctx),
-            user: user_active,
-        }
-    }
-}
-
-pin_project! {
-    /// The response future of [`TraceServer`]: polls the inner future with the request's
-    /// context current.
-    #[must_use = "futures do nothing unless polled"]
-    #[derive(Debug)]
-    pub struct TraceServerFuture<F> {
-        #[pin]
-        inner: F,
-        ctx: Option<TelemetryContext>,
-        user: bool,
-    }
-}
-
-impl<F, ResB, E> Future for TraceServerFuture<F>
-where
-    F: Future<Output = Result<Response<ResB>, E>>,
-    E: std::fmt::Display,
-{
-    type Output = Result<Response<TracedBody<ResB>>, E>;
-
-    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
-        let this = self.project();
-        let ctx = this.ctx.as_ref().expect("polled after completion");
-        let user = *this.user;
-        // The outcome is recorded within the same scope as the last poll.
-        let result = ctx.scope_and(|| match this.inner.poll(cx) {
-            Poll::Pending => Poll::Pending,
-            Poll::Ready(result) => {
-                match &result {
-                    Ok(response) => http_attrs::set_status(response.status(), 500, user),
-                    Err(error) => http_attrs::set_error(error.to_string(), user),
-                }
-                Poll::Ready(result)
-            }
-        });
-        let Poll::Ready(result) = result else {
-            return Poll::Pending;
-        };
-        let ctx = this.ctx.take().expect("checked above");
-        Poll::Ready(result.map(|response| response.map(|body| TracedBody::new(body, ctx, user))))
+        // Only a 5xx answer is the server's failure; a 4xx is the client's.
+        TracedResponse::new(inner, ctx, user_active, 500)
     }
 }

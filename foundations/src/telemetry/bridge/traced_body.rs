@@ -1,11 +1,15 @@
-//! [`TracedBody`]: a response body that keeps its request's spans open, and current, until
-//! the body is complete.
+//! [`TracedResponse`] and [`TracedBody`]: a response future, then its body, that keep their
+//! request's spans open, and current while polled, until the body is complete; the
+//! response's status is recorded on the spans as it arrives.
 //!
-//! This module owns only the body's lifetime rule; the spans come from the tower layers.
+//! This module owns only that lifetime rule; the spans come from the tower layers.
 
+use super::http_attrs;
 use crate::telemetry::TelemetryContext;
+use http::Response;
 use http_body::{Body, Frame, SizeHint};
 use pin_project_lite::pin_project;
+use std::future::Future;
 use std::pin::Pin;
 use std::task::{Context, Poll};
 
@@ -77,5 +81,63 @@ where
 
     fn size_hint(&self) -> SizeHint {
         self.inner.size_hint()
+    }
+}
+
+pin_project! {
+    /// The response future of [`TraceServer`](super::TraceServer) and
+    /// [`TraceClient`](super::TraceClient): polls the inner future with the request's context
+    /// current, records the response's status (or error) on its spans, and hands the spans
+    /// on to the response's [`TracedBody`].
+    #[must_use = "futures do nothing unless polled"]
+    #[derive(Debug)]
+    pub struct TracedResponse<F> {
+        #[pin]
+        inner: F,
+        ctx: Option<TelemetryContext>,
+        user: bool,
+        // The lowest status that marks the spans as failed.
+        error_from: u16,
+    }
+}
+
+impl<F> TracedResponse<F> {
+    pub(super) fn new(inner: F, ctx: TelemetryContext, user: bool, error_from: u16) -> Self {
+        Self {
+            inner,
+            ctx: Some(ctx),
+            user,
+            error_from,
+        }
+    }
+}
+
+impl<F, ResB, E> Future for TracedResponse<F>
+where
+    F: Future<Output = Result<Response<ResB>, E>>,
+    E: std::fmt::Display,
+{
+    type Output = Result<Response<TracedBody<ResB>>, E>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let this = self.project();
+        let ctx = this.ctx.as_ref().expect("polled after completion");
+        let (user, error_from) = (*this.user, *this.error_from);
+        // The outcome is recorded within the same scope as the last poll.
+        let result = ctx.scope_and(|| match this.inner.poll(cx) {
+            Poll::Pending => Poll::Pending,
+            Poll::Ready(result) => {
+                match &result {
+                    Ok(response) => http_attrs::set_status(response.status(), error_from, user),
+                    Err(error) => http_attrs::set_error(error.to_string(), user),
+                }
+                Poll::Ready(result)
+            }
+        });
+        let Poll::Ready(result) = result else {
+            return Poll::Pending;
+        };
+        let ctx = this.ctx.take().expect("checked above");
+        Poll::Ready(result.map(|response| response.map(|body| TracedBody::new(body, ctx, user))))
     }
 }

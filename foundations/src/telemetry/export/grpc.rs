@@ -17,7 +17,7 @@
 //! the counters' meaning are the worker's.
 
 use super::retry::{backoff, grpc_retry};
-use super::stats::{Counters, add};
+use super::stats::{Counters, add, rejected_by};
 use super::tls::tls_config;
 use crate::telemetry::settings::{Compression, Endpoint, RetrySettings};
 use bytes::{BufMut, Bytes};
@@ -209,21 +209,7 @@ impl GrpcTransport {
 
 /// Counts a successful response, with its `partial_success`.
 fn accept(response: ExportTraceServiceResponse, spans: usize, counters: &Counters) {
-    let rejected = match response.partial_success {
-        Some(partial) => {
-            let rejected = usize::try_from(partial.rejected_spans.max(0))
-                .unwrap_or(spans)
-                .min(spans);
-            if rejected > 0 || !partial.error_message.is_empty() {
-                log::warn!(
-                    "foundations exporter: receiver rejected {rejected} of {spans} spans: {}",
-                    partial.error_message
-                );
-            }
-            rejected
-        }
-        None => 0,
-    };
+    let rejected = rejected_by(response.partial_success, spans);
     add(&counters.rejected, rejected);
     add(&counters.exported, spans - rejected);
 }

@@ -5,6 +5,7 @@
 //! This module owns the arithmetic of the counters only; the worker decides when to count.
 
 use crate::telemetry::core::queue::QueueStats;
+use opentelemetry_proto::tonic::collector::trace::v1::ExportTracePartialSuccess;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 /// A snapshot of an exporter's counters, all since it started.
@@ -126,4 +127,22 @@ impl Counters {
             truncated_values: load(&self.truncated_values),
         }
     }
+}
+
+/// How many of a request's `spans` a receiver's `partial_success` rejects (at most all of
+/// them), logging the receiver's message when it sent one.
+pub(super) fn rejected_by(partial: Option<ExportTracePartialSuccess>, spans: usize) -> usize {
+    let Some(partial) = partial else {
+        return 0;
+    };
+    let rejected = usize::try_from(partial.rejected_spans.max(0))
+        .unwrap_or(spans)
+        .min(spans);
+    if rejected > 0 || !partial.error_message.is_empty() {
+        log::warn!(
+            "foundations exporter: receiver rejected {rejected} of {spans} spans: {}",
+            partial.error_message
+        );
+    }
+    rejected
 }

@@ -15,7 +15,7 @@
 use super::otlp::{ConversionCounts, EncodedRequest, OtlpEncoder};
 use super::retry::{backoff, is_retryable, retry_after};
 use super::routing::group_by_routing;
-use super::stats::{Counters, ExporterStats, add};
+use super::stats::{Counters, ExporterStats, add, rejected_by};
 use super::transport::Transport;
 use crate::telemetry::core::finished::FinishedSpan;
 use crate::telemetry::core::queue::SpanDrain;
@@ -402,23 +402,10 @@ async fn rejected_spans(response: hyper::Response<hyper::body::Incoming>, spans:
     else {
         return 0;
     };
-    match ExportTraceServiceResponse::decode(body) {
-        Ok(ExportTraceServiceResponse {
-            partial_success: Some(partial),
-        }) => {
-            let rejected = usize::try_from(partial.rejected_spans.max(0))
-                .unwrap_or(spans)
-                .min(spans);
-            if rejected > 0 || !partial.error_message.is_empty() {
-                log::warn!(
-                    "foundations exporter: receiver rejected {rejected} of {spans} spans: {}",
-                    partial.error_message
-                );
-            }
-            rejected
-        }
-        _ => 0,
-    }
+    let partial = ExportTraceServiceResponse::decode(body)
+        .ok()
+        .and_then(|response| response.partial_success);
+    rejected_by(partial, spans)
 }
 
 /// Completes when `phase` becomes `Aborted` (or its sender is gone for good).
