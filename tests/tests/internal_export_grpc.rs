@@ -70,7 +70,8 @@ fn grpc_statuses_are_retried_exactly_as_the_specification_says() {
     assert!(received[1].timeout.is_some(), "grpc-timeout sent");
     let user_agent = received[1].user_agent.clone().unwrap_or_default();
     assert!(user_agent.starts_with("foundations/"), "{user_agent}");
-    let stats = telemetry::internal_exporter_stats().unwrap();
+    // The receiver records a call before the exporter has read its answer: wait for it.
+    let stats = settled(|stats| stats.spans_exported == 3);
     assert_eq!((stats.spans_exported, stats.retries), (3, 1));
 
     // 2) INVALID_ARGUMENT: final. 3) RESOURCE_EXHAUSTED without RetryInfo: final.
@@ -133,4 +134,16 @@ fn grpc_statuses_are_retried_exactly_as_the_specification_says() {
     assert_eq!(stats.requests, 12, "{stats:?}");
     assert_eq!(stats.retries, 1 + 1 + 1 + 2, "{stats:?}");
     assert_eq!(sink.received().len(), 12);
+}
+
+/// The internal exporter's counters once `done` says they settled, or after 10 s.
+fn settled(done: impl Fn(&telemetry::ExporterStats) -> bool) -> telemetry::ExporterStats {
+    let until = std::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let stats = telemetry::internal_exporter_stats().unwrap();
+        if done(&stats) || std::time::Instant::now() > until {
+            return stats;
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    }
 }
