@@ -23,7 +23,8 @@ use std::time::{SystemTime, UNIX_EPOCH};
 /// A user trace's routing: the application's metadata, and the header value it encoded to.
 pub(crate) struct Routing {
     metadata: Box<dyn RoutingMetadata>,
-    header: Result<Box<str>, RoutingFault>,
+    // A `String` as `encode()` made it: boxing it as a `str` could cost a reallocation.
+    header: Result<String, RoutingFault>,
 }
 
 /// Why a routing cannot be sent: its spans are dropped and counted under this reason.
@@ -42,7 +43,7 @@ impl Routing {
     /// as dropped when exported.
     pub(crate) fn resolve(metadata: Box<dyn RoutingMetadata>) -> Self {
         let header = match catch_unwind(AssertUnwindSafe(|| metadata.encode())) {
-            Ok(encoded) if is_header_value(&encoded) => Ok(encoded.into_boxed_str()),
+            Ok(encoded) if is_header_value(&encoded) => Ok(encoded),
             Ok(_) => Err(RoutingFault::InvalidHeader),
             Err(_) => {
                 log_panic_rate_limited();
