@@ -62,7 +62,6 @@ use crate::telemetry::propagation::traceparent::TraceparentContext;
 use crate::telemetry::propagation::tracestate::TraceState;
 use cf_rustracing::tag::{Tag, TagValue};
 use std::borrow::Cow;
-use std::sync::Arc;
 
 /// Starts a user trace for the customer that `routing` names and makes its root current.
 ///
@@ -100,7 +99,7 @@ pub fn start_user_trace(
     routing: impl RoutingMetadata + 'static,
     inbound: Option<TraceparentContext>,
 ) -> UserSpanScope {
-    start(name.into(), Box::new(routing), inbound.map(|tp| (tp, None)))
+    start(name.into(), routing, inbound.map(|tp| (tp, None)))
 }
 
 /// Like [`start_user_trace`], continuing `traceparent` and carrying its `tracestate`.
@@ -110,11 +109,7 @@ pub fn start_user_trace_continuing(
     traceparent: TraceparentContext,
     tracestate: Option<TraceState>,
 ) -> UserSpanScope {
-    start(
-        name.into(),
-        Box::new(routing),
-        Some((traceparent, tracestate)),
-    )
+    start(name.into(), routing, Some((traceparent, tracestate)))
 }
 
 /// Like [`start_user_trace`], from raw `traceparent` / `tracestate` header values.
@@ -135,12 +130,13 @@ pub fn start_user_trace_from_headers(
                 tracestate.and_then(|value| TraceState::parse(value).ok()),
             )
         });
-    start(name.into(), Box::new(routing), inbound)
+    start(name.into(), routing, inbound)
 }
 
+/// Starts the trace; without a harness, before anything is allocated, an inert scope.
 fn start(
     name: Cow<'static, str>,
-    routing: Box<dyn RoutingMetadata>,
+    routing: impl RoutingMetadata + 'static,
     inbound: Option<(TraceparentContext, Option<TraceState>)>,
 ) -> UserSpanScope {
     let Some(harness) = current::root_harness::<User>() else {
@@ -151,7 +147,7 @@ fn start(
         force_sampling: None,
         // `encode()` runs once, here: its value is the header every span of the trace is
         // sent under.
-        routing: Some(Arc::new(Routing::resolve(routing))),
+        routing: Some(Routing::resolve(routing)),
     };
     UserSpanScope::enter_with(|slot| *slot = Some(EntrySpan::start_root(harness, name, options)))
 }

@@ -17,14 +17,16 @@
 
 use cf_rustracing::span::RoutingMetadata;
 use std::panic::{AssertUnwindSafe, catch_unwind};
+use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{SystemTime, UNIX_EPOCH};
 
-/// A user trace's routing: the application's metadata, and the header value it encoded to.
-pub(crate) struct Routing {
-    metadata: Box<dyn RoutingMetadata>,
+/// A user trace's routing: the header value the application's metadata encoded to, and
+/// the metadata itself (last, unsized: one allocation holds both, see [`Routing::resolve`]).
+pub(crate) struct Routing<M: ?Sized = dyn RoutingMetadata> {
     // A `String` as `encode()` made it: boxing it as a `str` could cost a reallocation.
     header: Result<String, RoutingFault>,
+    metadata: M,
 }
 
 /// Why a routing cannot be sent: its spans are dropped and counted under this reason.
@@ -41,7 +43,7 @@ impl Routing {
     /// Resolves `metadata` by calling its `encode()` once. A panic is caught (and logged at
     /// most once every 10 seconds per process): the trace still runs, its spans are counted
     /// as dropped when exported.
-    pub(crate) fn resolve(metadata: Box<dyn RoutingMetadata>) -> Self {
+    pub(crate) fn resolve<M: RoutingMetadata + 'static>(metadata: M) -> Arc<Routing> {
         let header = match catch_unwind(AssertUnwindSafe(|| metadata.encode())) {
             Ok(encoded) if is_header_value(&encoded) => Ok(encoded),
             Ok(_) => Err(RoutingFault::InvalidHeader),
@@ -50,12 +52,13 @@ impl Routing {
                 Err(RoutingFault::Panicked)
             }
         };
-        Self { metadata, header }
+        // Coerced to the unsized `Routing`: the metadata is not boxed apart.
+        Arc::new(Routing { header, metadata })
     }
 
     /// The application's description of the routing.
     pub(crate) fn metadata(&self) -> &dyn RoutingMetadata {
-        &*self.metadata
+        &self.metadata
     }
 
     /// The routing header value the trace's spans are sent under, or why they cannot be.
@@ -126,14 +129,14 @@ mod tests {
 
     #[test]
     fn encode_is_resolved_once_into_a_header_value_or_a_fault() {
-        let ok = Routing::resolve(Box::new(Encodes("tenant=1; plan=pro")));
+        let ok = Routing::resolve(Encodes("tenant=1; plan=pro"));
         assert_eq!(ok.header(), Ok("tenant=1; plan=pro"));
         assert_eq!(ok.metadata().group_key(), "same");
-        let invalid = Routing::resolve(Box::new(Encodes("line\nbreak")));
+        let invalid = Routing::resolve(Encodes("line\nbreak"));
         assert_eq!(invalid.header(), Err(RoutingFault::InvalidHeader));
-        let non_ascii = Routing::resolve(Box::new(Encodes("café")));
+        let non_ascii = Routing::resolve(Encodes("café"));
         assert_eq!(non_ascii.header(), Err(RoutingFault::InvalidHeader));
-        let panicked = Routing::resolve(Box::new(Encodes("panic")));
+        let panicked = Routing::resolve(Encodes("panic"));
         assert_eq!(panicked.header(), Err(RoutingFault::Panicked));
     }
 }
