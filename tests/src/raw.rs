@@ -14,21 +14,25 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
-/// What the receiver does after `200 OK` and a `Content-Length: 100` header.
+/// What the receiver does after `200 OK`.
 #[derive(Clone, Copy, Debug)]
 pub enum BodyFault {
-    /// Sends 5 bytes of the body, then nothing, keeping the connection open for a minute.
+    /// Sends a complete empty response, then closes the connection a moment later without
+    /// having said so (`Connection: close` absent): a keep-alive connection that goes stale.
+    CloseWhenIdle,
+    /// Promises 100 body bytes, sends 5, then nothing, keeping the connection open for a minute.
     Stall,
-    /// Sends 10 bytes of the body, then closes the connection.
+    /// Promises 100 body bytes, sends 10, then closes the connection.
     CloseMidBody,
 }
 
-/// A receiver that answers every request with `200 OK` and a broken body.
+/// A receiver that answers every request with `200 OK` and then misbehaves.
 pub struct FaultyReceiver {
     _dir: tempfile::TempDir,
     path: PathBuf,
     spans: Arc<AtomicUsize>,
     requests: Arc<AtomicUsize>,
+    connections: Arc<AtomicUsize>,
 }
 
 impl FaultyReceiver {
@@ -38,9 +42,12 @@ impl FaultyReceiver {
         let listener = UnixListener::bind(&path).expect("bind the receiver socket");
         let spans = Arc::new(AtomicUsize::new(0));
         let requests = Arc::new(AtomicUsize::new(0));
+        let connections = Arc::new(AtomicUsize::new(0));
         let (counted_spans, counted_requests) = (Arc::clone(&spans), Arc::clone(&requests));
+        let counted_connections = Arc::clone(&connections);
         std::thread::spawn(move || {
             for stream in listener.incoming().flatten() {
+                counted_connections.fetch_add(1, Ordering::SeqCst);
                 let (spans, requests) = (Arc::clone(&counted_spans), Arc::clone(&counted_requests));
                 std::thread::spawn(move || serve(stream, fault, &spans, &requests));
             }
@@ -50,6 +57,7 @@ impl FaultyReceiver {
             path,
             spans,
             requests,
+            connections,
         }
     }
 
@@ -66,6 +74,11 @@ impl FaultyReceiver {
     /// Complete requests received.
     pub fn requests(&self) -> usize {
         self.requests.load(Ordering::SeqCst)
+    }
+
+    /// Connections accepted.
+    pub fn connections(&self) -> usize {
+        self.connections.load(Ordering::SeqCst)
     }
 }
 
@@ -104,10 +117,16 @@ fn serve(stream: UnixStream, fault: BodyFault, spans: &AtomicUsize, requests: &A
     }
     requests.fetch_add(1, Ordering::SeqCst);
     let stream = reader.get_mut();
+    if let BodyFault::CloseWhenIdle = fault {
+        let _ = stream.write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 0\r\n\r\n");
+        std::thread::sleep(Duration::from_millis(5));
+        return;
+    }
     let head = "HTTP/1.1 200 OK\r\ncontent-type: application/x-protobuf\r\n\
                 content-length: 100\r\n\r\n";
     let _ = stream.write_all(head.as_bytes());
     match fault {
+        BodyFault::CloseWhenIdle => unreachable!("answered above"),
         BodyFault::Stall => {
             let _ = stream.write_all(&[0; 5]);
             let _ = stream.flush();

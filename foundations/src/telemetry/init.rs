@@ -282,7 +282,7 @@ fn internal_transport(
         }
         _ => {
             let endpoint = Endpoint::parse(endpoint, false).map_err(endpoint_error)?;
-            Transport::new(endpoint, settings.export.num_tasks, ca_bundle)
+            Transport::new(endpoint, ca_bundle)
         }
     };
     transport.map_err(|message| SettingsError::new(field, message))
@@ -296,12 +296,8 @@ fn prepare_user(
         .map_err(|_| {
             SettingsError::new("user_tracing.routing_header", "not a valid header name")
         })?;
-    let transport = Transport::new(
-        Endpoint::Unix(user.socket_path.clone()),
-        user.export.num_tasks,
-        None,
-    )
-    .map_err(|message| SettingsError::new("user_tracing.socket_path", message))?;
+    let transport = Transport::new(Endpoint::Unix(user.socket_path.clone()), None)
+        .map_err(|message| SettingsError::new("user_tracing.socket_path", message))?;
     let encoder = OtlpEncoder::new(&user.service_name, Vec::new());
     let config = ExporterConfig::new(&user.export, Some(routing_header), encoder);
     Ok(Prepared {

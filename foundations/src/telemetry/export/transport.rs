@@ -1,5 +1,5 @@
-//! Where exporters send: an OTLP/HTTP endpoint over a Unix domain socket, plain TCP, or TLS,
-//! behind one pooled keep-alive HTTP/1.1 client ([`HttpTransport`]); or an OTLP/gRPC
+//! Where exporters send: an OTLP/HTTP endpoint over a Unix domain socket, plain TCP, or TLS
+//! ([`HttpTransport`], one keep-alive HTTP/1.1 connection per worker); or an OTLP/gRPC
 //! endpoint (`grpc`). [`Transport`] is either.
 //!
 //! | endpoint | transport |
@@ -7,6 +7,11 @@
 //! | `unix:///run/otel.sock` | Unix domain socket, path `/v1/traces` |
 //! | `http://host:port[/path]` | TCP |
 //! | `https://host:port[/path]` | TLS (rustls): system roots, or a CA bundle file |
+//!
+//! Each worker owns its connection ([`Connection`]) rather than sharing a pool: a worker
+//! has one request in flight at a time, so the receiver sees at most `num_tasks`
+//! connections, and a request never races a connection that is still finishing its last
+//! response into opening another one.
 //!
 //! This module owns connections only: the endpoint's syntax is parsed by the settings
 //! (`settings::Endpoint`), and what is sent, and when, is the worker's business.
@@ -16,17 +21,20 @@ use super::tls::tls_config;
 use crate::telemetry::settings::{Compression, Endpoint, TRACES_PATH};
 use bytes::Bytes;
 use http_body_util::Full;
-use hyper::Uri;
+use hyper::client::conn::http1::{self, SendRequest};
+use hyper::header::{HOST, HeaderValue};
+use hyper::{Request, Response, Uri};
 use hyper_util::client::legacy::connect::HttpConnector;
-use hyper_util::client::legacy::{Client, ResponseFuture};
-use hyper_util::rt::TokioExecutor;
 use std::path::Path;
 use std::time::Duration;
+use tower_service::Service;
 
-enum ClientKind {
-    Unix(Client<hyperlocal::UnixConnector, Full<Bytes>>),
-    Tcp(Client<HttpConnector, Full<Bytes>>),
-    Tls(Client<hyper_rustls::HttpsConnector<HttpConnector>, Full<Bytes>>),
+type BoxError = Box<dyn std::error::Error + Send + Sync>;
+
+enum Connector {
+    Unix(hyperlocal::UnixConnector),
+    Tcp(HttpConnector),
+    Tls(hyper_rustls::HttpsConnector<HttpConnector>),
 }
 
 /// How an exporter sends its requests.
@@ -40,14 +48,9 @@ pub(crate) enum Transport {
 }
 
 impl Transport {
-    /// OTLP/HTTP to `endpoint`, keeping at most `max_idle` idle connections. `ca_bundle`, a
-    /// PEM file, replaces the system roots for TLS.
-    pub(crate) fn new(
-        endpoint: Endpoint,
-        max_idle: usize,
-        ca_bundle: Option<&Path>,
-    ) -> Result<Self, String> {
-        HttpTransport::new(endpoint, max_idle, ca_bundle).map(Transport::Http)
+    /// OTLP/HTTP to `endpoint`. `ca_bundle`, a PEM file, replaces the system roots for TLS.
+    pub(crate) fn new(endpoint: Endpoint, ca_bundle: Option<&Path>) -> Result<Self, String> {
+        HttpTransport::new(endpoint, ca_bundle).map(Transport::Http)
     }
 
     /// OTLP/gRPC to `endpoint` (see `grpc`).
@@ -61,54 +64,82 @@ impl Transport {
     }
 }
 
-/// A pooled HTTP/1.1 client bound to one endpoint.
+/// An OTLP/HTTP endpoint: how to connect to it, and what each request is addressed to.
 pub(crate) struct HttpTransport {
-    client: ClientKind,
+    connector: Connector,
+    /// What the connector dials.
     uri: Uri,
+    /// The request target, in origin form (`/v1/traces`).
+    path: Uri,
+    host: HeaderValue,
     endpoint: Endpoint,
 }
 
+/// One worker's connection: opened on first use, kept while the receiver keeps it alive,
+/// reopened after it closes or after a response that was not read to its end.
+#[derive(Default)]
+pub(crate) struct Connection {
+    sender: Option<SendRequest<Full<Bytes>>>,
+}
+
+/// Why a request got no response.
+#[derive(Debug)]
+pub(crate) enum SendError {
+    /// No connection could be opened: nothing was sent.
+    Connect(BoxError),
+    /// The connection failed while the request was in flight.
+    Request(hyper::Error),
+}
+
 impl HttpTransport {
-    /// A client for `endpoint` keeping at most `max_idle` idle connections. `ca_bundle`, a
-    /// PEM file, replaces the system roots for TLS.
-    pub(crate) fn new(
-        endpoint: Endpoint,
-        max_idle: usize,
-        ca_bundle: Option<&Path>,
-    ) -> Result<Self, String> {
-        let mut builder = Client::builder(TokioExecutor::new());
-        builder
-            .pool_max_idle_per_host(max_idle)
-            .pool_idle_timeout(Duration::from_secs(90));
-        let (client, uri) = match &endpoint {
+    /// A transport to `endpoint`. `ca_bundle`, a PEM file, replaces the system roots for TLS.
+    pub(crate) fn new(endpoint: Endpoint, ca_bundle: Option<&Path>) -> Result<Self, String> {
+        let (connector, uri, host) = match &endpoint {
+            // Go's and hyper's servers refuse HTTP/1.1 without a Host; a socket has no name.
             Endpoint::Unix(path) => (
-                ClientKind::Unix(builder.build(hyperlocal::UnixConnector)),
+                Connector::Unix(hyperlocal::UnixConnector),
                 hyperlocal::Uri::new(path, TRACES_PATH).into(),
+                HeaderValue::from_static("localhost"),
             ),
-            Endpoint::Http(uri) if endpoint.is_tls() => {
-                let connector = hyper_rustls::HttpsConnectorBuilder::new()
-                    .with_tls_config(tls_config(ca_bundle)?)
-                    .https_only()
-                    .enable_http1()
-                    .build();
-                (ClientKind::Tls(builder.build(connector)), uri.clone())
-            }
             Endpoint::Http(uri) => {
-                let mut connector = HttpConnector::new();
-                connector.set_nodelay(true);
-                (ClientKind::Tcp(builder.build(connector)), uri.clone())
+                let connector = if endpoint.is_tls() {
+                    Connector::Tls(
+                        hyper_rustls::HttpsConnectorBuilder::new()
+                            .with_tls_config(tls_config(ca_bundle)?)
+                            .https_only()
+                            .enable_http1()
+                            .build(),
+                    )
+                } else {
+                    let mut connector = HttpConnector::new();
+                    connector.set_nodelay(true);
+                    Connector::Tcp(connector)
+                };
+                let authority = uri
+                    .authority()
+                    .ok_or_else(|| format!("{endpoint}: no host"))?;
+                let host = HeaderValue::from_str(authority.as_str())
+                    .map_err(|_| format!("{endpoint}: invalid host"))?;
+                (connector, uri.clone(), host)
             }
         };
+        let path = uri
+            .path_and_query()
+            .map_or("/", |p| p.as_str())
+            .parse()
+            .map_err(|e| format!("{endpoint}: {e}"))?;
         Ok(Self {
-            client,
+            connector,
             uri,
+            path,
+            host,
             endpoint,
         })
     }
 
-    /// The request URI.
-    pub(crate) fn uri(&self) -> &Uri {
-        &self.uri
+    /// The request target (origin form) to build requests with.
+    pub(crate) fn path(&self) -> &Uri {
+        &self.path
     }
 
     /// The endpoint, for messages.
@@ -116,12 +147,79 @@ impl HttpTransport {
         &self.endpoint
     }
 
-    /// Sends a request on a pooled connection.
-    pub(crate) fn request(&self, request: hyper::Request<Full<Bytes>>) -> ResponseFuture {
-        match &self.client {
-            ClientKind::Unix(client) => client.request(request),
-            ClientKind::Tcp(client) => client.request(request),
-            ClientKind::Tls(client) => client.request(request),
+    /// Sends `request` on `connection`, opening it first if it is not open (or no longer
+    /// usable). The connection is kept for the next request: [`Connection::discard`] it when
+    /// the response is not read to its end.
+    pub(crate) async fn send(
+        &self,
+        connection: &mut Connection,
+        mut request: Request<Full<Bytes>>,
+    ) -> Result<Response<hyper::body::Incoming>, SendError> {
+        request.headers_mut().insert(HOST, self.host.clone());
+        // A kept connection becomes ready once its task has seen the previous response end,
+        // or fails if the receiver closed it; neither costs a round trip.
+        let kept = match connection.sender.take() {
+            Some(mut sender) if !sender.is_closed() => sender.ready().await.ok().map(|()| sender),
+            _ => None,
+        };
+        let reused = kept.is_some();
+        let mut sender = match kept {
+            Some(sender) => sender,
+            None => self.connect().await.map_err(SendError::Connect)?,
+        };
+        let response = match sender.try_send_request(request).await {
+            Ok(response) => response,
+            // The receiver closed the kept connection before the request was written (its
+            // idle timeout): the request is intact, send it once on a new connection.
+            Err(mut error)
+                if reused && error.message().is_some() && error.error().is_canceled() =>
+            {
+                let request = error.take_message().expect("checked above");
+                sender = self.connect().await.map_err(SendError::Connect)?;
+                sender
+                    .send_request(request)
+                    .await
+                    .map_err(SendError::Request)?
+            }
+            Err(error) => return Err(SendError::Request(error.into_error())),
+        };
+        connection.sender = Some(sender);
+        Ok(response)
+    }
+
+    async fn connect(&self) -> Result<SendRequest<Full<Bytes>>, BoxError> {
+        match &self.connector {
+            Connector::Unix(c) => handshake(*c, self.uri.clone()).await,
+            Connector::Tcp(c) => handshake(c.clone(), self.uri.clone()).await,
+            Connector::Tls(c) => handshake(c.clone(), self.uri.clone()).await,
         }
     }
+}
+
+impl Connection {
+    /// Forgets the connection: its last response was not read to its end, so it cannot carry
+    /// another request.
+    pub(crate) fn discard(&mut self) {
+        self.sender = None;
+    }
+}
+
+/// Dials `uri` with `connector` and runs an HTTP/1.1 connection over it on the current
+/// runtime; the connection ends when its sender is dropped.
+async fn handshake<C>(mut connector: C, uri: Uri) -> Result<SendRequest<Full<Bytes>>, BoxError>
+where
+    C: Service<Uri>,
+    C::Response: hyper::rt::Read + hyper::rt::Write + Unpin + Send + 'static,
+    C::Error: Into<BoxError>,
+{
+    std::future::poll_fn(|cx| connector.poll_ready(cx))
+        .await
+        .map_err(Into::into)?;
+    let io = connector.call(uri).await.map_err(Into::into)?;
+    let (sender, connection) = http1::handshake(io).await?;
+    tokio::spawn(async move {
+        // Its errors reach the sender as the request's error.
+        let _ = connection.await;
+    });
+    Ok(sender)
 }

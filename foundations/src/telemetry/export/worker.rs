@@ -16,7 +16,7 @@ use super::otlp::{ConversionCounts, EncodedRequest, OtlpEncoder};
 use super::retry::{backoff, is_retryable, retry_after};
 use super::routing::group_by_routing;
 use super::stats::{Counters, ExporterStats, add, rejected_by};
-use super::transport::Transport;
+use super::transport::{Connection, SendError, Transport};
 use crate::telemetry::core::finished::FinishedSpan;
 use crate::telemetry::core::queue::SpanDrain;
 use crate::telemetry::settings::{Compression, ExportSettings, RetrySettings};
@@ -138,6 +138,7 @@ impl Exporter {
     /// `Aborted`.
     pub(crate) async fn run_worker(self: Arc<Self>, mut phase: watch::Receiver<Phase>) {
         let mut batch = Vec::with_capacity(self.config.max_batch_size);
+        let mut connection = Connection::default();
         let mut flushed_generation = 0;
         loop {
             let mut detached = false;
@@ -168,7 +169,7 @@ impl Exporter {
                             .drain_into(&mut batch, self.config.max_batch_size)
                             > 0
                         {
-                            self.export(&mut batch, &phase).await;
+                            self.export(&mut batch, &mut connection, &phase).await;
                         }
                         continue;
                     }
@@ -192,10 +193,10 @@ impl Exporter {
                 }
             }
             if detached {
-                return self.run_detached(batch).await;
+                return self.run_detached(batch, connection).await;
             }
             if !batch.is_empty() {
-                self.export(&mut batch, &phase).await;
+                self.export(&mut batch, &mut connection, &phase).await;
             }
         }
         // Aborted: whatever is still queued will never be sent.
@@ -206,11 +207,15 @@ impl Exporter {
         add(&self.counters.at_shutdown, left);
     }
 
-    async fn run_detached(self: Arc<Self>, mut batch: Vec<FinishedSpan>) {
+    async fn run_detached(
+        self: Arc<Self>,
+        mut batch: Vec<FinishedSpan>,
+        mut connection: Connection,
+    ) {
         let (_keep, phase) = watch::channel(Phase::Running);
         loop {
             if !batch.is_empty() {
-                self.export(&mut batch, &phase).await;
+                self.export(&mut batch, &mut connection, &phase).await;
             }
             self.drain
                 .recv_batch(
@@ -223,7 +228,12 @@ impl Exporter {
     }
 
     /// Exports one batch and empties it.
-    async fn export(&self, batch: &mut Vec<FinishedSpan>, phase: &watch::Receiver<Phase>) {
+    async fn export(
+        &self,
+        batch: &mut Vec<FinishedSpan>,
+        connection: &mut Connection,
+        phase: &watch::Receiver<Phase>,
+    ) {
         let mut counts = ConversionCounts::default();
         match &self.config.routing_header {
             None => {
@@ -234,7 +244,7 @@ impl Exporter {
                 );
                 add(&self.counters.too_large, oversized);
                 for request in requests {
-                    self.send(request, None, phase).await;
+                    self.send(request, None, connection, phase).await;
                 }
             }
             Some(header) => {
@@ -246,7 +256,8 @@ impl Exporter {
                     );
                     add(&self.counters.too_large, oversized);
                     for request in requests {
-                        self.send(request, Some((header, &value)), phase).await;
+                        self.send(request, Some((header, &value)), connection, phase)
+                            .await;
                     }
                 }
             }
@@ -262,6 +273,7 @@ impl Exporter {
         &self,
         request: EncodedRequest,
         routing: Option<(&HeaderName, &HeaderValue)>,
+        connection: &mut Connection,
         phase: &watch::Receiver<Phase>,
     ) {
         let http = match &self.transport {
@@ -284,7 +296,7 @@ impl Exporter {
         let mut attempts = 0u32;
         let mut connect_failures = 0u32;
         loop {
-            let mut builder = Request::post(http.uri().clone())
+            let mut builder = Request::post(http.path().clone())
                 .header(CONTENT_TYPE, "application/x-protobuf")
                 .header(USER_AGENT, self.user_agent.clone());
             if let Some(encoding) = encoding {
@@ -307,9 +319,10 @@ impl Exporter {
             let outcome = tokio::select! {
                 outcome = tokio::time::timeout_at(
                     deadline,
-                    http.request(http_request),
+                    http.send(connection, http_request),
                 ) => outcome,
                 _ = aborted(phase.clone()) => {
+                    connection.discard();
                     add(&self.counters.at_shutdown, spans);
                     return;
                 }
@@ -325,6 +338,7 @@ impl Exporter {
                         let rejected = tokio::select! {
                             read = tokio::time::timeout_at(deadline, rejected_spans(response, spans)) => {
                                 read.unwrap_or_else(|_| {
+                                    connection.discard();
                                     log::warn!(
                                         "foundations exporter: the receiver accepted {spans} spans \
                                          but did not finish its response body in time"
@@ -332,7 +346,10 @@ impl Exporter {
                                     0
                                 })
                             }
-                            _ = aborted(phase.clone()) => 0,
+                            _ = aborted(phase.clone()) => {
+                                connection.discard();
+                                0
+                            }
                         };
                         add(&self.counters.rejected, rejected);
                         add(&self.counters.exported, spans - rejected);
@@ -355,7 +372,7 @@ impl Exporter {
                     .flatten();
                     retry_after.unwrap_or_else(|| backoff(retry, attempts))
                 }
-                Ok(Err(error)) if error.is_connect() => {
+                Ok(Err(SendError::Connect(error))) => {
                     // Nothing was sent: wait for the receiver as long as it takes.
                     connect_failures = connect_failures.saturating_add(1);
                     if connect_failures == 1 || connect_failures % 50 == 0 {
@@ -366,8 +383,19 @@ impl Exporter {
                     }
                     backoff(retry, connect_failures)
                 }
-                Ok(Err(_)) | Err(_) => {
-                    // The connection dropped, or the request timed out.
+                Ok(Err(SendError::Request(error))) => {
+                    // The connection dropped mid-exchange.
+                    log::debug!(
+                        "foundations exporter: request to {} failed: {error}",
+                        http.endpoint()
+                    );
+                    connection.discard();
+                    attempts += 1;
+                    backoff(retry, attempts)
+                }
+                Err(_) => {
+                    // The whole exchange outlived its deadline.
+                    connection.discard();
                     attempts += 1;
                     backoff(retry, attempts)
                 }
