@@ -16,6 +16,7 @@
 //!
 //! This module owns the record and the conversions; it does not decide where records go.
 
+use super::clock::{self, Timestamp};
 use super::identity::{ParentSpan, RawFinishedSpan, SpanState};
 use super::links::{self, SpanLink, SpanLinks};
 use super::routing::RoutingFault;
@@ -26,7 +27,7 @@ use cf_rustracing::tag::{Tag, TagValue};
 use compact_str::CompactString;
 use smallvec::SmallVec;
 use std::borrow::Cow;
-use std::time::SystemTime;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 /// Tags kept inline in a [`FinishedSpan`] (and in a live span) before deferred to the heap.
 const INLINE_TAGS: usize = 2;
@@ -61,8 +62,10 @@ pub struct FinishedSpan {
     name: CompactString,
     state: SpanState,
     parent: Option<ParentSpan>,
-    start_time: SystemTime,
-    finish_time: SystemTime,
+    /// UNIX nanoseconds, converted once from the time-stamp counter as the span finished;
+    /// `finish_nanos >= start_nanos`.
+    start_nanos: u64,
+    finish_nanos: u64,
     tags: InlineTags,
     /// Log entries and links, boxed together: most spans have neither, and the record's
     /// size shows on the hot path (it is copied into the queue and its blocks zeroed).
@@ -92,18 +95,19 @@ impl FinishedSpan {
         name: Cow<'static, str>,
         state: SpanState,
         parent: Option<ParentSpan>,
-        start_time: SystemTime,
-        finish_time: SystemTime,
+        start_time: Timestamp,
+        finish_time: Timestamp,
         tags: InlineTags,
         links: Option<Box<SpanLinks>>,
     ) -> Self {
+        let (start_nanos, finish_nanos) = clock::span_unix_nanos(start_time, finish_time);
         Self {
             // Short names are stored inline; a long owned name keeps its buffer.
             name: CompactString::from(name),
             state,
             parent,
-            start_time,
-            finish_time,
+            start_nanos,
+            finish_nanos,
             tags,
             extras: SpanExtras::new(Vec::new(), links),
         }
@@ -128,8 +132,9 @@ impl FinishedSpan {
             ),
             state: state.clone(),
             parent,
-            start_time: span.start_time(),
-            finish_time: span.finish_time(),
+            start_nanos: clock::system_time_nanos(span.start_time()),
+            finish_nanos: clock::system_time_nanos(span.finish_time())
+                .max(clock::system_time_nanos(span.start_time())),
             tags: span.tags().iter().cloned().collect(),
         }
     }
@@ -162,12 +167,22 @@ impl FinishedSpan {
 
     /// When the span started.
     pub fn start_time(&self) -> SystemTime {
-        self.start_time
+        UNIX_EPOCH + Duration::from_nanos(self.start_nanos)
     }
 
-    /// When the span finished.
+    /// When the span finished; never before [`start_time`](Self::start_time).
     pub fn finish_time(&self) -> SystemTime {
-        self.finish_time
+        UNIX_EPOCH + Duration::from_nanos(self.finish_nanos)
+    }
+
+    /// When the span started, in UNIX nanoseconds (as OTLP carries it).
+    pub(crate) fn start_unix_nanos(&self) -> u64 {
+        self.start_nanos
+    }
+
+    /// When the span finished, in UNIX nanoseconds (as OTLP carries it).
+    pub(crate) fn finish_unix_nanos(&self) -> u64 {
+        self.finish_nanos
     }
 
     /// The span's tags, sorted by name, one per name.

@@ -19,6 +19,7 @@
 //! This module owns recording. It knows nothing about which span is current (that is the
 //! scope stack) nor where finished spans go beyond handing them to their harness.
 
+use super::clock::Timestamp;
 use super::finished::{FinishedSpan, InlineTags};
 use super::harness::HarnessRef;
 use super::harness::{RootOptions, RootPlan};
@@ -33,7 +34,6 @@ use std::borrow::Cow;
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::time::SystemTime;
 
 /// A recorded span while it is open. Dropping it finishes it: its record goes to the
 /// harness it was started from.
@@ -45,7 +45,7 @@ pub(crate) struct LiveSpan {
     state: SpanState,
     harness: HarnessRef,
     parent: Option<ParentSpan>,
-    start_time: SystemTime,
+    start_time: Timestamp,
     /// Moved into [`full`](Self::full) when that is created.
     name: Cow<'static, str>,
     /// Moved into [`full`](Self::full) when that is created.
@@ -77,7 +77,7 @@ impl LiveSpan {
             state,
             harness,
             parent,
-            start_time: SystemTime::now(),
+            start_time: Timestamp::now(),
             name,
             tags: InlineTags::new(),
             finish_cb,
@@ -167,7 +167,11 @@ impl LiveSpan {
     fn full(&mut self) -> &mut Span {
         if self.full.is_none() {
             let name = std::mem::take(&mut self.name);
-            let mut options = self.harness.tracer().span(name).start_time(self.start_time);
+            let mut options = self
+                .harness
+                .tracer()
+                .span(name)
+                .start_time(self.start_time.system_time());
             if let Some(parent) = self.parent {
                 options = options.child_of(&parent.state(&self.state).into_parent_context());
             }
@@ -195,7 +199,11 @@ impl Drop for LiveSpan {
             if let Some(links) = self.links.take() {
                 links::hand_over(self.state.span_id(), links);
             }
-            let full = self.full.take();
+            let mut full = self.full.take();
+            if let Some(full) = &mut full {
+                // The same clock as the start, so that the end is never before it.
+                full.set_finish_time(|| Timestamp::now().system_time());
+            }
             // The callback is application code: a panic in it costs this span (counted), not
             // the thread that finished it.
             if catch_unwind(AssertUnwindSafe(move || drop(full))).is_err() {
@@ -219,7 +227,7 @@ impl Drop for LiveSpan {
                 self.state.take(),
                 self.parent,
                 self.start_time,
-                SystemTime::now(),
+                Timestamp::now(),
                 std::mem::take(&mut self.tags),
                 self.links.take(),
             )

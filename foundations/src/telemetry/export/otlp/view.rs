@@ -10,7 +10,6 @@ use crate::telemetry::core::status::{self, SPAN_KIND_TAG, StatusCode, StatusTag}
 use cf_rustracing::tag::TagValue;
 use opentelemetry_proto::tonic::trace::v1::span::SpanKind;
 use smallvec::SmallVec;
-use std::time::{SystemTime, UNIX_EPOCH};
 
 /// Longest string attribute value sent, in bytes: 64 KiB. Longer values are truncated.
 pub(crate) const MAX_ATTRIBUTE_VALUE_BYTES: usize = 64 * 1024;
@@ -27,11 +26,7 @@ pub(crate) struct ConversionCounts {
     pub(crate) truncated_values: u64,
 }
 
-pub(super) fn unix_nanos(time: SystemTime) -> u64 {
-    time.duration_since(UNIX_EPOCH)
-        .map(|d| u64::try_from(d.as_nanos()).unwrap_or(u64::MAX))
-        .unwrap_or(0)
-}
+pub(super) use crate::telemetry::core::clock::system_time_nanos as unix_nanos;
 
 fn span_kind(value: &TagValue) -> Option<SpanKind> {
     use crate::telemetry::core::status::SpanKind as Kind;

@@ -6,9 +6,7 @@
 //!
 //! This module owns byte layout only: what the fields hold is decided in `view`.
 
-use super::view::{
-    ConversionCounts, EventView, LinkView, WireValue, parent_and_flags, unix_nanos, view,
-};
+use super::view::{ConversionCounts, EventView, LinkView, WireValue, parent_and_flags, view};
 use crate::telemetry::core::finished::FinishedSpan;
 use crate::telemetry::core::status;
 use opentelemetry_proto::tonic::trace::v1::status::StatusCode;
@@ -151,8 +149,8 @@ pub(super) fn write_span(
     let trace_state = state.trace_state().map(|ts| ts.header_str()).unwrap_or("");
     let name = span.name();
     let kind = view.kind as i32 as u64;
-    let start = unix_nanos(span.start_time());
-    let end = unix_nanos(span.finish_time());
+    let start = span.start_unix_nanos();
+    let end = span.finish_unix_nanos();
 
     let mut len = ld_len(1, 16) + ld_len(2, 8);
     if !trace_state.is_empty() {

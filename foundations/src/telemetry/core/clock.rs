@@ -1,0 +1,164 @@
+//! Span timestamps: read from the CPU's time-stamp counter ([`fastant`]), and turned into
+//! wall-clock UNIX nanoseconds when a span finishes.
+//!
+//! Reading the counter costs a few nanoseconds where the system clock costs tens (more in
+//! virtual machines), and a recorded span reads the clock twice. Where the counter is not
+//! usable (not x86 Linux, or a counter that is not invariant), `fastant` falls back to the
+//! system clock by itself.
+//!
+//! The counter is tied to wall time by an *anchor*: one (counter, wall time) pair. The wall
+//! clock is slewed by NTP while the counter is not, so the anchor is renewed every
+//! [`REANCHOR_EVERY`] by whichever thread converts a timestamp first after it expires: a
+//! timestamp is then off wall time by at most what the clock slews in that time (≤ 0.5 ms at
+//! NTP's maximum rate). A span's end is never before its start.
+//!
+//! This module owns time only; it knows nothing about spans.
+
+use fastant::{Atomic, Instant};
+use std::sync::LazyLock;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+/// How long an anchor is used before it is renewed.
+const REANCHOR_EVERY: Duration = Duration::from_secs(1);
+
+/// A moment, as the time-stamp counter read it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub(crate) struct Timestamp(Instant);
+
+impl Timestamp {
+    /// Now.
+    #[inline]
+    pub(crate) fn now() -> Self {
+        Self(Instant::now())
+    }
+
+    /// UNIX nanoseconds.
+    pub(crate) fn unix_nanos(self) -> u64 {
+        ANCHOR.unix_nanos(self.0)
+    }
+
+    /// The wall-clock time.
+    pub(crate) fn system_time(self) -> SystemTime {
+        UNIX_EPOCH + Duration::from_nanos(self.unix_nanos())
+    }
+}
+
+/// A span's start and end in UNIX nanoseconds; the end is never before the start.
+pub(crate) fn span_unix_nanos(start: Timestamp, end: Timestamp) -> (u64, u64) {
+    let start = start.unix_nanos();
+    (start, end.unix_nanos().max(start))
+}
+
+/// UNIX nanoseconds of a system time (0 before 1970, saturated far in the future).
+pub(crate) fn system_time_nanos(time: SystemTime) -> u64 {
+    time.duration_since(UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_nanos()).unwrap_or(u64::MAX))
+}
+
+/// The current anchor, behind a sequence lock: readers never wait and never see a torn
+/// pair; the rare renewal is a few stores.
+struct Anchor {
+    /// Odd while a renewal writes the pair.
+    sequence: AtomicU64,
+    counter: Atomic,
+    unix_nanos: AtomicU64,
+    /// The counter reading after which the anchor is renewed.
+    expires: Atomic,
+}
+
+// Lazy only because `fastant::Atomic::new` is not `const`; the first conversion anchors it.
+static ANCHOR: LazyLock<Anchor> = LazyLock::new(|| Anchor {
+    sequence: AtomicU64::new(0),
+    counter: Atomic::new(Instant::ZERO),
+    unix_nanos: AtomicU64::new(0),
+    expires: Atomic::new(Instant::ZERO),
+});
+
+impl Anchor {
+    fn unix_nanos(&self, at: Instant) -> u64 {
+        if at >= self.expires.load(Ordering::Relaxed) {
+            self.renew(at);
+        }
+        loop {
+            let before = self.sequence.load(Ordering::Acquire);
+            let counter = self.counter.load(Ordering::Acquire);
+            let unix_nanos = self.unix_nanos.load(Ordering::Acquire);
+            if before % 2 == 0 && self.sequence.load(Ordering::Acquire) == before {
+                return match at.checked_duration_since(counter) {
+                    Some(after) => unix_nanos.saturating_add(nanos(after)),
+                    None => unix_nanos.saturating_sub(nanos(counter.duration_since(at))),
+                };
+            }
+            std::hint::spin_loop();
+        }
+    }
+
+    #[cold]
+    fn renew(&self, at: Instant) {
+        let sequence = self.sequence.load(Ordering::Acquire);
+        // One renewer; the others go on with the current anchor.
+        if sequence % 2 == 1
+            || self
+                .sequence
+                .compare_exchange(sequence, sequence + 1, Ordering::AcqRel, Ordering::Relaxed)
+                .is_err()
+        {
+            return;
+        }
+        if at >= self.expires.load(Ordering::Acquire) {
+            let wall = system_time_nanos(SystemTime::now());
+            let counter = Instant::now();
+            self.counter.store(counter, Ordering::Release);
+            self.unix_nanos.store(wall, Ordering::Release);
+            let expires = counter.checked_add(REANCHOR_EVERY).unwrap_or(counter);
+            self.expires.store(expires, Ordering::Release);
+        }
+        self.sequence.store(sequence + 2, Ordering::Release);
+    }
+}
+
+fn nanos(duration: Duration) -> u64 {
+    u64::try_from(duration.as_nanos()).unwrap_or(u64::MAX)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn timestamps_follow_the_wall_clock() {
+        let before = system_time_nanos(SystemTime::now());
+        let now = Timestamp::now().unix_nanos();
+        let after = system_time_nanos(SystemTime::now());
+        // Within a millisecond either way: the anchor may be up to a second old.
+        assert!(now + 1_000_000 >= before, "{now} vs {before}");
+        assert!(now <= after + 1_000_000, "{now} vs {after}");
+    }
+
+    #[test]
+    fn an_end_is_never_before_its_start() {
+        let start = Timestamp::now();
+        let end = Timestamp::now();
+        let (s, e) = span_unix_nanos(end, start);
+        assert_eq!(s, e, "a reversed pair is clamped");
+        let (s, e) = span_unix_nanos(start, end);
+        assert!(e >= s);
+    }
+
+    #[test]
+    fn renewing_the_anchor_keeps_time_moving_forward() {
+        let first = Timestamp::now();
+        ANCHOR.expires.store(Instant::ZERO, Ordering::Release);
+        let second = Timestamp::now();
+        let (a, b) = (first.unix_nanos(), second.unix_nanos());
+        // Renewal may move the mapping by what the clocks drifted: a few microseconds.
+        assert!(b + 100_000 >= a, "{a} then {b}");
+    }
+
+    #[test]
+    fn system_times_convert() {
+        assert_eq!(system_time_nanos(UNIX_EPOCH), 0);
+        assert_eq!(system_time_nanos(UNIX_EPOCH + Duration::from_nanos(42)), 42);
+    }
+}
