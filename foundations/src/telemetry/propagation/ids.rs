@@ -33,6 +33,60 @@ fn with_id_rng<R>(f: impl FnOnce(&mut rand::rngs::SmallRng) -> R) -> R {
         .unwrap_or_else(|_| (f.take().expect("not called"))(&mut rand::make_rng()))
 }
 
+/// Span ids are drawn from one process-wide sequence, handed to threads in blocks so that
+/// a thread takes the shared counter once per [`SPAN_ID_BLOCK`] ids. Each sequence number
+/// goes through a bijection of 64-bit integers keyed at random per process: distinct
+/// numbers give distinct ids, so a process never repeats a span id, and the ids look random
+/// (and differ from another process's) as W3C recommends.
+const SPAN_ID_BLOCK: u64 = 1 << 16;
+
+static SPAN_ID_SEQUENCE: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+
+static SPAN_ID_KEY: std::sync::LazyLock<u64> = std::sync::LazyLock::new(rand::random);
+
+thread_local! {
+    /// This thread's block of the span id sequence: the next number and the block's end.
+    static SPAN_ID_NEXT: std::cell::Cell<(u64, u64)> = const { std::cell::Cell::new((0, 0)) };
+}
+
+/// The next span id sequence number of this thread.
+#[inline]
+fn next_span_number() -> u64 {
+    SPAN_ID_NEXT
+        .try_with(|block| {
+            let (next, end) = block.get();
+            if next < end {
+                block.set((next + 1, end));
+                next
+            } else {
+                let start = take_span_id_block();
+                block.set((start + 1, start + SPAN_ID_BLOCK));
+                start
+            }
+        })
+        // Thread teardown: a number of its own.
+        .unwrap_or_else(|_| {
+            SPAN_ID_SEQUENCE.fetch_add(1, std::sync::atomic::Ordering::Relaxed) + SPAN_ID_BLOCK
+        })
+}
+
+#[cold]
+fn take_span_id_block() -> u64 {
+    // A block starts one block past the counter's value it took, and a teardown number is
+    // the counter's value plus one block: numbers taken either way never overlap.
+    let block = SPAN_ID_SEQUENCE.fetch_add(SPAN_ID_BLOCK, std::sync::atomic::Ordering::Relaxed);
+    block + SPAN_ID_BLOCK
+}
+
+/// A bijection of `u64` (the SplitMix64 finalizer): each step is invertible, so distinct
+/// inputs give distinct outputs, and 0 is the only input that gives 0.
+#[inline]
+fn mix(mut z: u64) -> u64 {
+    z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+    z ^ (z >> 31)
+}
+
 // ---------------------------------------------------------------------------
 // Hex helpers
 // ---------------------------------------------------------------------------
@@ -178,7 +232,7 @@ impl TraceId {
     /// A new trace id and the id of its root span, from one use of the generator.
     #[inline]
     pub(crate) fn random_with_root_span_id() -> (Self, SpanId) {
-        with_id_rng(|rng| (Self::random_from(rng), SpanId::random_from(rng)))
+        (with_id_rng(Self::random_from), SpanId::random())
     }
 }
 
@@ -234,18 +288,16 @@ impl SpanId {
         self.0 != 0
     }
 
-    /// Generates a uniformly random, valid (non-zero) span id, from a per-thread generator
-    /// (xoshiro256++ seeded from the OS).
-    pub fn random() -> Self {
-        with_id_rng(Self::random_from)
-    }
-
+    /// Generates a new valid (non-zero) span id that looks random and is never repeated
+    /// within this process (until a fork without `exec`): a per-thread block of a
+    /// process-wide sequence, scrambled by a bijection keyed at random per process. No
+    /// shared state is touched per id.
     #[inline]
-    fn random_from(rng: &mut impl rand::Rng) -> Self {
+    pub fn random() -> Self {
         loop {
-            let v = rng.next_u64();
-            if v != 0 {
-                return SpanId(v);
+            let id = mix(next_span_number().wrapping_add(*SPAN_ID_KEY));
+            if id != 0 {
+                return SpanId(id);
             }
         }
     }
@@ -329,5 +381,56 @@ impl TraceFlags {
     #[must_use]
     pub const fn outbound(self) -> Self {
         TraceFlags(self.0 & Self::KNOWN)
+    }
+}
+
+#[cfg(test)]
+mod generation_tests {
+    use super::*;
+    use std::collections::HashSet;
+
+    #[test]
+    fn span_ids_never_repeat_across_threads() {
+        let threads: Vec<_> = (0..4)
+            .map(|_| {
+                std::thread::spawn(|| {
+                    // More than a block per thread, so blocks are taken concurrently.
+                    (0..SPAN_ID_BLOCK + 1000)
+                        .map(|_| SpanId::random())
+                        .collect::<Vec<_>>()
+                })
+            })
+            .collect();
+        let mut seen = HashSet::new();
+        for thread in threads {
+            for id in thread.join().unwrap() {
+                assert!(id.is_valid());
+                assert!(seen.insert(id), "{id} repeated");
+            }
+        }
+    }
+
+    #[test]
+    fn span_ids_look_random() {
+        // Consecutive sequence numbers spread over the whole range: every nibble position
+        // takes many values, and the high bit is set about half the time.
+        let ids: Vec<u64> = (0..4096).map(|_| SpanId::random().0).collect();
+        let high = ids.iter().filter(|id| *id >> 63 == 1).count();
+        assert!(
+            (1700..2400).contains(&high),
+            "{high} of 4096 with the high bit"
+        );
+        for shift in (0..64).step_by(4) {
+            let nibbles: HashSet<u64> = ids.iter().map(|id| (id >> shift) & 0xf).collect();
+            assert_eq!(nibbles.len(), 16, "nibble at bit {shift}");
+        }
+    }
+
+    #[test]
+    fn the_mix_is_a_bijection_on_a_sample() {
+        let outputs: HashSet<u64> = (0..100_000u64).map(mix).collect();
+        assert_eq!(outputs.len(), 100_000);
+        assert_eq!(mix(0), 0);
+        assert!((1..100_000u64).all(|x| mix(x) != 0));
     }
 }
