@@ -14,9 +14,11 @@
 //! - [`pipeline`]: the pipeline markers, typed scope ids, per-pipeline selection.
 //! - [`identity`]: `SpanState` (ids, flags, tracestate, routing) and `ParentSpan`;
 //!   [`routing`]: a user trace's routing, encoded once when the trace starts.
+//! - [`clock`]: span timestamps, from the CPU's time-stamp counter.
 //! - [`span`]: a span while open: owned by its stack entry, or shared behind an `Arc`.
 //! - [`finished`]: `FinishedSpan`, the record a finished span becomes.
-//! - [`queue`]: the bounded hand-over to a consumer (`SpanDrain`), with its counters.
+//! - [`queue`]: the bounded hand-over to a consumer (`SpanDrain`), with its counters;
+//!   [`rings`]: the per-thread rings it tries first.
 //! - [`links`]: span links, bounded, and their hand-over to a finishing span's record.
 //! - [`status`]: a span's kind and status as typed values, and their tags.
 //! - [`harness`]: per pipeline, the sampling decision for roots and where records go.
@@ -27,6 +29,7 @@
 //! This module imports nothing from the API, export, settings or context modules: they
 //! build on it, never the other way round. It uses the W3C value types of `propagation`.
 
+pub(crate) mod clock;
 pub(crate) mod current;
 pub(crate) mod entry;
 pub(crate) mod finished;
@@ -37,6 +40,7 @@ pub(crate) mod links;
 pub(crate) mod park;
 pub(crate) mod pipeline;
 pub(crate) mod queue;
+pub(crate) mod rings;
 pub(crate) mod routing;
 pub(crate) mod scope;
 pub(crate) mod span;

@@ -1,11 +1,16 @@
 //! The bounded queue between the threads that finish spans and the consumer that exports
 //! them: [`SpanDrain`] is its receiving end, [`QueueStats`] its counters.
 //!
+//! A finished span goes first into its thread's own ring ([`super::rings`]), which costs no
+//! shared atomic; only when that ring is full does it take the shared, bounded queue, and
+//! wake a waiting consumer: a full ring is a batch ready. Consumers read both.
+//!
 //! This module owns the hand-over and its accounting (every span offered is queued or
 //! counted as dropped). It must not know what a span holds beyond its record type, nor who
 //! consumes it.
 
 use super::finished::FinishedSpan;
+use super::rings::Rings;
 use crossbeam_queue::SegQueue;
 use std::fmt;
 use std::ops::Deref;
@@ -39,6 +44,9 @@ pub struct QueueStats {
 /// on its own cache line, and a batch consumer settles `len` once per batch: every write the
 /// consumer makes to the producers' line costs the next producer a cache miss.
 pub(super) struct SpanQueue {
+    /// Each producer thread's own ring, tried first.
+    rings: Rings,
+    /// The shared queue: spans whose thread's ring was full.
     spans: SegQueue<FinishedSpan>,
     producers: CacheLine<ProducerCounters>,
     /// Spans taken out by consumers; `queued` is derived from it so that producers pay for
@@ -80,6 +88,7 @@ impl<T> Deref for CacheLine<T> {
 impl SpanQueue {
     fn new(max_len: Option<usize>) -> Self {
         Self {
+            rings: Rings::new(max_len),
             spans: SegQueue::new(),
             producers: CacheLine(ProducerCounters {
                 len: AtomicUsize::new(0),
@@ -95,13 +104,44 @@ impl SpanQueue {
         }
     }
 
-    fn len(&self) -> usize {
+    /// Spans in the shared queue.
+    fn shared_len(&self) -> usize {
         self.producers.len.load(Ordering::Acquire)
+    }
+
+    /// Spans waiting, in the rings and the shared queue.
+    fn len(&self) -> usize {
+        self.shared_len() + self.rings.len()
     }
 
     /// Pushes the record `make` builds, if there is room (see [`Sink::push_with`]).
     #[inline]
     pub(super) fn push_with(&self, make: impl FnOnce() -> FinishedSpan) {
+        // Closed (0) is checked before the rings: a closed queue takes nothing more.
+        if self.producers.max_len.load(Ordering::Relaxed) != 0 {
+            match self.rings.push(make()) {
+                Ok(len) => {
+                    // This ring alone holds the batch a consumer waits for.
+                    if len == self.producers.wake_at.load(Ordering::Relaxed) {
+                        self.wake.notify_waiters();
+                    }
+                    return;
+                }
+                Err(span) => {
+                    self.push_shared(|| span);
+                    // The ring is full: a batch is ready, whatever the shared queue holds.
+                    if self.producers.wake_at.load(Ordering::Acquire) != usize::MAX {
+                        self.wake.notify_waiters();
+                    }
+                    return;
+                }
+            }
+        }
+        self.push_shared(make);
+    }
+
+    /// Pushes into the shared queue, if there is room.
+    fn push_shared(&self, make: impl FnOnce() -> FinishedSpan) {
         let counters = &*self.producers;
         let len = counters.len.fetch_add(1, Ordering::AcqRel);
         if len >= counters.max_len.load(Ordering::Relaxed) {
@@ -129,6 +169,14 @@ impl SpanQueue {
 
     /// Moves up to `limit` spans into `buffer`, accounting for them once. Returns how many.
     fn pop_into(&self, buffer: &mut Vec<FinishedSpan>, limit: usize) -> usize {
+        let from_rings = self.rings.pop_into(buffer, limit);
+        if from_rings > 0 {
+            self.popped.fetch_add(from_rings as u64, Ordering::Relaxed);
+        }
+        from_rings + self.pop_shared_into(buffer, limit - from_rings)
+    }
+
+    fn pop_shared_into(&self, buffer: &mut Vec<FinishedSpan>, limit: usize) -> usize {
         let mut popped = 0;
         while popped < limit {
             match self.spans.pop() {
@@ -147,6 +195,10 @@ impl SpanQueue {
     }
 
     fn pop(&self) -> Option<FinishedSpan> {
+        if let Some(span) = self.rings.pop() {
+            self.popped.fetch_add(1, Ordering::Relaxed);
+            return Some(span);
+        }
         let span = self.spans.pop()?;
         self.producers.len.fetch_sub(1, Ordering::AcqRel);
         self.popped.fetch_add(1, Ordering::Relaxed);
@@ -154,6 +206,10 @@ impl SpanQueue {
     }
 
     /// Waits until at least `count` spans are queued, or until `deadline`.
+    ///
+    /// Producers wake a waiting consumer when the shared queue reaches `count` or a ring
+    /// fills; spans sitting in rings below that are seen at `deadline`, or, without one, at
+    /// the next [`RING_POLL`] tick.
     async fn wait_for(&self, count: usize, deadline: Option<tokio::time::Instant>) {
         loop {
             if self.len() >= count {
@@ -174,11 +230,16 @@ impl SpanQueue {
                         return;
                     }
                 }
-                None => notified.await,
+                None => {
+                    let _ = tokio::time::timeout(RING_POLL, notified).await;
+                }
             }
         }
     }
 }
+
+/// How often a consumer waiting without a deadline looks into the rings.
+const RING_POLL: Duration = Duration::from_millis(10);
 
 /// The receiving end of a harness queue: every finished, sampled span of the pipeline.
 ///
