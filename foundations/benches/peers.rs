@@ -18,9 +18,15 @@ use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use fastrace::collector::{Config, Reporter, SpanContext};
 use fastrace::local::LocalSpan;
 use fastrace::prelude::SpanRecord;
+use fastrace::future::FutureExt as _;
 use foundations::add_user_span_tags;
+use foundations::telemetry::TelemetryContext;
 use foundations::telemetry::testing::{HarnessOptions, install_tracing, install_user_tracing};
-use foundations::telemetry::tracing::StartTraceOptions;
+use foundations::telemetry::tracing::{self, StartTraceOptions};
+use std::future::Future;
+use std::pin::{Pin, pin};
+use std::task::{Context, Poll, Waker};
+use std::time::{Duration, Instant};
 use foundations::telemetry::user_tracing::{self, RoutingMetadata};
 
 #[cfg(feature = "bench-jemalloc")]
@@ -88,5 +94,85 @@ fn root_plus_9_tagged_children(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(benches, root_plus_9_tagged_children);
+/// Per-thread cost with a second thread recording the same workload at the same time: on
+/// two cores, a design without shared writes per span costs each thread what one costs alone.
+fn two_producer_threads(c: &mut Criterion) {
+    let mut group = c.benchmark_group("peers_two_threads");
+    group.throughput(Throughput::Elements(10));
+    let work = || common::internal_root_plus_9_tagged_children(StartTraceOptions::default());
+    group.bench_function("foundations_internal_one_thread", |b| b.iter(work));
+    group.bench_function("foundations_internal_each_of_two_threads", |b| {
+        b.iter_custom(|iters| {
+            let other = std::thread::spawn(move || {
+                for _ in 0..iters {
+                    work();
+                }
+            });
+            let started = Instant::now();
+            for _ in 0..iters {
+                work();
+            }
+            let elapsed = started.elapsed();
+            other.join().unwrap();
+            elapsed
+        })
+    });
+    group.finish();
+}
+
+/// Pending `polls - 1` times, then ready: every re-poll enters and leaves the wrapper's
+/// context once.
+struct Yields(u32);
+
+impl Future for Yields {
+    type Output = ();
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
+        if std::hint::black_box(self.0) == 0 {
+            return Poll::Ready(());
+        }
+        self.0 -= 1;
+        std::hint::black_box(cx.waker()).wake_by_ref();
+        Poll::Pending
+    }
+}
+
+const POLLS: u32 = 100;
+
+fn poll_to_end(future: impl Future<Output = ()>) {
+    let mut future = pin!(future);
+    let mut cx = Context::from_waker(Waker::noop());
+    while future.as_mut().poll(&mut cx).is_pending() {}
+}
+
+/// What carrying a context costs per poll: (wrapped − bare) / polls, a sampled internal
+/// trace current. Criterion reports time per future of [`POLLS`] polls.
+fn context_across_polls(c: &mut Criterion) {
+    let mut group = c.benchmark_group("peers_context_per_100_polls");
+    group.throughput(Throughput::Elements(u64::from(POLLS)));
+    group.bench_function("bare", |b| b.iter(|| poll_to_end(Yields(POLLS))));
+    let _root = tracing::start_trace("root", StartTraceOptions::default());
+    let _user = user_tracing::start_user_trace("root", Zone(1), None);
+    group.bench_function("foundations_apply_both_pipelines", |b| {
+        let context = TelemetryContext::current();
+        b.iter(|| poll_to_end(context.clone().apply(Yields(POLLS))))
+    });
+    group.bench_function("fastrace_in_span", |b| {
+        let root = fastrace::Span::root("root", SpanContext::random());
+        b.iter(|| poll_to_end(Yields(POLLS).in_span(fastrace::Span::enter_with_parent("f", &root))))
+    });
+    group.finish();
+}
+
+fn config() -> Criterion {
+    Criterion::default()
+        .warm_up_time(Duration::from_secs(1))
+        .measurement_time(Duration::from_secs(3))
+}
+
+criterion_group! {
+    name = benches;
+    config = config();
+    targets = root_plus_9_tagged_children, two_producer_threads, context_across_polls
+}
 criterion_main!(benches);
