@@ -119,23 +119,22 @@ impl SpanQueue {
     pub(super) fn push_with(&self, make: impl FnOnce() -> FinishedSpan) {
         // Closed (0) is checked before the rings: a closed queue takes nothing more.
         if self.producers.max_len.load(Ordering::Relaxed) != 0 {
-            match self.rings.push(make()) {
+            match self.rings.push(make) {
                 Ok(len) => {
                     // This ring alone holds the batch a consumer waits for.
                     if len == self.producers.wake_at.load(Ordering::Relaxed) {
                         self.wake.notify_waiters();
                     }
-                    return;
                 }
-                Err(span) => {
-                    self.push_shared(|| span);
+                Err(make) => {
+                    self.push_shared(make);
                     // The ring is full: a batch is ready, whatever the shared queue holds.
                     if self.producers.wake_at.load(Ordering::Acquire) != usize::MAX {
                         self.wake.notify_waiters();
                     }
-                    return;
                 }
             }
+            return;
         }
         self.push_shared(make);
     }

@@ -56,39 +56,32 @@ impl Rings {
         }
     }
 
-    /// Pushes `span` into this thread's ring, creating the ring on first use, and returns
-    /// how many spans the ring holds now. Gives the span back when the ring is full, or when
-    /// this thread cannot have a ring (no ring left, too many queues, or the thread is
-    /// exiting).
+    /// Writes the record `make` builds straight into this thread's ring (creating the ring
+    /// on first use) and returns how many spans the ring holds now. Gives `make` back,
+    /// unrun, when the ring is full or this thread cannot have a ring (no ring left, too
+    /// many queues, or the thread is exiting).
+    ///
+    /// The record is built in its slot: each move of a record is a copy of its size.
     #[inline]
-    // The span comes back by value only when it cannot be pushed, and this is inlined into
-    // the one caller, which takes it on: no large copy on the common path.
-    #[allow(clippy::result_large_err)]
-    pub(super) fn push(&self, span: FinishedSpan) -> Result<usize, FinishedSpan> {
-        let mut span = Some(span);
+    pub(super) fn push<F: FnOnce() -> FinishedSpan>(&self, make: F) -> Result<usize, F> {
+        let mut make = Some(make);
         let pushed = PRODUCERS.try_with(|producers| {
             // Reentrancy cannot happen (building and pushing a record runs no application
             // code), but a failed borrow must still not lose the span.
-            let Ok(mut producers) = producers.try_borrow_mut() else {
-                return None;
-            };
+            let mut producers = producers.try_borrow_mut().ok()?;
             let producer = match producers.iter_mut().position(|(id, _)| *id == self.id) {
                 Some(at) => &mut producers[at].1,
                 None => self.register(&mut producers)?,
             };
-            match producer.push(span.take().expect("pushed once")) {
-                // Reads the consumer's position: a line that changes once per drain.
-                Ok(()) => Some(RING_CAPACITY - producer.slots()),
-                Err(rtrb::PushError::Full(back)) => {
-                    span = Some(back);
-                    None
-                }
-            }
+            let chunk = producer.write_chunk_uninit(1).ok()?;
+            chunk.fill_from_iter(std::iter::once_with(make.take().expect("built once")));
+            // Reads the consumer's position: a line that changes once per drain.
+            Some(RING_CAPACITY - producer.slots())
         });
-        match (pushed, span) {
+        match (pushed, make) {
             (Ok(Some(len)), _) => Ok(len),
-            (_, Some(span)) => Err(span),
-            (_, None) => unreachable!("a span not pushed is given back"),
+            (_, Some(make)) => Err(make),
+            (_, None) => unreachable!("a record built is pushed"),
         }
     }
 
