@@ -1,19 +1,23 @@
-//! Internal exporter throughput, OTLP/HTTP against OTLP/gRPC, in one criterion run:
-//! producers → queue → one exporter worker → loopback TCP → an in-process receiver that
-//! walks each request down to its spans (the HTTP/1.1 sink of `OtlpSink::counting_tcp`,
-//! the tonic HTTP/2 sink of `GrpcSink::counting`).
+//! Internal exporter throughput, OTLP/HTTP against OTLP/gRPC, over loopback TCP and over a
+//! Unix socket, measured alternately in one run: producers → queue → one exporter worker →
+//! an in-process receiver that walks each request down to its spans (the HTTP/1.1 sinks of
+//! `OtlpSink::counting_tcp`/`counting`, the tonic HTTP/2 sinks of
+//! `GrpcSink::counting`/`counting_unix`).
 //!
 //! Run: `cargo bench -p foundations-tests --bench internal_export_protocols`. Telemetry is
-//! initialized once per process, so each protocol runs in a child process (this binary,
-//! re-executed with `FOUNDATIONS_BENCH_PROTOCOL` set) that criterion drives over a pipe: both
-//! children start before either is measured, and each iteration produces 200,000 spans in
-//! traces of 10 and waits until the receiver has counted all of them. The throughput line is
-//! spans delivered per second. Each child prints wire bytes per span, requests and drops at
-//! the end, and the CPU time per span of its producer, exporter and receiver threads: on a
-//! 2-core machine the in-process receiver competes with the exporter, so the exporter
-//! thread's own figure is what a protocol costs the exporting process.
+//! initialized once per process, so each protocol and transport runs in a child process
+//! (this binary, re-executed with `FOUNDATIONS_BENCH_PROTOCOL` set) driven over a pipe. All
+//! four children start first; then each round times one iteration of every child, in an
+//! order that rotates from round to round, so that the VM's drift lands on all of them alike
+//! rather than on whichever ran last. An iteration produces 200,000 spans in traces of 10
+//! and waits until the receiver has counted all of them. The report gives, per child, the
+//! median spans delivered per second, and per transport the gRPC/HTTP ratio of every round
+//! and its median. `FOUNDATIONS_BENCH_ROUNDS` sets the rounds (default 7). Each child then
+//! prints wire bytes per span, requests and drops, and the CPU time per span of its
+//! producer, exporter and receiver threads: on a 2-core machine the in-process receiver
+//! competes with the exporter, so the exporter thread's own figure is what a protocol costs
+//! the exporting process.
 
-use criterion::{Criterion, Throughput, criterion_group};
 use foundations::add_span_tags;
 use foundations::telemetry;
 use foundations::telemetry::settings::TelemetrySettings;
@@ -80,24 +84,61 @@ impl Producer {
     }
 }
 
-fn internal_export_protocols(c: &mut Criterion) {
-    let mut http = Producer::start("http");
-    let mut grpc = Producer::start("grpc");
+/// The children, by protocol and transport.
+const CHILDREN: [&str; 4] = ["http_tcp", "grpc_tcp", "http_unix", "grpc_unix"];
 
-    let mut group = c.benchmark_group("internal_export");
-    group.throughput(Throughput::Elements(SPANS as u64));
-    group.sample_size(10);
-    group.measurement_time(Duration::from_secs(20));
-    group.bench_function("otlp_http_tcp/200k_spans_traces_of_10", |b| {
-        b.iter_custom(|iterations| http.run(iterations))
-    });
-    group.bench_function("otlp_grpc_tcp/200k_spans_traces_of_10", |b| {
-        b.iter_custom(|iterations| grpc.run(iterations))
-    });
-    group.finish();
+fn median(values: &mut [f64]) -> f64 {
+    values.sort_by(f64::total_cmp);
+    values[values.len() / 2]
+}
 
-    println!("internal_export/otlp_http_tcp: {}", http.finish());
-    println!("internal_export/otlp_grpc_tcp: {}", grpc.finish());
+fn internal_export_protocols() {
+    let rounds: usize = std::env::var("FOUNDATIONS_BENCH_ROUNDS")
+        .ok()
+        .and_then(|rounds| rounds.parse().ok())
+        .unwrap_or(7)
+        .max(1);
+    let mut producers: Vec<Producer> = CHILDREN.iter().map(|name| Producer::start(name)).collect();
+    // One untimed iteration each: connections open, queues and allocators warm.
+    for producer in &mut producers {
+        producer.run(1);
+    }
+    let mut rates = vec![Vec::with_capacity(rounds); CHILDREN.len()];
+    for round in 0..rounds {
+        for step in 0..CHILDREN.len() {
+            let child = (round + step) % CHILDREN.len();
+            let elapsed = producers[child].run(1);
+            rates[child].push(SPANS as f64 / elapsed.as_secs_f64());
+        }
+    }
+    println!(
+        "internal_export, {rounds} rounds of 200k spans (traces of 10) per child, alternated:"
+    );
+    for (name, rates) in CHILDREN.iter().zip(&rates) {
+        let mut sorted = rates.clone();
+        println!(
+            "  {name:>9}: median {:.3}M spans/s (min {:.3}M, max {:.3}M)",
+            median(&mut sorted) / 1e6,
+            sorted[0] / 1e6,
+            sorted[sorted.len() - 1] / 1e6
+        );
+    }
+    for (transport, http, grpc) in [("tcp", 0, 1), ("unix", 2, 3)] {
+        let mut ratios: Vec<f64> = rates[grpc]
+            .iter()
+            .zip(&rates[http])
+            .map(|(grpc, http)| grpc / http)
+            .collect();
+        let per_round: Vec<String> = ratios.iter().map(|r| format!("{r:.2}")).collect();
+        println!(
+            "  gRPC/HTTP over {transport}: median {:.2}; per round {}",
+            median(&mut ratios),
+            per_round.join(" ")
+        );
+    }
+    for (name, producer) in CHILDREN.iter().zip(producers) {
+        println!("  {name}: {}", producer.finish());
+    }
 }
 
 /// CPU seconds used so far by this process's threads: (the producer, i.e. the main thread;
@@ -141,13 +182,26 @@ fn child(protocol: &str) {
         Grpc(GrpcSink),
     }
     let (sink, output) = match protocol {
-        "http" => {
+        "http_tcp" => {
             let sink = OtlpSink::counting_tcp();
             let output = format!(
                 "otlp_http:\n      endpoint: http://{}",
                 sink.addr().unwrap()
             );
             (Sink::Http(sink), output)
+        }
+        "http_unix" => {
+            let sink = OtlpSink::counting();
+            let output = format!(
+                "otlp_http:\n      endpoint: unix://{}",
+                sink.path().display()
+            );
+            (Sink::Http(sink), output)
+        }
+        "grpc_unix" => {
+            let sink = GrpcSink::counting_unix();
+            let output = format!("otlp_grpc:\n      endpoint: {}", sink.endpoint());
+            (Sink::Grpc(sink), output)
         }
         _ => {
             let sink = GrpcSink::counting();
@@ -202,12 +256,9 @@ fn child(protocol: &str) {
     .unwrap();
 }
 
-criterion_group!(benches, internal_export_protocols);
-
 fn main() {
     if let Ok(protocol) = std::env::var(CHILD) {
         return child(&protocol);
     }
-    benches();
-    Criterion::default().configure_from_args().final_summary();
+    internal_export_protocols();
 }

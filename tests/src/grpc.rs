@@ -124,11 +124,24 @@ impl GrpcSink {
         sink
     }
 
+    /// A receiver on a Unix socket that answers `OK` and only counts spans and bytes (for
+    /// benches).
+    pub fn counting_unix() -> Self {
+        let (dir, path): (_, PathBuf) = crate::socket_path();
+        let mut sink = Self::unix_at(&path, Box::new(|_| GrpcReply::Ok), true);
+        sink._dir = Some(dir);
+        sink
+    }
+
     /// A receiver on a Unix socket at `path`.
     pub fn start_unix_at(
         path: &std::path::Path,
         policy: impl Fn(usize) -> GrpcReply + Send + Sync + 'static,
     ) -> Self {
+        Self::unix_at(path, Box::new(policy), false)
+    }
+
+    fn unix_at(path: &std::path::Path, policy: Policy, counting: bool) -> Self {
         let runtime = crate::sink_runtime();
         let listener = {
             let _guard = runtime.enter();
@@ -136,7 +149,7 @@ impl GrpcSink {
         };
         let incoming = tokio_stream::wrappers::UnixListenerStream::new(listener);
         let endpoint = format!("unix://{}", path.display());
-        Self::serve(runtime, incoming, Box::new(policy), false, endpoint, None)
+        Self::serve(runtime, incoming, policy, counting, endpoint, None)
     }
 
     /// A TLS receiver for `localhost` on an ephemeral port, with a fresh self-signed

@@ -80,6 +80,20 @@ impl TelemetryContext {
         }
     }
 
+    /// This thread's current user span and test harnesses, with `internal` as the internal
+    /// span: the context of a request whose internal root was built off the stack.
+    #[cfg(feature = "tower")]
+    pub(crate) fn current_with_internal(internal: Option<SpanHandle>) -> Self {
+        Self {
+            spans: PerPipeline::new(internal, stack::current::<User>()),
+            #[cfg(feature = "testing")]
+            test_harnesses: PerPipeline::new(
+                current::test_harness::<Internal>(),
+                current::test_harness::<User>(),
+            ),
+        }
+    }
+
     #[cfg(feature = "testing")]
     pub(crate) fn with_test_harnesses(harnesses: PerPipeline<Option<Arc<Harness>>>) -> Self {
         Self {
@@ -133,9 +147,32 @@ impl TelemetryContext {
     /// assert!(tracing::trace_id().is_none());
     /// ```
     pub fn scope(&self) -> TelemetryScope {
+        self.scope_with(|ctx| (ctx.push::<Internal>(), ctx.push::<User>()))
+    }
+
+    /// As [`scope`](Self::scope), for a scope that ends while this context (and so a handle
+    /// to each of its spans) still lives: its entries end in place (see [`stack::push_outlived`]).
+    fn scope_outlived(&self) -> TelemetryScope {
+        self.scope_with(|ctx| (ctx.push_outlived::<Internal>(), ctx.push_outlived::<User>()))
+    }
+
+    /// Pushes this context's span of pipeline `P` as [`push`](Self::push) does, marked as
+    /// outlived by this context.
+    fn push_outlived<P: Pipeline>(&self) -> Option<ScopeId<P>> {
+        stack::push_outlived::<P>(|slot| {
+            *slot = self.span::<P>().map(|span| EntrySpan::Shared(span.clone()));
+        })
+    }
+
+    #[inline]
+    fn scope_with(
+        &self,
+        push: impl FnOnce(&Self) -> (Option<ScopeId<Internal>>, Option<ScopeId<User>>),
+    ) -> TelemetryScope {
+        let (internal, user) = push(self);
         TelemetryScope {
-            internal: Scope::of(self.push::<Internal>()),
-            user: Scope::of(self.push::<User>()),
+            internal: Scope::of(internal),
+            user: Scope::of(user),
             #[cfg(feature = "testing")]
             previous_test_harnesses: PerPipeline::new(
                 current::swap_test_harness::<Internal>(self.test_harnesses.internal.clone()),
@@ -149,7 +186,7 @@ impl TelemetryContext {
     ///
     /// Shorthand for `{ let _scope = ctx.scope(); f() }`.
     pub fn scope_and<R>(&self, f: impl FnOnce() -> R) -> R {
-        let _scope = self.scope();
+        let _scope = self.scope_outlived();
         f()
     }
 

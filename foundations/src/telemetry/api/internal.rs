@@ -92,6 +92,16 @@ pub struct StartTraceOptions {
 }
 
 impl StartTraceOptions {
+    /// What the core needs to start the root these options describe (no routing: an
+    /// internal trace).
+    pub(crate) fn into_root_options(self) -> RootOptions {
+        RootOptions {
+            inbound: self.inbound,
+            force_sampling: self.force_sampling,
+            routing: None,
+        }
+    }
+
     /// Continues the trace of `traceparent`: same trace id, the inbound parent id as the
     /// root's parent, `tracestate` carried along, and its sampled flag respected (unless
     /// [`force_sampling`](Self::force_sampling) says otherwise).
@@ -156,12 +166,7 @@ pub fn start_trace(name: impl Into<Cow<'static, str>>, options: StartTraceOption
     let Some(harness) = current::root_harness::<Internal>() else {
         return SpanScope::without_span(name_for_user);
     };
-    let options = RootOptions {
-        inbound: options.inbound,
-        force_sampling: options.force_sampling,
-        routing: None,
-    };
-    SpanScope::enter_root(harness, name, options, name_for_user)
+    SpanScope::enter_root(harness, name, options.into_root_options(), name_for_user)
 }
 
 /// Opens a span and makes it current: a child of the current span, or a new root when no

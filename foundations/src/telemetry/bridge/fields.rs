@@ -1,9 +1,13 @@
 //! `tracing` field values → span tags and log fields, with the OpenTelemetry conventions
 //! `tracing-opentelemetry` users rely on (`otel.name`, `otel.kind`, `otel.status_code`,
-//! `otel.status_message`) and the `error` field.
+//! `otel.status_message`) and the `error` field. Kind and status go through the typed
+//! [`SpanKind`] and [`SpanStatus`], so they are recorded exactly as the public API records
+//! them.
 //!
 //! This module only translates values; which span receives them is the layer's decision.
 
+use crate::telemetry::core::span::LiveSpan;
+use crate::telemetry::core::status::{ERROR_MESSAGE_TAG, SpanKind, SpanStatus, StatusCode};
 use cf_rustracing::log::LogField;
 use cf_rustracing::tag::Tag;
 use smallvec::SmallVec;
@@ -25,22 +29,117 @@ const ERROR: &str = "error";
 /// The field that opts a span into the user pipeline (see the module docs of `bridge`).
 pub(crate) const USER_OPT_IN: &str = "foundations.user";
 
-/// The tags that carry kind and status in the OTLP mapping.
-const KIND_TAG: &str = "span.kind";
-const ERROR_TAG: &str = "error";
-const ERROR_MESSAGE_TAG: &str = "error.message";
+/// Where a span's tags go as its fields are visited.
+pub(crate) trait TagSink {
+    fn push(&mut self, tag: Tag);
+}
+
+/// Collected, for a span recorded through a lock, or for two spans (internal and user).
+pub(crate) type CollectedTags = SmallVec<[Tag; 4]>;
+
+impl TagSink for CollectedTags {
+    fn push(&mut self, tag: Tag) {
+        SmallVec::push(self, tag);
+    }
+}
+
+/// Straight into a span nothing else refers to yet: no intermediate copy.
+impl TagSink for &mut LiveSpan {
+    #[inline]
+    fn push(&mut self, tag: Tag) {
+        self.set_tags(std::iter::once(tag));
+    }
+}
 
 /// What the fields of a span (at creation or in a later `record`) say.
 #[derive(Default)]
-pub(crate) struct SpanFields {
-    pub(crate) tags: SmallVec<[Tag; 4]>,
+pub(crate) struct SpanFields<T = CollectedTags> {
+    /// Typed tags, the kind's and status's included once [`of`](Self::of) returns.
+    pub(crate) tags: T,
     /// `otel.name`.
     pub(crate) name: Option<String>,
     /// `foundations.user = true`.
     pub(crate) user: bool,
+    /// The status code the fields set, if any (`otel.status_code`, `error`).
+    code: Option<StatusCode>,
+    /// `otel.status_message`, or the text of an `error` field.
+    message: Option<String>,
 }
 
 impl SpanFields {
+    /// The fields `record` visits, collected, their status appended to the tags.
+    #[inline]
+    pub(crate) fn of(record: impl FnOnce(&mut Self)) -> Self {
+        let mut fields = Self::default();
+        record(&mut fields);
+        fields.push_status();
+        fields
+    }
+
+    /// A copy of what the fields record (tags and name), for the user span of a span that
+    /// opted in.
+    #[cfg(feature = "user-tracing")]
+    pub(crate) fn copy(&self) -> Self {
+        Self {
+            tags: self.tags.clone(),
+            name: self.name.clone(),
+            user: self.user,
+            code: None,
+            message: None,
+        }
+    }
+
+    /// Records the collected tags and name into `live`.
+    pub(crate) fn apply(self, live: &mut LiveSpan) {
+        if let Some(name) = self.name {
+            live.rename(Cow::Owned(name));
+        }
+        if !self.tags.is_empty() {
+            live.set_tags(self.tags);
+        }
+    }
+}
+
+impl<'a> SpanFields<&'a mut LiveSpan> {
+    /// Records the fields `record` visits straight into `live`, which nothing else refers to
+    /// yet.
+    #[inline]
+    pub(crate) fn record_into(live: &'a mut LiveSpan, record: impl FnOnce(&mut Self)) {
+        let mut fields = Self {
+            tags: live,
+            name: None,
+            user: false,
+            code: None,
+            message: None,
+        };
+        record(&mut fields);
+        fields.push_status();
+        if let Some(name) = fields.name {
+            fields.tags.rename(Cow::Owned(name));
+        }
+    }
+}
+
+impl<T: TagSink> SpanFields<T> {
+    /// The status the fields set, as the typed API records it. A message alone (no code)
+    /// only describes the status, whatever sets it.
+    fn push_status(&mut self) {
+        let status = match self.code.take() {
+            Some(StatusCode::Error) => SpanStatus::error(self.message.take().unwrap_or_default()),
+            Some(StatusCode::Ok) => SpanStatus::Ok,
+            Some(StatusCode::Unset) => SpanStatus::Unset,
+            None => {
+                if let Some(message) = self.message.take() {
+                    self.tags.push(Tag::new(ERROR_MESSAGE_TAG, message));
+                }
+                return;
+            }
+        };
+        for tag in status.into_tags() {
+            self.tags.push(tag);
+        }
+    }
+
     fn tag(&mut self, field: &Field, value: impl Into<cf_rustracing::tag::TagValue>) {
         self.tags.push(Tag::new(field.name(), value));
     }
@@ -49,21 +148,22 @@ impl SpanFields {
     fn text(&mut self, field: &Field, value: Cow<'_, str>) {
         match field.name() {
             OTEL_NAME => self.name = Some(value.into_owned()),
+            // An unknown kind is ignored, as `tracing-opentelemetry` does.
             OTEL_KIND => {
-                let kind = value.to_ascii_lowercase();
-                self.tags.push(Tag::new(KIND_TAG, kind));
+                if let Some(kind) = SpanKind::parse(&value) {
+                    self.tags.push(kind.tag());
+                }
             }
             OTEL_STATUS_CODE => {
                 if value.eq_ignore_ascii_case("error") {
-                    self.tags.push(Tag::new(ERROR_TAG, true));
+                    self.code = Some(StatusCode::Error);
                 } else if value.eq_ignore_ascii_case("ok") {
-                    self.tags.push(Tag::new(ERROR_TAG, false));
+                    self.code = Some(StatusCode::Ok);
                 }
                 // `unset` and anything else leave the status alone.
             }
             OTEL_STATUS_MESSAGE | OTEL_STATUS_DESCRIPTION => {
-                self.tags
-                    .push(Tag::new(ERROR_MESSAGE_TAG, value.into_owned()));
+                self.message = Some(value.into_owned());
             }
             ERROR => self.error(value.into_owned()),
             USER_OPT_IN => self.user = value.eq_ignore_ascii_case("true"),
@@ -72,12 +172,12 @@ impl SpanFields {
     }
 
     fn error(&mut self, message: String) {
-        self.tags.push(Tag::new(ERROR_TAG, true));
-        self.tags.push(Tag::new(ERROR_MESSAGE_TAG, message));
+        self.code = Some(StatusCode::Error);
+        self.message = Some(message);
     }
 }
 
-impl Visit for SpanFields {
+impl<T: TagSink> Visit for SpanFields<T> {
     fn record_i64(&mut self, field: &Field, value: i64) {
         self.tag(field, value);
     }
@@ -111,8 +211,14 @@ impl Visit for SpanFields {
     fn record_bool(&mut self, field: &Field, value: bool) {
         match field.name() {
             USER_OPT_IN => self.user = value,
-            // `error = false` is a (successful) status too.
-            ERROR => self.tags.push(Tag::new(ERROR_TAG, value)),
+            // `error = false` is a status too: no error.
+            ERROR => {
+                self.code = Some(if value {
+                    StatusCode::Error
+                } else {
+                    StatusCode::Unset
+                })
+            }
             _ => self.tag(field, value),
         }
     }

@@ -1,31 +1,48 @@
 //! HTTP semantic-convention attributes, and the W3C headers, for the tower layers.
 //!
-//! Kind and status go through the tags the OTLP mapping reads (`span.kind`, `error`,
-//! `error.message`). Everything here writes to the *current* spans: callers make the
-//! request's context current first.
+//! Kind and status are recorded through the typed [`SpanKind`] and [`SpanStatus`]. The
+//! server's request attributes are written straight into its new root span; the rest here
+//! writes to the *current* spans: callers make the request's context current first.
 
 use crate::telemetry::core::pipeline::{Internal, Pipeline};
+use crate::telemetry::core::span::LiveSpan;
 use crate::telemetry::core::stack;
+use crate::telemetry::core::status::{SpanKind, SpanStatus};
 use cf_rustracing::tag::{Tag, TagValue};
+use http::header::HeaderName;
 use http::{HeaderMap, Request};
+use smallvec::SmallVec;
 use std::borrow::Cow;
 
 #[cfg(feature = "user-tracing")]
 use crate::telemetry::core::pipeline::User;
 
-/// The request attributes of a server span (besides kind), as tags.
-pub(crate) fn server_request_tags<B>(request: &Request<B>) -> Vec<Tag> {
-    let mut tags = Vec::with_capacity(6);
-    tags.push(Tag::new("span.kind", "server"));
+/// A request's attributes, recorded together.
+pub(crate) type Tags = SmallVec<[Tag; 7]>;
+
+/// A response's status code, and its error status if it is one.
+type StatusTags = SmallVec<[Tag; 4]>;
+
+/// The W3C headers, as ready-made names: looking a header up by a `&str` parses the name
+/// every time.
+static TRACEPARENT: HeaderName = HeaderName::from_static("traceparent");
+static TRACESTATE: HeaderName = HeaderName::from_static("tracestate");
+
+/// The request attributes of a server span, its kind included, as tags.
+pub(crate) fn server_request_tags<B>(request: &Request<B>) -> Tags {
+    let mut tags = Tags::new();
+    tags.push(SpanKind::Server.tag());
     tags.push(Tag::new(
         "http.request.method",
         method_value(request.method()),
     ));
     tags.push(Tag::new("url.path", request.uri().path().to_owned()));
-    let scheme = request
-        .uri()
-        .scheme_str()
-        .map_or(Cow::Borrowed("http"), |s| Cow::Owned(s.to_owned()));
+    // The schemes there are, without copying them.
+    let scheme = match request.uri().scheme_str() {
+        None | Some("http") => Cow::Borrowed("http"),
+        Some("https") => Cow::Borrowed("https"),
+        Some(other) => Cow::Owned(other.to_owned()),
+    };
     tags.push(Tag::new("url.scheme", scheme));
     let host = request
         .uri()
@@ -41,10 +58,16 @@ pub(crate) fn server_request_tags<B>(request: &Request<B>) -> Vec<Tag> {
     tags
 }
 
-/// The request attributes of a client span (besides kind), as tags.
-pub(crate) fn client_request_tags<B>(request: &Request<B>) -> Vec<Tag> {
-    let mut tags = Vec::with_capacity(5);
-    tags.push(Tag::new("span.kind", "client"));
+/// Records a server span's request attributes into it (a new root nothing else refers to
+/// yet).
+pub(crate) fn record_server_request(live: &mut LiveSpan, tags: Tags) {
+    live.set_first_tags(tags.into_iter());
+}
+
+/// The request attributes of a client span, its kind included, as tags.
+pub(crate) fn client_request_tags<B>(request: &Request<B>) -> Tags {
+    let mut tags = Tags::new();
+    tags.push(SpanKind::Client.tag());
     tags.push(Tag::new(
         "http.request.method",
         method_value(request.method()),
@@ -62,6 +85,15 @@ pub(crate) fn client_request_tags<B>(request: &Request<B>) -> Vec<Tag> {
         tags.push(Tag::new("server.port", i64::from(port)));
     }
     tags
+}
+
+/// A server span's name, `"{METHOD} {route}"`, in one allocation.
+pub(crate) fn span_name(method: &str, route: &str) -> String {
+    let mut name = String::with_capacity(method.len() + 1 + route.len());
+    name.push_str(method);
+    name.push(' ');
+    name.push_str(route);
+    name
 }
 
 /// A method as a tag value: the standard ones without allocating.
@@ -118,12 +150,12 @@ fn header_host(headers: &HeaderMap) -> Option<String> {
 /// several `traceparent` headers are invalid (none is used); several `tracestate` headers
 /// are one list, joined with `,` in order.
 pub(crate) fn w3c_headers(headers: &HeaderMap) -> (Option<&[u8]>, Option<Cow<'_, [u8]>>) {
-    let mut traceparents = headers.get_all("traceparent").iter();
+    let mut traceparents = headers.get_all(&TRACEPARENT).iter();
     let traceparent = match (traceparents.next(), traceparents.next()) {
         (Some(only), None) => Some(only.as_bytes()),
         _ => None,
     };
-    let mut tracestates = headers.get_all("tracestate").iter();
+    let mut tracestates = headers.get_all(&TRACESTATE).iter();
     let tracestate = match (tracestates.next(), tracestates.next()) {
         (None, _) => None,
         (Some(only), None) => Some(Cow::Borrowed(only.as_bytes())),
@@ -140,31 +172,51 @@ pub(crate) fn w3c_headers(headers: &HeaderMap) -> (Option<&[u8]>, Option<Cow<'_,
 }
 
 /// Sets tags on the current internal span, and the current user span when `user` is set.
-pub(crate) fn set_tags(tags: Vec<Tag>, user: bool) {
+fn set_tags(tags: StatusTags, user: bool) {
     #[cfg(feature = "user-tracing")]
     if user {
-        set_current::<User>(tags.clone());
+        set_current::<User, _>(tags.clone());
     }
     #[cfg(not(feature = "user-tracing"))]
     let _ = user;
-    set_current::<Internal>(tags);
+    set_current::<Internal, _>(tags);
+}
+
+/// Sets a request's attributes on the current internal span, and the current user span
+/// when `user` is set.
+pub(crate) fn set_request_tags(tags: Tags, user: bool) {
+    #[cfg(feature = "user-tracing")]
+    if user {
+        set_current::<User, _>(tags.clone());
+    }
+    #[cfg(not(feature = "user-tracing"))]
+    let _ = user;
+    set_current::<Internal, _>(tags);
+}
+
+/// Sets tags on the current user span (a request's user root), if it is recorded.
+pub(crate) fn set_user_tags(tags: Tags) {
+    #[cfg(feature = "user-tracing")]
+    set_current::<User, _>(tags);
+    #[cfg(not(feature = "user-tracing"))]
+    let _ = tags;
 }
 
 /// Sets tags on the current span of pipeline `P`, if it is recorded.
-fn set_current<P: Pipeline>(tags: Vec<Tag>) {
+fn set_current<P: Pipeline, const N: usize>(tags: SmallVec<[Tag; N]>) {
     stack::with_current::<P>(|span| span.set_tags(tags));
 }
 
 /// Records the response status on the current spans; `error_from` is the first status
 /// that marks the span failed (500 for servers, 400 for clients).
 pub(crate) fn set_status(status: http::StatusCode, error_from: u16, user: bool) {
-    let mut tags = vec![Tag::new(
+    let mut tags = StatusTags::new();
+    tags.push(Tag::new(
         "http.response.status_code",
         i64::from(status.as_u16()),
-    )];
+    ));
     if status.as_u16() >= error_from {
-        tags.push(Tag::new("error", true));
-        tags.push(Tag::new("error.message", status.to_string()));
+        tags.extend(SpanStatus::error(status.to_string()).into_tags());
     }
     set_tags(tags, user);
 }
@@ -172,7 +224,7 @@ pub(crate) fn set_status(status: http::StatusCode, error_from: u16, user: bool) 
 /// Marks the current internal span (and the current user span, when `user` is set) failed.
 pub(crate) fn set_error(message: String, user: bool) {
     set_tags(
-        vec![Tag::new("error", true), Tag::new("error.message", message)],
+        SpanStatus::error(message).into_tags().into_iter().collect(),
         user,
     );
 }

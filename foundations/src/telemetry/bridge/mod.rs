@@ -53,7 +53,8 @@
 //! response future and its response body ([`TracedBody`]) run with the request's context
 //! current, and the spans end when the body is complete. [`TraceClientLayer`] gives each
 //! outbound request a client span and sends its `traceparent`/`tracestate`. Kind and
-//! status are set through the `span.kind` and `error`/`error.message` tags.
+//! status are recorded through the typed `SpanKind` and `SpanStatus`, as the public API
+//! records them; so are the `tracing` bridge's `otel.kind`, `otel.status_code` and `error`.
 //!
 //! This module owns the translation of other libraries' calls into spans. It records
 //! through the core like the public API does, and never touches export or settings.

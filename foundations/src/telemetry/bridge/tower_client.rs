@@ -161,7 +161,7 @@ where
             }
         };
         if span.is_sampled() || user {
-            http_attrs::set_tags(http_attrs::client_request_tags(&request), user);
+            http_attrs::set_request_tags(http_attrs::client_request_tags(&request), user);
         }
         // The context takes the client span and the user span current above.
         let ctx = span.into_context();

@@ -1,12 +1,17 @@
 //! [`TraceServerLayer`]: a tower layer that gives every inbound HTTP request its server span
 //! (and, when asked, its user trace), current while the handler and the response body run.
 //!
-//! This module decides names, attributes and which traces a request gets; spans are opened
-//! through the public span API and carried by a [`TelemetryContext`].
+//! This module decides names, attributes and which traces a request gets. The server span is
+//! a root built through the core, off the scope stack (it becomes current only inside the
+//! request's [`TelemetryContext`]); the user trace is started through the public API.
 
 use super::http_attrs;
 use super::traced_body::{TracedBody, TracedResponse};
-use crate::telemetry::tracing::{self as ftracing, StartTraceOptions};
+use crate::telemetry::TelemetryContext;
+use crate::telemetry::core::current;
+use crate::telemetry::core::pipeline::Internal;
+use crate::telemetry::core::span::EntrySpan;
+use crate::telemetry::tracing::StartTraceOptions;
 use http::{Request, Response};
 use std::borrow::Cow;
 #[cfg(feature = "user-tracing")]
@@ -270,22 +275,31 @@ where
     fn call(&mut self, request: Request<B>) -> Self::Future {
         let method = http_attrs::static_method(request.method());
         let name: Cow<'static, str> = match self.route.route_of(&request) {
-            Some(route) => Cow::Owned(format!("{method} {route}")),
+            Some(route) => Cow::Owned(http_attrs::span_name(method, &route)),
             None => Cow::Borrowed(method),
         };
         let (traceparent, tracestate) = http_attrs::w3c_headers(request.headers());
         let tracestate = tracestate.as_deref();
-        let options = StartTraceOptions::default().continue_from_headers(traceparent, tracestate);
-        let root = ftracing::start_trace(name.clone(), options);
+        // The user trace first: it is the one that needs the name borrowed, and the
+        // internal root then takes it.
         let user = self
             .user
             .start_user_trace(&request, &name, traceparent, tracestate);
         let user_active = user.is_active();
-        if root.is_sampled() || user_active {
-            http_attrs::set_tags(http_attrs::server_request_tags(&request), user_active);
+        let options = StartTraceOptions::default().continue_from_headers(traceparent, tracestate);
+        // The server span is a root built off the stack, its attributes recorded straight
+        // into it: it is current only inside the request's context.
+        let internal = current::root_harness::<Internal>().map(|harness| {
+            let root = EntrySpan::start_root(harness, name, options.into_root_options());
+            root.into_shared_with(|live| {
+                http_attrs::record_server_request(live, http_attrs::server_request_tags(&request))
+            })
+        });
+        if user_active {
+            http_attrs::set_user_tags(http_attrs::server_request_tags(&request));
         }
-        // The context takes both spans: the server span, and the user root current above.
-        let ctx = root.into_context();
+        // The context takes both spans: the server span, and the user root current here.
+        let ctx = TelemetryContext::current_with_internal(internal);
         // Empty without the user pipeline compiled in.
         #[allow(clippy::drop_non_drop)]
         drop(user);

@@ -57,13 +57,19 @@ where
         self: Pin<&mut Self>,
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Self::Data>, Self::Error>>> {
-        let this = self.project();
+        let mut this = self.project();
         let polled = match this.ctx.as_ref() {
-            Some(ctx) => ctx.scope_and(|| this.inner.poll_frame(cx)),
-            None => this.inner.poll_frame(cx),
+            // A body that says it is complete has nothing left to run: the spans end
+            // without making the context current once more.
+            Some(_) if this.inner.is_end_stream() => Poll::Ready(None),
+            Some(ctx) => ctx.scope_and(|| this.inner.as_mut().poll_frame(cx)),
+            None => this.inner.as_mut().poll_frame(cx),
         };
         match &polled {
             Poll::Ready(None) => drop(this.ctx.take()),
+            // The last frame: the body is complete, and a caller that knows it (hyper asks
+            // `is_end_stream`) polls no more.
+            Poll::Ready(Some(Ok(_))) if this.inner.is_end_stream() => drop(this.ctx.take()),
             Poll::Ready(Some(Err(error))) => {
                 if let Some(ctx) = this.ctx.take() {
                     let message = format!("response body: {error}");

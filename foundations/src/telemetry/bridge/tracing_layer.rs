@@ -3,17 +3,21 @@
 //!
 //! A bridged span's handles live in the registry's extensions of its `tracing` span; while
 //! the `tracing` span is entered on a thread, its internal span is current on that thread's
-//! scope stack (an entry of this module's thread-local list ends it on exit). This module
-//! decides parents and translates calls; recording is the core's, and it never opens a user
-//! span unless the `tracing` span opts in (see the `bridge` module docs).
+//! scope stack (an entry of this module's thread-local list ends it on exit). The registry
+//! keeps an entered span open, so that entry never holds the last handle and ends in place.
+//! A new span is built straight into its shared handle with its fields recorded into it, no
+//! intermediate copies. This module decides parents and translates calls; recording is the
+//! core's, and it never opens a user span unless the `tracing` span opts in (see the
+//! `bridge` module docs).
 
 use super::fields::{EventFields, SpanFields};
 use crate::telemetry::core::current;
 use crate::telemetry::core::harness::RootOptions;
 use crate::telemetry::core::pipeline::Internal;
 use crate::telemetry::core::scope::Scope;
-use crate::telemetry::core::span::{EntrySpan, SpanHandle};
+use crate::telemetry::core::span::{EntrySpan, LiveSpan, SpanHandle};
 use crate::telemetry::core::stack;
+use crate::telemetry::core::status::SpanStatus;
 use cf_rustracing::log::LogField;
 use cf_rustracing::tag::Tag;
 use std::borrow::Cow;
@@ -108,66 +112,95 @@ enum Parent {
     Root,
 }
 
-fn start_internal(parent: Parent, name: Cow<'static, str>) -> Option<EntrySpan> {
-    let root = |name| {
-        current::root_harness::<Internal>()
-            .map(|harness| EntrySpan::start_root(harness, name, RootOptions::default()))
-    };
-    match parent {
-        Parent::Bridged(handle) => Some(handle.child(name)),
-        Parent::Current => {
-            let mut name = Some(name);
-            let child = stack::inspect_current::<Internal, _>(|current| {
-                current.map(|span| span.child(name.take().expect("taken once")))
-            });
-            match child {
-                Some(child) => Some(child),
-                None => root(name.take().expect("not taken")),
-            }
-        }
-        Parent::Root => root(name),
-    }
-}
-
-/// Applies recorded fields to a span: tags, and a new name.
-fn apply(span: &mut EntrySpan, fields: SpanFields) {
-    match span {
-        EntrySpan::Owned(live) => {
-            if let Some(name) = fields.name {
-                live.rename(Cow::Owned(name));
-            }
-            if !fields.tags.is_empty() {
-                live.set_tags(fields.tags);
-            }
-        }
-        EntrySpan::Shared(handle) => apply_shared(handle, fields),
-    }
-}
-
+/// Applies recorded fields to a shared span, under its lock.
 fn apply_shared(handle: &SpanHandle, fields: SpanFields) {
     if let Some(span) = handle.as_recording() {
-        span.with_span(|live| {
-            if let Some(name) = fields.name {
-                live.rename(Cow::Owned(name));
-            }
-            if !fields.tags.is_empty() {
-                live.set_tags(fields.tags);
-            }
-        });
+        span.with_span(|live| fields.apply(live));
     }
+}
+
+/// Starts a root for a new `tracing` span (sampled by the internal sampler), its fields
+/// recorded into it.
+fn start_root(attrs: &Attributes<'_>) -> Option<SpanHandle> {
+    let harness = current::root_harness::<Internal>()?;
+    let name = Cow::Borrowed(attrs.metadata().name());
+    let root = EntrySpan::start_root(harness, name, RootOptions::default());
+    // No stack is borrowed here: the fields' `Debug` impls may do anything.
+    Some(root.into_shared_with(|live| SpanFields::record_into(live, |fields| attrs.record(fields))))
+}
+
+/// The internal span of a new `tracing` span under `parent`, its fields recorded straight
+/// into it; the common case, when no user span may open beside it.
+fn start_internal(parent: Parent, attrs: &Attributes<'_>) -> Option<SpanHandle> {
+    let name = Cow::Borrowed(attrs.metadata().name());
+    let record = |live: &mut LiveSpan| SpanFields::record_into(live, |fields| attrs.record(fields));
+    let parent = match parent {
+        Parent::Bridged(handle) => handle,
+        Parent::Root => return start_root(attrs),
+        Parent::Current => {
+            // A shared current span (an entered bridged span, a context) is cloned, so that
+            // the child and its fields (application code: `Debug` impls) are built outside
+            // the stack's borrow; a child of an owned span is built inside, recorded after.
+            let found = stack::inspect_current::<Internal, _>(|current| {
+                current.map(|span| match span {
+                    EntrySpan::Shared(handle) => Ok(handle.clone()),
+                    owned => Err(owned.child(name.clone()).into_shared()),
+                })
+            });
+            match found {
+                Some(Ok(handle)) => handle,
+                Some(Err(child)) => {
+                    if child.as_recording().is_some() {
+                        apply_shared(&child, SpanFields::of(|fields| attrs.record(fields)));
+                    }
+                    return Some(child);
+                }
+                None => return start_root(attrs),
+            }
+        }
+    };
+    Some(parent.child_shared(name, record))
+}
+
+/// As [`start_internal`], when a user trace is active: the fields are collected once, for
+/// the internal span and for a user span if the `tracing` span opted in.
+#[cfg(feature = "user-tracing")]
+fn start_internal_and_user(
+    parent: Parent,
+    attrs: &Attributes<'_>,
+) -> (Option<SpanHandle>, Option<SpanHandle>) {
+    let fields = SpanFields::of(|fields| attrs.record(fields));
+    let user_fields = fields.user.then(|| fields.copy());
+    let name = Cow::Borrowed(attrs.metadata().name());
+    let mut fields = Some(fields);
+    // Only moves tags in: no application code, so it may run within the stack's borrow.
+    let mut fill = |live: &mut LiveSpan| {
+        if let Some(fields) = fields.take() {
+            fields.apply(live);
+        }
+    };
+    let internal = match parent {
+        Parent::Bridged(handle) => Some(handle.child_shared(name.clone(), &mut fill)),
+        Parent::Current => stack::inspect_current::<Internal, _>(|current| {
+            current.map(|span| span.child(name.clone()).into_shared_with(&mut fill))
+        }),
+        Parent::Root => None,
+    }
+    .or_else(|| {
+        let harness = current::root_harness::<Internal>()?;
+        let root = EntrySpan::start_root(harness, name, RootOptions::default());
+        Some(root.into_shared_with(&mut fill))
+    });
+    let user = user_fields.and_then(|fields| start_user(attrs.metadata().name(), fields));
+    (internal, user)
 }
 
 /// Opens the user span of an opted-in `tracing` span, under the current user span.
 #[cfg(feature = "user-tracing")]
-fn start_user(name: Cow<'static, str>, fields: &SpanFields) -> Option<SpanHandle> {
-    let mut user = stack::inspect_current::<User, _>(|current| current.map(|s| s.child(name)))?;
-    user.set_tags(fields.tags.iter().cloned());
-    if let Some(name) = &fields.name
-        && let EntrySpan::Owned(live) = &mut user
-    {
-        live.rename(Cow::Owned(name.clone()));
-    }
-    Some(user.into_shared())
+fn start_user(name: &'static str, fields: SpanFields) -> Option<SpanHandle> {
+    let name = Cow::Borrowed(name);
+    let user = stack::inspect_current::<User, _>(|current| current.map(|s| s.child(name)))?;
+    Some(user.into_shared_with(|live| fields.apply(live)))
 }
 
 impl<S> Layer<S> for TracingBridge
@@ -188,36 +221,21 @@ where
         } else {
             Parent::Current
         };
-        let name = Cow::Borrowed(attrs.metadata().name());
-        let internal = start_internal(parent, name);
-        let recording = internal.as_ref().is_some_and(EntrySpan::is_recording);
-        let user_possible = current::user_trace_active();
-        if internal.is_none() && !user_possible {
-            // Tracing off: nothing to keep.
-            return;
-        }
-        let mut fields = SpanFields::default();
-        if recording || user_possible {
-            attrs.record(&mut fields);
-        }
         #[cfg(feature = "user-tracing")]
-        let user = if user_possible && fields.user {
-            start_user(Cow::Borrowed(attrs.metadata().name()), &fields)
+        let (internal, user) = if current::user_trace_active() {
+            start_internal_and_user(parent, attrs)
         } else {
-            None
+            (start_internal(parent, attrs), None)
         };
-        let internal = internal.map(|mut span| {
-            if recording {
-                apply(&mut span, fields);
-            }
-            span.into_shared()
-        });
+        #[cfg(not(feature = "user-tracing"))]
+        let internal = start_internal(parent, attrs);
         let bridged = Bridged {
             internal,
             #[cfg(feature = "user-tracing")]
             user,
         };
         if bridged.handles().next().is_none() {
+            // Tracing off: nothing to keep.
             return;
         }
         if let Some(span) = ctx.span(id) {
@@ -234,16 +252,10 @@ where
         if !bridged.handles().any(|h| h.as_recording().is_some()) {
             return;
         }
-        let mut fields = SpanFields::default();
-        values.record(&mut fields);
+        let fields = SpanFields::of(|fields| values.record(fields));
         #[cfg(feature = "user-tracing")]
         if let Some(user) = &bridged.user {
-            let copy = SpanFields {
-                tags: fields.tags.clone(),
-                name: fields.name.clone(),
-                user: true,
-            };
-            apply_shared(user, copy);
+            apply_shared(user, fields.copy());
         }
         if let Some(internal) = &bridged.internal {
             apply_shared(internal, fields);
@@ -303,14 +315,16 @@ where
         // A bridged span without an internal span (tracing off, an opted-in user span
         // alone) hides nothing: the internal stack is left as it is.
         let internal = match internal {
-            Some(handle) => Scope::of(stack::push::<Internal>(None, |slot| {
+            // The registry keeps the `tracing` span, and so our handle in its data, open
+            // while it is entered: the entry ends in place.
+            Some(handle) => Scope::of(stack::push_outlived::<Internal>(|slot| {
                 *slot = Some(EntrySpan::Shared(handle));
             })),
             None => Scope::inert(),
         };
         #[cfg(feature = "user-tracing")]
         let user = user.map(|handle| {
-            Scope::of(stack::push::<User>(None, |slot| {
+            Scope::of(stack::push_outlived::<User>(|slot| {
                 *slot = Some(EntrySpan::Shared(handle));
             }))
         });
@@ -370,8 +384,8 @@ fn user_of(bridged: &Bridged) -> Option<SpanHandle> {
 /// An event as a log entry, and the status it sets.
 struct EventRecord {
     fields: Vec<LogField>,
-    /// `error` and `error.message` tags, for an ERROR event or one with an `error` field.
-    status: Option<[Tag; 2]>,
+    /// The error status of an ERROR event or one with an `error` field, as tags.
+    status: Option<[Tag; 3]>,
 }
 
 impl EventRecord {
@@ -381,12 +395,9 @@ impl EventRecord {
         event.record(&mut visited);
         let message = visited.message.unwrap_or_default();
         let status = if let Some(error) = visited.error {
-            Some([Tag::new("error", true), Tag::new("error.message", error)])
+            Some(SpanStatus::error(error).into_tags())
         } else if *metadata.level() == Level::ERROR {
-            Some([
-                Tag::new("error", true),
-                Tag::new("error.message", message.clone()),
-            ])
+            Some(SpanStatus::error(message.clone()).into_tags())
         } else {
             None
         };

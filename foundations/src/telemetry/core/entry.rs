@@ -19,6 +19,11 @@ pub(crate) struct Entry {
     pub(super) span: Option<EntrySpan>,
     /// Unsampled children joined into this entry (see the module docs).
     pub(super) joined: JoinedChildren,
+    /// Set when a handle to the entry's span is held elsewhere for at least as long as the
+    /// entry lives (the context of `scope_and`, a bridged `tracing` span's registry data):
+    /// ending the entry then drops a reference, never the span, so it runs no application
+    /// code and may happen in place.
+    pub(super) outlived: bool,
     /// The entry's link to a parallel user span (`SpanScope::with_user_span`): kept here
     /// rather than in the scope so that a scope stays one machine word.
     #[cfg(feature = "user-tracing")]
@@ -51,6 +56,7 @@ impl Entry {
             id: NonZeroU64::MIN,
             span: None,
             joined: JoinedChildren::new(),
+            outlived: false,
             #[cfg(feature = "user-tracing")]
             user: UserLink::None,
         }

@@ -129,6 +129,7 @@ impl ScopeStack {
         let entry = &mut self.entries[self.depth];
         self.depth += 1;
         entry.id = id;
+        entry.outlived = false;
         // A vacated entry's joined list is already clear (see `JoinedChildren`).
         (id, entry)
     }
@@ -276,6 +277,21 @@ pub(crate) fn push<P: Pipeline>(
     with_stack::<P, _>(|stack| stack.push_with(pending_user_name, start)).map(ScopeId::new)
 }
 
+/// As [`push`], for a span whose last handle the caller keeps for longer than the entry
+/// lives: ending the entry then runs no application code and happens in place (see
+/// `Entry::outlived`). `start` must write a span the caller holds a handle to, or none.
+#[inline]
+pub(crate) fn push_outlived<P: Pipeline>(
+    start: impl FnOnce(&mut Option<EntrySpan>),
+) -> Option<ScopeId<P>> {
+    with_stack::<P, _>(|stack| {
+        let id = stack.push_with(None, start);
+        stack.entries[stack.depth - 1].outlived = true;
+        id
+    })
+    .map(ScopeId::new)
+}
+
 /// Opens a child of the current span of pipeline `P` named `name`, built straight into its
 /// entry, and makes it current; `None` (dropping `name`) when there is no current span.
 #[cfg(feature = "user-tracing")]
@@ -402,10 +418,11 @@ pub(crate) fn end_in_place<P: Pipeline>(id: ScopeId<P>) -> bool {
             UserLink::PendingName(_) => entry.user = UserLink::None,
             UserLink::None => {}
         }
-        if !entry
-            .span
-            .as_ref()
-            .is_none_or(EntrySpan::finish_runs_no_app_code)
+        if !entry.outlived
+            && !entry
+                .span
+                .as_ref()
+                .is_none_or(EntrySpan::finish_runs_no_app_code)
         {
             return false;
         }
@@ -459,10 +476,11 @@ fn end<P: Pipeline>(id: ScopeId<P>, deferred: &mut Option<EntrySpan>) -> Option<
         // With a linked user span the span is deferred too, so that the caller finishes the
         // user span (opened last) first.
         let quiet = user_scope.is_none()
-            && entry
-                .span
-                .as_ref()
-                .is_none_or(EntrySpan::finish_runs_no_app_code);
+            && (entry.outlived
+                || entry
+                    .span
+                    .as_ref()
+                    .is_none_or(EntrySpan::finish_runs_no_app_code));
         if quiet {
             entry.span = None;
         } else {

@@ -64,6 +64,11 @@ impl SpanKind {
         let TagValue::String(kind) = value else {
             return None;
         };
+        Self::parse(kind)
+    }
+
+    /// The kind `name` names (`server`, `client`, ... in any case); `None` for any other.
+    pub(crate) fn parse(name: &str) -> Option<Self> {
         [
             SpanKind::Internal,
             SpanKind::Server,
@@ -72,7 +77,7 @@ impl SpanKind {
             SpanKind::Consumer,
         ]
         .into_iter()
-        .find(|candidate| kind.eq_ignore_ascii_case(candidate.as_str()))
+        .find(|candidate| name.eq_ignore_ascii_case(candidate.as_str()))
     }
 
     pub(crate) fn tag(self) -> Tag {

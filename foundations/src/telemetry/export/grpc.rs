@@ -28,7 +28,9 @@ use std::future::Future;
 use std::path::Path;
 use std::sync::OnceLock;
 use std::time::Duration;
-use tonic::codec::{Codec, CompressionEncoding, DecodeBuf, Decoder, EncodeBuf, Encoder};
+use tonic::codec::{
+    BufferSettings, Codec, CompressionEncoding, DecodeBuf, Decoder, EncodeBuf, Encoder,
+};
 use tonic::transport::{Certificate, Channel, ClientTlsConfig};
 
 /// The OTLP trace service's method.
@@ -254,9 +256,18 @@ impl Codec for PassThrough {
     }
 }
 
+/// The room tonic makes for a request before it is written: a request of the default
+/// batch (512 spans, some 45 KiB) fits at once, where tonic's default (8 KiB) would regrow,
+/// copying, several times per request.
+const ENCODE_BUFFER_BYTES: usize = 64 * 1024;
+
 impl Encoder for PassThrough {
     type Item = Bytes;
     type Error = tonic::Status;
+
+    fn buffer_settings(&self) -> BufferSettings {
+        BufferSettings::new(ENCODE_BUFFER_BYTES, ENCODE_BUFFER_BYTES)
+    }
 
     fn encode(&mut self, item: Bytes, dst: &mut EncodeBuf<'_>) -> Result<(), tonic::Status> {
         dst.put(item);

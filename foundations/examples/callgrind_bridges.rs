@@ -1,0 +1,192 @@
+//! A callgrind harness for the bridges' hot paths: the same work as the `tracing_bridge` and
+//! `tower_server` benches, `N` times, without criterion, so that instruction counts can be
+//! compared between trees (wall-clock figures on a loaded VM swing too much).
+//!
+//! ```sh
+//! cargo build --release -p foundations --features testing,tracing-bridge,tower --example callgrind_bridges
+//! valgrind --tool=callgrind --collect-atstart=no --toggle-collect='callgrind_bridges::bridged_spans' \
+//!     target/release/examples/callgrind_bridges foundations 10000
+//! ```
+//!
+//! Cases: `registry`, `foundations`, `otel`, `fastrace` (a bridged span: new with two fields,
+//! enter, exit, close; a root per 1000; collect in `bridged_spans`), `bare`, `traced` (one
+//! request through the server layer; collect in `callgrind_bridges::requests*`). The count
+//! divided by `N` is the cost per span or request on the calling thread; work the peers hand
+//! to threads of their own (exporters, collectors) is not in it.
+
+use foundations::telemetry::bridge::{TraceServerLayer, TracingBridge};
+use foundations::telemetry::testing::{HarnessOptions, install_tracing};
+use http::{Request, Response};
+use http_body::Body;
+use opentelemetry::trace::TracerProvider as _;
+use opentelemetry_sdk::error::OTelSdkResult;
+use opentelemetry_sdk::trace::{SdkTracerProvider, SpanData, SpanExporter};
+use std::convert::Infallible;
+use std::future::{Future, Ready, ready};
+use std::pin::pin;
+use std::task::{Context, Poll, Waker};
+use std::time::Duration;
+use tower_layer::Layer;
+use tower_service::Service;
+use tracing_subscriber::prelude::*;
+
+#[derive(Debug)]
+struct NullExporter;
+
+impl SpanExporter for NullExporter {
+    async fn export(&self, batch: Vec<SpanData>) -> OTelSdkResult {
+        drop(std::hint::black_box(batch));
+        Ok(())
+    }
+}
+
+struct NullReporter;
+
+impl fastrace::collector::Reporter for NullReporter {
+    fn report(&mut self, spans: Vec<fastrace::prelude::SpanRecord>) {
+        drop(std::hint::black_box(spans));
+    }
+}
+
+/// Out of line: callgrind counts what runs inside it (`--toggle-collect`).
+#[inline(never)]
+fn bridged_spans(subscriber: &tracing::Dispatch, iters: u64) {
+    tracing::dispatcher::with_default(subscriber, || {
+        let mut left = iters;
+        while left > 0 {
+            let n = left.min(1000);
+            left -= n;
+            let root = tracing::info_span!("root");
+            let _root = root.enter();
+            for i in 0..n {
+                let span = tracing::info_span!("child", http.status = 200i64, key = "value");
+                let _entered = span.enter();
+                std::hint::black_box(i);
+            }
+        }
+    })
+}
+
+#[derive(Clone)]
+struct Bare;
+
+impl Service<Request<()>> for Bare {
+    type Response = Response<String>;
+    type Error = Infallible;
+    type Future = Ready<Result<Response<String>, Infallible>>;
+
+    fn poll_ready(&mut self, _: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, _: Request<()>) -> Self::Future {
+        ready(Ok(Response::new(String::from("ok"))))
+    }
+}
+
+/// `iters` requests through `service`. Out of line, as [`bridged_spans`].
+#[inline(never)]
+fn requests<S, B>(service: &mut S, iters: u64)
+where
+    S: Service<Request<()>, Response = Response<B>>,
+    S::Error: std::fmt::Debug,
+    B: Body,
+{
+    let mut cx = Context::from_waker(Waker::noop());
+    for _ in 0..iters {
+        one_request(service, &mut cx);
+    }
+}
+
+fn one_request<S, B>(service: &mut S, cx: &mut Context<'_>)
+where
+    S: Service<Request<()>, Response = Response<B>>,
+    S::Error: std::fmt::Debug,
+    B: Body,
+{
+    let request = Request::get("/users/42")
+        .header("host", "api.example.test")
+        .header("user-agent", "bench/1.0")
+        .header(
+            "traceparent",
+            "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01",
+        )
+        .body(())
+        .unwrap();
+    let Poll::Ready(Ok(response)) = pin!(service.call(request)).poll(cx) else {
+        panic!("the service answers at once");
+    };
+    let mut body = pin!(response.into_body());
+    while let Poll::Ready(Some(_)) = body.as_mut().poll_frame(cx) {}
+}
+
+fn main() {
+    let mut args = std::env::args().skip(1);
+    let case = args.next().unwrap_or_else(|| "foundations".to_owned());
+    let iters: u64 = args.next().map_or(10_000, |n| n.parse().expect("a count"));
+
+    let drain = install_tracing(HarnessOptions::default().sampling_ratio(1.0)).expect("installs");
+    // Drained in batches on another thread, as an exporter does.
+    std::thread::spawn(move || {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_time()
+            .build()
+            .expect("runtime");
+        runtime.block_on(async move {
+            let mut batch = Vec::with_capacity(512);
+            loop {
+                drain
+                    .recv_batch(&mut batch, 512, Duration::from_millis(100))
+                    .await;
+                batch.clear();
+            }
+        })
+    });
+
+    match case.as_str() {
+        "registry" => bridged_spans(
+            &tracing::Dispatch::new(tracing_subscriber::registry()),
+            iters,
+        ),
+        "foundations" => bridged_spans(
+            &tracing::Dispatch::new(tracing_subscriber::registry().with(TracingBridge::new())),
+            iters,
+        ),
+        "otel" => {
+            let provider = SdkTracerProvider::builder()
+                .with_batch_exporter(NullExporter)
+                .build();
+            let tracer = provider.tracer("callgrind");
+            bridged_spans(
+                &tracing::Dispatch::new(
+                    tracing_subscriber::registry()
+                        .with(tracing_opentelemetry::layer().with_tracer(tracer)),
+                ),
+                iters,
+            );
+            let _ = provider.shutdown();
+        }
+        "fastrace" => {
+            fastrace::set_reporter(NullReporter, fastrace::collector::Config::default());
+            bridged_spans(
+                &tracing::Dispatch::new(
+                    tracing_subscriber::registry()
+                        .with(fastrace_tracing::FastraceCompatLayer::new()),
+                ),
+                iters,
+            );
+            fastrace::flush();
+        }
+        "bare" | "traced" => {
+            if case == "bare" {
+                requests(&mut Bare, iters);
+            } else {
+                let mut traced = TraceServerLayer::new()
+                    .with_route(|_: &Request<()>| Some("/users/{id}".to_owned()))
+                    .layer(Bare);
+                requests(&mut traced, iters);
+            }
+        }
+        other => panic!("unknown case {other}"),
+    }
+}
