@@ -219,7 +219,8 @@ impl TelemetryContext {
         let fork = match self.span::<Internal>() {
             Some(parent) => Some(parent.child(name).into_shared()),
             None => current::root_harness::<Internal>().map(|harness| {
-                EntrySpan::start_root(harness, name, RootOptions::default()).into_shared()
+                EntrySpan::start_tracked_root::<Internal>(harness, name, RootOptions::default())
+                    .into_shared()
             }),
         };
         // The rest (the user span, a test context's harnesses) as the context holds it.

@@ -40,6 +40,9 @@
 #[doc(hidden)]
 pub use super::macros as __private;
 
+pub use super::live::{
+    LiveTrace, OpenSpan, live_traces, live_traces_enabled, set_live_traces_enabled,
+};
 pub use crate::telemetry::core::identity::{Span, SpanState};
 pub use crate::telemetry::core::links::{MAX_LINKS, SpanLink};
 pub use crate::telemetry::core::status::{MAX_EXCEPTION_MESSAGE_BYTES, SpanKind, SpanStatus};
@@ -263,7 +266,7 @@ impl SpanScope {
         options: RootOptions,
         pending_user_name: Option<Cow<'static, str>>,
     ) -> Self {
-        let id = match harness.plan_root(options) {
+        let id = match harness.plan_root::<Internal>(options) {
             RootPlan::Unsampled(state) => stack::push::<Internal>(pending_user_name, |slot| {
                 *slot = Some(EntrySpan::Shared(SpanHandle::NonRecording(state)));
             }),
@@ -284,8 +287,8 @@ impl SpanScope {
         pending_user_name: Option<Cow<'static, str>>,
     ) -> Option<ScopeId<Internal>> {
         stack::push::<Internal>(pending_user_name, |slot| {
-            *slot = Some(EntrySpan::Owned(LiveSpan::start(
-                harness, name, state, parent, None,
+            *slot = Some(EntrySpan::Owned(LiveSpan::start_tracked_root::<Internal>(
+                harness, name, state, parent,
             )));
         })
     }

@@ -149,7 +149,11 @@ fn start(
         // sent under.
         routing: Some(Routing::resolve(routing)),
     };
-    UserSpanScope::enter_with(|slot| *slot = Some(EntrySpan::start_root(harness, name, options)))
+    UserSpanScope::enter_with(|slot| {
+        *slot = Some(EntrySpan::start_untracked_root::<User>(
+            harness, name, options,
+        ))
+    })
 }
 
 /// Opens a user span as a child of the current user span and makes it current.

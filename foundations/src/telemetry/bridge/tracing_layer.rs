@@ -110,8 +110,9 @@ enum Parent {
 
 fn start_internal(parent: Parent, name: Cow<'static, str>) -> Option<EntrySpan> {
     let root = |name| {
-        current::root_harness::<Internal>()
-            .map(|harness| EntrySpan::start_root(harness, name, RootOptions::default()))
+        current::root_harness::<Internal>().map(|harness| {
+            EntrySpan::start_tracked_root::<Internal>(harness, name, RootOptions::default())
+        })
     };
     match parent {
         Parent::Bridged(handle) => Some(handle.child(name)),

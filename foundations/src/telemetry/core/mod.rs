@@ -37,6 +37,8 @@ pub(crate) mod links;
 pub(crate) mod park;
 pub(crate) mod pipeline;
 pub(crate) mod queue;
+pub(crate) mod rate_limit;
+pub(crate) mod registry;
 pub(crate) mod routing;
 pub(crate) mod scope;
 pub(crate) mod span;

@@ -24,6 +24,8 @@ use super::harness::HarnessRef;
 use super::harness::{RootOptions, RootPlan};
 use super::identity::{ParentSpan, Span, SpanState};
 use super::links::{self, SpanLink, SpanLinks};
+use super::pipeline::{Pipeline, Tracked};
+use super::registry::{self, Registration, Token};
 use super::routing::log_rate_limited;
 use cf_rustracing::log::LogField;
 use cf_rustracing::span::FinishSpanCallback;
@@ -58,10 +60,13 @@ pub(crate) struct LiveSpan {
     /// From then on it holds the name, tags, logs and finish callback, and finishing it
     /// is dropping it. Boxed so that the common span, which never has one, stays small.
     full: Option<Box<Span>>,
+    /// Its entry in the live registry: set for a tracked root and its recorded descendants
+    /// (see the `registry` module), never for a user span.
+    live: Option<Token>,
 }
 
 impl LiveSpan {
-    /// Starts a span now.
+    /// Starts an untracked span now: one the live registry never sees.
     ///
     /// Inlined, like the other constructors on the way to a scope stack entry, so that the
     /// span is written straight into its entry rather than copied there.
@@ -83,10 +88,38 @@ impl LiveSpan {
             finish_cb,
             links: None,
             full: None,
+            live: None,
         }
     }
 
-    /// Starts a `ChildOf` span: same harness, trace, routing and finish callback.
+    /// Starts a tracked root now: registered in the live registry (while it is on) until
+    /// it finishes. Only a [`Tracked`] pipeline's roots may be.
+    #[inline]
+    // The bound is the point: only a tracked pipeline's roots compile.
+    #[allow(clippy::extra_unused_type_parameters)]
+    pub(crate) fn start_tracked_root<P: Tracked>(
+        harness: HarnessRef,
+        name: Cow<'static, str>,
+        state: SpanState,
+        parent: Option<ParentSpan>,
+    ) -> Self {
+        let mut span = Self::start(harness, name, state, parent, None);
+        span.live = registry::enter_root(span.registration());
+        span
+    }
+
+    fn registration(&self) -> Registration<'_> {
+        Registration {
+            name: &self.name,
+            trace_id: self.state.trace_id(),
+            span_id: self.state.span_id(),
+            parent_span_id: self.parent.map(|parent| parent.span_id),
+            start_time: self.start_time,
+        }
+    }
+
+    /// Starts a `ChildOf` span: same harness, trace, routing and finish callback; tracked
+    /// when its parent is.
     #[inline]
     fn child(&self, name: Cow<'static, str>) -> LiveSpan {
         LiveSpan::start(
@@ -96,6 +129,16 @@ impl LiveSpan {
             Some(ParentSpan::of(&self.state)),
             self.finish_cb.clone(),
         )
+        .tracked_under(self.live)
+    }
+
+    /// Registers this new span as a descendant of the tracked span `parent`, if any.
+    #[inline]
+    fn tracked_under(mut self, parent: Option<Token>) -> Self {
+        if let Some(parent) = parent {
+            self.live = registry::enter_descendant(parent, self.registration());
+        }
+        self
     }
 
     /// Sets tags; each replaces an earlier tag of the same name.
@@ -104,6 +147,9 @@ impl LiveSpan {
     /// intermediate copies.
     #[inline]
     pub(crate) fn set_tags(&mut self, tags: impl IntoIterator<Item = Tag>) {
+        if let Some(root) = self.live.filter(|live| live.is_root()) {
+            return self.set_tracked_root_tags(root, tags);
+        }
         if let Some(full) = &mut self.full {
             full.set_tags(|| tags);
             return;
@@ -116,9 +162,23 @@ impl LiveSpan {
         }
     }
 
+    /// [`set_tags`](Self::set_tags) on a tracked root: the registry gets copies. Out of line,
+    /// so that other spans' tags do not pay for it.
+    #[inline(never)]
+    fn set_tracked_root_tags(&mut self, root: Token, tags: impl IntoIterator<Item = Tag>) {
+        let tags: smallvec::SmallVec<[Tag; 4]> = tags.into_iter().collect();
+        registry::set_root_tags(root, &tags);
+        self.live = None;
+        self.set_tags(tags);
+        self.live = Some(root);
+    }
+
     /// Renames the span (the `tracing` bridge's `otel.name`, which may be recorded late).
     #[cfg(feature = "tracing-bridge")]
     pub(crate) fn rename(&mut self, name: Cow<'static, str>) {
+        if let Some(live) = self.live {
+            registry::rename(live, &name);
+        }
         match &mut self.full {
             Some(full) => full.set_operation_name(|| name),
             None => self.name = name,
@@ -187,6 +247,9 @@ impl LiveSpan {
 
 impl Drop for LiveSpan {
     fn drop(&mut self) {
+        if let Some(live) = self.live.take() {
+            registry::leave(live);
+        }
         if self.finish_cb.is_some() || self.full.is_some() {
             // The callback receives the span as a `cf_rustracing` span: dropping that runs
             // the callback, then hands the span to the harness's tracer, whose consumer
@@ -243,6 +306,8 @@ pub(crate) struct SharedLiveSpan {
     /// `true` once the span has (or inherited) a finish callback: only then does a child
     /// take the lock, to inherit it.
     has_finish_callback: AtomicBool,
+    /// A copy of the span's registry token, for its children.
+    live: Option<Token>,
     span: Mutex<LiveSpan>,
 }
 
@@ -252,6 +317,7 @@ impl SharedLiveSpan {
             state: span.state.clone(),
             harness: span.harness.clone(),
             has_finish_callback: AtomicBool::new(span.finish_cb.is_some()),
+            live: span.live,
             span: Mutex::new(span),
         })
     }
@@ -285,6 +351,7 @@ impl SharedLiveSpan {
             Some(ParentSpan::of(&self.state)),
             finish_cb,
         )
+        .tracked_under(self.live)
     }
 }
 
@@ -357,15 +424,32 @@ impl From<SpanHandle> for EntrySpan {
 }
 
 impl EntrySpan {
-    /// Starts a root span from `harness`: a new trace, or the local root of an inbound one.
-    #[cfg_attr(not(any(feature = "user-tracing", test)), allow(dead_code))]
+    /// Starts a tracked root span of pipeline `P` from `harness` (a new trace, or the local
+    /// root of an inbound one): if recorded, it is in the live registry until it finishes.
     #[inline]
-    pub(crate) fn start_root(
+    pub(crate) fn start_tracked_root<P: Tracked>(
         harness: HarnessRef,
         name: Cow<'static, str>,
         options: RootOptions,
     ) -> EntrySpan {
-        match harness.plan_root(options) {
+        match harness.plan_root::<P>(options) {
+            RootPlan::Unsampled(state) => EntrySpan::Shared(SpanHandle::NonRecording(state)),
+            RootPlan::Recorded { state, parent } => EntrySpan::Owned(
+                LiveSpan::start_tracked_root::<P>(harness, name, state, parent),
+            ),
+        }
+    }
+
+    /// Starts an untracked root span of pipeline `P`: the live registry never sees it nor
+    /// its descendants. The user pipeline's only root constructor.
+    #[cfg_attr(not(any(feature = "user-tracing", test)), allow(dead_code))]
+    #[inline]
+    pub(crate) fn start_untracked_root<P: Pipeline>(
+        harness: HarnessRef,
+        name: Cow<'static, str>,
+        options: RootOptions,
+    ) -> EntrySpan {
+        match harness.plan_root::<P>(options) {
             RootPlan::Unsampled(state) => EntrySpan::Shared(SpanHandle::NonRecording(state)),
             RootPlan::Recorded { state, parent } => {
                 EntrySpan::Owned(LiveSpan::start(harness, name, state, parent, None))
@@ -467,107 +551,5 @@ impl EntrySpan {
 }
 
 #[cfg(all(test, feature = "testing"))]
-mod tests {
-    use crate::telemetry::TelemetryContext;
-    use crate::telemetry::tracing::{self, Span, StartTraceOptions, Tag, TagValue};
-    use crate::{add_span_log_fields, add_span_tags, set_span_finish_callback};
-
-    #[test]
-    fn spans_opened_by_a_finish_callback_are_recorded() {
-        let ctx = TelemetryContext::test();
-        ctx.scope_and(|| {
-            let _root = tracing::start_trace("root", StartTraceOptions::default());
-            let _child = tracing::span("child");
-            set_span_finish_callback!(|_: &mut Span| drop(tracing::span("from_callback")));
-        });
-        let traces = ctx.traces(Default::default());
-        assert!(
-            traces
-                .iter()
-                .any(|root| root.find("from_callback").is_some()),
-            "the callback ran outside the stack's borrow"
-        );
-    }
-
-    #[test]
-    fn a_span_captured_mid_way_keeps_recording_and_parenting() {
-        let ctx = TelemetryContext::test();
-        let captured = ctx.scope_and(|| {
-            let _root = tracing::start_trace("root", StartTraceOptions::default());
-            let _child = tracing::span("child");
-            add_span_tags!("before" => 1);
-            let captured = TelemetryContext::current();
-            add_span_tags!("after" => 2);
-            drop(tracing::span("grandchild"));
-            captured
-        });
-        // The child is still referenced by `captured`: not finished yet.
-        let root = &ctx.traces(Default::default())[0];
-        assert!(root.find("child").is_none());
-        drop(captured);
-        let root = &ctx.traces(Default::default())[0];
-        let child = root.find("child").expect("finished with its last handle");
-        assert_eq!(child.tag("before"), Some(&TagValue::Integer(1)));
-        assert_eq!(child.tag("after"), Some(&TagValue::Integer(2)));
-        assert_eq!(child.children[0].name, "grandchild");
-    }
-
-    #[test]
-    fn out_of_order_ends_keep_the_stack_consistent() {
-        let ctx = TelemetryContext::test();
-        ctx.scope_and(|| {
-            let root = tracing::start_trace("root", StartTraceOptions::default());
-            let a = tracing::span("a");
-            let b = tracing::span("b");
-            let c = tracing::span("c");
-            drop(b);
-            drop(tracing::span("under_c"));
-            drop(a);
-            drop(tracing::span("still_under_c"));
-            drop(c);
-            drop(tracing::span("under_root"));
-            drop(root);
-            // Every entry is vacant again: a new trace starts from an empty stack.
-            assert!(tracing::trace_id().is_none());
-            drop(tracing::start_trace("next", StartTraceOptions::default()));
-        });
-        let traces = ctx.traces(Default::default());
-        let root = &traces[0];
-        let c = root.find("c").unwrap();
-        let names: Vec<_> = c.children.iter().map(|s| s.name.as_str()).collect();
-        assert_eq!(names, ["under_c", "still_under_c"]);
-        assert!(root.children.iter().any(|s| s.name == "under_root"));
-        assert_eq!(traces[1].name, "next");
-        assert_eq!(traces.iter().map(|t| t.iter().count()).sum::<usize>(), 8);
-    }
-
-    #[test]
-    fn tags_set_before_and_after_a_log_are_all_kept_in_order() {
-        let ctx = TelemetryContext::test();
-        ctx.scope_and(|| {
-            let _root = tracing::start_trace("root", StartTraceOptions::default());
-            add_span_tags!("a" => 1, "b" => 2);
-            add_span_log_fields!("event" => "x");
-            add_span_tags!("a" => 3, "c" => 4);
-        });
-        let root = &ctx.traces(Default::default())[0];
-        assert_eq!(root.logs.len(), 1);
-        assert_eq!(root.tag("a"), Some(&TagValue::Integer(3)));
-        assert_eq!(root.tag("b"), Some(&TagValue::Integer(2)));
-        assert_eq!(root.tag("c"), Some(&TagValue::Integer(4)));
-    }
-
-    #[test]
-    fn children_of_a_shared_span_inherit_its_finish_callback() {
-        let ctx = TelemetryContext::test();
-        ctx.scope_and(|| {
-            let root = tracing::start_trace("root", StartTraceOptions::default());
-            set_span_finish_callback!(|span: &mut Span| span.set_tag(|| Tag::new("cb", true)));
-            let shared = root.into_context();
-            shared.scope_and(|| drop(tracing::span("child")));
-        });
-        let root = &ctx.traces(Default::default())[0];
-        assert_eq!(root.tag("cb"), Some(&TagValue::Boolean(true)));
-        assert_eq!(root.children[0].tag("cb"), Some(&TagValue::Boolean(true)));
-    }
-}
+#[path = "span_tests.rs"]
+mod tests;

@@ -1,0 +1,71 @@
+//! In-flight inspection of the internal pipeline: [`live_traces`] lists the traces this
+//! process is in the middle of, for an operator to see what a stuck service is doing (the
+//! `http-service` example serves it at `GET /debug/traces`).
+//!
+//! This module is the public face of the core's live registry; it reads the registry and
+//! switches it on or off, and never touches a span.
+
+pub use crate::telemetry::core::registry::{LiveTrace, OpenSpan};
+
+use crate::telemetry::core::registry;
+
+/// Every open *tracked* root of the internal pipeline, oldest first, each with its open
+/// recorded descendants: names, ids, start time, time open so far and, for the root, its
+/// tags.
+///
+/// A root is tracked when it is recorded (sampled): [`start_trace`](crate::telemetry::tracing::start_trace),
+/// a [`span`](crate::telemetry::tracing::span) that starts a trace, a forked trace, the `tracing` bridge's and
+/// the tower server layer's roots. Unsampled roots are not listed (they record nothing and
+/// cost nothing here); user spans never are, even a `dual_span` or a user span opened
+/// inside an internal one: the user pipeline has no tracked constructor. A root leaves the
+/// list when it finishes; descendants whose root finished first are not listed.
+///
+/// What it costs: a recorded root registers in one of 16 sharded slot tables (an
+/// uncontended lock and a slot write; an owned name is copied once), and so does each of
+/// its recorded descendants; its tags are copied as they are set. Descendants' tags are
+/// not copied (that would cost every tagged span a lock): they show as empty. Unsampled
+/// spans cost nothing. [`set_live_traces_enabled`] turns registration off.
+///
+/// # Examples
+///
+/// ```
+/// use foundations::add_span_tags;
+/// use foundations::telemetry::tracing::{self, StartTraceOptions};
+///
+/// # let ctx = foundations::telemetry::TelemetryContext::test();
+/// # let _scope = ctx.scope();
+/// let _root = tracing::start_trace("GET /users", StartTraceOptions::default());
+/// add_span_tags!("http.route" => "/users");
+/// let _child = tracing::span("load_users");
+///
+/// let trace_id = tracing::trace_id().unwrap();
+/// let live = tracing::live_traces();
+/// let mine = live.iter().find(|trace| trace.root.trace_id == trace_id).unwrap();
+/// assert_eq!(mine.root.name, "GET /users");
+/// assert_eq!(mine.root.tags[0].0, "http.route");
+/// assert_eq!(mine.descendants[0].name, "load_users");
+/// ```
+pub fn live_traces() -> Vec<LiveTrace> {
+    registry::snapshot()
+}
+
+/// Turns the live registry on (the default) or off for roots started from now on; roots
+/// already registered stay listed until they finish.
+///
+/// # Examples
+///
+/// ```
+/// use foundations::telemetry::tracing;
+///
+/// tracing::set_live_traces_enabled(false);
+/// assert!(!tracing::live_traces_enabled());
+/// tracing::set_live_traces_enabled(true);
+/// ```
+pub fn set_live_traces_enabled(enabled: bool) {
+    registry::set_enabled(enabled);
+}
+
+/// Whether roots started now are registered for [`live_traces`].
+pub fn live_traces_enabled() -> bool {
+    registry::is_enabled()
+}
