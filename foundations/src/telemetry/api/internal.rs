@@ -41,7 +41,8 @@
 pub use super::macros as __private;
 
 pub use super::live::{
-    LiveTrace, OpenSpan, live_traces, live_traces_enabled, set_live_traces_enabled,
+    LiveTrace, OpenSpan, live_descendants_enabled, live_traces, live_traces_enabled,
+    set_live_descendants_enabled, set_live_traces_enabled,
 };
 pub use crate::telemetry::core::identity::{Span, SpanState};
 pub use crate::telemetry::core::links::{MAX_LINKS, SpanLink};

@@ -11,10 +11,12 @@
 //! A tracked root is one entry in one of a fixed set of shards (a thread keeps using the
 //! shard it was first given), each a `Vec` of slots behind its own lock: registering is one
 //! uncontended lock and a slot write, no allocation for a `&'static str` name (an owned name
-//! is copied once). The root holds a [`Token`] (shard and slot); its recorded descendants
-//! copy it and register beside it, so [`snapshot`] can list them under their root; an
-//! unsampled descendant costs nothing here. The root's tags are copied here as they are set,
-//! the descendants' are not (that would cost every tagged span a lock).
+//! is copied once). The root holds a [`Token`] (shard and slot). Its recorded descendants
+//! register beside it only while descendant tracking is on (off by default: it costs each
+//! recorded descendant two locks, about 230 instructions, +17% on a recorded span); then
+//! [`snapshot`] lists them under their root. With it off, and for unsampled spans, a
+//! descendant costs nothing here. The root's tags are copied here as they are set, the
+//! descendants' are not (that would cost every tagged span a lock).
 //!
 //! This module owns the registry's entries and their read-out. It must not know which span
 //! is current, nor where finished spans go; spans tell it when they start and finish.
@@ -34,16 +36,40 @@ pub(crate) struct Token {
     slot: u32,
     /// The root's slot (its own, for a root).
     root: u32,
+    /// Whether the root's recorded descendants register too (decided when the root
+    /// started, so that a child reads no shared state to know).
+    descendants: bool,
 }
 
 impl Token {
     pub(crate) fn is_root(self) -> bool {
         self.slot == self.root
     }
+
+    /// The token a recorded child registers under, if its descendants are tracked.
+    #[inline]
+    pub(crate) fn for_descendants(this: Option<Self>) -> Option<Self> {
+        this.filter(|token| token.descendants)
+    }
 }
 
 /// Whether tracked roots register at all (`tracing::set_live_traces_enabled`).
 static ENABLED: AtomicBool = AtomicBool::new(true);
+
+/// Whether the recorded descendants of roots registered from now on register too
+/// (`tracing::set_live_descendants_enabled`). Off by default: it costs each recorded
+/// descendant a lock, twice.
+static DESCENDANTS: AtomicBool = AtomicBool::new(false);
+
+/// Turns registration of recorded descendants on or off, for roots started from now on.
+pub(crate) fn set_descendants_enabled(enabled: bool) {
+    DESCENDANTS.store(enabled, Ordering::Relaxed);
+}
+
+/// Whether the descendants of new roots register.
+pub(crate) fn descendants_enabled() -> bool {
+    DESCENDANTS.load(Ordering::Relaxed)
+}
 
 /// Turns registration of new roots (and their descendants) on or off; spans already
 /// registered stay until they finish.
@@ -151,6 +177,7 @@ pub(crate) fn enter_root(span: Registration<'_>) -> Option<Token> {
         shard: shard as u16,
         slot,
         root,
+        descendants: descendants_enabled(),
     })
 }
 
@@ -165,6 +192,7 @@ pub(crate) fn enter_descendant(parent: Token, span: Registration<'_>) -> Option<
         shard: parent.shard,
         slot,
         root,
+        descendants: true,
     })
 }
 

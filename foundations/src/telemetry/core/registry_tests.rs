@@ -6,6 +6,12 @@ use crate::telemetry::tracing::{
     self, LiveTrace, SpanId, StartTraceOptions, TagValue, TraceId, TraceparentContext,
 };
 
+/// Descendant tracking is process-wide: tests here only ever turn it on (the integration
+/// test `live_traces` covers it off, alone in its process).
+fn track_descendants() {
+    tracing::set_live_descendants_enabled(true);
+}
+
 /// The listed trace `trace_id`, if any. Other tests register concurrently: look up by id.
 fn listed(trace_id: TraceId) -> Option<LiveTrace> {
     tracing::live_traces()
@@ -28,6 +34,7 @@ fn listed_ids() -> (Vec<TraceId>, Vec<SpanId>) {
 
 #[test]
 fn a_recorded_root_is_listed_with_its_open_descendants_until_it_finishes() {
+    track_descendants();
     let ctx = TelemetryContext::test();
     ctx.scope_and(|| {
         let root = tracing::start_trace("request", StartTraceOptions::default());
@@ -101,6 +108,7 @@ fn a_continued_root_names_its_remote_parent() {
 
 #[test]
 fn descendants_opened_in_other_threads_are_listed_under_their_root() {
+    track_descendants();
     let ctx = TelemetryContext::test();
     let (trace_id, shared) = ctx.scope_and(|| {
         let root = tracing::start_trace("fan_out", StartTraceOptions::default());
@@ -164,6 +172,7 @@ mod user_spans {
 
     #[test]
     fn user_roots_and_user_spans_are_never_listed() {
+        track_descendants();
         let ctx = TelemetryContext::test();
         ctx.scope_and(|| {
             let _root = user_tracing::start_user_trace("user_only_root", Tenant, None);
@@ -177,6 +186,7 @@ mod user_spans {
 
     #[test]
     fn a_dual_span_lists_only_its_internal_half() {
+        track_descendants();
         let ctx = TelemetryContext::test();
         ctx.scope_and(|| {
             let _user_root = user_tracing::start_user_trace("user_only_root", Tenant, None);
@@ -200,6 +210,7 @@ mod user_spans {
 
     #[test]
     fn a_user_trace_started_inside_an_internal_span_is_never_listed() {
+        track_descendants();
         let ctx = TelemetryContext::test();
         ctx.scope_and(|| {
             let _root = tracing::start_trace("internal_root", StartTraceOptions::default());

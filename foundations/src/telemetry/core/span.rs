@@ -78,17 +78,48 @@ impl LiveSpan {
         parent: Option<ParentSpan>,
         finish_cb: Option<FinishSpanCallback<SpanState>>,
     ) -> Self {
+        Self::start_as(harness, name, state, parent, finish_cb, Track::No)
+    }
+
+    /// Starts a span now, registered as `track` says. One struct literal, so that the span
+    /// is still written straight into its entry: registering first and then moving the
+    /// span (hundreds of bytes) would cost a copy per span.
+    #[inline(always)]
+    fn start_as(
+        harness: HarnessRef,
+        name: Cow<'static, str>,
+        state: SpanState,
+        parent: Option<ParentSpan>,
+        finish_cb: Option<FinishSpanCallback<SpanState>>,
+        track: Track,
+    ) -> Self {
+        let start_time = SystemTime::now();
+        let registration = || Registration {
+            name: &name,
+            trace_id: state.trace_id(),
+            span_id: state.span_id(),
+            parent_span_id: parent.map(|parent| parent.span_id),
+            start_time,
+        };
+        let live = match track {
+            Track::No => None,
+            Track::Root => registry::enter_root(registration()),
+            Track::Under(parent) => match Token::for_descendants(parent) {
+                None => None,
+                Some(parent) => registry::enter_descendant(parent, registration()),
+            },
+        };
         Self {
             state,
             harness,
             parent,
-            start_time: SystemTime::now(),
+            start_time,
             name,
             tags: InlineTags::new(),
             finish_cb,
             links: None,
             full: None,
-            live: None,
+            live,
         }
     }
 
@@ -103,42 +134,21 @@ impl LiveSpan {
         state: SpanState,
         parent: Option<ParentSpan>,
     ) -> Self {
-        let mut span = Self::start(harness, name, state, parent, None);
-        span.live = registry::enter_root(span.registration());
-        span
-    }
-
-    fn registration(&self) -> Registration<'_> {
-        Registration {
-            name: &self.name,
-            trace_id: self.state.trace_id(),
-            span_id: self.state.span_id(),
-            parent_span_id: self.parent.map(|parent| parent.span_id),
-            start_time: self.start_time,
-        }
+        Self::start_as(harness, name, state, parent, None, Track::Root)
     }
 
     /// Starts a `ChildOf` span: same harness, trace, routing and finish callback; tracked
     /// when its parent is.
     #[inline]
     fn child(&self, name: Cow<'static, str>) -> LiveSpan {
-        LiveSpan::start(
+        LiveSpan::start_as(
             self.harness.clone(),
             name,
             self.state.child(),
             Some(ParentSpan::of(&self.state)),
             self.finish_cb.clone(),
+            Track::Under(self.live),
         )
-        .tracked_under(self.live)
-    }
-
-    /// Registers this new span as a descendant of the tracked span `parent`, if any.
-    #[inline]
-    fn tracked_under(mut self, parent: Option<Token>) -> Self {
-        if let Some(parent) = parent {
-            self.live = registry::enter_descendant(parent, self.registration());
-        }
-        self
     }
 
     /// Sets tags; each replaces an earlier tag of the same name.
@@ -290,6 +300,18 @@ impl Drop for LiveSpan {
     }
 }
 
+/// Whether a new span enters the live registry.
+#[derive(Clone, Copy)]
+enum Track {
+    /// Untracked: every user span, and internal spans outside tracked traces.
+    No,
+    /// A tracked root.
+    Root,
+    /// A descendant of the span with this token: tracked if that span's descendants are
+    /// (none: its parent is untracked).
+    Under(Option<Token>),
+}
+
 /// Finish callbacks replaced by [`LiveSpan::set_finish_callback`] (the span's own copy and
 /// its `cf_rustracing` span's). Drop them outside any borrow or lock of ours.
 pub(crate) type ReplacedCallbacks = [Option<FinishSpanCallback<SpanState>>; 2];
@@ -344,14 +366,14 @@ impl SharedLiveSpan {
         } else {
             None
         };
-        LiveSpan::start(
+        LiveSpan::start_as(
             self.harness.clone(),
             name,
             self.state.child(),
             Some(ParentSpan::of(&self.state)),
             finish_cb,
+            Track::Under(self.live),
         )
-        .tracked_under(self.live)
     }
 }
 
