@@ -103,6 +103,8 @@ struct Entry {
     span_id: SpanId,
     parent_span_id: Option<SpanId>,
     start_time: SystemTime,
+    /// A root's tags. A vector (one allocation once tagged), not inline room: entries are
+    /// written per registered span, and most register no tags.
     tags: Vec<Tag>,
 }
 
@@ -209,14 +211,27 @@ pub(crate) fn leave(token: Token) {
     }
 }
 
-/// Copies tags set on a tracked root into its entry (each replaces one of the same name).
-pub(crate) fn set_root_tags(token: Token, tags: &[Tag]) {
+/// Copies tags set on a tracked root into its entry (each replaces one of the same name),
+/// under one lock, and hands each tag on to `keep`.
+pub(crate) fn set_root_tags(
+    token: Token,
+    tags: impl IntoIterator<Item = Tag>,
+    mut keep: impl FnMut(Tag),
+) {
     let mut slots = REGISTRY[usize::from(token.shard)].0.lock();
-    if let Some(Some(entry)) = slots.entries.get_mut(token.slot as usize) {
-        for tag in tags {
-            entry.tags.retain(|old| old.name() != tag.name());
-            entry.tags.push(tag.clone());
+    let entry = slots
+        .entries
+        .get_mut(token.slot as usize)
+        .and_then(Option::as_mut);
+    match entry {
+        Some(entry) => {
+            for tag in tags {
+                entry.tags.retain(|old| old.name() != tag.name());
+                entry.tags.push(tag.clone());
+                keep(tag);
+            }
         }
+        None => tags.into_iter().for_each(keep),
     }
 }
 

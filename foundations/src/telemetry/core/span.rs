@@ -176,10 +176,10 @@ impl LiveSpan {
     /// so that other spans' tags do not pay for it.
     #[inline(never)]
     fn set_tracked_root_tags(&mut self, root: Token, tags: impl IntoIterator<Item = Tag>) {
-        let tags: smallvec::SmallVec<[Tag; 4]> = tags.into_iter().collect();
-        registry::set_root_tags(root, &tags);
+        // Tags are built before the call (the macros run application code first): no
+        // application code runs under the registry's lock.
         self.live = None;
-        self.set_tags(tags);
+        registry::set_root_tags(root, tags, |tag| self.set_tags([tag]));
         self.live = Some(root);
     }
 
