@@ -1,7 +1,7 @@
 //! Harnesses: where a pipeline's root spans come from and where its finished spans go.
 //!
-//! A harness owns the sampling decision for new roots and the sink that finished spans
-//! enter: for an installed harness, the bounded queue that a [`SpanDrain`] reads; for a
+//! A harness owns the sampling decision for new roots (ratio, inbound flag, and the root
+//! rate limit when one is set) and the sink that finished spans enter: for an installed harness, the bounded queue that a [`SpanDrain`] reads; for a
 //! test context, its in-memory sink (a `SpanSink`). It also owns a `cf_rustracing`
 //! [`Tracer`](cf_rustracing::Tracer), used only for spans that need a full
 //! `cf_rustracing` span (see the `span` module). There is one process-global harness per

@@ -19,7 +19,10 @@
 //! - [`queue`]: the bounded hand-over to a consumer (`SpanDrain`), with its counters.
 //! - [`links`]: span links, bounded, and their hand-over to a finishing span's record.
 //! - [`status`]: a span's kind and status as typed values, and their tags.
-//! - [`harness`]: per pipeline, the sampling decision for roots and where records go.
+//! - [`harness`]: per pipeline, the sampling decision for roots and where records go;
+//!   [`rate_limit`]: the token bucket a harness asks before it records a root.
+//! - [`registry`]: the live registry of in-flight tracked roots (`tracing::live_traces`);
+//!   only the tracked constructors of a [`Tracked`](pipeline::Tracked) pipeline enter it.
 //! - [`stack`]: the thread-local scope stacks, made of [`entry`] values, each with its
 //!   [`joined`] unsampled children; [`scope`]: an entry's lifetime;
 //!   [`current`]: what is current on this thread; [`park`]: what a suspended future left.

@@ -16,6 +16,10 @@
 //! entries (whose type only a `cf_rustracing` span can build), and, as it finishes, a
 //! finish callback's argument (a `&mut Span`).
 //!
+//! A recorded span may also be *tracked*: entered in the live registry (see the `registry`
+//! module) when it starts, removed when it finishes. Only the tracked root constructors,
+//! bound to a [`Tracked`] pipeline, start that; children inherit it from their parent.
+//!
 //! This module owns recording. It knows nothing about which span is current (that is the
 //! scope stack) nor where finished spans go beyond handing them to their harness.
 
