@@ -12,6 +12,7 @@
 //! cargo run -p foundations-examples --example trace-sink -- --socket /tmp/foundations-demo/internal.sock &
 //! cargo run -p foundations-examples --example http-service
 //! curl -H 'x-tenant: acme' http://127.0.0.1:8080/users/42
+//! curl http://127.0.0.1:8080/debug/traces    # the requests in flight, as JSON
 //! ```
 
 use foundations::telemetry;
@@ -59,6 +60,9 @@ async fn main() {
     tracing_subscriber::registry()
         .with(TracingBridge::new().with_filter(filter))
         .init();
+
+    // `GET /debug/traces` then shows where each request in flight is, not only that it is.
+    foundations::telemetry::tracing::set_live_descendants_enabled(true);
 
     let backend = bind(config.service.backend).await;
     let listener = bind(config.service.listen).await;

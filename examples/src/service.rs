@@ -9,6 +9,9 @@
 //! backend go through a client traced by [`TraceClientLayer`]: a client span per call, and
 //! the `traceparent` / `tracestate` headers of that span.
 //!
+//! `GET /debug/traces` lists the traces in flight as JSON (see [`crate::debug`]): an
+//! operator's view of what a stuck service is doing.
+//!
 //! `POST /test` serves the W3C trace-context test-service contract: the body is a JSON list
 //! of `{ "url": .., "arguments": .. }`; each item's `arguments` is POSTed as JSON to its `url`
 //! (one client span, and so one parent id, per call), and the answer comes after every
@@ -142,7 +145,9 @@ impl Service {
                 TraceServerLayer::new()
                     .with_route(route)
                     .with_user_trace(tenant),
-            );
+            )
+            // After the layer: looking at the traces in flight adds none.
+            .route("/debug/traces", get(crate::debug::debug_traces));
         Arc::new(Self { router })
     }
 

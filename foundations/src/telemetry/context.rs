@@ -7,11 +7,12 @@
 //! asks the tracing API) and knows nothing of export.
 
 use crate::telemetry::core::current;
+use crate::telemetry::core::entry_span::EntrySpan;
 use crate::telemetry::core::harness::RootOptions;
 use crate::telemetry::core::park::{self, Parked};
 use crate::telemetry::core::pipeline::{Internal, PerPipeline, Pipeline, ScopeId, User};
 use crate::telemetry::core::scope::Scope;
-use crate::telemetry::core::span::{EntrySpan, SpanHandle};
+use crate::telemetry::core::span::SpanHandle;
 use crate::telemetry::core::stack;
 use pin_project_lite::pin_project;
 use std::borrow::Cow;
@@ -256,7 +257,8 @@ impl TelemetryContext {
         let fork = match self.span::<Internal>() {
             Some(parent) => Some(parent.child(name).into_shared()),
             None => current::root_harness::<Internal>().map(|harness| {
-                EntrySpan::start_root(harness, name, RootOptions::default()).into_shared()
+                EntrySpan::start_tracked_root::<Internal>(harness, name, RootOptions::default())
+                    .into_shared()
             }),
         };
         // The rest (the user span, a test context's harnesses) as the context holds it.

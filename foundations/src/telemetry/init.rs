@@ -239,7 +239,8 @@ fn prepare_internal(
     let options = HarnessOptions::default()
         .sampling_ratio(resolved.sampling_ratio)
         .parent_based(resolved.parent_based)
-        .max_queue_size(tracing_settings.export.max_queue_size);
+        .max_queue_size(tracing_settings.export.max_queue_size)
+        .max_roots_per_second(tracing_settings.rate_limit.limit());
     let exporter = match &resolved.endpoint {
         Some(endpoint) => {
             // Reads and parses the CA bundle: a bad one fails here, before any install.
@@ -301,7 +302,9 @@ fn prepare_user(
     let encoder = OtlpEncoder::new(&user.service_name, Vec::new());
     let config = ExporterConfig::new(&user.export, Some(routing_header), encoder);
     Ok(Prepared {
-        options: HarnessOptions::default().max_queue_size(user.export.max_queue_size),
+        options: HarnessOptions::default()
+            .max_queue_size(user.export.max_queue_size)
+            .max_roots_per_second(user.rate_limit.limit()),
         exporter: Some((config, transport)),
     })
 }

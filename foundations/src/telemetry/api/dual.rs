@@ -8,8 +8,8 @@
 
 use super::internal::SpanScope;
 use crate::telemetry::TelemetryContext;
+use crate::telemetry::core::entry_span::EntrySpan;
 use crate::telemetry::core::pipeline::{Internal, ScopeId};
-use crate::telemetry::core::span::EntrySpan;
 use crate::telemetry::core::stack;
 
 #[cfg(feature = "user-tracing")]

@@ -40,6 +40,10 @@
 #[doc(hidden)]
 pub use super::macros as __private;
 
+pub use super::live::{
+    LiveTrace, OpenSpan, live_descendants_enabled, live_traces, live_traces_enabled,
+    set_live_descendants_enabled, set_live_traces_enabled,
+};
 pub use crate::telemetry::core::identity::{Span, SpanState};
 pub use crate::telemetry::core::links::{MAX_LINKS, SpanLink};
 pub use crate::telemetry::core::status::{MAX_EXCEPTION_MESSAGE_BYTES, SpanKind, SpanStatus};
@@ -55,11 +59,12 @@ pub use cf_rustracing::span::FinishSpanCallback;
 pub use cf_rustracing::tag::{Tag, TagValue};
 
 use crate::telemetry::core::current;
+use crate::telemetry::core::entry_span::EntrySpan;
 use crate::telemetry::core::harness::{HarnessRef, RootOptions, RootPlan};
 use crate::telemetry::core::identity::ParentSpan;
 use crate::telemetry::core::pipeline::{Internal, ScopeId};
 use crate::telemetry::core::scope::Scope;
-use crate::telemetry::core::span::{EntrySpan, LiveSpan, SpanHandle};
+use crate::telemetry::core::span::{LiveSpan, SpanHandle};
 use crate::telemetry::core::stack::{self, InternalChild};
 use std::borrow::Cow;
 
@@ -268,7 +273,7 @@ impl SpanScope {
         options: RootOptions,
         pending_user_name: Option<Cow<'static, str>>,
     ) -> Self {
-        let id = match harness.plan_root(options) {
+        let id = match harness.plan_root::<Internal>(options) {
             RootPlan::Unsampled(state) => stack::push::<Internal>(pending_user_name, |slot| {
                 *slot = Some(EntrySpan::Shared(SpanHandle::NonRecording(state)));
             }),
@@ -289,8 +294,8 @@ impl SpanScope {
         pending_user_name: Option<Cow<'static, str>>,
     ) -> Option<ScopeId<Internal>> {
         stack::push::<Internal>(pending_user_name, |slot| {
-            *slot = Some(EntrySpan::Owned(LiveSpan::start(
-                harness, name, state, parent, None,
+            *slot = Some(EntrySpan::Owned(LiveSpan::start_tracked_root::<Internal>(
+                harness, name, state, parent,
             )));
         })
     }

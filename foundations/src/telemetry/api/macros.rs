@@ -15,7 +15,7 @@ use cf_rustracing::span::FinishSpanCallback;
 use cf_rustracing::tag::Tag;
 use std::marker::PhantomData;
 
-pub use crate::telemetry::core::pipeline::{Internal, PerPipeline, Pipeline, User};
+pub use crate::telemetry::core::pipeline::{Internal, PerPipeline, Pipeline, Tracked, User};
 
 /// The pipeline a macro writes to: [`INTERNAL`] or [`USER`].
 #[derive(Clone, Copy, Debug)]

@@ -5,12 +5,14 @@
 //! - [`dual`]: a user span beside an internal one, and a scope's hand-over to a context:
 //!   the only API code that touches both pipelines' stacks.
 //! - [`macros`]: what the tag, log and finish-callback macros expand to.
+//! - [`live`]: `tracing::live_traces`, the in-flight traces, read from the core's registry.
 //!
 //! Everything here is a thin layer over the core: it decides *which* span a call opens or
 //! reads, the core records it. Nothing here knows how spans are exported.
 
 pub(crate) mod dual;
 pub mod internal;
+pub(crate) mod live;
 #[doc(hidden)]
 pub mod macros;
 #[cfg(feature = "user-tracing")]

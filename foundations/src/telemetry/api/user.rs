@@ -52,11 +52,12 @@ pub use cf_rustracing::span::RoutingMetadata;
 
 use crate::telemetry::TelemetryContext;
 use crate::telemetry::core::current;
+use crate::telemetry::core::entry_span::EntrySpan;
 use crate::telemetry::core::harness::RootOptions;
 use crate::telemetry::core::pipeline::User;
 use crate::telemetry::core::routing::Routing;
 use crate::telemetry::core::scope::Scope;
-use crate::telemetry::core::span::{EntrySpan, SpanHandle};
+use crate::telemetry::core::span::SpanHandle;
 use crate::telemetry::core::stack;
 use crate::telemetry::propagation::traceparent::TraceparentContext;
 use crate::telemetry::propagation::tracestate::TraceState;
@@ -149,7 +150,11 @@ fn start(
         // sent under.
         routing: Some(Routing::resolve(routing)),
     };
-    UserSpanScope::enter_with(|slot| *slot = Some(EntrySpan::start_root(harness, name, options)))
+    UserSpanScope::enter_with(|slot| {
+        *slot = Some(EntrySpan::start_untracked_root::<User>(
+            harness, name, options,
+        ))
+    })
 }
 
 /// Opens a user span as a child of the current user span and makes it current.

@@ -9,8 +9,8 @@ use super::http_attrs;
 use super::traced_body::{TracedBody, TracedResponse};
 use crate::telemetry::TelemetryContext;
 use crate::telemetry::core::current;
+use crate::telemetry::core::entry_span::EntrySpan;
 use crate::telemetry::core::pipeline::Internal;
-use crate::telemetry::core::span::EntrySpan;
 use crate::telemetry::tracing::StartTraceOptions;
 use http::{Request, Response};
 use std::borrow::Cow;
@@ -290,7 +290,11 @@ where
         // The server span is a root built off the stack, its attributes recorded straight
         // into it: it is current only inside the request's context.
         let internal = current::root_harness::<Internal>().map(|harness| {
-            let root = EntrySpan::start_root(harness, name, options.into_root_options());
+            let root = EntrySpan::start_tracked_root::<Internal>(
+                harness,
+                name,
+                options.into_root_options(),
+            );
             root.into_shared_with(|live| {
                 http_attrs::record_server_request(live, http_attrs::server_request_tags(&request))
             })

@@ -12,10 +12,11 @@
 
 use super::fields::{EventFields, SpanFields};
 use crate::telemetry::core::current;
+use crate::telemetry::core::entry_span::EntrySpan;
 use crate::telemetry::core::harness::RootOptions;
 use crate::telemetry::core::pipeline::Internal;
 use crate::telemetry::core::scope::Scope;
-use crate::telemetry::core::span::{EntrySpan, LiveSpan, SpanHandle};
+use crate::telemetry::core::span::{LiveSpan, SpanHandle};
 use crate::telemetry::core::stack;
 use crate::telemetry::core::status::SpanStatus;
 use cf_rustracing::log::LogField;
@@ -124,7 +125,7 @@ fn apply_shared(handle: &SpanHandle, fields: SpanFields) {
 fn start_root(attrs: &Attributes<'_>) -> Option<SpanHandle> {
     let harness = current::root_harness::<Internal>()?;
     let name = Cow::Borrowed(attrs.metadata().name());
-    let root = EntrySpan::start_root(harness, name, RootOptions::default());
+    let root = EntrySpan::start_tracked_root::<Internal>(harness, name, RootOptions::default());
     // No stack is borrowed here: the fields' `Debug` impls may do anything.
     Some(root.into_shared_with(|live| SpanFields::record_into(live, |fields| attrs.record(fields))))
 }
@@ -188,7 +189,7 @@ fn start_internal_and_user(
     }
     .or_else(|| {
         let harness = current::root_harness::<Internal>()?;
-        let root = EntrySpan::start_root(harness, name, RootOptions::default());
+        let root = EntrySpan::start_tracked_root::<Internal>(harness, name, RootOptions::default());
         Some(root.into_shared_with(&mut fill))
     });
     let user = user_fields.and_then(|fields| start_user(attrs.metadata().name(), fields));

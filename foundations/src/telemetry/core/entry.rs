@@ -5,9 +5,10 @@
 //! This module owns what an entry holds and how a scope of it leaves; where entries are and
 //! which one is current is the stack's (see the `stack` module).
 
+use super::entry_span::EntrySpan;
 use super::joined::JoinedChildren;
 use super::pipeline::{RawId, ScopeId, User};
-use super::span::{EntrySpan, SpanHandle};
+use super::span::SpanHandle;
 #[cfg(feature = "user-tracing")]
 use std::borrow::Cow;
 use std::num::NonZeroU64;

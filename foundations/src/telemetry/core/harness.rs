@@ -1,7 +1,7 @@
 //! Harnesses: where a pipeline's root spans come from and where its finished spans go.
 //!
-//! A harness owns the sampling decision for new roots and the sink that finished spans
-//! enter: for an installed harness, the bounded queue that a [`SpanDrain`] reads; for a
+//! A harness owns the sampling decision for new roots (ratio, inbound flag, and the root
+//! rate limit when one is set) and the sink that finished spans enter: for an installed harness, the bounded queue that a [`SpanDrain`] reads; for a
 //! test context, its in-memory sink (a `SpanSink`). It also owns a `cf_rustracing`
 //! [`Tracer`](cf_rustracing::Tracer), used only for spans that need a full
 //! `cf_rustracing` span (see the `span` module). There is one process-global harness per
@@ -15,6 +15,7 @@ use super::finished::FinishedSpan;
 use super::identity::{ParentSpan, RawFinishedSpan, SpanState};
 use super::pipeline::{PerPipeline, Pipeline};
 use super::queue::{SpanDrain, SpanQueue};
+use super::rate_limit::{MAX_ROOTS_PER_SECOND, RootRateLimiter};
 use super::routing::Routing;
 use crate::telemetry::propagation::traceparent::TraceparentContext;
 use crate::telemetry::propagation::tracestate::TraceState;
@@ -97,6 +98,16 @@ impl Sink {
             Sink::Other(_) => {}
         }
     }
+
+    /// Counts a root the rate limit started unsampled.
+    fn count_rate_limited(&self) {
+        match self {
+            Sink::Queue(queue) => queue.count_rate_limited(),
+            // Test contexts have no rate limit.
+            #[cfg(feature = "testing")]
+            Sink::Other(_) => {}
+        }
+    }
 }
 
 /// Hands spans that finished as `cf_rustracing` spans to a sink, as records.
@@ -134,6 +145,9 @@ pub(crate) struct Harness {
     /// Starts the spans that need a full `cf_rustracing` span; its consumer feeds `sink`.
     tracer: cf_rustracing::Tracer<AllSampler, SpanState>,
     sampling: RootSampling,
+    /// The root-creation rate limit, if enabled: asked only for roots that would be
+    /// recorded.
+    rate_limit: Option<RootRateLimiter>,
 }
 
 /// What a new root continues, and how it is sampled.
@@ -158,7 +172,14 @@ impl Harness {
             tracer: cf_rustracing::Tracer::with_consumer(AllSampler, RawSpanConsumer(sink.clone())),
             sink,
             sampling,
+            rate_limit: None,
         }
+    }
+
+    /// Limits recorded roots to `max_roots_per_second` (see the `rate_limit` module).
+    pub(crate) fn with_rate_limit(mut self, limiter: Option<RootRateLimiter>) -> Self {
+        self.rate_limit = limiter;
+        self
     }
 
     pub(crate) fn tracer(&self) -> &cf_rustracing::Tracer<AllSampler, SpanState> {
@@ -177,6 +198,23 @@ impl Harness {
         self.sink.count_callback_panic();
     }
 
+    /// Whether the rate limit lets one more root of pipeline `P` be recorded; counts the
+    /// refusal. Free when no limit is set.
+    #[inline]
+    fn admit<P: Pipeline>(&self) -> bool {
+        match &self.rate_limit {
+            None => true,
+            Some(limiter) => limiter.admit::<P>() || self.refuse(),
+        }
+    }
+
+    #[cold]
+    #[inline(never)]
+    fn refuse(&self) -> bool {
+        self.sink.count_rate_limited();
+        false
+    }
+
     fn sample_new_root(&self) -> bool {
         match self.sampling {
             RootSampling::Always => true,
@@ -188,17 +226,26 @@ impl Harness {
 }
 
 impl HarnessRef {
-    /// Decides a new root: its identity, and whether it is recorded. Cheap, and runs no
-    /// application code; callers then build the span where it will live.
+    /// Decides a new root of pipeline `P`: its identity, and whether it is recorded. Cheap,
+    /// and runs no application code; callers then build the span where it will live.
+    ///
+    /// A root that sampling would record is then subject to the rate limit, if one is set:
+    /// continued traces whose inbound flag says sampled included, so that no caller can
+    /// push this service past its limit; a limited root starts unsampled, as a whole trace.
+    /// Only [`force_sampling`](RootOptions::force_sampling) bypasses the limit: it is the
+    /// application's explicit decision.
     #[inline]
-    pub(crate) fn plan_root(&self, options: RootOptions) -> RootPlan {
+    pub(crate) fn plan_root<P: Pipeline>(&self, options: RootOptions) -> RootPlan {
+        let limited = |sampled: bool| sampled && self.admit::<P>();
         match options.inbound {
             Some((inbound, trace_state)) => {
                 let remote = SpanState::remote(&inbound, trace_state).with_routing(options.routing);
-                let sampled = options.force_sampling.unwrap_or(match self.sampling {
-                    RootSampling::Ratio(_) => inbound.flags.is_sampled(),
-                    RootSampling::RatioIgnoringParent(_) => self.sample_new_root(),
-                    RootSampling::Always => true,
+                let sampled = options.force_sampling.unwrap_or_else(|| {
+                    limited(match self.sampling {
+                        RootSampling::Ratio(_) => inbound.flags.is_sampled(),
+                        RootSampling::RatioIgnoringParent(_) => self.sample_new_root(),
+                        RootSampling::Always => true,
+                    })
                 });
                 // Recorded or not, this service takes part in the request: the root gets a
                 // span id of its own, which is what a downstream `traceparent` names as its
@@ -215,7 +262,7 @@ impl HarnessRef {
             None => {
                 let sampled = options
                     .force_sampling
-                    .unwrap_or_else(|| self.sample_new_root());
+                    .unwrap_or_else(|| limited(self.sample_new_root()));
                 let state = SpanState::new_root(sampled).with_routing(options.routing);
                 if sampled {
                     RootPlan::Recorded {
@@ -245,6 +292,7 @@ impl fmt::Debug for Harness {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Harness")
             .field("sampling", &self.sampling)
+            .field("rate_limit", &self.rate_limit)
             .finish_non_exhaustive()
     }
 }
@@ -270,6 +318,7 @@ pub struct HarnessOptions {
     sampling_ratio: f64,
     parent_based: bool,
     max_queue_size: Option<usize>,
+    max_roots_per_second: Option<u64>,
 }
 
 // Public through `telemetry::testing`: some accessors are for its users only.
@@ -316,6 +365,20 @@ impl HarnessOptions {
     pub fn get_parent_based(&self) -> bool {
         self.parent_based
     }
+
+    /// Limits the roots recorded per second (`None`, the default: no limit). Roots past
+    /// the rate start unsampled, with all their descendants, and are counted in
+    /// [`QueueStats::roots_rate_limited`](super::queue::QueueStats::roots_rate_limited).
+    /// At most 10,000,000.
+    pub fn max_roots_per_second(mut self, rate: Option<u64>) -> Self {
+        self.max_roots_per_second = rate;
+        self
+    }
+
+    /// The configured root rate limit.
+    pub fn get_max_roots_per_second(&self) -> Option<u64> {
+        self.max_roots_per_second
+    }
 }
 
 impl Default for HarnessOptions {
@@ -324,6 +387,7 @@ impl Default for HarnessOptions {
             sampling_ratio: Self::DEFAULT_SAMPLING_RATIO,
             parent_based: true,
             max_queue_size: Some(Self::DEFAULT_MAX_QUEUE_SIZE),
+            max_roots_per_second: None,
         }
     }
 }
@@ -338,6 +402,8 @@ pub enum InstallError {
     InvalidSamplingRatio(f64),
     /// A bounded queue must hold at least one span.
     ZeroQueueSize,
+    /// The root rate limit is not in `1..=10_000_000` roots per second.
+    InvalidRateLimit(u64),
 }
 
 impl fmt::Display for InstallError {
@@ -350,6 +416,12 @@ impl fmt::Display for InstallError {
                 write!(f, "sampling ratio {ratio} is not in 0.0..=1.0")
             }
             InstallError::ZeroQueueSize => f.write_str("max_queue_size must be at least 1"),
+            InstallError::InvalidRateLimit(rate) => {
+                write!(
+                    f,
+                    "max_roots_per_second {rate} is not in 1..={MAX_ROOTS_PER_SECOND}"
+                )
+            }
         }
     }
 }
@@ -373,7 +445,10 @@ pub(crate) fn install<P: Pipeline>(options: &HarnessOptions) -> Result<SpanDrain
     let (queue, drain) = SpanDrain::new(options.max_queue_size);
     HARNESSES
         .get::<P>()
-        .set(Harness::with_sink(sampling, Sink::Queue(queue)))
+        .set(
+            Harness::with_sink(sampling, Sink::Queue(queue))
+                .with_rate_limit(options.max_roots_per_second.map(RootRateLimiter::new)),
+        )
         .map_err(|_| InstallError::AlreadyInstalled)?;
     Ok(drain)
 }
@@ -387,6 +462,11 @@ pub(crate) fn check<P: Pipeline>(options: &HarnessOptions) -> Result<(), Install
     }
     if options.max_queue_size == Some(0) {
         return Err(InstallError::ZeroQueueSize);
+    }
+    if let Some(rate) = options.max_roots_per_second {
+        if !(1..=MAX_ROOTS_PER_SECOND).contains(&rate) {
+            return Err(InstallError::InvalidRateLimit(rate));
+        }
     }
     if HARNESSES.get::<P>().get().is_some() {
         return Err(InstallError::AlreadyInstalled);

@@ -1,8 +1,11 @@
 //! Unit tests of harnesses and their queues: bounds, wake-ups, sampling policies.
 
+use super::super::entry_span::EntrySpan;
+use super::super::pipeline::Internal;
 use super::super::queue::QueueStats;
-use super::super::span::EntrySpan;
+use super::super::rate_limit::Clock;
 use super::*;
+use crate::telemetry::propagation::ids::TraceFlags;
 use std::time::{Duration, Instant};
 
 fn harness(max_len: Option<usize>) -> (Arc<Harness>, SpanDrain) {
@@ -14,7 +17,7 @@ fn harness(max_len: Option<usize>) -> (Arc<Harness>, SpanDrain) {
 fn finish_spans(harness: &Arc<Harness>, count: usize) {
     for _ in 0..count {
         let harness = HarnessRef::Owned(Arc::clone(harness));
-        drop(EntrySpan::start_root(
+        drop(EntrySpan::start_untracked_root::<Internal>(
             harness,
             "s".into(),
             RootOptions::default(),
@@ -34,6 +37,7 @@ fn full_queue_drops_and_counts_every_extra_span() {
             dropped_queue_full: 15,
             dropped_after_close: 0,
             dropped_callback_panicked: 0,
+            roots_rate_limited: 0,
         }
     );
     let mut batch = Vec::new();
@@ -114,10 +118,14 @@ fn sampled_share(sampling: RootSampling, inbound: Option<&str>) -> f64 {
                 inbound: inbound.map(|tp| (tp.parse::<TraceparentContext>().unwrap(), None)),
                 ..Default::default()
             };
-            EntrySpan::start_root(HarnessRef::Owned(Arc::clone(&harness)), "r".into(), options)
-                .state()
-                .flags()
-                .is_sampled()
+            EntrySpan::start_untracked_root::<Internal>(
+                HarnessRef::Owned(Arc::clone(&harness)),
+                "r".into(),
+                options,
+            )
+            .state()
+            .flags()
+            .is_sampled()
         })
         .count();
     sampled as f64 / runs as f64
@@ -180,7 +188,7 @@ fn an_unsampled_continued_root_has_its_own_span_id_and_keeps_the_flags() {
         ),
     ] {
         let inbound: TraceparentContext = inbound.parse().unwrap();
-        let plan = harness.plan_root(RootOptions {
+        let plan = harness.plan_root::<Internal>(RootOptions {
             inbound: Some((inbound, None)),
             ..Default::default()
         });
@@ -192,5 +200,76 @@ fn an_unsampled_continued_root_has_its_own_span_id_and_keeps_the_flags() {
         let outbound = state.traceparent().to_string();
         assert!(outbound.ends_with(&format!("-{flags}")), "{outbound}");
         assert!(!state.is_remote());
+    }
+}
+
+#[test]
+fn roots_past_the_rate_start_unsampled_with_their_children_and_are_counted() {
+    let (queue, drain) = SpanDrain::new(None);
+    let now = Arc::new(std::sync::atomic::AtomicU64::new(0));
+    let limiter = RootRateLimiter::with_clock(5, Clock::Manual(Arc::clone(&now)));
+    let harness = Arc::new(
+        Harness::with_sink(RootSampling::Ratio(1.0), Sink::Queue(queue))
+            .with_rate_limit(Some(limiter)),
+    );
+    let start = |options: RootOptions| {
+        let root = EntrySpan::start_untracked_root::<Internal>(
+            HarnessRef::Owned(Arc::clone(&harness)),
+            "r".into(),
+            options,
+        );
+        let child = root.child("c".into());
+        assert_eq!(
+            root.is_recording(),
+            child.is_recording(),
+            "children follow the root"
+        );
+        root.is_recording()
+    };
+    let recorded = (0..8).filter(|_| start(RootOptions::default())).count();
+    assert_eq!(recorded, 5);
+
+    // A continued trace whose inbound flag says sampled is limited too.
+    let sampled: TraceparentContext = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"
+        .parse()
+        .unwrap();
+    let continued = RootOptions {
+        inbound: Some((sampled, None)),
+        ..RootOptions::default()
+    };
+    assert!(!start(continued));
+    // An unsampled one is not counted: sampling, not the limit, decided it.
+    let unsampled = RootOptions {
+        inbound: Some((
+            TraceparentContext::new(sampled.trace_id, sampled.parent_id, TraceFlags::RANDOM),
+            None,
+        )),
+        ..RootOptions::default()
+    };
+    assert!(!start(unsampled));
+    // Forcing is the application's explicit decision: not limited, not counted.
+    let forced = RootOptions {
+        force_sampling: Some(true),
+        ..RootOptions::default()
+    };
+    assert!(start(forced));
+
+    let stats = drain.stats();
+    assert_eq!(stats.roots_rate_limited, 4);
+    // Refused roots produced nothing: only the six recorded roots and their children.
+    assert_eq!(stats.queued, 12);
+
+    now.store(1_000_000_000, std::sync::atomic::Ordering::Relaxed);
+    assert!(start(RootOptions::default()), "the bucket refills");
+}
+
+#[test]
+fn install_refuses_a_rate_limit_out_of_bounds() {
+    for rate in [0, 10_000_001] {
+        let options = HarnessOptions::default().max_roots_per_second(Some(rate));
+        assert_eq!(
+            check::<crate::telemetry::core::pipeline::User>(&options),
+            Err(InstallError::InvalidRateLimit(rate))
+        );
     }
 }

@@ -15,13 +15,17 @@
 //! - [`identity`]: `SpanState` (ids, flags, tracestate, routing) and `ParentSpan`;
 //!   [`routing`]: a user trace's routing, encoded once when the trace starts.
 //! - [`clock`]: span timestamps, from the CPU's time-stamp counter.
-//! - [`span`]: a span while open: owned by its stack entry, or shared behind an `Arc`.
+//! - [`span`]: a span while open: owned by its stack entry, or shared behind an `Arc`;
+//!   [`entry_span`]: which of the two a stack entry holds, and the constructors into it.
 //! - [`finished`]: `FinishedSpan`, the record a finished span becomes.
 //! - [`queue`]: the bounded hand-over to a consumer (`SpanDrain`), with its counters;
 //!   [`rings`]: the per-thread rings it tries first.
 //! - [`links`]: span links, bounded, and their hand-over to a finishing span's record.
 //! - [`status`]: a span's kind and status as typed values, and their tags.
-//! - [`harness`]: per pipeline, the sampling decision for roots and where records go.
+//! - [`harness`]: per pipeline, the sampling decision for roots and where records go;
+//!   [`rate_limit`]: the token bucket a harness asks before it records a root.
+//! - [`registry`]: the live registry of in-flight tracked roots (`tracing::live_traces`);
+//!   only the tracked constructors of a [`Tracked`](pipeline::Tracked) pipeline enter it.
 //! - [`stack`]: the thread-local scope stacks, made of [`entry`] values, each with its
 //!   [`joined`] unsampled children; [`scope`]: an entry's lifetime;
 //!   [`current`]: what is current on this thread; [`park`]: what a suspended future left.
@@ -32,6 +36,7 @@
 pub(crate) mod clock;
 pub(crate) mod current;
 pub(crate) mod entry;
+pub(crate) mod entry_span;
 pub(crate) mod finished;
 pub(crate) mod harness;
 pub(crate) mod identity;
@@ -40,6 +45,8 @@ pub(crate) mod links;
 pub(crate) mod park;
 pub(crate) mod pipeline;
 pub(crate) mod queue;
+pub(crate) mod rate_limit;
+pub(crate) mod registry;
 pub(crate) mod rings;
 pub(crate) mod routing;
 pub(crate) mod scope;

@@ -6,6 +6,9 @@
 //! runtime value. So an id of one pipeline cannot be handed to the other's stack: that is
 //! a type error, not a convention. Selection compiles to a field access.
 //!
+//! Which pipelines are *tracked* (their recorded roots visible in the live registry) is a
+//! type too: [`Tracked`], implemented by [`Internal`] only.
+//!
 //! This module owns the markers and the selection only; it holds no state of its own.
 
 use std::fmt::Debug;
@@ -82,6 +85,31 @@ impl Pipeline for User {
         &mut pair.user
     }
 }
+
+/// A pipeline whose recorded roots are *tracked*: registered in the live registry of
+/// in-flight traces (`telemetry::tracing::live_traces`). Only [`Internal`] is: the
+/// registry is the operator's view, and user spans belong to customers.
+///
+/// The tracked root constructors require this bound, so starting a tracked user root is
+/// a compile error, not a convention; user roots use the untracked constructors, and
+/// descendants are tracked only through a tracked root.
+///
+/// ```compile_fail
+/// use foundations::telemetry::tracing::__private::{Tracked, User};
+///
+/// fn tracked<P: Tracked>() {}
+/// tracked::<User>(); // error: `User` is not `Tracked`
+/// ```
+///
+/// ```
+/// use foundations::telemetry::tracing::__private::{Internal, Tracked};
+///
+/// fn tracked<P: Tracked>() {}
+/// tracked::<Internal>();
+/// ```
+pub trait Tracked: Pipeline {}
+
+impl Tracked for Internal {}
 
 /// One value per pipeline. The pipelines share this shape, never the values.
 #[derive(Clone, Debug, Default)]

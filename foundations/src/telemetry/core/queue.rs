@@ -31,6 +31,10 @@ pub struct QueueStats {
     pub dropped_after_close: u64,
     /// Spans lost because their finish callback panicked (the panic is caught).
     pub dropped_callback_panicked: u64,
+    /// Roots that sampling would have recorded but the root rate limit started unsampled.
+    /// Not spans: an unsampled root and its descendants are never produced, so this is
+    /// outside the balance.
+    pub roots_rate_limited: u64,
 }
 
 /// The bounded queue between finished spans and their consumer.
@@ -52,6 +56,9 @@ pub(super) struct SpanQueue {
     /// Spans taken out by consumers; `queued` is derived from it so that producers pay for
     /// one counter, not two.
     popped: CacheLine<AtomicU64>,
+    /// Roots the rate limit refused: bumped per refused root, on a line of its own so that
+    /// an overload does not slow down the producers of recorded spans.
+    rate_limited: CacheLine<AtomicU64>,
     wake: Notify,
 }
 
@@ -100,6 +107,7 @@ impl SpanQueue {
                 dropped_callback_panicked: AtomicU64::new(0),
             }),
             popped: CacheLine(AtomicU64::new(0)),
+            rate_limited: CacheLine(AtomicU64::new(0)),
             wake: Notify::new(),
         }
     }
@@ -164,6 +172,11 @@ impl SpanQueue {
         self.producers
             .dropped_callback_panicked
             .fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Counts a root that the rate limit started unsampled.
+    pub(super) fn count_rate_limited(&self) {
+        self.rate_limited.fetch_add(1, Ordering::Relaxed);
     }
 
     /// Moves up to `limit` spans into `buffer`, accounting for them once. Returns how many.
@@ -330,6 +343,7 @@ impl SpanDrain {
                 .producers
                 .dropped_callback_panicked
                 .load(Ordering::Relaxed),
+            roots_rate_limited: self.queue.rate_limited.load(Ordering::Relaxed),
         }
     }
 

@@ -16,15 +16,20 @@
 //! entries (whose type only a `cf_rustracing` span can build), and, as it finishes, a
 //! finish callback's argument (a `&mut Span`).
 //!
+//! A recorded span may also be *tracked*: entered in the live registry (see the `registry`
+//! module) when it starts, removed when it finishes. Only the tracked root constructors,
+//! bound to a [`Tracked`] pipeline, start that; children inherit it from their parent.
+//!
 //! This module owns recording. It knows nothing about which span is current (that is the
 //! scope stack) nor where finished spans go beyond handing them to their harness.
 
 use super::clock::Timestamp;
 use super::finished::{FinishedSpan, InlineTags};
 use super::harness::HarnessRef;
-use super::harness::{RootOptions, RootPlan};
 use super::identity::{ParentSpan, Span, SpanState};
 use super::links::{self, SpanLink, SpanLinks};
+use super::pipeline::Tracked;
+use super::registry::{self, Registration, Token};
 use super::routing::log_rate_limited;
 use cf_rustracing::log::LogField;
 use cf_rustracing::span::FinishSpanCallback;
@@ -58,10 +63,18 @@ pub(crate) struct LiveSpan {
     /// From then on it holds the name, tags, logs and finish callback, and finishing it
     /// is dropping it. Boxed so that the common span, which never has one, stays small.
     full: Option<Box<Span>>,
+    /// Its entry in the live registry: set for a tracked root and its recorded descendants
+    /// (see the `registry` module), never for a user span.
+    live: Option<Token>,
 }
 
 impl LiveSpan {
-    /// Starts a span now.
+    /// The span's identity.
+    pub(super) fn state(&self) -> &SpanState {
+        &self.state
+    }
+
+    /// Starts an untracked span now: one the live registry never sees.
     ///
     /// Inlined, like the other constructors on the way to a scope stack entry, so that the
     /// span is written straight into its entry rather than copied there.
@@ -73,28 +86,76 @@ impl LiveSpan {
         parent: Option<ParentSpan>,
         finish_cb: Option<FinishSpanCallback<SpanState>>,
     ) -> Self {
+        Self::start_as(harness, name, state, parent, finish_cb, Track::No)
+    }
+
+    /// Starts a span now, registered as `track` says. One struct literal, so that the span
+    /// is still written straight into its entry: registering first and then moving the
+    /// span (hundreds of bytes) would cost a copy per span.
+    #[inline(always)]
+    fn start_as(
+        harness: HarnessRef,
+        name: Cow<'static, str>,
+        state: SpanState,
+        parent: Option<ParentSpan>,
+        finish_cb: Option<FinishSpanCallback<SpanState>>,
+        track: Track,
+    ) -> Self {
+        let start_time = Timestamp::now();
+        let registration = || Registration {
+            name: &name,
+            trace_id: state.trace_id(),
+            span_id: state.span_id(),
+            parent_span_id: parent.map(|parent| parent.span_id),
+            start_time: start_time.system_time(),
+        };
+        let live = match track {
+            Track::No => None,
+            Track::Root => registry::enter_root(registration()),
+            Track::Under(parent) => match Token::for_descendants(parent) {
+                None => None,
+                Some(parent) => registry::enter_descendant(parent, registration()),
+            },
+        };
         Self {
             state,
             harness,
             parent,
-            start_time: Timestamp::now(),
+            start_time,
             name,
             tags: InlineTags::new(),
             finish_cb,
             links: None,
             full: None,
+            live,
         }
     }
 
-    /// Starts a `ChildOf` span: same harness, trace, routing and finish callback.
+    /// Starts a tracked root now: registered in the live registry (while it is on) until
+    /// it finishes. Only a [`Tracked`] pipeline's roots may be.
     #[inline]
-    fn child(&self, name: Cow<'static, str>) -> LiveSpan {
-        LiveSpan::start(
+    // The bound is the point: only a tracked pipeline's roots compile.
+    #[allow(clippy::extra_unused_type_parameters)]
+    pub(crate) fn start_tracked_root<P: Tracked>(
+        harness: HarnessRef,
+        name: Cow<'static, str>,
+        state: SpanState,
+        parent: Option<ParentSpan>,
+    ) -> Self {
+        Self::start_as(harness, name, state, parent, None, Track::Root)
+    }
+
+    /// Starts a `ChildOf` span: same harness, trace, routing and finish callback; tracked
+    /// when its parent is.
+    #[inline]
+    pub(super) fn child(&self, name: Cow<'static, str>) -> LiveSpan {
+        LiveSpan::start_as(
             self.harness.clone(),
             name,
             self.state.child(),
             Some(ParentSpan::of(&self.state)),
             self.finish_cb.clone(),
+            Track::Under(self.live),
         )
     }
 
@@ -104,6 +165,9 @@ impl LiveSpan {
     /// intermediate copies.
     #[inline]
     pub(crate) fn set_tags(&mut self, tags: impl IntoIterator<Item = Tag>) {
+        if let Some(root) = self.live.filter(|live| live.is_root()) {
+            return self.set_tracked_root_tags(root, tags);
+        }
         if let Some(full) = &mut self.full {
             full.set_tags(|| tags);
             return;
@@ -120,15 +184,30 @@ impl LiveSpan {
     /// name to replace.
     #[cfg(feature = "tower")]
     pub(crate) fn set_first_tags(&mut self, tags: impl ExactSizeIterator<Item = Tag>) {
-        if self.full.is_some() || !self.tags.is_empty() {
+        // A tracked root's tags also go to the registry.
+        if self.full.is_some() || !self.tags.is_empty() || self.live.is_some() {
             return self.set_tags(tags);
         }
         self.tags.extend(tags);
     }
 
+    /// [`set_tags`](Self::set_tags) on a tracked root: the registry gets copies. Out of line,
+    /// so that other spans' tags do not pay for it.
+    #[inline(never)]
+    fn set_tracked_root_tags(&mut self, root: Token, tags: impl IntoIterator<Item = Tag>) {
+        // Tags are built before the call (the macros run application code first): no
+        // application code runs under the registry's lock.
+        self.live = None;
+        registry::set_root_tags(root, tags, |tag| self.set_tags([tag]));
+        self.live = Some(root);
+    }
+
     /// Renames the span (the `tracing` bridge's `otel.name`, which may be recorded late).
     #[cfg(feature = "tracing-bridge")]
     pub(crate) fn rename(&mut self, name: Cow<'static, str>) {
+        if let Some(live) = self.live {
+            registry::rename(live, &name);
+        }
         match &mut self.full {
             Some(full) => full.set_operation_name(|| name),
             None => self.name = name,
@@ -168,7 +247,7 @@ impl LiveSpan {
 
     /// `true` when finishing runs no application code: no finish callback, and no routing
     /// whose last reference the record might drop (if the queue is full).
-    fn finish_runs_no_app_code(&self) -> bool {
+    pub(super) fn finish_runs_no_app_code(&self) -> bool {
         self.finish_cb.is_none() && self.full.is_none() && self.state.routing().is_none()
     }
 
@@ -201,6 +280,9 @@ impl LiveSpan {
 
 impl Drop for LiveSpan {
     fn drop(&mut self) {
+        if let Some(live) = self.live.take() {
+            registry::leave(live);
+        }
         if self.finish_cb.is_some() || self.full.is_some() {
             // The callback receives the span as a `cf_rustracing` span: dropping that runs
             // the callback, then hands the span to the harness's tracer, whose consumer
@@ -245,6 +327,18 @@ impl Drop for LiveSpan {
     }
 }
 
+/// Whether a new span enters the live registry.
+#[derive(Clone, Copy)]
+enum Track {
+    /// Untracked: every user span, and internal spans outside tracked traces.
+    No,
+    /// A tracked root.
+    Root,
+    /// A descendant of the span with this token: tracked if that span's descendants are
+    /// (none: its parent is untracked).
+    Under(Option<Token>),
+}
+
 /// Finish callbacks replaced by [`LiveSpan::set_finish_callback`] (the span's own copy and
 /// its `cf_rustracing` span's). Drop them outside any borrow or lock of ours.
 pub(crate) type ReplacedCallbacks = [Option<FinishSpanCallback<SpanState>>; 2];
@@ -261,15 +355,18 @@ pub(crate) struct SharedLiveSpan {
     /// `true` once the span has (or inherited) a finish callback: only then does a child
     /// take the lock, to inherit it.
     has_finish_callback: AtomicBool,
+    /// A copy of the span's registry token, for its children.
+    live: Option<Token>,
     span: Mutex<LiveSpan>,
 }
 
 impl SharedLiveSpan {
-    fn new(span: LiveSpan) -> Arc<Self> {
+    pub(super) fn new(span: LiveSpan) -> Arc<Self> {
         Arc::new(Self {
             state: span.state.clone(),
             harness: span.harness.clone(),
             has_finish_callback: AtomicBool::new(span.finish_cb.is_some()),
+            live: span.live,
             span: Mutex::new(span),
         })
     }
@@ -283,25 +380,29 @@ impl SharedLiveSpan {
     }
 
     #[must_use = "drop replaced callbacks outside borrows and locks"]
-    fn set_finish_callback(&self, callback: FinishSpanCallback<SpanState>) -> ReplacedCallbacks {
+    pub(super) fn set_finish_callback(
+        &self,
+        callback: FinishSpanCallback<SpanState>,
+    ) -> ReplacedCallbacks {
         let replaced = self.with_span(|span| span.set_finish_callback(callback));
         self.has_finish_callback.store(true, Ordering::Release);
         replaced
     }
 
     #[inline]
-    fn child(&self, name: Cow<'static, str>) -> LiveSpan {
+    pub(super) fn child(&self, name: Cow<'static, str>) -> LiveSpan {
         let finish_cb = if self.has_finish_callback.load(Ordering::Acquire) {
             self.with_span(|span| span.finish_cb.clone())
         } else {
             None
         };
-        LiveSpan::start(
+        LiveSpan::start_as(
             self.harness.clone(),
             name,
             self.state.child(),
             Some(ParentSpan::of(&self.state)),
             finish_cb,
+            Track::Under(self.live),
         )
     }
 }
@@ -351,23 +452,9 @@ impl SpanHandle {
 
     #[cfg(any(feature = "tracing-bridge", feature = "tower"))]
     #[inline]
-    fn shared_with(mut span: LiveSpan, fill: impl FnOnce(&mut LiveSpan)) -> SpanHandle {
+    pub(super) fn shared_with(mut span: LiveSpan, fill: impl FnOnce(&mut LiveSpan)) -> SpanHandle {
         fill(&mut span);
         SpanHandle::Recording(SharedLiveSpan::new(span))
-    }
-
-    /// Starts a `ChildOf` span. The child inherits the parent's harness, finish callback
-    /// and (through its state) routing; an unsampled parent has unsampled children.
-    #[inline]
-    pub(crate) fn child(&self, name: Cow<'static, str>) -> EntrySpan {
-        match self {
-            SpanHandle::Recording(parent) => EntrySpan::Owned(parent.child(name)),
-            // An unsampled child records nothing but has its own span id, as W3C Level 2
-            // asks: a downstream `traceparent` names the span that took part.
-            SpanHandle::NonRecording(state) => {
-                EntrySpan::Shared(SpanHandle::NonRecording(state.child()))
-            }
-        }
     }
 }
 
@@ -378,143 +465,6 @@ impl std::fmt::Debug for SpanHandle {
             SpanHandle::NonRecording(_) => "NonRecording",
         };
         f.debug_tuple(kind).field(self.state()).finish()
-    }
-}
-
-/// What a scope stack entry holds: a span it owns, or a handle to a shared one.
-// The owned span is inline on purpose: boxing it would cost an allocation per span, and
-// entries are built and finished in place, so the size is not copied around.
-#[allow(clippy::large_enum_variant)]
-pub(crate) enum EntrySpan {
-    /// A recorded span that only this entry refers to.
-    Owned(LiveSpan),
-    Shared(SpanHandle),
-}
-
-impl From<SpanHandle> for EntrySpan {
-    fn from(span: SpanHandle) -> Self {
-        EntrySpan::Shared(span)
-    }
-}
-
-impl EntrySpan {
-    /// Starts a root span from `harness`: a new trace, or the local root of an inbound one.
-    #[cfg_attr(not(any(feature = "user-tracing", test)), allow(dead_code))]
-    #[inline]
-    pub(crate) fn start_root(
-        harness: HarnessRef,
-        name: Cow<'static, str>,
-        options: RootOptions,
-    ) -> EntrySpan {
-        match harness.plan_root(options) {
-            RootPlan::Unsampled(state) => EntrySpan::Shared(SpanHandle::NonRecording(state)),
-            RootPlan::Recorded { state, parent } => {
-                EntrySpan::Owned(LiveSpan::start(harness, name, state, parent, None))
-            }
-        }
-    }
-
-    pub(crate) fn state(&self) -> &SpanState {
-        match self {
-            EntrySpan::Owned(span) => &span.state,
-            EntrySpan::Shared(span) => span.state(),
-        }
-    }
-
-    pub(crate) fn is_recording(&self) -> bool {
-        match self {
-            EntrySpan::Owned(_) => true,
-            EntrySpan::Shared(span) => span.as_recording().is_some(),
-        }
-    }
-
-    /// Starts a `ChildOf` span, as [`SpanHandle::child`] does.
-    #[inline]
-    pub(crate) fn child(&self, name: Cow<'static, str>) -> EntrySpan {
-        match self {
-            EntrySpan::Owned(parent) => EntrySpan::Owned(parent.child(name)),
-            EntrySpan::Shared(parent) => parent.child(name),
-        }
-    }
-
-    /// A handle that can be shared, with `fill` recorded first if the span is owned (a
-    /// shared span is left as it is: the caller records through its lock).
-    #[cfg(any(feature = "tracing-bridge", feature = "tower"))]
-    #[inline]
-    pub(crate) fn into_shared_with(self, fill: impl FnOnce(&mut LiveSpan)) -> SpanHandle {
-        match self {
-            EntrySpan::Owned(span) => SpanHandle::shared_with(span, fill),
-            EntrySpan::Shared(span) => span,
-        }
-    }
-
-    /// `true` when dropping this handle runs no application code, so it may be dropped
-    /// while a scope stack is borrowed: an owned span that
-    /// [finishes without application code](LiveSpan::finish_runs_no_app_code), or an unsampled one without routing.
-    /// A shared recorded span may be the last handle of a span with a finish callback.
-    pub(crate) fn finish_runs_no_app_code(&self) -> bool {
-        match self {
-            EntrySpan::Owned(span) => span.finish_runs_no_app_code(),
-            EntrySpan::Shared(SpanHandle::NonRecording(state)) => state.routing().is_none(),
-            EntrySpan::Shared(SpanHandle::Recording(_)) => false,
-        }
-    }
-
-    /// A handle that can be shared; an owned span moves behind an `Arc` for it.
-    pub(crate) fn into_shared(self) -> SpanHandle {
-        match self {
-            EntrySpan::Owned(span) => SpanHandle::Recording(SharedLiveSpan::new(span)),
-            EntrySpan::Shared(span) => span,
-        }
-    }
-
-    /// Sets tags if the span is recorded.
-    #[inline]
-    pub(crate) fn set_tags(&mut self, tags: impl IntoIterator<Item = Tag>) {
-        match self {
-            EntrySpan::Owned(span) => span.set_tags(tags),
-            EntrySpan::Shared(SpanHandle::Recording(span)) => {
-                span.with_span(|span| span.set_tags(tags))
-            }
-            EntrySpan::Shared(SpanHandle::NonRecording(_)) => {}
-        }
-    }
-
-    /// Adds a link if the span is recorded.
-    pub(crate) fn add_link(&mut self, link: SpanLink) {
-        match self {
-            EntrySpan::Owned(span) => span.add_link(link),
-            EntrySpan::Shared(SpanHandle::Recording(span)) => {
-                span.with_span(|span| span.add_link(link))
-            }
-            EntrySpan::Shared(SpanHandle::NonRecording(_)) => {}
-        }
-    }
-
-    /// Adds a log entry if the span is recorded.
-    pub(crate) fn log(&mut self, fields: impl IntoIterator<Item = LogField>) {
-        match self {
-            EntrySpan::Owned(span) => span.log(fields),
-            EntrySpan::Shared(SpanHandle::Recording(span)) => {
-                span.with_span(|span| span.log(fields))
-            }
-            EntrySpan::Shared(SpanHandle::NonRecording(_)) => {}
-        }
-    }
-
-    /// Sets the finish callback if the span is recorded. Returns what the caller must drop
-    /// outside its borrows: the replaced callbacks, or `callback` itself if unused.
-    pub(crate) fn set_finish_callback(
-        &mut self,
-        callback: FinishSpanCallback<SpanState>,
-    ) -> Result<ReplacedCallbacks, FinishSpanCallback<SpanState>> {
-        match self {
-            EntrySpan::Owned(span) => Ok(span.set_finish_callback(callback)),
-            EntrySpan::Shared(SpanHandle::Recording(span)) => {
-                Ok(span.set_finish_callback(callback))
-            }
-            EntrySpan::Shared(SpanHandle::NonRecording(_)) => Err(callback),
-        }
     }
 }
 

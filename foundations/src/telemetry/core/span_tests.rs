@@ -1,4 +1,4 @@
-//! Tests of the span shapes: recording, sharing, finish callbacks.
+//! Tests of recording: finish callbacks, shared spans, out-of-order ends, tag order.
 
 use crate::telemetry::TelemetryContext;
 use crate::telemetry::tracing::{self, Span, StartTraceOptions, Tag, TagValue};

@@ -28,9 +28,10 @@
 #[cfg(feature = "user-tracing")]
 use super::entry::UserLink;
 use super::entry::{Entry, RemovedEntry};
+use super::entry_span::EntrySpan;
 use super::identity::SpanState;
 use super::pipeline::{Internal, PerPipeline, Pipeline, RawId, ScopeId, User};
-use super::span::{EntrySpan, SpanHandle};
+use super::span::SpanHandle;
 use std::borrow::Cow;
 use std::cell::RefCell;
 use std::num::NonZeroU64;

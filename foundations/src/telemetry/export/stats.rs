@@ -48,6 +48,9 @@ pub struct ExporterStats {
     pub bytes_sent: u64,
     /// String values cut to the attribute size limit.
     pub truncated_values: u64,
+    /// Roots that the root rate limit (`rate_limit` setting) started unsampled. Not part
+    /// of the balance: an unsampled trace produces no spans.
+    pub roots_rate_limited: u64,
 }
 
 impl ExporterStats {
@@ -125,6 +128,7 @@ impl Counters {
             retries: load(&self.retries),
             bytes_sent: load(&self.bytes_sent),
             truncated_values: load(&self.truncated_values),
+            roots_rate_limited: queue.roots_rate_limited,
         }
     }
 }

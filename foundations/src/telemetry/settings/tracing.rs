@@ -8,6 +8,7 @@
 use super::endpoint::{Endpoint, OtlpProtocol};
 use super::env;
 use super::export::ExportSettings;
+use super::rate_limit::RateLimitSettings;
 use super::{SettingsError, UnknownFields};
 use serde::Deserialize;
 use std::collections::BTreeMap;
@@ -41,6 +42,8 @@ pub struct TracingSettings {
     pub sampling: Option<SamplingSettings>,
     /// Where internal spans go. Default: `none`.
     pub output: TracingOutput,
+    /// The most new roots recorded per second. Default: disabled.
+    pub rate_limit: RateLimitSettings,
     /// The exporter's queue, batching and request knobs, written directly under `tracing:`
     /// (`tracing.max_batch_size`, …).
     #[serde(flatten)]
@@ -61,6 +64,7 @@ impl Default for TracingSettings {
             static_tags: BTreeMap::new(),
             sampling: None,
             output: TracingOutput::None,
+            rate_limit: RateLimitSettings::default(),
             export: ExportSettings::default(),
             unknown: UnknownFields::new(),
         }
@@ -295,6 +299,7 @@ impl TracingSettings {
                 ));
             }
         }
+        self.rate_limit.validate("tracing")?;
         self.export.validate("tracing")?;
         // An `otlp` endpoint's protocol is known only once the environment is read: `resolve`
         // checks it.

@@ -4,6 +4,7 @@
 //! This module owns the `user_tracing:` section and its checks only; it starts nothing.
 
 use super::export::ExportSettings;
+use super::rate_limit::RateLimitSettings;
 use super::{SettingsError, UnknownFields};
 use serde::Deserialize;
 use std::path::PathBuf;
@@ -26,6 +27,9 @@ pub struct UserTracingSettings {
     /// The request header that carries the encoded routing of a request's spans.
     /// Default: `cf-trace-config`.
     pub routing_header: String,
+    /// The most user traces started per second that are recorded; the rest start
+    /// unsampled. Default: disabled.
+    pub rate_limit: RateLimitSettings,
     /// The exporter's queue, batching and request knobs, written directly under
     /// `user_tracing:` (`user_tracing.max_batch_size`, …).
     #[serde(flatten)]
@@ -43,6 +47,7 @@ impl Default for UserTracingSettings {
             socket_path: PathBuf::new(),
             service_name: "unknown_service".to_owned(),
             routing_header: "cf-trace-config".to_owned(),
+            rate_limit: RateLimitSettings::default(),
             export: ExportSettings::default(),
             unknown: UnknownFields::new(),
         }
@@ -116,6 +121,7 @@ impl UserTracingSettings {
                 ),
             ));
         }
+        self.rate_limit.validate("user_tracing")?;
         self.export.validate("user_tracing")
     }
 }

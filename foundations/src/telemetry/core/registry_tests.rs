@@ -1,0 +1,232 @@
+//! Tests of the live registry through the public API: what is listed, and what never is.
+
+use crate::add_span_tags;
+use crate::telemetry::TelemetryContext;
+use crate::telemetry::tracing::{
+    self, LiveTrace, SpanId, StartTraceOptions, TagValue, TraceId, TraceparentContext,
+};
+
+/// Descendant tracking is process-wide: tests here only ever turn it on (the integration
+/// test `live_traces` covers it off, alone in its process).
+fn track_descendants() {
+    tracing::set_live_descendants_enabled(true);
+}
+
+/// The listed trace `trace_id`, if any. Other tests register concurrently: look up by id.
+fn listed(trace_id: TraceId) -> Option<LiveTrace> {
+    tracing::live_traces()
+        .into_iter()
+        .find(|trace| trace.root.trace_id == trace_id)
+}
+
+/// Every span id and trace id the registry lists now, roots and descendants.
+fn listed_ids() -> (Vec<TraceId>, Vec<SpanId>) {
+    let mut traces = Vec::new();
+    let mut spans = Vec::new();
+    for trace in tracing::live_traces() {
+        for span in std::iter::once(&trace.root).chain(&trace.descendants) {
+            traces.push(span.trace_id);
+            spans.push(span.span_id);
+        }
+    }
+    (traces, spans)
+}
+
+#[test]
+fn a_recorded_root_is_listed_with_its_open_descendants_until_it_finishes() {
+    track_descendants();
+    let ctx = TelemetryContext::test();
+    ctx.scope_and(|| {
+        let root = tracing::start_trace("request", StartTraceOptions::default());
+        add_span_tags!("http.route" => "/users", "attempt" => 1);
+        add_span_tags!("attempt" => 2);
+        let trace_id = tracing::trace_id().unwrap();
+        let root_id = tracing::span_id().unwrap();
+        let child = tracing::span("load");
+        let child_id = tracing::span_id().unwrap();
+        let grandchild = tracing::span("query");
+        let grandchild_id = tracing::span_id().unwrap();
+
+        let trace = listed(trace_id).expect("the recorded root is listed");
+        assert_eq!(trace.root.name, "request");
+        assert_eq!(trace.root.span_id, root_id);
+        assert_eq!(trace.root.parent_span_id, None);
+        let tags: Vec<_> = trace
+            .root
+            .tags
+            .iter()
+            .map(|(name, _)| name.as_str())
+            .collect();
+        assert_eq!(tags, ["http.route", "attempt"]);
+        assert_eq!(trace.root.tags[1].1, TagValue::Integer(2));
+        let names: Vec<_> = trace.descendants.iter().map(|s| s.name.as_str()).collect();
+        assert_eq!(names, ["load", "query"]);
+        assert_eq!(trace.descendants[0].span_id, child_id);
+        assert_eq!(trace.descendants[0].parent_span_id, Some(root_id));
+        assert_eq!(trace.descendants[1].span_id, grandchild_id);
+        assert_eq!(trace.descendants[1].parent_span_id, Some(child_id));
+        assert!(trace.root.start_time <= trace.descendants[0].start_time);
+
+        drop(grandchild);
+        let trace = listed(trace_id).unwrap();
+        assert_eq!(trace.descendants.len(), 1, "a finished descendant leaves");
+        drop(child);
+        drop(root);
+        assert!(listed(trace_id).is_none(), "a finished root leaves");
+    });
+    assert_eq!(ctx.traces(Default::default())[0].iter().count(), 3);
+}
+
+#[test]
+fn unsampled_roots_and_their_children_are_not_listed() {
+    let ctx = TelemetryContext::test();
+    ctx.scope_and(|| {
+        let _root =
+            tracing::start_trace("quiet", StartTraceOptions::default().force_sampling(false));
+        let _child = tracing::span("quiet_child");
+        let trace_id = tracing::trace_id().unwrap();
+        assert!(listed(trace_id).is_none());
+        assert!(!listed_ids().0.contains(&trace_id));
+    });
+}
+
+#[test]
+fn a_continued_root_names_its_remote_parent() {
+    let ctx = TelemetryContext::test();
+    ctx.scope_and(|| {
+        let inbound: TraceparentContext = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"
+            .parse()
+            .unwrap();
+        let _root = tracing::start_trace(
+            "continued",
+            StartTraceOptions::default().continue_trace(inbound, None),
+        );
+        let trace = listed(inbound.trace_id).expect("listed");
+        assert_eq!(trace.root.parent_span_id, Some(inbound.parent_id));
+    });
+}
+
+#[test]
+fn descendants_opened_in_other_threads_are_listed_under_their_root() {
+    track_descendants();
+    let ctx = TelemetryContext::test();
+    let (trace_id, shared) = ctx.scope_and(|| {
+        let root = tracing::start_trace("fan_out", StartTraceOptions::default());
+        (tracing::trace_id().unwrap(), root.into_context())
+    });
+    let (opened, release) = (std::sync::Barrier::new(2), std::sync::Barrier::new(2));
+    std::thread::scope(|scope| {
+        scope.spawn(|| {
+            shared.scope_and(|| {
+                let _worker = tracing::span("worker");
+                opened.wait();
+                release.wait();
+            })
+        });
+        opened.wait();
+        let trace = listed(trace_id).expect("the shared root is listed");
+        assert_eq!(trace.descendants[0].name, "worker");
+        release.wait();
+    });
+    drop(shared);
+    assert!(listed(trace_id).is_none());
+}
+
+#[cfg(feature = "user-tracing")]
+mod user_spans {
+    use super::*;
+    use crate::telemetry::user_tracing::{self, RoutingMetadata};
+
+    #[derive(Debug)]
+    struct Tenant;
+
+    impl RoutingMetadata for Tenant {
+        fn group_key(&self) -> String {
+            "t".into()
+        }
+        fn encode(&self) -> String {
+            "tenant=1".into()
+        }
+    }
+
+    /// The current user span's ids.
+    fn user_ids() -> (TraceId, SpanId) {
+        let tp = user_tracing::w3c_traceparent().expect("a user span is current");
+        (tp.trace_id, tp.parent_id)
+    }
+
+    fn assert_never_listed(user_trace: TraceId, user_spans: &[SpanId]) {
+        let (traces, spans) = listed_ids();
+        assert!(!traces.contains(&user_trace), "a user trace is listed");
+        for span in user_spans {
+            assert!(!spans.contains(span), "a user span is listed");
+        }
+        assert!(
+            tracing::live_traces()
+                .iter()
+                .flat_map(|t| std::iter::once(&t.root).chain(&t.descendants))
+                .all(|span| !span.name.starts_with("user_only")),
+            "a user span's name is listed"
+        );
+    }
+
+    #[test]
+    fn user_roots_and_user_spans_are_never_listed() {
+        track_descendants();
+        let ctx = TelemetryContext::test();
+        ctx.scope_and(|| {
+            let _root = user_tracing::start_user_trace("user_only_root", Tenant, None);
+            let (user_trace, root_id) = user_ids();
+            let _child = user_tracing::user_span("user_only_child");
+            let (_, child_id) = user_ids();
+            assert_never_listed(user_trace, &[root_id, child_id]);
+        });
+        assert_eq!(ctx.user_traces(Default::default())[0].iter().count(), 2);
+    }
+
+    #[test]
+    fn a_dual_span_lists_only_its_internal_half() {
+        track_descendants();
+        let ctx = TelemetryContext::test();
+        ctx.scope_and(|| {
+            let _user_root = user_tracing::start_user_trace("user_only_root", Tenant, None);
+            let (user_trace, user_root) = user_ids();
+            let _root = tracing::start_trace("internal_root", StartTraceOptions::default());
+            let trace_id = tracing::trace_id().unwrap();
+            let _both = user_tracing::dual_span("both");
+            let (_, user_both) = user_ids();
+            let internal_both = tracing::span_id().unwrap();
+
+            let trace = listed(trace_id).expect("the internal root is listed");
+            assert_eq!(trace.descendants.len(), 1);
+            assert_eq!(trace.descendants[0].span_id, internal_both);
+            assert_never_listed(user_trace, &[user_root, user_both]);
+        });
+        assert_eq!(
+            ctx.user_traces(Default::default())[0].children[0].name,
+            "both"
+        );
+    }
+
+    #[test]
+    fn a_user_trace_started_inside_an_internal_span_is_never_listed() {
+        track_descendants();
+        let ctx = TelemetryContext::test();
+        ctx.scope_and(|| {
+            let _root = tracing::start_trace("internal_root", StartTraceOptions::default());
+            let trace_id = tracing::trace_id().unwrap();
+            let _inner = tracing::span("internal_child");
+            let _user_root = user_tracing::start_user_trace("user_only_inner", Tenant, None);
+            let (user_trace, user_root) = user_ids();
+            let _user_child = user_tracing::user_span("user_only_grandchild");
+            let (_, user_child) = user_ids();
+            let _dual = tracing::span("dual_inside").with_user_span();
+            let (_, user_dual) = user_ids();
+
+            let trace = listed(trace_id).unwrap();
+            let names: Vec<_> = trace.descendants.iter().map(|s| s.name.as_str()).collect();
+            assert_eq!(names, ["internal_child", "dual_inside"]);
+            assert_never_listed(user_trace, &[user_root, user_child, user_dual]);
+        });
+    }
+}
