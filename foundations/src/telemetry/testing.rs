@@ -30,6 +30,20 @@ use std::ops::Deref;
 use std::sync::Arc;
 use std::time::SystemTime;
 
+/// A span of this name makes the exporter worker that encodes it panic: tests use it to
+/// provoke a worker's death and check that it is restarted and that the spans it held are
+/// counted (`ExporterStats::dropped_worker_panicked`). Only builds with the `testing`
+/// feature look for it.
+///
+/// # Examples
+///
+/// ```
+/// use foundations::telemetry::testing::PANIC_IN_EXPORT;
+///
+/// assert!(PANIC_IN_EXPORT.starts_with("foundations."));
+/// ```
+pub const PANIC_IN_EXPORT: &str = "foundations.testing.panic_in_export";
+
 /// Collects finished spans of one pipeline of one test context.
 #[derive(Default)]
 struct TestSink {

@@ -112,6 +112,11 @@ impl OtlpEncoder {
         let mut chunk: Vec<u8> = Vec::new();
         let mut chunk_spans = 0;
         for span in spans {
+            // A fault tests provoke on purpose; never compiled into builds without `testing`.
+            #[cfg(feature = "testing")]
+            if span.name() == crate::telemetry::testing::PANIC_IN_EXPORT {
+                panic!("a span named {:?} was exported", span.name());
+            }
             let start = chunk.len();
             write_span(span, &self.static_tags, &mut chunk, counts);
             let span_bytes = chunk.len() - start;
