@@ -41,7 +41,8 @@
 pub use super::macros as __private;
 
 pub use crate::telemetry::core::identity::{Span, SpanState};
-pub use crate::telemetry::core::links::{MAX_LINKS, SpanLink};
+pub use crate::telemetry::core::limits::MAX_LINKS;
+pub use crate::telemetry::core::links::SpanLink;
 pub use crate::telemetry::core::status::{MAX_EXCEPTION_MESSAGE_BYTES, SpanKind, SpanStatus};
 pub use crate::telemetry::propagation::ids::{SpanId, TraceFlags, TraceId};
 pub use crate::telemetry::propagation::traceparent::{
@@ -381,7 +382,8 @@ pub fn w3c_tracestate() -> Option<TraceState> {
 
 /// Links the current span to the span `context` names (of another trace, typically), with
 /// `attributes`; a no-op unless the span is recorded. Exported as an OTLP link. A span keeps
-/// at most [`MAX_LINKS`] links; more are dropped and counted in `dropped_links_count`.
+/// at most `tracing.span_limits.max_links` links (default [`MAX_LINKS`]); more are dropped
+/// and counted in `dropped_links_count`.
 ///
 /// # Examples
 ///

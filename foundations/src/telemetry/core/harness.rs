@@ -13,6 +13,7 @@
 
 use super::finished::FinishedSpan;
 use super::identity::{ParentSpan, RawFinishedSpan, SpanState};
+use super::limits::SpanLimits;
 use super::pipeline::{PerPipeline, Pipeline};
 use super::queue::{SpanDrain, SpanQueue};
 use super::routing::Routing;
@@ -99,14 +100,15 @@ impl Sink {
     }
 }
 
-/// Hands spans that finished as `cf_rustracing` spans to a sink, as records.
-struct RawSpanConsumer(Sink);
+/// Hands spans that finished as `cf_rustracing` spans to a sink, as records bounded by the
+/// pipeline's span limits.
+struct RawSpanConsumer(Sink, SpanLimits);
 
 impl SpanConsumer<SpanState> for RawSpanConsumer {
     fn consume_span(&self, span: RawFinishedSpan) {
         // Converted here, on the finishing thread, so the raw span's buffers are freed
         // where they were allocated (see the `finished` module).
-        self.0.push_with(|| FinishedSpan::from_raw(&span));
+        self.0.push_with(|| FinishedSpan::from_raw(&span, &self.1));
     }
 }
 
@@ -128,9 +130,10 @@ pub(crate) enum RootSampling {
     Always,
 }
 
-/// A pipeline's sampling policy and span sink.
+/// A pipeline's sampling policy, span limits and span sink.
 pub(crate) struct Harness {
     sink: Sink,
+    limits: SpanLimits,
     /// Starts the spans that need a full `cf_rustracing` span; its consumer feeds `sink`.
     tracer: cf_rustracing::Tracer<AllSampler, SpanState>,
     sampling: RootSampling,
@@ -149,16 +152,26 @@ pub(crate) struct RootOptions {
 impl Harness {
     /// A harness whose spans go to `sink` (a test context's).
     #[cfg(feature = "testing")]
-    pub(crate) fn new(sampling: RootSampling, sink: Arc<dyn SpanSink>) -> Self {
-        Self::with_sink(sampling, Sink::Other(sink))
+    pub(crate) fn new(sampling: RootSampling, sink: Arc<dyn SpanSink>, limits: SpanLimits) -> Self {
+        Self::with_sink(sampling, Sink::Other(sink), limits)
     }
 
-    fn with_sink(sampling: RootSampling, sink: Sink) -> Self {
+    fn with_sink(sampling: RootSampling, sink: Sink, limits: SpanLimits) -> Self {
         Self {
-            tracer: cf_rustracing::Tracer::with_consumer(AllSampler, RawSpanConsumer(sink.clone())),
+            tracer: cf_rustracing::Tracer::with_consumer(
+                AllSampler,
+                RawSpanConsumer(sink.clone(), limits),
+            ),
             sink,
+            limits,
             sampling,
         }
+    }
+
+    /// What one span of this pipeline keeps.
+    #[inline]
+    pub(crate) fn limits(&self) -> &SpanLimits {
+        &self.limits
     }
 
     pub(crate) fn tracer(&self) -> &cf_rustracing::Tracer<AllSampler, SpanState> {
@@ -270,6 +283,7 @@ pub struct HarnessOptions {
     sampling_ratio: f64,
     parent_based: bool,
     max_queue_size: Option<usize>,
+    span_limits: SpanLimits,
 }
 
 // Public through `telemetry::testing`: some accessors are for its users only.
@@ -316,6 +330,18 @@ impl HarnessOptions {
     pub fn get_parent_based(&self) -> bool {
         self.parent_based
     }
+
+    /// What one span keeps: attributes, events, attributes per event, links, value length.
+    /// Default: [`SpanLimits::default`] (OpenTelemetry's).
+    pub fn span_limits(mut self, limits: SpanLimits) -> Self {
+        self.span_limits = limits;
+        self
+    }
+
+    /// The configured span limits.
+    pub fn get_span_limits(&self) -> SpanLimits {
+        self.span_limits
+    }
 }
 
 impl Default for HarnessOptions {
@@ -324,6 +350,7 @@ impl Default for HarnessOptions {
             sampling_ratio: Self::DEFAULT_SAMPLING_RATIO,
             parent_based: true,
             max_queue_size: Some(Self::DEFAULT_MAX_QUEUE_SIZE),
+            span_limits: SpanLimits::default(),
         }
     }
 }
@@ -373,7 +400,11 @@ pub(crate) fn install<P: Pipeline>(options: &HarnessOptions) -> Result<SpanDrain
     let (queue, drain) = SpanDrain::new(options.max_queue_size);
     HARNESSES
         .get::<P>()
-        .set(Harness::with_sink(sampling, Sink::Queue(queue)))
+        .set(Harness::with_sink(
+            sampling,
+            Sink::Queue(queue),
+            options.span_limits,
+        ))
         .map_err(|_| InstallError::AlreadyInstalled)?;
     Ok(drain)
 }

@@ -3,11 +3,16 @@
 use super::super::queue::QueueStats;
 use super::super::span::EntrySpan;
 use super::*;
+use crate::telemetry::core::limits::SpanLimits;
 use std::time::{Duration, Instant};
 
 fn harness(max_len: Option<usize>) -> (Arc<Harness>, SpanDrain) {
     let (queue, drain) = SpanDrain::new(max_len);
-    let harness = Harness::with_sink(RootSampling::Always, Sink::Queue(queue));
+    let harness = Harness::with_sink(
+        RootSampling::Always,
+        Sink::Queue(queue),
+        SpanLimits::default(),
+    );
     (Arc::new(harness), drain)
 }
 
@@ -106,7 +111,11 @@ use crate::telemetry::propagation::traceparent::TraceparentContext;
 
 fn sampled_share(sampling: RootSampling, inbound: Option<&str>) -> f64 {
     let (queue, _drain) = SpanDrain::new(None);
-    let harness = Arc::new(Harness::with_sink(sampling, Sink::Queue(queue)));
+    let harness = Arc::new(Harness::with_sink(
+        sampling,
+        Sink::Queue(queue),
+        SpanLimits::default(),
+    ));
     let runs = 4_000;
     let sampled = (0..runs)
         .filter(|_| {
@@ -162,6 +171,7 @@ fn an_unsampled_continued_root_has_its_own_span_id_and_keeps_the_flags() {
     let harness = HarnessRef::Owned(Arc::new(Harness::with_sink(
         RootSampling::Ratio(1.0),
         Sink::Queue(queue),
+        SpanLimits::default(),
     )));
     for (inbound, flags) in [
         // Random trace id, not sampled: the W3C suite's case.

@@ -12,6 +12,7 @@
 //! - [`ExportSettings`]: the exporter knobs of both sections, written once and flattened into
 //!   each, so `tracing.max_batch_size` and `user_tracing.max_batch_size` are the same knob
 //!   with the same default and the same check.
+//! - [`SpanLimitsSettings`]: the `span_limits` block of each section, the same for both.
 //!
 //! ```
 //! use foundations::telemetry::settings::TelemetrySettings;
@@ -44,6 +45,7 @@
 mod endpoint;
 mod env;
 mod export;
+mod limits;
 mod tracing;
 #[cfg(feature = "user-tracing")]
 mod user;
@@ -51,6 +53,7 @@ mod user;
 pub use endpoint::OtlpProtocol;
 pub(crate) use endpoint::{Endpoint, TRACES_PATH};
 pub use export::{Compression, ExportSettings, RetrySettings};
+pub use limits::SpanLimitsSettings;
 pub use tracing::{ResolvedTracing, SamplingSettings, TracingOutput, TracingSettings};
 #[cfg(feature = "user-tracing")]
 pub use user::UserTracingSettings;

@@ -8,6 +8,7 @@
 use super::endpoint::{Endpoint, OtlpProtocol};
 use super::env;
 use super::export::ExportSettings;
+use super::limits::SpanLimitsSettings;
 use super::{SettingsError, UnknownFields};
 use serde::Deserialize;
 use std::collections::BTreeMap;
@@ -45,6 +46,9 @@ pub struct TracingSettings {
     /// (`tracing.max_batch_size`, …).
     #[serde(flatten)]
     pub export: ExportSettings,
+    /// How much one span keeps (`tracing.span_limits.max_attributes`, …). Default:
+    /// OpenTelemetry's (128 attributes, events, attributes per event and links).
+    pub span_limits: SpanLimitsSettings,
     /// Keys no field took; must stay the last field (flattened fields take their keys in
     /// field order, and a map takes whatever is left).
     #[serde(flatten)]
@@ -62,6 +66,7 @@ impl Default for TracingSettings {
             sampling: None,
             output: TracingOutput::None,
             export: ExportSettings::default(),
+            span_limits: SpanLimitsSettings::default(),
             unknown: UnknownFields::new(),
         }
     }
@@ -296,6 +301,7 @@ impl TracingSettings {
             }
         }
         self.export.validate("tracing")?;
+        self.span_limits.validate("tracing")?;
         // An `otlp` endpoint's protocol is known only once the environment is read: `resolve`
         // checks it.
         let parsed = match &self.output {
