@@ -331,8 +331,8 @@ impl Bounded {
         self.events += 1;
     }
 
-    /// Counts log entries added beyond the limit where the span did not see them (by its
-    /// finish callback, on the `cf_rustracing` span).
+    /// Counts `n` log entries as dropped: added beyond the limit where the span did not see
+    /// them (by its finish callback), or left without any field the limits kept.
     pub(crate) fn count_dropped_events(&mut self, n: usize) {
         count(
             &mut self.dropped_events,

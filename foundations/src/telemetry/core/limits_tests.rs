@@ -176,3 +176,21 @@ fn the_links_limit_comes_from_the_span_limits() {
     assert_eq!(root.links.len(), 2);
     assert_eq!(root.dropped_links_count, 3);
 }
+
+#[test]
+fn an_entry_whose_fields_are_all_over_the_limit_counts_as_a_dropped_event() {
+    let root = one_root(
+        SpanLimits::default().with_max_attributes_per_event(0),
+        || {
+            add_span_log_fields!("a" => "1", "b" => "2");
+            add_span_log_fields!("event" => "named", "c" => "3");
+        },
+    );
+    assert_eq!(root.logs.len(), 1);
+    assert_eq!(
+        root.logs[0].fields,
+        [("event".to_owned(), "named".to_owned())]
+    );
+    assert_eq!(root.logs[0].dropped_attributes_count, 1);
+    assert_eq!(root.dropped_events_count, 1);
+}

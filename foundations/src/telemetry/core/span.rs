@@ -145,9 +145,13 @@ impl LiveSpan {
                 log.field(field);
             }
         });
-        // An entry without fields is not recorded (`cf_rustracing` skips it).
+        // An entry without fields is not recorded (`cf_rustracing` skips it); one that had
+        // fields, all over the limit, is counted as a dropped event.
+        let bounded = self.bounded.get_or_insert_default();
         if kept_any {
-            self.bounded.get_or_insert_default().kept_event(dropped);
+            bounded.kept_event(dropped);
+        } else if dropped > 0 {
+            bounded.count_dropped_events(1);
         }
     }
 
