@@ -2,8 +2,11 @@
 //! [`Work`] it runs (an exporter's workers, or the worker that discards spans when a
 //! pipeline has no output).
 //!
-//! This module owns the threads and their life; it starts nothing by itself (`init` does)
-//! and decides nothing about what is sent.
+//! A worker that panics, whatever the cause, is restarted here; the worker module settles
+//! what it held (counted as `dropped_worker_panicked`, the restart as `worker_restarts`).
+//!
+//! This module owns the threads and their life, and its workers'; it starts nothing by
+//! itself (`init` does) and decides nothing about what is sent.
 
 use super::worker::{Exporter, Phase};
 use crate::telemetry::core::queue::SpanDrain;

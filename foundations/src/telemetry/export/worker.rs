@@ -8,6 +8,10 @@
 //! and counts what is left as dropped. A worker whose driver is dropped without a shutdown
 //! keeps exporting for the life of the process.
 //!
+//! Each worker counts on counters of its own (the exporter's stats sum them), so that when
+//! one panics, what it took from the queue and had not settled yet is known exactly and is
+//! counted as dropped before the worker is restarted.
+//!
 //! Every worker has at most one request in flight. This module owns the loop and delivery;
 //! it does not change spans (that is `otlp`) or decide what is recorded (that is the
 //! harness).

@@ -27,7 +27,8 @@
 //!   size limit, with the resource and scope encoded once.
 //!
 //! This module owns the wire format only. It reads finished records and knows nothing of
-//! queues, routing or transport.
+//! queues, routing or transport. (With the `testing` feature, encoding a span named
+//! `testing::PANIC_IN_EXPORT` panics: a fault tests provoke in an exporter worker.)
 
 mod view;
 mod wire;
