@@ -111,7 +111,8 @@ impl SpanLimits {
         self
     }
 
-    /// Longest string value of a tag or log field, in bytes (cut at a character boundary);
+    /// Longest string value of a tag, log field or link attribute, in bytes (cut at a
+    /// character boundary);
     /// `None` (the default) keeps values whole, up to the exporter's 64 KiB.
     pub fn with_max_attribute_value_length(mut self, max: Option<usize>) -> Self {
         self.max_attribute_value_length = max;
@@ -282,7 +283,7 @@ pub(crate) fn finish_tags(tags: &mut InlineTags, bounded: &mut Bounded) {
 
 /// `tag`, its string value cut to the value length limit.
 #[inline]
-fn bounded_tag(tag: Tag, limits: &SpanLimits) -> Tag {
+pub(crate) fn bounded_tag(tag: Tag, limits: &SpanLimits) -> Tag {
     match (limits.max_attribute_value_length, tag.value()) {
         (Some(max), TagValue::String(value)) if value.len() > max => {
             let value = cut(value, max);

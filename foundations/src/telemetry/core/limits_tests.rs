@@ -158,14 +158,17 @@ fn tags_set_after_a_log_and_by_a_finish_callback_obey_the_limit() {
 
 #[test]
 fn the_links_limit_comes_from_the_span_limits() {
-    let ctx = TelemetryContext::test_with_span_limits(SpanLimits::default().with_max_links(2));
+    let limits = SpanLimits::default()
+        .with_max_links(2)
+        .with_max_attribute_value_length(Some(2));
+    let ctx = TelemetryContext::test_with_span_limits(limits);
     ctx.scope_and(|| {
         let _other = tracing::start_trace("other", StartTraceOptions::default());
         let target = tracing::w3c_traceparent().unwrap();
         drop(_other);
         let _root = tracing::start_trace("root", StartTraceOptions::default());
         for _ in 0..5 {
-            tracing::add_link(target, None, Vec::new());
+            tracing::add_link(target, None, [Tag::new("k", "long")]);
         }
     });
     let root = ctx
@@ -175,6 +178,7 @@ fn the_links_limit_comes_from_the_span_limits() {
         .unwrap();
     assert_eq!(root.links.len(), 2);
     assert_eq!(root.dropped_links_count, 3);
+    assert_eq!(root.links[0].attributes[0].value(), &TagValue::from("lo"));
 }
 
 #[test]

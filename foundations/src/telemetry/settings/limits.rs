@@ -47,8 +47,8 @@ pub struct SpanLimitsSettings {
     /// Links a span keeps. Default: 128.
     #[serde(deserialize_with = "number::plain")]
     pub max_links: usize,
-    /// Longest string value of a tag or log field, in bytes (cut at a character boundary
-    /// when the span records it). Default: none (the exporter still cuts at 64 KiB).
+    /// Longest string value of a tag, log field or link attribute, in bytes (cut at a
+    /// character boundary when the span records it). Default: none (the exporter still cuts at 64 KiB).
     #[serde(deserialize_with = "number::optional")]
     pub max_attribute_value_length: Option<usize>,
 }
