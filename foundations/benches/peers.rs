@@ -16,18 +16,18 @@ mod common;
 
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use fastrace::collector::{Config, Reporter, SpanContext};
+use fastrace::future::FutureExt as _;
 use fastrace::local::LocalSpan;
 use fastrace::prelude::SpanRecord;
-use fastrace::future::FutureExt as _;
 use foundations::add_user_span_tags;
 use foundations::telemetry::TelemetryContext;
 use foundations::telemetry::testing::{HarnessOptions, install_tracing, install_user_tracing};
 use foundations::telemetry::tracing::{self, StartTraceOptions};
+use foundations::telemetry::user_tracing::{self, RoutingMetadata};
 use std::future::Future;
 use std::pin::{Pin, pin};
 use std::task::{Context, Poll, Waker};
 use std::time::{Duration, Instant};
-use foundations::telemetry::user_tracing::{self, RoutingMetadata};
 
 #[cfg(feature = "bench-jemalloc")]
 #[global_allocator]

@@ -25,7 +25,7 @@
 //! This module owns the limits and the bounded recording; it does not know which span is
 //! current or where finished spans go.
 
-use super::links::SpanLinks;
+use super::links::{SpanLink, SpanLinks};
 use crate::telemetry::propagation::ids::SpanId;
 use cf_rustracing::log::LogField;
 use cf_rustracing::tag::{Tag, TagValue};
@@ -283,7 +283,7 @@ pub(crate) fn finish_tags(tags: &mut InlineTags, bounded: &mut Bounded) {
 
 /// `tag`, its string value cut to the value length limit.
 #[inline]
-pub(crate) fn bounded_tag(tag: Tag, limits: &SpanLimits) -> Tag {
+fn bounded_tag(tag: Tag, limits: &SpanLimits) -> Tag {
     match (limits.max_attribute_value_length, tag.value()) {
         (Some(max), TagValue::String(value)) if value.len() > max => {
             let value = cut(value, max);
@@ -291,6 +291,17 @@ pub(crate) fn bounded_tag(tag: Tag, limits: &SpanLimits) -> Tag {
         }
         _ => tag,
     }
+}
+
+/// `link`, its string attribute values cut to the value length limit.
+pub(crate) fn bounded_link(mut link: SpanLink, limits: &SpanLimits) -> SpanLink {
+    if limits.max_attribute_value_length.is_some() {
+        link.attributes = std::mem::take(&mut link.attributes)
+            .into_iter()
+            .map(|tag| bounded_tag(tag, limits))
+            .collect();
+    }
+    link
 }
 
 /// `field`, its value cut to the value length limit.

@@ -126,16 +126,11 @@ impl LiveSpan {
 
     /// Adds a link (its string attribute values cut to the value length limit), or counts it
     /// as dropped past the links limit.
-    pub(crate) fn add_link(&mut self, mut link: SpanLink) {
+    pub(crate) fn add_link(&mut self, link: SpanLink) {
         let limits = self.harness.limits();
-        if limits.max_attribute_value_length().is_some() {
-            link.attributes = std::mem::take(&mut link.attributes)
-                .into_iter()
-                .map(|tag| limits::bounded_tag(tag, limits))
-                .collect();
-        }
-        let max = limits.max_links();
-        self.bounded.get_or_insert_default().links.push(link, max);
+        let link = limits::bounded_link(link, limits);
+        let bounded = self.bounded.get_or_insert_default();
+        bounded.links.push(link, limits.max_links());
     }
 
     /// Adds a log entry, timestamped now, or counts it as dropped past the events limit;
