@@ -45,6 +45,8 @@ pub enum Reply {
     },
     /// Never answer (the connection stays open until the client gives up).
     Hang,
+    /// `200`, as [`Reply::Ok`], after waiting this long: a slow receiver.
+    Delay(Duration),
 }
 
 /// A request the sink received.
@@ -375,6 +377,7 @@ async fn handle(
         Reply::Partial { rejected, .. } => format!("partial {rejected}"),
         Reply::Status { code, .. } => format!("status {code}"),
         Reply::Hang => "hang".to_owned(),
+        Reply::Delay(delay) => format!("ok after {delay:?}"),
     };
     shared.received.lock().push(Received {
         path,
@@ -405,6 +408,10 @@ async fn handle(
         Reply::Hang => {
             std::future::pending::<()>().await;
             unreachable!()
+        }
+        Reply::Delay(delay) => {
+            tokio::time::sleep(delay).await;
+            ok(ExportTraceServiceResponse::default())
         }
     };
     Ok(response)

@@ -12,6 +12,7 @@
 //! they are encoded and sent (that is `export`'s).
 
 use crate::telemetry::core::harness::{self, HarnessOptions, InstallError};
+use crate::telemetry::core::limits::SpanLimits;
 #[cfg(feature = "user-tracing")]
 use crate::telemetry::core::pipeline::User;
 use crate::telemetry::core::pipeline::{Internal, Pipeline};
@@ -19,6 +20,7 @@ use crate::telemetry::core::queue::SpanDrain;
 use crate::telemetry::export::{
     Exporter, ExporterConfig, ExporterStats, ExporterThread, OtlpEncoder, Phase, Transport, Work,
 };
+use crate::telemetry::settings::SpanLimitsSettings;
 use crate::telemetry::settings::{
     Endpoint, OtlpProtocol, ResolvedTracing, SettingsError, TelemetrySettings, TracingSettings,
 };
@@ -240,7 +242,8 @@ fn prepare_internal(
         .sampling_ratio(resolved.sampling_ratio)
         .parent_based(resolved.parent_based)
         .max_queue_size(tracing_settings.export.max_queue_size)
-        .max_roots_per_second(tracing_settings.rate_limit.limit());
+        .max_roots_per_second(tracing_settings.rate_limit.limit())
+        .span_limits(span_limits(&tracing_settings.span_limits));
     let exporter = match &resolved.endpoint {
         Some(endpoint) => {
             // Reads and parses the CA bundle: a bad one fails here, before any install.
@@ -259,6 +262,16 @@ fn prepare_internal(
         None => None,
     };
     Ok(Prepared { options, exporter })
+}
+
+/// The core's span limits from a section's (validated) `span_limits`.
+fn span_limits(settings: &SpanLimitsSettings) -> SpanLimits {
+    SpanLimits::default()
+        .with_max_attributes(settings.max_attributes)
+        .with_max_events(settings.max_events)
+        .with_max_attributes_per_event(settings.max_attributes_per_event)
+        .with_max_links(settings.max_links)
+        .with_max_attribute_value_length(settings.max_attribute_value_length)
 }
 
 /// The internal exporter's transport to its resolved endpoint, in its resolved protocol.
@@ -304,7 +317,8 @@ fn prepare_user(
     Ok(Prepared {
         options: HarnessOptions::default()
             .max_queue_size(user.export.max_queue_size)
-            .max_roots_per_second(user.rate_limit.limit()),
+            .max_roots_per_second(user.rate_limit.limit())
+            .span_limits(span_limits(&user.span_limits)),
         exporter: Some((config, transport)),
     })
 }

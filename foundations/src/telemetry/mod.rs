@@ -40,6 +40,7 @@ pub use api::internal as tracing;
 pub use api::user as user_tracing;
 
 pub use context::{TelemetryContext, TelemetryScope, WithTelemetryContext, spawn, spawn_local};
+pub use core::limits::SpanLimits;
 pub use export::ExporterStats;
 #[cfg(feature = "user-tracing")]
 pub use init::user_exporter_stats;

@@ -17,6 +17,7 @@ pub use crate::telemetry::core::queue::{QueueStats, SpanDrain};
 
 use crate::telemetry::TelemetryContext;
 use crate::telemetry::core::harness::{self, Harness, RootSampling, SpanSink};
+use crate::telemetry::core::limits::SpanLimits;
 use crate::telemetry::core::links::SpanLink;
 use crate::telemetry::core::pipeline::{Internal, PerPipeline};
 use crate::telemetry::core::status::{SpanKind, SpanStatus};
@@ -29,6 +30,20 @@ use std::future::Future;
 use std::ops::Deref;
 use std::sync::Arc;
 use std::time::SystemTime;
+
+/// A span of this name makes the exporter worker that encodes it panic: tests use it to
+/// provoke a worker's death and check that it is restarted and that the spans it held are
+/// counted (`ExporterStats::dropped_worker_panicked`). Only builds with the `testing`
+/// feature look for it.
+///
+/// # Examples
+///
+/// ```
+/// use foundations::telemetry::testing::PANIC_IN_EXPORT;
+///
+/// assert!(PANIC_IN_EXPORT.starts_with("foundations."));
+/// ```
+pub const PANIC_IN_EXPORT: &str = "foundations.testing.panic_in_export";
 
 /// Collects finished spans of one pipeline of one test context.
 #[derive(Default)]
@@ -62,10 +77,33 @@ impl TelemetryContext {
     /// assert_eq!(traces[0].children[0].name, "child");
     /// ```
     pub fn test() -> TestTelemetryContext {
+        Self::test_with_span_limits(SpanLimits::default())
+    }
+
+    /// Like [`test`](Self::test), with span limits other than the defaults, for both
+    /// pipelines.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use foundations::add_span_tags;
+    /// use foundations::telemetry::{SpanLimits, TelemetryContext};
+    /// use foundations::telemetry::tracing::{self, StartTraceOptions};
+    ///
+    /// let ctx = TelemetryContext::test_with_span_limits(SpanLimits::default().with_max_attributes(2));
+    /// ctx.scope_and(|| {
+    ///     let _root = tracing::start_trace("root", StartTraceOptions::default());
+    ///     add_span_tags!("a" => 1, "b" => 2, "c" => 3);
+    /// });
+    /// let root = &ctx.traces(Default::default())[0];
+    /// assert_eq!(root.tags.len(), 2);
+    /// assert_eq!(root.dropped_attributes_count, 1);
+    /// ```
+    pub fn test_with_span_limits(limits: SpanLimits) -> TestTelemetryContext {
         crate::telemetry::core::current::note_test_harness();
         let sinks = PerPipeline::new(Arc::new(TestSink::default()), Arc::new(TestSink::default()));
-        let internal = Harness::new(RootSampling::Ratio(1.0), sinks.internal.clone());
-        let user = Harness::new(RootSampling::Always, sinks.user.clone());
+        let internal = Harness::new(RootSampling::Ratio(1.0), sinks.internal.clone(), limits);
+        let user = Harness::new(RootSampling::Always, sinks.user.clone(), limits);
         let ctx = TelemetryContext::with_test_harnesses(PerPipeline::new(
             Some(Arc::new(internal)),
             Some(Arc::new(user)),
@@ -154,6 +192,8 @@ pub struct TestLog {
     pub time: SystemTime,
     /// Its fields, sorted by name.
     pub fields: Vec<(String, String)>,
+    /// Fields beyond the per-event attribute limit, dropped.
+    pub dropped_attributes_count: u32,
 }
 
 /// A finished span and its finished children, as [`TestTelemetryContext::traces`] shows them.
@@ -173,18 +213,22 @@ pub struct TestSpan {
     pub flags: TraceFlags,
     /// The W3C `tracestate` carried by the trace.
     pub trace_state: Option<TraceState>,
-    /// Tags, sorted by name.
+    /// Tags, sorted by name (at most the attribute limit).
     pub tags: Vec<(String, TagValue)>,
+    /// Tags set beyond the attribute limit, dropped (OTLP `dropped_attributes_count`).
+    pub dropped_attributes_count: u32,
     /// The span's kind, as exported (from the `span.kind` tag; default `Internal`).
     pub kind: SpanKind,
     /// The span's status, as exported (from the status tags, the last one set winning).
     pub status: SpanStatus,
     /// The span's links, in the order added.
     pub links: Vec<SpanLink>,
-    /// Links added beyond [`MAX_LINKS`](crate::telemetry::tracing::MAX_LINKS) and dropped.
+    /// Links added beyond the links limit and dropped.
     pub dropped_links_count: u32,
-    /// Log entries, in the order recorded.
+    /// Log entries, in the order recorded (at most the events limit).
     pub logs: Vec<TestLog>,
+    /// Log entries added beyond the events limit, dropped (OTLP `dropped_events_count`).
+    pub dropped_events_count: u32,
     /// Start time.
     pub start_time: SystemTime,
     /// Finish time.
@@ -246,6 +290,7 @@ fn to_test_span(span: &FinishedSpan) -> TestSpan {
         flags: state.flags(),
         trace_state: state.trace_state().cloned(),
         tags,
+        dropped_attributes_count: span.dropped_attributes_count(),
         kind,
         status,
         links: span.links().to_vec(),
@@ -253,15 +298,18 @@ fn to_test_span(span: &FinishedSpan) -> TestSpan {
         logs: span
             .logs()
             .iter()
-            .map(|log| TestLog {
+            .enumerate()
+            .map(|(position, log)| TestLog {
                 time: log.time(),
                 fields: log
                     .fields()
                     .iter()
                     .map(|field| (field.name().to_owned(), field.value().to_owned()))
                     .collect(),
+                dropped_attributes_count: span.event_dropped_attributes_count(position),
             })
             .collect(),
+        dropped_events_count: span.dropped_events_count(),
         start_time: span.start_time(),
         finish_time: span.finish_time(),
         routing: span

@@ -45,7 +45,8 @@ pub use super::live::{
     set_live_descendants_enabled, set_live_traces_enabled,
 };
 pub use crate::telemetry::core::identity::{Span, SpanState};
-pub use crate::telemetry::core::links::{MAX_LINKS, SpanLink};
+pub use crate::telemetry::core::limits::MAX_LINKS;
+pub use crate::telemetry::core::links::SpanLink;
 pub use crate::telemetry::core::status::{MAX_EXCEPTION_MESSAGE_BYTES, SpanKind, SpanStatus};
 pub use crate::telemetry::propagation::ids::{SpanId, TraceFlags, TraceId};
 pub use crate::telemetry::propagation::traceparent::{
@@ -391,7 +392,8 @@ pub fn w3c_tracestate() -> Option<TraceState> {
 
 /// Links the current span to the span `context` names (of another trace, typically), with
 /// `attributes`; a no-op unless the span is recorded. Exported as an OTLP link. A span keeps
-/// at most [`MAX_LINKS`] links; more are dropped and counted in `dropped_links_count`.
+/// at most `tracing.span_limits.max_links` links (default [`MAX_LINKS`]); more are dropped
+/// and counted in `dropped_links_count`.
 ///
 /// # Examples
 ///

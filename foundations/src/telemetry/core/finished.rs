@@ -18,22 +18,16 @@
 
 use super::clock::{self, Timestamp};
 use super::identity::{ParentSpan, RawFinishedSpan, SpanState};
-use super::links::{self, SpanLink, SpanLinks};
+use super::limits::{self, Bounded, HandedOver, InlineTags, SpanLimits};
+use super::links::{SpanLink, SpanLinks};
 use super::routing::RoutingFault;
 use crate::telemetry::propagation::ids::{SpanId, TraceId};
 use cf_rustracing::log::Log;
 use cf_rustracing::span::RoutingMetadata;
 use cf_rustracing::tag::{Tag, TagValue};
 use compact_str::CompactString;
-use smallvec::SmallVec;
 use std::borrow::Cow;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
-
-/// Tags kept inline in a [`FinishedSpan`] (and in a live span) before deferred to the heap.
-const INLINE_TAGS: usize = 2;
-
-/// The tags of a live span and of its record: the same type, so finishing moves them.
-pub(crate) type InlineTags = SmallVec<[Tag; INLINE_TAGS]>;
 
 /// A finished span of either pipeline, as harness queues deliver it.
 ///
@@ -72,17 +66,35 @@ pub struct FinishedSpan {
     extras: Option<Box<SpanExtras>>,
 }
 
-/// What few spans have: log entries and links.
-#[derive(Clone, Debug)]
+/// What few spans have: log entries, links, and counts of what the span limits dropped.
+#[derive(Clone, Debug, Default)]
 struct SpanExtras {
     logs: Vec<Log>,
-    links: Option<Box<SpanLinks>>,
+    links: SpanLinks,
+    dropped_attributes: u32,
+    dropped_events: u32,
+    /// `(event position, fields dropped)`, for the events that dropped fields.
+    event_dropped_attributes: Vec<(u32, u32)>,
 }
 
 impl SpanExtras {
     /// `None` when there is nothing to keep.
-    fn new(logs: Vec<Log>, links: Option<Box<SpanLinks>>) -> Option<Box<Self>> {
-        (!logs.is_empty() || links.is_some()).then(|| Box::new(Self { logs, links }))
+    #[inline(never)]
+    fn new(logs: Vec<Log>, bounded: Option<Box<Bounded>>) -> Option<Box<Self>> {
+        match bounded {
+            Some(bounded) if !bounded.is_empty() => Some(Box::new(Self {
+                logs,
+                links: bounded.links,
+                dropped_attributes: bounded.dropped_attributes,
+                dropped_events: bounded.dropped_events,
+                event_dropped_attributes: bounded.event_dropped_attributes,
+            })),
+            _ if !logs.is_empty() => Some(Box::new(Self {
+                logs,
+                ..Self::default()
+            })),
+            _ => None,
+        }
     }
 }
 
@@ -97,10 +109,18 @@ impl FinishedSpan {
         parent: Option<ParentSpan>,
         start_time: Timestamp,
         finish_time: Timestamp,
-        tags: InlineTags,
-        links: Option<Box<SpanLinks>>,
+        mut tags: InlineTags,
+        bounded: Option<Box<Bounded>>,
     ) -> Self {
         let (start_nanos, finish_nanos) = clock::span_unix_nanos(start_time, finish_time);
+        // Most spans have nothing bounded: one test, and nothing else on their way.
+        let extras = match bounded {
+            None => None,
+            Some(mut bounded) => {
+                limits::finish_tags(&mut tags, &mut bounded);
+                SpanExtras::new(Vec::new(), Some(bounded))
+            }
+        };
         Self {
             // Short names are stored inline; a long owned name keeps its buffer.
             name: CompactString::from(name),
@@ -109,13 +129,14 @@ impl FinishedSpan {
             start_nanos,
             finish_nanos,
             tags,
-            extras: SpanExtras::new(Vec::new(), links),
+            extras,
         }
     }
 
-    /// Copies what a record needs out of a `cf_rustracing` span; the caller drops the span on
-    /// its own thread.
-    pub(crate) fn from_raw(span: &RawFinishedSpan) -> Self {
+    /// Copies what a record needs out of a `cf_rustracing` span, with the tags and counts the
+    /// span handed over; the caller drops the span on its own thread. Tags and log entries
+    /// the span's finish callback added are bounded by `limits` here.
+    pub(crate) fn from_raw(span: &RawFinishedSpan, limits: &SpanLimits) -> Self {
         let parent = span.references().first().map(|reference| {
             let parent = reference.span();
             ParentSpan {
@@ -124,18 +145,35 @@ impl FinishedSpan {
             }
         });
         let state = span.context().state();
+        let HandedOver {
+            mut tags,
+            mut bounded,
+        } = limits::take_handed_over(state.span_id()).unwrap_or(HandedOver {
+            tags: InlineTags::new(),
+            bounded: None,
+        });
+        // Set by the finish callback: later than anything the span recorded itself.
+        for tag in span.tags() {
+            limits::set_tag(&mut tags, &mut bounded, tag.clone(), limits);
+        }
+        if let Some(bounded) = &mut bounded {
+            limits::finish_tags(&mut tags, bounded);
+        }
+        let mut logs = span.logs();
+        if logs.len() > limits.max_events() {
+            let over = logs.len() - limits.max_events();
+            bounded.get_or_insert_default().count_dropped_events(over);
+            logs = &logs[..limits.max_events()];
+        }
         Self {
             name: CompactString::new(span.operation_name()),
-            extras: SpanExtras::new(
-                span.logs().to_vec(),
-                links::take_handed_over(state.span_id()),
-            ),
+            extras: SpanExtras::new(logs.to_vec(), bounded),
             state: state.clone(),
             parent,
             start_nanos: clock::system_time_nanos(span.start_time()),
             finish_nanos: clock::system_time_nanos(span.finish_time())
                 .max(clock::system_time_nanos(span.start_time())),
-            tags: span.tags().iter().cloned().collect(),
+            tags,
         }
     }
 
@@ -185,7 +223,8 @@ impl FinishedSpan {
         self.finish_nanos
     }
 
-    /// The span's tags, sorted by name, one per name.
+    /// The span's tags, one per name, in the order each name was first set (at most the
+    /// attribute limit).
     pub fn tags(&self) -> &[Tag] {
         &self.tags
     }
@@ -203,20 +242,45 @@ impl FinishedSpan {
         self.extras.as_deref().map_or(&[], |extras| &extras.logs)
     }
 
-    /// The span's links, in the order added (at most [`MAX_LINKS`](links::MAX_LINKS)).
+    /// The span's links, in the order added (at most the links limit).
     pub fn links(&self) -> &[SpanLink] {
         self.extras
             .as_deref()
-            .and_then(|extras| extras.links.as_deref())
-            .map_or(&[], |links| &links.links)
+            .map_or(&[], |extras| &extras.links.links)
     }
 
-    /// How many links were added beyond [`MAX_LINKS`](links::MAX_LINKS) and dropped.
+    /// How many links were added beyond the links limit and dropped.
     pub fn dropped_links_count(&self) -> u32 {
         self.extras
             .as_deref()
-            .and_then(|extras| extras.links.as_deref())
-            .map_or(0, |links| links.dropped)
+            .map_or(0, |extras| extras.links.dropped)
+    }
+
+    /// How many tags were set beyond the attribute limit and dropped (a tag replacing one
+    /// of the same name is not counted).
+    pub fn dropped_attributes_count(&self) -> u32 {
+        self.extras
+            .as_deref()
+            .map_or(0, |extras| extras.dropped_attributes)
+    }
+
+    /// How many log entries were added beyond the events limit and dropped.
+    pub fn dropped_events_count(&self) -> u32 {
+        self.extras
+            .as_deref()
+            .map_or(0, |extras| extras.dropped_events)
+    }
+
+    /// How many fields log entry `event` (its position in [`logs`](Self::logs)) dropped
+    /// beyond the per-event attribute limit.
+    pub fn event_dropped_attributes_count(&self, event: usize) -> u32 {
+        self.extras.as_deref().map_or(0, |extras| {
+            extras
+                .event_dropped_attributes
+                .iter()
+                .find(|(position, _)| *position as usize == event)
+                .map_or(0, |(_, dropped)| *dropped)
+        })
     }
 
     /// The routing of the span's trace (user pipeline), if any.

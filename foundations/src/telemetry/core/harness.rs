@@ -13,6 +13,7 @@
 
 use super::finished::FinishedSpan;
 use super::identity::{ParentSpan, RawFinishedSpan, SpanState};
+use super::limits::SpanLimits;
 use super::pipeline::{PerPipeline, Pipeline};
 use super::queue::{SpanDrain, SpanQueue};
 use super::rate_limit::{MAX_ROOTS_PER_SECOND, RootRateLimiter};
@@ -110,14 +111,15 @@ impl Sink {
     }
 }
 
-/// Hands spans that finished as `cf_rustracing` spans to a sink, as records.
-struct RawSpanConsumer(Sink);
+/// Hands spans that finished as `cf_rustracing` spans to a sink, as records bounded by the
+/// pipeline's span limits.
+struct RawSpanConsumer(Sink, SpanLimits);
 
 impl SpanConsumer<SpanState> for RawSpanConsumer {
     fn consume_span(&self, span: RawFinishedSpan) {
         // Converted here, on the finishing thread, so the raw span's buffers are freed
         // where they were allocated (see the `finished` module).
-        self.0.push_with(|| FinishedSpan::from_raw(&span));
+        self.0.push_with(|| FinishedSpan::from_raw(&span, &self.1));
     }
 }
 
@@ -139,9 +141,10 @@ pub(crate) enum RootSampling {
     Always,
 }
 
-/// A pipeline's sampling policy and span sink.
+/// A pipeline's sampling policy, span limits and span sink.
 pub(crate) struct Harness {
     sink: Sink,
+    limits: SpanLimits,
     /// Starts the spans that need a full `cf_rustracing` span; its consumer feeds `sink`.
     tracer: cf_rustracing::Tracer<AllSampler, SpanState>,
     sampling: RootSampling,
@@ -163,14 +166,18 @@ pub(crate) struct RootOptions {
 impl Harness {
     /// A harness whose spans go to `sink` (a test context's).
     #[cfg(feature = "testing")]
-    pub(crate) fn new(sampling: RootSampling, sink: Arc<dyn SpanSink>) -> Self {
-        Self::with_sink(sampling, Sink::Other(sink))
+    pub(crate) fn new(sampling: RootSampling, sink: Arc<dyn SpanSink>, limits: SpanLimits) -> Self {
+        Self::with_sink(sampling, Sink::Other(sink), limits)
     }
 
-    fn with_sink(sampling: RootSampling, sink: Sink) -> Self {
+    fn with_sink(sampling: RootSampling, sink: Sink, limits: SpanLimits) -> Self {
         Self {
-            tracer: cf_rustracing::Tracer::with_consumer(AllSampler, RawSpanConsumer(sink.clone())),
+            tracer: cf_rustracing::Tracer::with_consumer(
+                AllSampler,
+                RawSpanConsumer(sink.clone(), limits),
+            ),
             sink,
+            limits,
             sampling,
             rate_limit: None,
         }
@@ -180,6 +187,12 @@ impl Harness {
     pub(crate) fn with_rate_limit(mut self, limiter: Option<RootRateLimiter>) -> Self {
         self.rate_limit = limiter;
         self
+    }
+
+    /// What one span of this pipeline keeps.
+    #[inline]
+    pub(crate) fn limits(&self) -> &SpanLimits {
+        &self.limits
     }
 
     pub(crate) fn tracer(&self) -> &cf_rustracing::Tracer<AllSampler, SpanState> {
@@ -319,6 +332,7 @@ pub struct HarnessOptions {
     parent_based: bool,
     max_queue_size: Option<usize>,
     max_roots_per_second: Option<u64>,
+    span_limits: SpanLimits,
 }
 
 // Public through `telemetry::testing`: some accessors are for its users only.
@@ -379,6 +393,18 @@ impl HarnessOptions {
     pub fn get_max_roots_per_second(&self) -> Option<u64> {
         self.max_roots_per_second
     }
+
+    /// What one span keeps: attributes, events, attributes per event, links, value length.
+    /// Default: [`SpanLimits::default`] (OpenTelemetry's).
+    pub fn span_limits(mut self, limits: SpanLimits) -> Self {
+        self.span_limits = limits;
+        self
+    }
+
+    /// The configured span limits.
+    pub fn get_span_limits(&self) -> SpanLimits {
+        self.span_limits
+    }
 }
 
 impl Default for HarnessOptions {
@@ -388,6 +414,7 @@ impl Default for HarnessOptions {
             parent_based: true,
             max_queue_size: Some(Self::DEFAULT_MAX_QUEUE_SIZE),
             max_roots_per_second: None,
+            span_limits: SpanLimits::default(),
         }
     }
 }
@@ -446,7 +473,7 @@ pub(crate) fn install<P: Pipeline>(options: &HarnessOptions) -> Result<SpanDrain
     HARNESSES
         .get::<P>()
         .set(
-            Harness::with_sink(sampling, Sink::Queue(queue))
+            Harness::with_sink(sampling, Sink::Queue(queue), options.span_limits)
                 .with_rate_limit(options.max_roots_per_second.map(RootRateLimiter::new)),
         )
         .map_err(|_| InstallError::AlreadyInstalled)?;

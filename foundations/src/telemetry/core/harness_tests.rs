@@ -5,12 +5,17 @@ use super::super::pipeline::Internal;
 use super::super::queue::QueueStats;
 use super::super::rate_limit::Clock;
 use super::*;
+use crate::telemetry::core::limits::SpanLimits;
 use crate::telemetry::propagation::ids::TraceFlags;
 use std::time::{Duration, Instant};
 
 fn harness(max_len: Option<usize>) -> (Arc<Harness>, SpanDrain) {
     let (queue, drain) = SpanDrain::new(max_len);
-    let harness = Harness::with_sink(RootSampling::Always, Sink::Queue(queue));
+    let harness = Harness::with_sink(
+        RootSampling::Always,
+        Sink::Queue(queue),
+        SpanLimits::default(),
+    );
     (Arc::new(harness), drain)
 }
 
@@ -110,7 +115,11 @@ use crate::telemetry::propagation::traceparent::TraceparentContext;
 
 fn sampled_share(sampling: RootSampling, inbound: Option<&str>) -> f64 {
     let (queue, _drain) = SpanDrain::new(None);
-    let harness = Arc::new(Harness::with_sink(sampling, Sink::Queue(queue)));
+    let harness = Arc::new(Harness::with_sink(
+        sampling,
+        Sink::Queue(queue),
+        SpanLimits::default(),
+    ));
     let runs = 4_000;
     let sampled = (0..runs)
         .filter(|_| {
@@ -170,6 +179,7 @@ fn an_unsampled_continued_root_has_its_own_span_id_and_keeps_the_flags() {
     let harness = HarnessRef::Owned(Arc::new(Harness::with_sink(
         RootSampling::Ratio(1.0),
         Sink::Queue(queue),
+        SpanLimits::default(),
     )));
     for (inbound, flags) in [
         // Random trace id, not sampled: the W3C suite's case.
@@ -209,8 +219,12 @@ fn roots_past_the_rate_start_unsampled_with_their_children_and_are_counted() {
     let now = Arc::new(std::sync::atomic::AtomicU64::new(0));
     let limiter = RootRateLimiter::with_clock(5, Clock::Manual(Arc::clone(&now)));
     let harness = Arc::new(
-        Harness::with_sink(RootSampling::Ratio(1.0), Sink::Queue(queue))
-            .with_rate_limit(Some(limiter)),
+        Harness::with_sink(
+            RootSampling::Ratio(1.0),
+            Sink::Queue(queue),
+            SpanLimits::default(),
+        )
+        .with_rate_limit(Some(limiter)),
     );
     let start = |options: RootOptions| {
         let root = EntrySpan::start_untracked_root::<Internal>(

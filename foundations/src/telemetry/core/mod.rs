@@ -20,7 +20,9 @@
 //! - [`finished`]: `FinishedSpan`, the record a finished span becomes.
 //! - [`queue`]: the bounded hand-over to a consumer (`SpanDrain`), with its counters;
 //!   [`rings`]: the per-thread rings it tries first.
-//! - [`links`]: span links, bounded, and their hand-over to a finishing span's record.
+//! - [`links`]: span links and their bound.
+//! - [`limits`]: span limits (attributes, events, links, value length), the bounded
+//!   recording of tags, and the hand-over of what a `cf_rustracing` span cannot carry.
 //! - [`status`]: a span's kind and status as typed values, and their tags.
 //! - [`harness`]: per pipeline, the sampling decision for roots and where records go;
 //!   [`rate_limit`]: the token bucket a harness asks before it records a root.
@@ -41,6 +43,7 @@ pub(crate) mod finished;
 pub(crate) mod harness;
 pub(crate) mod identity;
 pub(crate) mod joined;
+pub(crate) mod limits;
 pub(crate) mod links;
 pub(crate) mod park;
 pub(crate) mod pipeline;

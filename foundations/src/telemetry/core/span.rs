@@ -14,7 +14,9 @@
 //! reads, a random id and a queue push, with no allocation. It becomes one (kept inside it,
 //! see [`LiveSpan::full`]) only when it needs what only `cf_rustracing` can give: log
 //! entries (whose type only a `cf_rustracing` span can build), and, as it finishes, a
-//! finish callback's argument (a `&mut Span`).
+//! finish callback's argument (a `&mut Span`). Tags, links and what the span limits dropped
+//! stay in the live span whatever its representation, bounded as they arrive (the `limits`
+//! module).
 //!
 //! A recorded span may also be *tracked*: entered in the live registry (see the `registry`
 //! module) when it starts, removed when it finishes. Only the tracked root constructors,
@@ -24,10 +26,11 @@
 //! scope stack) nor where finished spans go beyond handing them to their harness.
 
 use super::clock::Timestamp;
-use super::finished::{FinishedSpan, InlineTags};
+use super::finished::FinishedSpan;
 use super::harness::HarnessRef;
 use super::identity::{ParentSpan, Span, SpanState};
-use super::links::{self, SpanLink, SpanLinks};
+use super::limits::{self, Bounded, HandedOver, InlineTags};
+use super::links::SpanLink;
 use super::pipeline::Tracked;
 use super::registry::{self, Registration, Token};
 use super::routing::log_rate_limited;
@@ -53,15 +56,16 @@ pub(crate) struct LiveSpan {
     start_time: Timestamp,
     /// Moved into [`full`](Self::full) when that is created.
     name: Cow<'static, str>,
-    /// Moved into [`full`](Self::full) when that is created.
+    /// Kept here whatever the representation, bounded by the span limits.
     tags: InlineTags,
     /// Kept (also) here so that children inherit it without touching `full`.
     finish_cb: Option<FinishSpanCallback<SpanState>>,
-    /// Links, kept here whatever the representation (`cf_rustracing` has no links).
-    links: Option<Box<SpanLinks>>,
+    /// Links, a tag index and the span limits' counts, kept here whatever the
+    /// representation (`cf_rustracing` has none of them); `None` until there are any.
+    bounded: Option<Box<Bounded>>,
     /// The span as a `cf_rustracing` span, once it needed to be one (see the module docs).
-    /// From then on it holds the name, tags, logs and finish callback, and finishing it
-    /// is dropping it. Boxed so that the common span, which never has one, stays small.
+    /// From then on it holds the name, logs and finish callback, and finishing it is
+    /// dropping it. Boxed so that the common span, which never has one, stays small.
     full: Option<Box<Span>>,
     /// Its entry in the live registry: set for a tracked root and its recorded descendants
     /// (see the `registry` module), never for a user span.
@@ -125,7 +129,7 @@ impl LiveSpan {
             name,
             tags: InlineTags::new(),
             finish_cb,
-            links: None,
+            bounded: None,
             full: None,
             live,
         }
@@ -159,7 +163,8 @@ impl LiveSpan {
         )
     }
 
-    /// Sets tags; each replaces an earlier tag of the same name.
+    /// Sets tags; each replaces an earlier tag of the same name (in its place), or is
+    /// dropped and counted past the attribute limit. O(1) amortised per tag.
     ///
     /// Inlined, so that the tags go from where the macro built them into the span without
     /// intermediate copies.
@@ -168,15 +173,9 @@ impl LiveSpan {
         if let Some(root) = self.live.filter(|live| live.is_root()) {
             return self.set_tracked_root_tags(root, tags);
         }
-        if let Some(full) = &mut self.full {
-            full.set_tags(|| tags);
-            return;
-        }
-        // The same rule as `cf_rustracing::span::Span::set_tags`, so that a span records
-        // the same tags in the same order whichever representation it has.
+        let limits = self.harness.limits();
         for tag in tags {
-            self.tags.retain(|old| old.name() != tag.name());
-            self.tags.push(tag);
+            limits::set_tag(&mut self.tags, &mut self.bounded, tag, limits);
         }
     }
 
@@ -184,11 +183,8 @@ impl LiveSpan {
     /// name to replace.
     #[cfg(feature = "tower")]
     pub(crate) fn set_first_tags(&mut self, tags: impl ExactSizeIterator<Item = Tag>) {
-        // A tracked root's tags also go to the registry.
-        if self.full.is_some() || !self.tags.is_empty() || self.live.is_some() {
-            return self.set_tags(tags);
-        }
-        self.tags.extend(tags);
+        // The limits (and a tracked root's registry copies) apply as to any tags.
+        self.set_tags(tags)
     }
 
     /// [`set_tags`](Self::set_tags) on a tracked root: the registry gets copies. Out of line,
@@ -214,18 +210,38 @@ impl LiveSpan {
         }
     }
 
-    /// Adds a link, or counts it as dropped past [`links::MAX_LINKS`].
+    /// Adds a link (its string attribute values cut to the value length limit), or counts it
+    /// as dropped past the links limit.
     pub(crate) fn add_link(&mut self, link: SpanLink) {
-        links::push(&mut self.links, link);
+        let limits = self.harness.limits();
+        let link = limits::bounded_link(link, limits);
+        let bounded = self.bounded.get_or_insert_default();
+        bounded.links.push(link, limits.max_links());
     }
 
-    /// Adds a log entry, timestamped now.
+    /// Adds a log entry, timestamped now, or counts it as dropped past the events limit;
+    /// its fields beyond the per-event limit are dropped and counted.
     pub(crate) fn log(&mut self, fields: impl IntoIterator<Item = LogField>) {
+        let limits = *self.harness.limits();
+        if !self.bounded.get_or_insert_default().admit_event(&limits) {
+            return;
+        }
+        let mut dropped = 0;
+        let mut kept_any = false;
         self.full().log(|log| {
-            for field in fields {
+            for field in limits::bounded_fields(fields, &limits, &mut dropped) {
+                kept_any = true;
                 log.field(field);
             }
         });
+        // An entry without fields is not recorded (`cf_rustracing` skips it); one that had
+        // fields, all over the limit, is counted as a dropped event.
+        let bounded = self.bounded.get_or_insert_default();
+        if kept_any {
+            bounded.kept_event(dropped);
+        } else if dropped > 0 {
+            bounded.count_dropped_events(1);
+        }
     }
 
     /// Sets the finish callback, which children started from now on inherit. Returns the
@@ -265,10 +281,6 @@ impl LiveSpan {
                 options = options.child_of(&parent.state(&self.state).into_parent_context());
             }
             let mut span = options.start_with_state(self.state.clone());
-            let tags = std::mem::take(&mut self.tags);
-            if !tags.is_empty() {
-                span.set_tags(|| tags);
-            }
             if let Some(callback) = &self.finish_cb {
                 span.set_finish_callback(callback.clone());
             }
@@ -286,10 +298,13 @@ impl Drop for LiveSpan {
         if self.finish_cb.is_some() || self.full.is_some() {
             // The callback receives the span as a `cf_rustracing` span: dropping that runs
             // the callback, then hands the span to the harness's tracer, whose consumer
-            // converts and queues it; the links wait on this thread for that record.
+            // converts and queues it; the tags, links and counts wait on this thread for
+            // that record.
             self.full();
-            if let Some(links) = self.links.take() {
-                links::hand_over(self.state.span_id(), links);
+            let tags = std::mem::take(&mut self.tags);
+            let bounded = self.bounded.take();
+            if !tags.is_empty() || bounded.is_some() {
+                limits::hand_over(self.state.span_id(), HandedOver { tags, bounded });
             }
             let mut full = self.full.take();
             if let Some(full) = &mut full {
@@ -299,8 +314,8 @@ impl Drop for LiveSpan {
             // The callback is application code: a panic in it costs this span (counted), not
             // the thread that finished it.
             if catch_unwind(AssertUnwindSafe(move || drop(full))).is_err() {
-                // The record was never built: its links must not wait for it.
-                drop(links::take_handed_over(self.state.span_id()));
+                // The record was never built: what it was handed must not wait for it.
+                drop(limits::take_handed_over(self.state.span_id()));
                 self.harness.count_callback_panic();
                 static LAST_LOG_SECS: AtomicU64 = AtomicU64::new(0);
                 log_rate_limited(&LAST_LOG_SECS, || {
@@ -321,7 +336,7 @@ impl Drop for LiveSpan {
                 self.start_time,
                 Timestamp::now(),
                 std::mem::take(&mut self.tags),
-                self.links.take(),
+                self.bounded.take(),
             )
         });
     }

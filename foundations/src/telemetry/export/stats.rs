@@ -40,6 +40,11 @@ pub struct ExporterStats {
     pub dropped_after_shutdown: u64,
     /// Spans lost because their finish callback panicked (the panic is caught): never queued.
     pub dropped_callback_panicked: u64,
+    /// Spans an exporter worker held (taken from the queue, not yet settled) when it
+    /// panicked; the worker is restarted.
+    pub dropped_worker_panicked: u64,
+    /// Exporter workers restarted after a panic.
+    pub worker_restarts: u64,
     /// HTTP requests sent (every attempt).
     pub requests: u64,
     /// Attempts that were retries.
@@ -66,6 +71,7 @@ impl ExporterStats {
             + self.dropped_at_shutdown
             + self.dropped_after_shutdown
             + self.dropped_callback_panicked
+            + self.dropped_worker_panicked
     }
 
     /// Every span the pipeline finished: queued, or dropped before the queue (full, after
@@ -84,10 +90,18 @@ impl ExporterStats {
     }
 }
 
-/// The live counters of one exporter, shared by its workers. The queue counts what entered
-/// it and what it dropped itself; these count everything after.
+/// The live counters of one exporter worker (the exporter keeps one set per worker, and
+/// its snapshot sums them). The queue counts what entered it and what it dropped itself;
+/// these count everything after.
+///
+/// Per worker so that a worker that panics can be settled on its own: the spans it held are
+/// those it [`took`](Self::taken) and did not settle yet, whatever the other workers did.
 #[derive(Debug, Default)]
 pub(super) struct Counters {
+    /// Spans this worker took from the queue into a batch.
+    pub(super) taken: AtomicU64,
+    pub(super) worker_panicked: AtomicU64,
+    pub(super) worker_restarts: AtomicU64,
     pub(super) exported: AtomicU64,
     pub(super) no_routing: AtomicU64,
     pub(super) invalid_routing: AtomicU64,
@@ -108,28 +122,67 @@ pub(super) fn add(counter: &AtomicU64, n: usize) {
 }
 
 impl Counters {
-    /// The snapshot of these counters together with the queue's.
-    pub(super) fn snapshot(&self, queue: QueueStats) -> ExporterStats {
-        let load = |counter: &AtomicU64| counter.load(Ordering::Relaxed);
-        ExporterStats {
+    /// The snapshot of all workers' counters together with the queue's.
+    pub(super) fn snapshot<'a>(
+        workers: impl IntoIterator<Item = &'a Counters>,
+        queue: QueueStats,
+    ) -> ExporterStats {
+        let mut stats = ExporterStats {
             spans_queued: queue.queued,
-            spans_exported: load(&self.exported),
             dropped_queue_full: queue.dropped_queue_full,
-            dropped_no_routing: load(&self.no_routing),
-            dropped_invalid_routing: load(&self.invalid_routing),
-            dropped_routing_panicked: load(&self.routing_panicked),
-            dropped_rejected: load(&self.rejected),
-            dropped_retries_exhausted: load(&self.retries_exhausted),
-            dropped_too_large: load(&self.too_large),
-            dropped_at_shutdown: load(&self.at_shutdown),
             dropped_after_shutdown: queue.dropped_after_close,
             dropped_callback_panicked: queue.dropped_callback_panicked,
-            requests: load(&self.requests),
-            retries: load(&self.retries),
-            bytes_sent: load(&self.bytes_sent),
-            truncated_values: load(&self.truncated_values),
             roots_rate_limited: queue.roots_rate_limited,
+            ..ExporterStats::default()
+        };
+        let load = |counter: &AtomicU64| counter.load(Ordering::Relaxed);
+        for worker in workers {
+            stats.spans_exported += load(&worker.exported);
+            stats.dropped_no_routing += load(&worker.no_routing);
+            stats.dropped_invalid_routing += load(&worker.invalid_routing);
+            stats.dropped_routing_panicked += load(&worker.routing_panicked);
+            stats.dropped_rejected += load(&worker.rejected);
+            stats.dropped_retries_exhausted += load(&worker.retries_exhausted);
+            stats.dropped_too_large += load(&worker.too_large);
+            stats.dropped_at_shutdown += load(&worker.at_shutdown);
+            stats.dropped_worker_panicked += load(&worker.worker_panicked);
+            stats.worker_restarts += load(&worker.worker_restarts);
+            stats.requests += load(&worker.requests);
+            stats.retries += load(&worker.retries);
+            stats.bytes_sent += load(&worker.bytes_sent);
+            stats.truncated_values += load(&worker.truncated_values);
         }
+        stats
+    }
+
+    /// Spans this worker took and did not settle (export or drop) yet: its batch in flight.
+    /// Exact only while the worker does not run (it panicked, or has not started).
+    fn in_flight(&self) -> u64 {
+        let load = |counter: &AtomicU64| counter.load(Ordering::Relaxed);
+        let settled = [
+            &self.exported,
+            &self.no_routing,
+            &self.invalid_routing,
+            &self.routing_panicked,
+            &self.rejected,
+            &self.retries_exhausted,
+            &self.too_large,
+            &self.at_shutdown,
+            &self.worker_panicked,
+        ]
+        .into_iter()
+        .map(load)
+        .sum::<u64>();
+        load(&self.taken).saturating_sub(settled)
+    }
+
+    /// Settles what a worker that panicked held: its batch in flight is dropped and counted,
+    /// and the restart that follows is counted. Returns how many spans were dropped.
+    pub(super) fn settle_panicked_worker(&self) -> u64 {
+        let lost = self.in_flight();
+        self.worker_panicked.fetch_add(lost, Ordering::Relaxed);
+        self.worker_restarts.fetch_add(1, Ordering::Relaxed);
+        lost
     }
 }
 

@@ -2,8 +2,11 @@
 //! [`Work`] it runs (an exporter's workers, or the worker that discards spans when a
 //! pipeline has no output).
 //!
-//! This module owns the threads and their life; it starts nothing by itself (`init` does)
-//! and decides nothing about what is sent.
+//! A worker that panics, whatever the cause, is restarted here; the worker module settles
+//! what it held (counted as `dropped_worker_panicked`, the restart as `worker_restarts`).
+//!
+//! This module owns the threads and their life, and its workers'; it starts nothing by
+//! itself (`init` does) and decides nothing about what is sent.
 
 use super::worker::{Exporter, Phase};
 use crate::telemetry::core::queue::SpanDrain;
@@ -62,10 +65,12 @@ impl Work {
     async fn run(self) {
         let mut handles = Vec::new();
         for exporter in self.exporters {
-            for _ in 0..exporter.num_tasks() {
-                handles.push(tokio::spawn(
-                    Arc::clone(&exporter).run_worker(self.phase.clone()),
-                ));
+            for worker in 0..exporter.num_tasks() {
+                handles.push(tokio::spawn(supervise(
+                    Arc::clone(&exporter),
+                    worker,
+                    self.phase.clone(),
+                )));
             }
         }
         if let Some(drain) = self.discard {
@@ -73,6 +78,21 @@ impl Work {
         }
         for handle in handles {
             let _ = handle.await;
+        }
+    }
+}
+
+/// Runs worker `worker` of `exporter` until it ends, restarting it whenever it panics: its
+/// batch in flight is dropped and counted, and the restart counted. The panic is caught by
+/// the runtime, at the worker's task boundary, so nothing a worker runs (encoding, the
+/// application's routing, a transport) can leave its pipeline without a worker.
+async fn supervise(exporter: Arc<Exporter>, worker: usize, phase: watch::Receiver<Phase>) {
+    loop {
+        let run = tokio::spawn(Arc::clone(&exporter).run_worker(worker, phase.clone()));
+        match run.await {
+            Err(error) if error.is_panic() => exporter.settle_panicked_worker(worker),
+            // Ended, or cancelled with the runtime: nothing to restart.
+            _ => return,
         }
     }
 }

@@ -8,6 +8,10 @@
 //! and counts what is left as dropped. A worker whose driver is dropped without a shutdown
 //! keeps exporting for the life of the process.
 //!
+//! Each worker counts on counters of its own (the exporter's stats sum them), so that when
+//! one panics, what it took from the queue and had not settled yet is known exactly and is
+//! counted as dropped before the worker is restarted.
+//!
 //! Every worker has at most one request in flight. This module owns the loop and delivery;
 //! it does not change spans (that is `otlp`) or decide what is recorded (that is the
 //! harness).
@@ -19,6 +23,7 @@ use super::stats::{Counters, ExporterStats, add, rejected_by};
 use super::transport::{Connection, SendError, Transport};
 use crate::telemetry::core::finished::FinishedSpan;
 use crate::telemetry::core::queue::SpanDrain;
+use crate::telemetry::core::routing::log_rate_limited;
 use crate::telemetry::settings::{Compression, ExportSettings, RetrySettings};
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full, Limited};
@@ -89,7 +94,8 @@ impl ExporterConfig {
 pub(crate) struct Exporter {
     config: ExporterConfig,
     drain: SpanDrain,
-    counters: Counters,
+    /// One set per worker; [`stats`](Self::stats) sums them.
+    workers: Box<[Counters]>,
     transport: Transport,
     user_agent: HeaderValue,
     /// Bumped by [`flush`](Self::flush): a worker that sees a new value sends what is queued
@@ -101,9 +107,9 @@ pub(crate) struct Exporter {
 impl Exporter {
     pub(crate) fn new(config: ExporterConfig, transport: Transport, drain: SpanDrain) -> Arc<Self> {
         Arc::new(Self {
+            workers: (0..config.num_tasks).map(|_| Counters::default()).collect(),
             config,
             drain,
-            counters: Counters::default(),
             transport,
             user_agent: HeaderValue::from_static(concat!(
                 "foundations/",
@@ -131,12 +137,31 @@ impl Exporter {
 
     /// A snapshot of the counters, including the queue's.
     pub(crate) fn stats(&self) -> ExporterStats {
-        self.counters.snapshot(self.drain.stats())
+        Counters::snapshot(self.workers.iter(), self.drain.stats())
     }
 
-    /// One worker: runs until the phase leaves `Running` and the queue is empty, or until
-    /// `Aborted`.
-    pub(crate) async fn run_worker(self: Arc<Self>, mut phase: watch::Receiver<Phase>) {
+    /// Settles worker `worker` after it panicked: what it held is dropped and counted
+    /// (`dropped_worker_panicked`); the caller restarts it.
+    pub(crate) fn settle_panicked_worker(&self, worker: usize) {
+        let lost = self.workers[worker].settle_panicked_worker();
+        static LAST_LOG_SECS: AtomicU64 = AtomicU64::new(0);
+        log_rate_limited(&LAST_LOG_SECS, || {
+            log::error!(
+                "foundations exporter: a worker panicked; {lost} spans it held are dropped and \
+                 counted (dropped_worker_panicked); the worker is restarted"
+            )
+        });
+    }
+
+    /// Worker number `worker` (below `num_tasks`): runs until the phase leaves `Running` and
+    /// the queue is empty, or until `Aborted`. A worker restarted after a panic is run again
+    /// under the same number, which keeps its counters.
+    pub(crate) async fn run_worker(
+        self: Arc<Self>,
+        worker: usize,
+        mut phase: watch::Receiver<Phase>,
+    ) {
+        let counters = &self.workers[worker];
         let mut batch = Vec::with_capacity(self.config.max_batch_size);
         let mut connection = Connection::default();
         let mut flushed_generation = 0;
@@ -169,7 +194,8 @@ impl Exporter {
                             .drain_into(&mut batch, self.config.max_batch_size)
                             > 0
                         {
-                            self.export(&mut batch, &mut connection, &phase).await;
+                            self.export(&mut batch, counters, &mut connection, &phase)
+                                .await;
                         }
                         continue;
                     }
@@ -193,10 +219,11 @@ impl Exporter {
                 }
             }
             if detached {
-                return self.run_detached(batch, connection).await;
+                return self.run_detached(worker, batch, connection).await;
             }
             if !batch.is_empty() {
-                self.export(&mut batch, &mut connection, &phase).await;
+                self.export(&mut batch, counters, &mut connection, &phase)
+                    .await;
             }
         }
         // Aborted: whatever is still queued will never be sent.
@@ -204,18 +231,22 @@ impl Exporter {
         while self.drain.try_recv().is_some() {
             left += 1;
         }
-        add(&self.counters.at_shutdown, left);
+        add(&counters.taken, left);
+        add(&counters.at_shutdown, left);
     }
 
     async fn run_detached(
         self: Arc<Self>,
+        worker: usize,
         mut batch: Vec<FinishedSpan>,
         mut connection: Connection,
     ) {
+        let counters = &self.workers[worker];
         let (_keep, phase) = watch::channel(Phase::Running);
         loop {
             if !batch.is_empty() {
-                self.export(&mut batch, &mut connection, &phase).await;
+                self.export(&mut batch, counters, &mut connection, &phase)
+                    .await;
             }
             self.drain
                 .recv_batch(
@@ -227,13 +258,17 @@ impl Exporter {
         }
     }
 
-    /// Exports one batch and empties it.
+    /// Exports one batch and empties it, counting on `counters` (its worker's).
     async fn export(
         &self,
         batch: &mut Vec<FinishedSpan>,
+        counters: &Counters,
         connection: &mut Connection,
         phase: &watch::Receiver<Phase>,
     ) {
+        // From here the batch is this worker's to settle; if the worker panics before it
+        // has, the restart counts what is left (see `settle_panicked_worker`).
+        add(&counters.taken, batch.len());
         let mut counts = ConversionCounts::default();
         match &self.config.routing_header {
             None => {
@@ -242,27 +277,27 @@ impl Exporter {
                     self.config.max_request_bytes,
                     &mut counts,
                 );
-                add(&self.counters.too_large, oversized);
+                add(&counters.too_large, oversized);
                 for request in requests {
-                    self.send(request, None, connection, phase).await;
+                    self.send(request, None, counters, connection, phase).await;
                 }
             }
             Some(header) => {
-                for (value, spans) in group_by_routing(batch, &self.counters) {
+                for (value, spans) in group_by_routing(batch, counters) {
                     let (requests, oversized) = self.config.encoder.encode(
                         spans,
                         self.config.max_request_bytes,
                         &mut counts,
                     );
-                    add(&self.counters.too_large, oversized);
+                    add(&counters.too_large, oversized);
                     for request in requests {
-                        self.send(request, Some((header, &value)), connection, phase)
+                        self.send(request, Some((header, &value)), counters, connection, phase)
                             .await;
                     }
                 }
             }
         }
-        self.counters
+        counters
             .truncated_values
             .fetch_add(counts.truncated_values, Ordering::Relaxed);
         batch.clear();
@@ -273,6 +308,7 @@ impl Exporter {
         &self,
         request: EncodedRequest,
         routing: Option<(&HeaderName, &HeaderValue)>,
+        counters: &Counters,
         connection: &mut Connection,
         phase: &watch::Receiver<Phase>,
     ) {
@@ -281,7 +317,6 @@ impl Exporter {
             Transport::Grpc(grpc) => {
                 let (retry, timeout) = (&self.config.retry, self.config.request_timeout);
                 let abort = || aborted(phase.clone());
-                let counters = &self.counters;
                 return grpc
                     .send(request.body, request.spans, retry, timeout, counters, abort)
                     .await;
@@ -307,11 +342,11 @@ impl Exporter {
             }
             let Ok(http_request) = builder.body(Full::new(body.clone())) else {
                 // Only reachable with an invalid header, which validation excludes.
-                add(&self.counters.rejected, spans);
+                add(&counters.rejected, spans);
                 return;
             };
-            add(&self.counters.requests, 1);
-            add(&self.counters.bytes_sent, body.len());
+            add(&counters.requests, 1);
+            add(&counters.bytes_sent, body.len());
 
             // One deadline for the whole exchange: connect, write, status and headers, and the
             // response body. A receiver that stalls at any point costs at most this.
@@ -323,7 +358,7 @@ impl Exporter {
                 ) => outcome,
                 _ = aborted(phase.clone()) => {
                     connection.discard();
-                    add(&self.counters.at_shutdown, spans);
+                    add(&counters.at_shutdown, spans);
                     return;
                 }
             };
@@ -351,12 +386,12 @@ impl Exporter {
                                 0
                             }
                         };
-                        add(&self.counters.rejected, rejected);
-                        add(&self.counters.exported, spans - rejected);
+                        add(&counters.rejected, rejected);
+                        add(&counters.exported, spans - rejected);
                         return;
                     }
                     if !is_retryable(status) {
-                        add(&self.counters.rejected, spans);
+                        add(&counters.rejected, spans);
                         log::error!(
                             "foundations exporter: receiver answered {status}; dropped {spans} \
                              spans (not retried)"
@@ -401,18 +436,18 @@ impl Exporter {
                 }
             };
             if attempts >= retry.max_attempts {
-                add(&self.counters.retries_exhausted, spans);
+                add(&counters.retries_exhausted, spans);
                 log::error!(
                     "foundations exporter: giving up after {attempts} attempts; dropped {spans} \
                      spans"
                 );
                 return;
             }
-            add(&self.counters.retries, 1);
+            add(&counters.retries, 1);
             tokio::select! {
                 _ = tokio::time::sleep(delay) => {}
                 _ = aborted(phase.clone()) => {
-                    add(&self.counters.at_shutdown, spans);
+                    add(&counters.at_shutdown, spans);
                     return;
                 }
             }

@@ -249,12 +249,12 @@ pub enum Compression {
 /// serde hands a flattened struct its values buffered by their YAML type, so `"512"` (quoted)
 /// arrives as a string, where saphyr alone reads a quoted number into an integer field.
 /// These accept both, parsing a string with saphyr's own scalar rules (`0x10`, `1_000`).
-mod number {
+pub(super) mod number {
     use serde::de::{self, DeserializeOwned, Deserializer, Unexpected, Visitor};
     use std::fmt;
     use std::marker::PhantomData;
 
-    pub(super) fn plain<'de, D, T>(deserializer: D) -> Result<T, D::Error>
+    pub(in crate::telemetry::settings) fn plain<'de, D, T>(deserializer: D) -> Result<T, D::Error>
     where
         D: Deserializer<'de>,
         T: DeserializeOwned + TryFrom<u64> + TryFrom<i64>,
@@ -262,7 +262,9 @@ mod number {
         deserializer.deserialize_any(Number(PhantomData))
     }
 
-    pub(super) fn optional<'de, D, T>(deserializer: D) -> Result<Option<T>, D::Error>
+    pub(in crate::telemetry::settings) fn optional<'de, D, T>(
+        deserializer: D,
+    ) -> Result<Option<T>, D::Error>
     where
         D: Deserializer<'de>,
         T: DeserializeOwned + TryFrom<u64> + TryFrom<i64>,

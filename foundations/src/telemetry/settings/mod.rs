@@ -13,6 +13,7 @@
 //!   each, so `tracing.max_batch_size` and `user_tracing.max_batch_size` are the same knob
 //!   with the same default and the same check.
 //! - [`RateLimitSettings`]: the root-creation rate limit, `rate_limit:` in each section.
+//! - [`SpanLimitsSettings`]: the `span_limits` block of each section, the same for both.
 //!
 //! ```
 //! use foundations::telemetry::settings::TelemetrySettings;
@@ -45,6 +46,7 @@
 mod endpoint;
 mod env;
 mod export;
+mod limits;
 mod rate_limit;
 mod tracing;
 #[cfg(feature = "user-tracing")]
@@ -53,6 +55,7 @@ mod user;
 pub use endpoint::OtlpProtocol;
 pub(crate) use endpoint::{Endpoint, TRACES_PATH};
 pub use export::{Compression, ExportSettings, RetrySettings};
+pub use limits::SpanLimitsSettings;
 pub use rate_limit::RateLimitSettings;
 pub use tracing::{ResolvedTracing, SamplingSettings, TracingOutput, TracingSettings};
 #[cfg(feature = "user-tracing")]

@@ -8,6 +8,7 @@
 use super::endpoint::{Endpoint, OtlpProtocol};
 use super::env;
 use super::export::ExportSettings;
+use super::limits::SpanLimitsSettings;
 use super::rate_limit::RateLimitSettings;
 use super::{SettingsError, UnknownFields};
 use serde::Deserialize;
@@ -48,6 +49,9 @@ pub struct TracingSettings {
     /// (`tracing.max_batch_size`, …).
     #[serde(flatten)]
     pub export: ExportSettings,
+    /// How much one span keeps (`tracing.span_limits.max_attributes`, …). Default:
+    /// OpenTelemetry's (128 attributes, events, attributes per event and links).
+    pub span_limits: SpanLimitsSettings,
     /// Keys no field took; must stay the last field (flattened fields take their keys in
     /// field order, and a map takes whatever is left).
     #[serde(flatten)]
@@ -66,6 +70,7 @@ impl Default for TracingSettings {
             output: TracingOutput::None,
             rate_limit: RateLimitSettings::default(),
             export: ExportSettings::default(),
+            span_limits: SpanLimitsSettings::default(),
             unknown: UnknownFields::new(),
         }
     }
@@ -301,6 +306,7 @@ impl TracingSettings {
         }
         self.rate_limit.validate("tracing")?;
         self.export.validate("tracing")?;
+        self.span_limits.validate("tracing")?;
         // An `otlp` endpoint's protocol is known only once the environment is read: `resolve`
         // checks it.
         let parsed = match &self.output {

@@ -4,6 +4,7 @@
 //! This module owns the `user_tracing:` section and its checks only; it starts nothing.
 
 use super::export::ExportSettings;
+use super::limits::SpanLimitsSettings;
 use super::rate_limit::RateLimitSettings;
 use super::{SettingsError, UnknownFields};
 use serde::Deserialize;
@@ -34,6 +35,9 @@ pub struct UserTracingSettings {
     /// `user_tracing:` (`user_tracing.max_batch_size`, …).
     #[serde(flatten)]
     pub export: ExportSettings,
+    /// How much one span keeps (`user_tracing.span_limits.max_attributes`, …). Default:
+    /// OpenTelemetry's (128 attributes, events, attributes per event and links).
+    pub span_limits: SpanLimitsSettings,
     /// Keys no field took; must stay the last field (flattened fields take their keys in
     /// field order, and a map takes whatever is left).
     #[serde(flatten)]
@@ -49,6 +53,7 @@ impl Default for UserTracingSettings {
             routing_header: "cf-trace-config".to_owned(),
             rate_limit: RateLimitSettings::default(),
             export: ExportSettings::default(),
+            span_limits: SpanLimitsSettings::default(),
             unknown: UnknownFields::new(),
         }
     }
@@ -122,6 +127,7 @@ impl UserTracingSettings {
             ));
         }
         self.rate_limit.validate("user_tracing")?;
-        self.export.validate("user_tracing")
+        self.export.validate("user_tracing")?;
+        self.span_limits.validate("user_tracing")
     }
 }

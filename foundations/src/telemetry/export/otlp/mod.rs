@@ -11,9 +11,9 @@
 //! | tag `span.kind` = `server`/`client`/`producer`/`consumer`/`internal` | `kind` (default internal) |
 //! | tag `error` = `true` | status Error, message from tag `error.message` (other values: Unset) |
 //! | tag `otel.status_code` = `OK`/`ERROR`/`UNSET` (as `SpanStatus` sets it) | status Ok/Error/Unset; the last status tag set wins |
-//! | other tags | attributes, typed: string, bool, int, double |
-//! | log entries | events: name from field `event` (else `log`), other fields as string attributes |
-//! | links (`add_link`) | `links` (trace/span id, tracestate, typed attributes, W3C flags), `dropped_links_count` past 128 |
+//! | other tags | attributes, typed: string, bool, int, double; `dropped_attributes_count` past the span's attribute limit |
+//! | log entries | events: name from field `event` (else `log`), other fields as string attributes; `dropped_events_count` past the events limit, each event's `dropped_attributes_count` past the per-event limit |
+//! | links (`add_link`) | `links` (trace/span id, tracestate, typed attributes, W3C flags), `dropped_links_count` past the links limit |
 //! | tracestate | `trace_state` |
 //!
 //! String attribute values longer than 64 KiB (`MAX_ATTRIBUTE_VALUE_BYTES`) are truncated (at a
@@ -27,7 +27,8 @@
 //!   size limit, with the resource and scope encoded once.
 //!
 //! This module owns the wire format only. It reads finished records and knows nothing of
-//! queues, routing or transport.
+//! queues, routing or transport. (With the `testing` feature, encoding a span named
+//! `testing::PANIC_IN_EXPORT` panics: a fault tests provoke in an exporter worker.)
 
 mod view;
 mod wire;
@@ -112,6 +113,11 @@ impl OtlpEncoder {
         let mut chunk: Vec<u8> = Vec::new();
         let mut chunk_spans = 0;
         for span in spans {
+            // A fault tests provoke on purpose; never compiled into builds without `testing`.
+            #[cfg(feature = "testing")]
+            if span.name() == crate::telemetry::testing::PANIC_IN_EXPORT {
+                panic!("a span named {:?} was exported", span.name());
+            }
             let start = chunk.len();
             write_span(span, &self.static_tags, &mut chunk, counts);
             let span_bytes = chunk.len() - start;

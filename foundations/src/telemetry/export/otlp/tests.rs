@@ -6,9 +6,9 @@ use super::view::{
 };
 use super::wire::write_span;
 use super::{OtlpEncoder, string_attribute};
-use crate::telemetry::TelemetryContext;
 use crate::telemetry::core::finished::FinishedSpan;
 use crate::telemetry::tracing::{self, StartTraceOptions};
+use crate::telemetry::{SpanLimits, TelemetryContext};
 use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
 use opentelemetry_proto::tonic::common::v1::{AnyValue, KeyValue, any_value};
 use opentelemetry_proto::tonic::trace::v1::span::{Event, Link, SpanKind};
@@ -63,9 +63,11 @@ fn to_proto(span: &FinishedSpan, counts: &mut ConversionCounts) -> Span {
                     .iter()
                     .map(|(key, value)| string_attribute((*key).to_owned(), (*value).to_owned()))
                     .collect(),
-                dropped_attributes_count: 0,
+                dropped_attributes_count: event.dropped_attributes,
             })
             .collect(),
+        dropped_attributes_count: view.dropped_attributes,
+        dropped_events_count: view.dropped_events,
         links: view
             .links
             .iter()
@@ -95,7 +97,6 @@ fn to_proto(span: &FinishedSpan, counts: &mut ConversionCounts) -> Span {
             } as i32,
             message: message.to_owned(),
         }),
-        ..Default::default()
     }
 }
 
@@ -250,6 +251,27 @@ fn direct_encoding_matches_prost_byte_for_byte() {
         let _plain = tracing::span("plain");
     });
     assert_eq!(spans.len(), 3);
+    // Over every span limit: the dropped counts of span and events are encoded too.
+    let limits = SpanLimits::default()
+        .with_max_attributes(3)
+        .with_max_events(2)
+        .with_max_attributes_per_event(1)
+        .with_max_links(1);
+    let ctx = TelemetryContext::test_with_span_limits(limits);
+    ctx.scope_and(|| {
+        let _root = tracing::start_trace("limited", StartTraceOptions::default());
+        for i in 0..300 {
+            crate::add_span_tags!(format!("tag{i}") => i);
+        }
+        crate::add_span_log_fields!("event" => "e1", "a" => "1", "b" => "2", "c" => "3");
+        crate::add_span_log_fields!("event" => "e2", "a" => "1");
+        crate::add_span_log_fields!("event" => "e3");
+    });
+    let limited = ctx.finished_internal_spans();
+    assert_eq!(limited[0].dropped_attributes_count(), 297);
+    assert_eq!(limited[0].dropped_events_count(), 1);
+    assert_eq!(limited[0].event_dropped_attributes_count(0), 2);
+    let spans: Vec<FinishedSpan> = spans.into_iter().chain(limited).collect();
     for span in &spans {
         let mut reference_counts = ConversionCounts::default();
         let mut expected = Vec::new();
@@ -265,7 +287,14 @@ fn direct_encoding_matches_prost_byte_for_byte() {
     let (requests, _) = encoder.encode(&spans, usize::MAX, &mut ConversionCounts::default());
     let decoded = ExportTraceServiceRequest::decode(requests[0].body.as_slice()).unwrap();
     assert_eq!(decoded.encode_to_vec(), requests[0].body);
-    assert_eq!(decoded.resource_spans[0].scope_spans[0].spans.len(), 3);
+    let decoded_spans = &decoded.resource_spans[0].scope_spans[0].spans;
+    assert_eq!(decoded_spans.len(), 4);
+    assert_eq!(decoded_spans[3].attributes.len(), 3);
+    assert_eq!(decoded_spans[3].dropped_attributes_count, 297);
+    assert_eq!(decoded_spans[3].events.len(), 2);
+    assert_eq!(decoded_spans[3].dropped_events_count, 1);
+    assert_eq!(decoded_spans[3].events[0].dropped_attributes_count, 2);
+    assert_eq!(decoded_spans[3].events[1].dropped_attributes_count, 0);
 }
 
 #[test]

@@ -78,6 +78,8 @@ pub(super) struct SpanView<'a> {
     pub(super) attributes: SmallVec<[(&'a str, WireValue<'a>); 8]>,
     pub(super) events: Vec<EventView<'a>>,
     pub(super) links: Vec<LinkView<'a>>,
+    pub(super) dropped_attributes: u32,
+    pub(super) dropped_events: u32,
     pub(super) dropped_links: u32,
 }
 
@@ -95,6 +97,7 @@ pub(super) struct EventView<'a> {
     pub(super) time: u64,
     pub(super) name: &'a str,
     pub(super) attributes: SmallVec<[(&'a str, &'a str); 4]>,
+    pub(super) dropped_attributes: u32,
 }
 
 pub(super) fn view<'a>(
@@ -129,7 +132,8 @@ pub(super) fn view<'a>(
     let events = span
         .logs()
         .iter()
-        .map(|log| {
+        .enumerate()
+        .map(|(position, log)| {
             let mut name = "log";
             let mut attributes = SmallVec::new();
             for field in log.fields() {
@@ -143,6 +147,7 @@ pub(super) fn view<'a>(
                 time: unix_nanos(log.time()),
                 name,
                 attributes,
+                dropped_attributes: span.event_dropped_attributes_count(position),
             }
         })
         .collect();
@@ -166,6 +171,8 @@ pub(super) fn view<'a>(
         .collect();
     SpanView {
         links,
+        dropped_attributes: span.dropped_attributes_count(),
+        dropped_events: span.dropped_events_count(),
         dropped_links: span.dropped_links_count(),
         kind,
         status: match status_code {

@@ -84,7 +84,12 @@ fn event_len(event: &EventView<'_>) -> usize {
         .iter()
         .map(|(k, v)| ld_len(3, key_value_len(k, WireValue::Str(v))))
         .sum();
-    time + name + attributes
+    let dropped = if event.dropped_attributes == 0 {
+        0
+    } else {
+        key_len(4) + encoded_len_varint(u64::from(event.dropped_attributes))
+    };
+    time + name + attributes + dropped
 }
 
 fn link_len(link: &LinkView<'_>) -> usize {
@@ -174,8 +179,14 @@ pub(super) fn write_span(
     for (key, value) in &view.attributes {
         len += ld_len(9, key_value_len(key, *value));
     }
+    if view.dropped_attributes != 0 {
+        len += key_len(10) + encoded_len_varint(u64::from(view.dropped_attributes));
+    }
     for event in &view.events {
         len += ld_len(11, event_len(event));
+    }
+    if view.dropped_events != 0 {
+        len += key_len(12) + encoded_len_varint(u64::from(view.dropped_events));
     }
     for link in &view.links {
         len += ld_len(13, link_len(link));
@@ -210,6 +221,9 @@ pub(super) fn write_span(
     for (key, value) in &view.attributes {
         put_key_value(9, key, *value, buf);
     }
+    if view.dropped_attributes != 0 {
+        put_varint_field(10, u64::from(view.dropped_attributes), buf);
+    }
     for event in &view.events {
         put_ld_header(11, event_len(event), buf);
         if event.time != 0 {
@@ -221,6 +235,12 @@ pub(super) fn write_span(
         for (key, value) in &event.attributes {
             put_key_value(3, key, WireValue::Str(value), buf);
         }
+        if event.dropped_attributes != 0 {
+            put_varint_field(4, u64::from(event.dropped_attributes), buf);
+        }
+    }
+    if view.dropped_events != 0 {
+        put_varint_field(12, u64::from(view.dropped_events), buf);
     }
     for link in &view.links {
         put_link(link, buf);

@@ -1,0 +1,424 @@
+//! Span limits, as OpenTelemetry defines them: how many attributes (tags), events (log
+//! entries), attributes per event and links one span keeps, and how long an attribute value
+//! may be; and the bounded recording that obeys them.
+//!
+//! Limits apply when a span records, not when it is exported, so a span's memory is bounded
+//! too: a span given 10,000 tags holds 128. What is over a limit is dropped and counted, and
+//! the counts travel with the span's record to the exporter (OTLP `dropped_attributes_count`,
+//! `dropped_events_count`, `dropped_links_count`, and each event's
+//! `dropped_attributes_count`). A tag that replaces one of the same name is not over any
+//! limit: it takes the earlier one's place.
+//!
+//! Setting a tag is O(1) amortised while "a later tag of the same name replaces the earlier
+//! one" holds (the later one goes to the end: tags keep the order of their last writes, so
+//! the last status tag written wins). A span with few tags (the common case) finds a name by
+//! scanning its inline tags; once it has [`INDEX_FROM`] tags, a hash table of their
+//! positions, keyed by the tags' own names (nothing copied), is built once and kept up to
+//! date, and a replaced tag's slot is marked dead instead of shifting the tags after it,
+//! dead slots being squeezed out in one pass once they are half the slots. Only spans with
+//! many tags pay for the index, and it is bounded by the attribute limit like the tags are.
+//!
+//! A span that finishes as a `cf_rustracing` span (see the `span` module) hands its tags and
+//! counts over on the finishing thread, keyed by span id, to the record that span becomes
+//! ([`hand_over`], [`take_handed_over`]); `cf_rustracing` carries neither.
+//!
+//! This module owns the limits and the bounded recording; it does not know which span is
+//! current or where finished spans go.
+
+use super::links::{SpanLink, SpanLinks};
+use crate::telemetry::propagation::ids::SpanId;
+use cf_rustracing::log::LogField;
+use cf_rustracing::tag::{Tag, TagValue};
+use hashbrown::HashTable;
+use smallvec::SmallVec;
+use std::borrow::Cow;
+use std::cell::RefCell;
+use std::hash::{BuildHasher, RandomState};
+
+/// Tags kept inline in a live span and its record before deferred to the heap.
+const INLINE_TAGS: usize = 2;
+
+/// The tags of a live span and of its record: the same type, so finishing moves them.
+pub(crate) type InlineTags = SmallVec<[Tag; INLINE_TAGS]>;
+
+/// The default links limit: a span keeps at most this many links unless its pipeline's
+/// `span_limits.max_links` says otherwise; later ones are dropped and counted in
+/// `dropped_links_count`.
+pub const MAX_LINKS: usize = SpanLimits::DEFAULT_COUNT;
+
+/// How much one span keeps; what is beyond is dropped and counted. The defaults are
+/// OpenTelemetry's: 128 attributes, 128 events, 128 attributes per event, 128 links, and no
+/// attribute value length limit (the exporter still cuts string values at 64 KiB).
+///
+/// # Examples
+///
+/// ```
+/// use foundations::telemetry::SpanLimits;
+///
+/// let limits = SpanLimits::default()
+///     .with_max_attributes(16)
+///     .with_max_attribute_value_length(Some(256));
+/// assert_eq!(limits.max_attributes(), 16);
+/// assert_eq!(limits.max_events(), 128);
+/// assert_eq!(limits.max_attribute_value_length(), Some(256));
+/// ```
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct SpanLimits {
+    max_attributes: usize,
+    max_events: usize,
+    max_attributes_per_event: usize,
+    max_links: usize,
+    max_attribute_value_length: Option<usize>,
+}
+
+impl Default for SpanLimits {
+    fn default() -> Self {
+        Self {
+            max_attributes: Self::DEFAULT_COUNT,
+            max_events: Self::DEFAULT_COUNT,
+            max_attributes_per_event: Self::DEFAULT_COUNT,
+            max_links: Self::DEFAULT_COUNT,
+            max_attribute_value_length: None,
+        }
+    }
+}
+
+impl SpanLimits {
+    /// The default of every count limit: 128, as in OpenTelemetry.
+    pub const DEFAULT_COUNT: usize = 128;
+
+    /// Tags a span keeps (kind and status tags included). Default: 128.
+    pub fn with_max_attributes(mut self, max: usize) -> Self {
+        self.max_attributes = max;
+        self
+    }
+
+    /// Log entries (OTLP events) a span keeps. Default: 128.
+    pub fn with_max_events(mut self, max: usize) -> Self {
+        self.max_events = max;
+        self
+    }
+
+    /// Fields a log entry keeps, besides the `event` field that names it. Default: 128.
+    pub fn with_max_attributes_per_event(mut self, max: usize) -> Self {
+        self.max_attributes_per_event = max;
+        self
+    }
+
+    /// Links a span keeps. Default: 128.
+    pub fn with_max_links(mut self, max: usize) -> Self {
+        self.max_links = max;
+        self
+    }
+
+    /// Longest string value of a tag, log field or link attribute, in bytes (cut at a
+    /// character boundary);
+    /// `None` (the default) keeps values whole, up to the exporter's 64 KiB.
+    pub fn with_max_attribute_value_length(mut self, max: Option<usize>) -> Self {
+        self.max_attribute_value_length = max;
+        self
+    }
+
+    /// Tags a span keeps.
+    pub fn max_attributes(&self) -> usize {
+        self.max_attributes
+    }
+
+    /// Log entries a span keeps.
+    pub fn max_events(&self) -> usize {
+        self.max_events
+    }
+
+    /// Fields a log entry keeps, besides its `event` field.
+    pub fn max_attributes_per_event(&self) -> usize {
+        self.max_attributes_per_event
+    }
+
+    /// Links a span keeps.
+    pub fn max_links(&self) -> usize {
+        self.max_links
+    }
+
+    /// Longest string value kept, in bytes; `None` for no limit.
+    pub fn max_attribute_value_length(&self) -> Option<usize> {
+        self.max_attribute_value_length
+    }
+}
+
+/// From this many tags on, a span indexes its tags by name instead of scanning them.
+pub(crate) const INDEX_FROM: usize = 8;
+
+/// What a span recorded besides its name and inline tags, and what it dropped: boxed in the
+/// span only once there is any (links, a tag index, or something dropped or logged).
+#[derive(Debug, Default)]
+pub(crate) struct Bounded {
+    pub(crate) links: SpanLinks,
+    index: Option<TagIndex>,
+    /// Slots of replaced tags (only once indexed), and how many.
+    dead: Vec<bool>,
+    dead_count: usize,
+    pub(crate) dropped_attributes: u32,
+    /// Log entries kept so far.
+    pub(crate) events: u32,
+    pub(crate) dropped_events: u32,
+    /// `(event position, fields dropped)` for the events that dropped fields.
+    pub(crate) event_dropped_attributes: Vec<(u32, u32)>,
+}
+
+/// Positions of a span's tags, keyed by their names.
+#[derive(Debug)]
+struct TagIndex {
+    hasher: RandomState,
+    positions: HashTable<u32>,
+}
+
+impl TagIndex {
+    fn of(tags: &[Tag]) -> Self {
+        let mut index = Self {
+            hasher: RandomState::new(),
+            positions: HashTable::with_capacity(tags.len() * 2),
+        };
+        for (position, tag) in tags.iter().enumerate() {
+            let hash = index.hasher.hash_one(tag.name());
+            index.positions.insert_unique(hash, position as u32, |&p| {
+                index.hasher.hash_one(tags[p as usize].name())
+            });
+        }
+        index
+    }
+}
+
+fn count(counter: &mut u32, n: u32) {
+    *counter = counter.saturating_add(n);
+}
+
+/// Sets `tag` on a span whose tags are `tags`: it replaces the tag of the same name (and
+/// moves to the end: tags are in the order of their last writes, which is what lets the last
+/// status written win), or is added if the span has room, or is dropped and counted.
+#[inline]
+pub(crate) fn set_tag(
+    tags: &mut InlineTags,
+    bounded: &mut Option<Box<Bounded>>,
+    tag: Tag,
+    limits: &SpanLimits,
+) {
+    if tags.len() >= INDEX_FROM {
+        return set_tag_indexed(tags, bounded, tag, limits);
+    }
+    // Few tags, none dead (dead slots exist only once indexed): a scan is cheapest.
+    let tag = bounded_tag(tag, limits);
+    if let Some(position) = tags.iter().position(|old| old.name() == tag.name()) {
+        tags.remove(position);
+        tags.push(tag);
+    } else if tags.len() < limits.max_attributes {
+        tags.push(tag);
+    } else {
+        count(&mut bounded.get_or_insert_default().dropped_attributes, 1);
+    }
+}
+
+/// [`set_tag`] for a span with many tags, through (and keeping up) its index. A replaced
+/// tag's slot is marked dead rather than removed (removing would shift every later tag);
+/// dead slots are squeezed out once they are as many as the live ones, so each set costs
+/// O(1) amortised and the tags take at most twice the attribute limit.
+#[inline(never)]
+fn set_tag_indexed(
+    tags: &mut InlineTags,
+    bounded: &mut Option<Box<Bounded>>,
+    tag: Tag,
+    limits: &SpanLimits,
+) {
+    let bounded = bounded.get_or_insert_default();
+    let index = bounded.index.get_or_insert_with(|| TagIndex::of(tags));
+    let hash = index.hasher.hash_one(tag.name());
+    let found = index
+        .positions
+        .find_mut(hash, |&p| tags[p as usize].name() == tag.name());
+    if let Some(position) = found {
+        let old = std::mem::replace(position, tags.len() as u32) as usize;
+        tags.push(bounded_tag(tag, limits));
+        if bounded.dead.len() < tags.len() {
+            bounded.dead.resize(tags.len(), false);
+        }
+        bounded.dead[old] = true;
+        bounded.dead_count += 1;
+        if bounded.dead_count * 2 >= tags.len() {
+            squeeze(tags, bounded);
+            bounded.index = Some(TagIndex::of(tags));
+        }
+    } else if tags.len() - bounded.dead_count < limits.max_attributes {
+        tags.push(bounded_tag(tag, limits));
+        let hasher = &index.hasher;
+        index
+            .positions
+            .insert_unique(hash, (tags.len() - 1) as u32, |&p| {
+                hasher.hash_one(tags[p as usize].name())
+            });
+    } else {
+        count(&mut bounded.dropped_attributes, 1);
+    }
+}
+
+/// Removes the dead slots of `tags`, keeping the order of the others. The index, if any,
+/// is stale afterwards.
+fn squeeze(tags: &mut InlineTags, bounded: &mut Bounded) {
+    let mut position = 0;
+    let dead = &bounded.dead;
+    tags.retain(|_| {
+        let keep = !dead.get(position).copied().unwrap_or(false);
+        position += 1;
+        keep
+    });
+    bounded.dead.clear();
+    bounded.dead_count = 0;
+}
+
+/// The tags of a span that finishes: dead slots removed, the index freed.
+pub(crate) fn finish_tags(tags: &mut InlineTags, bounded: &mut Bounded) {
+    if bounded.dead_count > 0 {
+        squeeze(tags, bounded);
+    }
+    bounded.index = None;
+}
+
+/// `tag`, its string value cut to the value length limit.
+#[inline]
+fn bounded_tag(tag: Tag, limits: &SpanLimits) -> Tag {
+    match (limits.max_attribute_value_length, tag.value()) {
+        (Some(max), TagValue::String(value)) if value.len() > max => {
+            let value = cut(value, max);
+            Tag::new(tag.name().to_owned(), value)
+        }
+        _ => tag,
+    }
+}
+
+/// `link`, its string attribute values cut to the value length limit.
+pub(crate) fn bounded_link(mut link: SpanLink, limits: &SpanLimits) -> SpanLink {
+    if limits.max_attribute_value_length.is_some() {
+        link.attributes = std::mem::take(&mut link.attributes)
+            .into_iter()
+            .map(|tag| bounded_tag(tag, limits))
+            .collect();
+    }
+    link
+}
+
+/// `field`, its value cut to the value length limit.
+pub(crate) fn bounded_field(field: LogField, limits: &SpanLimits) -> LogField {
+    match limits.max_attribute_value_length {
+        Some(max) if field.value().len() > max => {
+            let value = cut(field.value(), max);
+            LogField::new(field.name().to_owned(), value)
+        }
+        _ => field,
+    }
+}
+
+/// The first `max` bytes of `value` or fewer, ending at a character boundary.
+fn cut(value: &str, max: usize) -> Cow<'static, str> {
+    let mut end = max;
+    while !value.is_char_boundary(end) {
+        end -= 1;
+    }
+    Cow::Owned(value[..end].to_owned())
+}
+
+impl Bounded {
+    /// Counts a log entry about to be recorded: `false` when the span has no room for it
+    /// (it is then counted as dropped).
+    pub(crate) fn admit_event(&mut self, limits: &SpanLimits) -> bool {
+        if self.events as usize >= limits.max_events {
+            count(&mut self.dropped_events, 1);
+            return false;
+        }
+        true
+    }
+
+    /// Records that a log entry was kept, `dropped` of its fields over the limit.
+    pub(crate) fn kept_event(&mut self, dropped: u32) {
+        if dropped > 0 {
+            self.event_dropped_attributes.push((self.events, dropped));
+        }
+        self.events += 1;
+    }
+
+    /// Counts `n` log entries as dropped: added beyond the limit where the span did not see
+    /// them (by its finish callback), or left without any field the limits kept.
+    pub(crate) fn count_dropped_events(&mut self, n: usize) {
+        count(
+            &mut self.dropped_events,
+            u32::try_from(n).unwrap_or(u32::MAX),
+        );
+    }
+
+    /// `true` when nothing is kept or counted here that a record needs.
+    pub(crate) fn is_empty(&self) -> bool {
+        self.links.links.is_empty()
+            && self.links.dropped == 0
+            && self.dropped_attributes == 0
+            && self.dropped_events == 0
+            && self.event_dropped_attributes.is_empty()
+    }
+}
+
+/// The fields of a log entry, bounded: the `event` field (the entry's name) always kept, at
+/// most `max_attributes_per_event` others, each value cut to the value length limit. Counts
+/// the fields it drops in `dropped`.
+pub(crate) fn bounded_fields<'a>(
+    fields: impl IntoIterator<Item = LogField> + 'a,
+    limits: &'a SpanLimits,
+    dropped: &'a mut u32,
+) -> impl Iterator<Item = LogField> + 'a {
+    let mut kept = 0usize;
+    fields.into_iter().filter_map(move |field| {
+        if field.name() != "event" {
+            if kept >= limits.max_attributes_per_event {
+                count(dropped, 1);
+                return None;
+            }
+            kept += 1;
+        }
+        Some(bounded_field(field, limits))
+    })
+}
+
+/// What a span finishing as a `cf_rustracing` span hands to its record.
+pub(crate) struct HandedOver {
+    pub(crate) tags: InlineTags,
+    pub(crate) bounded: Option<Box<Bounded>>,
+}
+
+thread_local! {
+    /// Tags and counts of spans finishing as `cf_rustracing` spans on this thread, until
+    /// their record takes them.
+    static HANDED_OVER: RefCell<Vec<(SpanId, HandedOver)>> = const { RefCell::new(Vec::new()) };
+}
+
+/// Keeps what span `span_id` recorded for its record, about to be built on this thread.
+pub(crate) fn hand_over(span_id: SpanId, recorded: HandedOver) {
+    let _ = HANDED_OVER.try_with(|pending| {
+        if let Ok(mut pending) = pending.try_borrow_mut() {
+            pending.push((span_id, recorded));
+        }
+    });
+}
+
+/// What span `span_id` handed over, if anything.
+pub(crate) fn take_handed_over(span_id: SpanId) -> Option<HandedOver> {
+    HANDED_OVER
+        .try_with(|pending| {
+            let mut pending = pending.try_borrow_mut().ok()?;
+            if pending.is_empty() {
+                return None;
+            }
+            let index = pending.iter().rposition(|(id, _)| *id == span_id)?;
+            Some(pending.swap_remove(index).1)
+        })
+        .ok()
+        .flatten()
+}
+
+#[cfg(all(test, feature = "testing"))]
+#[path = "limits_tests.rs"]
+mod tests;

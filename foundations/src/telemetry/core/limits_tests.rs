@@ -1,0 +1,200 @@
+//! Span limits as recorded: what a span keeps and counts, in both representations (a plain
+//! live span, and one that finishes as a `cf_rustracing` span), and the tag index.
+
+use crate::telemetry::tracing::{self, Span, StartTraceOptions, Tag, TagValue};
+use crate::telemetry::{SpanLimits, TelemetryContext, TestSpan};
+use crate::{add_span_log_fields, add_span_tags, set_span_finish_callback};
+
+fn one_root(limits: SpanLimits, f: impl FnOnce()) -> TestSpan {
+    let ctx = TelemetryContext::test_with_span_limits(limits);
+    ctx.scope_and(|| {
+        let _root = tracing::start_trace("root", StartTraceOptions::default());
+        f();
+    });
+    ctx.traces(Default::default()).remove(0)
+}
+
+#[test]
+fn ten_thousand_tags_keep_the_first_128_and_count_the_rest() {
+    let root = one_root(SpanLimits::default(), || {
+        for i in 0..10_000 {
+            add_span_tags!(format!("tag.{i}") => i);
+        }
+    });
+    assert_eq!(root.tags.len(), 128);
+    assert_eq!(root.dropped_attributes_count, 9_872);
+    assert_eq!(root.tag("tag.0"), Some(&TagValue::Integer(0)));
+    assert_eq!(root.tag("tag.127"), Some(&TagValue::Integer(127)));
+    assert_eq!(root.tag("tag.128"), None);
+}
+
+#[test]
+fn a_later_tag_replaces_the_earlier_and_moves_last_below_and_above_the_index() {
+    for count in [3, super::INDEX_FROM, 50] {
+        let ctx = TelemetryContext::test();
+        ctx.scope_and(|| {
+            let _root = tracing::start_trace("root", StartTraceOptions::default());
+            for i in 0..count {
+                add_span_tags!(format!("tag.{i}") => i as i64);
+            }
+            add_span_tags!("tag.1" => "replaced", "tag.0" => "also");
+            // Many rewrites of a few names: dead slots are squeezed out as they pile up.
+            for round in 0..1_000i64 {
+                add_span_tags!("tag.2" => round);
+            }
+        });
+        let spans = ctx.finished_internal_spans();
+        let tags = spans[0].tags();
+        let names: Vec<&str> = tags.iter().map(|tag| tag.name()).collect();
+        assert_eq!(tags.len(), count, "{count} tags: {names:?}");
+        assert_eq!(names[count - 3..], ["tag.1", "tag.0", "tag.2"], "{count}");
+        assert_eq!(tags[count - 2].value(), &TagValue::from("also"));
+        assert_eq!(tags[count - 3].value(), &TagValue::from("replaced"));
+        assert_eq!(tags[count - 1].value(), &TagValue::Integer(999));
+        assert_eq!(spans[0].dropped_attributes_count(), 0);
+    }
+}
+
+#[test]
+fn the_last_status_written_wins_on_a_span_with_many_tags() {
+    use crate::telemetry::tracing::SpanStatus;
+    let root = one_root(SpanLimits::default(), || {
+        for i in 0..20 {
+            add_span_tags!(format!("tag.{i}") => i);
+        }
+        add_span_tags!("error" => true);
+        tracing::set_span_status(SpanStatus::Ok);
+        add_span_tags!("error" => true);
+    });
+    assert!(
+        matches!(root.status, SpanStatus::Error { .. }),
+        "{:?}",
+        root.status
+    );
+}
+
+#[test]
+fn a_full_span_still_replaces_tags_it_has_without_counting_them() {
+    let root = one_root(SpanLimits::default().with_max_attributes(10), || {
+        for i in 0..20 {
+            add_span_tags!(format!("tag.{i}") => i);
+        }
+        add_span_tags!("tag.9" => "new value");
+    });
+    assert_eq!(root.tags.len(), 10);
+    assert_eq!(root.tag("tag.9"), Some(&TagValue::from("new value")));
+    assert_eq!(root.dropped_attributes_count, 10);
+}
+
+#[test]
+fn a_zero_attribute_limit_keeps_no_tags() {
+    let root = one_root(SpanLimits::default().with_max_attributes(0), || {
+        add_span_tags!("a" => 1, "b" => 2);
+    });
+    assert!(root.tags.is_empty());
+    assert_eq!(root.dropped_attributes_count, 2);
+}
+
+#[test]
+fn values_are_cut_at_a_character_boundary() {
+    let limits = SpanLimits::default().with_max_attribute_value_length(Some(4));
+    let root = one_root(limits, || {
+        add_span_tags!("ascii" => "abcdefgh", "short" => "abc", "wide" => "aé€x", "int" => 123456);
+        add_span_log_fields!("event" => "a long event name", "field" => "0123456789");
+    });
+    assert_eq!(root.tag("ascii"), Some(&TagValue::from("abcd")));
+    assert_eq!(root.tag("short"), Some(&TagValue::from("abc")));
+    // "a" (1 byte) + "é" (2 bytes) fit in 4; "€" (3 bytes) does not.
+    assert_eq!(root.tag("wide"), Some(&TagValue::from("aé")));
+    assert_eq!(root.tag("int"), Some(&TagValue::Integer(123456)));
+    let fields = &root.logs[0].fields;
+    assert!(fields.contains(&("field".to_owned(), "0123".to_owned())));
+    assert!(fields.contains(&("event".to_owned(), "a lo".to_owned())));
+}
+
+#[test]
+fn events_and_their_fields_are_bounded_and_counted() {
+    let limits = SpanLimits::default()
+        .with_max_events(2)
+        .with_max_attributes_per_event(2);
+    let root = one_root(limits, || {
+        // The `event` field names the entry: it does not count against the limit.
+        add_span_log_fields!("event" => "first", "a" => "1", "b" => "2", "c" => "3", "d" => "4");
+        add_span_log_fields!("event" => "second", "a" => "1");
+        add_span_log_fields!("event" => "third");
+        add_span_log_fields!("event" => "fourth");
+    });
+    assert_eq!(root.logs.len(), 2);
+    assert_eq!(root.dropped_events_count, 2);
+    assert_eq!(root.logs[0].fields.len(), 3, "{:?}", root.logs[0].fields);
+    assert_eq!(root.logs[0].dropped_attributes_count, 2);
+    assert_eq!(root.logs[1].dropped_attributes_count, 0);
+}
+
+#[test]
+fn tags_set_after_a_log_and_by_a_finish_callback_obey_the_limit() {
+    let root = one_root(SpanLimits::default().with_max_attributes(3), || {
+        add_span_tags!("a" => 1);
+        add_span_log_fields!("event" => "x");
+        add_span_tags!("b" => 2, "a" => 10);
+        set_span_finish_callback!(|span: &mut Span| {
+            span.set_tag(|| Tag::new("from_callback", true));
+            span.set_tag(|| Tag::new("b", 20));
+            span.set_tag(|| Tag::new("over", true));
+        });
+    });
+    assert_eq!(root.logs.len(), 1);
+    assert_eq!(root.tag("a"), Some(&TagValue::Integer(10)));
+    assert_eq!(
+        root.tag("b"),
+        Some(&TagValue::Integer(20)),
+        "the callback's tag wins"
+    );
+    assert_eq!(root.tag("from_callback"), Some(&TagValue::Boolean(true)));
+    assert_eq!(root.tag("over"), None);
+    assert_eq!(root.tags.len(), 3);
+    assert_eq!(root.dropped_attributes_count, 1);
+}
+
+#[test]
+fn the_links_limit_comes_from_the_span_limits() {
+    let limits = SpanLimits::default()
+        .with_max_links(2)
+        .with_max_attribute_value_length(Some(2));
+    let ctx = TelemetryContext::test_with_span_limits(limits);
+    ctx.scope_and(|| {
+        let _other = tracing::start_trace("other", StartTraceOptions::default());
+        let target = tracing::w3c_traceparent().unwrap();
+        drop(_other);
+        let _root = tracing::start_trace("root", StartTraceOptions::default());
+        for _ in 0..5 {
+            tracing::add_link(target, None, [Tag::new("k", "long")]);
+        }
+    });
+    let root = ctx
+        .traces(Default::default())
+        .into_iter()
+        .find(|span| span.name == "root")
+        .unwrap();
+    assert_eq!(root.links.len(), 2);
+    assert_eq!(root.dropped_links_count, 3);
+    assert_eq!(root.links[0].attributes[0].value(), &TagValue::from("lo"));
+}
+
+#[test]
+fn an_entry_whose_fields_are_all_over_the_limit_counts_as_a_dropped_event() {
+    let root = one_root(
+        SpanLimits::default().with_max_attributes_per_event(0),
+        || {
+            add_span_log_fields!("a" => "1", "b" => "2");
+            add_span_log_fields!("event" => "named", "c" => "3");
+        },
+    );
+    assert_eq!(root.logs.len(), 1);
+    assert_eq!(
+        root.logs[0].fields,
+        [("event".to_owned(), "named".to_owned())]
+    );
+    assert_eq!(root.logs[0].dropped_attributes_count, 1);
+    assert_eq!(root.dropped_events_count, 1);
+}
