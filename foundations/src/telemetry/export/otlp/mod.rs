@@ -175,3 +175,6 @@ fn string_attribute(key: String, value: String) -> KeyValue {
 
 #[cfg(all(test, feature = "testing"))]
 mod tests;
+
+#[cfg(all(test, feature = "testing"))]
+mod wire_proptests;

@@ -18,7 +18,7 @@ use prost::Message;
 
 /// Converts one finished span into the `opentelemetry-proto` message: the reference that
 /// tests hold the direct encoding ([`write_span`]) to.
-fn to_proto(span: &FinishedSpan, counts: &mut ConversionCounts) -> Span {
+pub(super) fn to_proto(span: &FinishedSpan, counts: &mut ConversionCounts) -> Span {
     let state = span.state();
     let view = view(span, &[], counts);
     let (parent, flags) = parent_and_flags(span);
