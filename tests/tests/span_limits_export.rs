@@ -8,7 +8,7 @@ use foundations::telemetry::tracing::{self, StartTraceOptions};
 use foundations::telemetry::user_tracing;
 use foundations::{add_span_log_fields, add_span_tags, add_user_span_tags};
 use foundations_tests::{OtlpSink, Tenant};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 #[test]
 fn limits_are_applied_when_recording_and_counted_on_the_wire() {
@@ -23,14 +23,12 @@ fn limits_are_applied_when_recording_and_counted_on_the_wire() {
     );
     let driver = telemetry::init(&TelemetrySettings::from_yaml(&yaml).unwrap()).unwrap();
 
-    let started = Instant::now();
     {
         let _root = tracing::start_trace("many_tags", StartTraceOptions::default());
         for i in 0..10_000 {
             add_span_tags!(format!("tag.{i}") => i);
         }
     }
-    let tagging = started.elapsed();
     {
         let _root = tracing::start_trace("many_logs", StartTraceOptions::default());
         for i in 0..200 {
@@ -94,8 +92,4 @@ fn limits_are_applied_when_recording_and_counted_on_the_wire() {
         format!("{:?}", a.value.as_ref().unwrap().value.as_ref().unwrap()),
         "StringValue(\"lon\")"
     );
-
-    // Generous: 10,000 tags cost a few milliseconds when each is O(1) amortised; the O(n)
-    // insert this replaced took seconds in debug builds.
-    assert!(tagging < Duration::from_secs(2), "{tagging:?}");
 }
