@@ -198,6 +198,10 @@ pub fn start_trace(name: impl Into<Cow<'static, str>>, options: StartTraceOption
 /// ```
 #[inline]
 pub fn span(name: impl Into<Cow<'static, str>>) -> SpanScope {
+    // Tracing off: no span can be current, so there is nothing to open or to parent.
+    if current::nothing_installed() {
+        return SpanScope::inert();
+    }
     let mut name = Some(name.into());
     // The common case, a child of the current span, is built and pushed in one go.
     match stack::push_internal_child(&mut name) {

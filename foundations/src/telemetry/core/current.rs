@@ -7,7 +7,7 @@
 
 use super::harness::{self, HarnessRef};
 use super::identity::SpanState;
-use super::pipeline::Pipeline;
+use super::pipeline::{Internal, Pipeline, User as UserPipeline};
 use super::stack;
 #[cfg(feature = "user-tracing")]
 use super::stack::inspect_current;
@@ -36,6 +36,18 @@ pub(crate) fn user_trace_active() -> bool {
     return inspect_current::<User, _>(|span| span.is_some());
     #[cfg(not(feature = "user-tracing"))]
     false
+}
+
+/// `true` while nothing in this process can have recorded a span: no harness installed for
+/// either pipeline, and no test harness made. Then no span is current anywhere, and every
+/// span call can return at once: two loads (three with `testing`), no thread-local access.
+#[inline]
+pub(crate) fn nothing_installed() -> bool {
+    #[cfg(feature = "testing")]
+    if TEST_HARNESSES_EXIST.load(Ordering::Relaxed) {
+        return false;
+    }
+    harness::global::<Internal>().is_none() && harness::global::<UserPipeline>().is_none()
 }
 
 /// The harness that serves roots of pipeline `P` on this thread: the thread's test harness
