@@ -14,6 +14,8 @@
 
 mod common;
 
+use common::Zone;
+
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use fastrace::collector::{Config, Reporter, SpanContext};
 use fastrace::future::FutureExt as _;
@@ -23,7 +25,7 @@ use foundations::add_user_span_tags;
 use foundations::telemetry::TelemetryContext;
 use foundations::telemetry::testing::{HarnessOptions, install_tracing, install_user_tracing};
 use foundations::telemetry::tracing::{self, StartTraceOptions};
-use foundations::telemetry::user_tracing::{self, RoutingMetadata};
+use foundations::telemetry::user_tracing;
 use std::future::Future;
 use std::pin::{Pin, pin};
 use std::task::{Context, Poll, Waker};
@@ -32,18 +34,6 @@ use std::time::{Duration, Instant};
 #[cfg(feature = "bench-jemalloc")]
 #[global_allocator]
 static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
-
-#[derive(Debug)]
-struct Zone(u64);
-
-impl RoutingMetadata for Zone {
-    fn group_key(&self) -> String {
-        self.0.to_string()
-    }
-    fn encode(&self) -> String {
-        format!("zone={}", self.0)
-    }
-}
 
 struct DropReporter;
 

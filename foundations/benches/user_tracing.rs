@@ -5,22 +5,12 @@
 
 mod common;
 
+use common::Zone;
+
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use foundations::add_user_span_tags;
 use foundations::telemetry::testing::{HarnessOptions, install_user_tracing};
-use foundations::telemetry::user_tracing::{self, RoutingMetadata};
-
-#[derive(Debug)]
-struct Zone(u64);
-
-impl RoutingMetadata for Zone {
-    fn group_key(&self) -> String {
-        self.0.to_string()
-    }
-    fn encode(&self) -> String {
-        format!("zone={}", self.0)
-    }
-}
+use foundations::telemetry::user_tracing;
 
 fn installed_hot_path(c: &mut Criterion) {
     let drain = install_user_tracing(HarnessOptions::default()).expect("installed once");

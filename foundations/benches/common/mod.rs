@@ -36,3 +36,19 @@ pub fn spawn_batch_consumer(drain: SpanDrain) {
         })
     });
 }
+
+/// A user trace's routing for the user-pipeline benches: one zone.
+#[cfg(feature = "user-tracing")]
+#[allow(dead_code)] // Not every bench that shares this module uses it.
+#[derive(Debug)]
+pub struct Zone(pub u64);
+
+#[cfg(feature = "user-tracing")]
+impl foundations::telemetry::user_tracing::RoutingMetadata for Zone {
+    fn group_key(&self) -> String {
+        self.0.to_string()
+    }
+    fn encode(&self) -> String {
+        format!("zone={}", self.0)
+    }
+}

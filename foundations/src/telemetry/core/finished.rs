@@ -165,14 +165,15 @@ impl FinishedSpan {
             bounded.get_or_insert_default().count_dropped_events(over);
             logs = &logs[..limits.max_events()];
         }
+        let start_nanos = clock::system_time_nanos(span.start_time());
+        let finish_nanos = clock::system_time_nanos(span.finish_time()).max(start_nanos);
         Self {
             name: CompactString::new(span.operation_name()),
             extras: SpanExtras::new(logs.to_vec(), bounded),
             state: state.clone(),
             parent,
-            start_nanos: clock::system_time_nanos(span.start_time()),
-            finish_nanos: clock::system_time_nanos(span.finish_time())
-                .max(clock::system_time_nanos(span.start_time())),
+            start_nanos,
+            finish_nanos,
             tags,
         }
     }

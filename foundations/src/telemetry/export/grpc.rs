@@ -16,7 +16,7 @@
 //! This module owns the gRPC exchange of one request only; batching, encoding, phases and
 //! the counters' meaning are the worker's.
 
-use super::retry::{backoff, grpc_retry};
+use super::retry::{backoff, grpc_retry, wait_to_retry};
 use super::stats::{Counters, add, rejected_by};
 use super::tls::tls_config;
 use crate::telemetry::settings::{Compression, Endpoint, RetrySettings};
@@ -189,21 +189,8 @@ impl GrpcTransport {
                     backoff(retry, attempts)
                 }
             };
-            if attempts >= retry.max_attempts {
-                add(&counters.retries_exhausted, spans);
-                log::error!(
-                    "foundations exporter: giving up after {attempts} attempts; dropped {spans} \
-                     spans"
-                );
+            if !wait_to_retry(attempts, delay, spans, retry, counters, aborted()).await {
                 return;
-            }
-            add(&counters.retries, 1);
-            tokio::select! {
-                _ = tokio::time::sleep(delay) => {}
-                _ = aborted() => {
-                    add(&counters.at_shutdown, spans);
-                    return;
-                }
             }
         }
     }

@@ -5,11 +5,14 @@
 //! server sent a `google.rpc.RetryInfo`, whose `retry_delay` is honoured up to the same cap.
 //! Backoff is exponential with jitter and capped.
 //!
-//! This module owns these pure decisions only; the worker sends, waits and counts.
+//! This module owns these decisions, and [`wait_to_retry`], the step both transports take
+//! between attempts; sending is the transports'.
 
+use super::stats::{Counters, add};
 use crate::telemetry::settings::RetrySettings;
 use hyper::StatusCode;
 use hyper::header::HeaderValue;
+use std::future::Future;
 use std::time::{Duration, SystemTime};
 use tonic::Code;
 use tonic_types::StatusExt;
@@ -70,6 +73,34 @@ pub(super) fn retry_after(value: &HeaderValue, retry: &RetrySettings) -> Option<
             .unwrap_or_default(),
     };
     Some(wait.min(Duration::from_millis(retry.max_retry_after_ms)))
+}
+
+/// After failed attempt number `attempts` of a request of `spans` spans: gives up (counted
+/// as `retries_exhausted`) once `max_attempts` is reached, else waits `delay` and returns
+/// `true` to try again, unless `aborted` completes first (counted as `at_shutdown`).
+pub(super) async fn wait_to_retry(
+    attempts: u32,
+    delay: Duration,
+    spans: usize,
+    retry: &RetrySettings,
+    counters: &Counters,
+    aborted: impl Future<Output = ()>,
+) -> bool {
+    if attempts >= retry.max_attempts {
+        add(&counters.retries_exhausted, spans);
+        log::error!(
+            "foundations exporter: giving up after {attempts} attempts; dropped {spans} spans"
+        );
+        return false;
+    }
+    add(&counters.retries, 1);
+    tokio::select! {
+        _ = tokio::time::sleep(delay) => true,
+        _ = aborted => {
+            add(&counters.at_shutdown, spans);
+            false
+        }
+    }
 }
 
 #[cfg(test)]

@@ -17,7 +17,7 @@
 //! harness).
 
 use super::otlp::{ConversionCounts, EncodedRequest, OtlpEncoder};
-use super::retry::{backoff, is_retryable, retry_after};
+use super::retry::{backoff, is_retryable, retry_after, wait_to_retry};
 use super::routing::group_by_routing;
 use super::stats::{Counters, ExporterStats, add, rejected_by};
 use super::transport::{Connection, SendError, Transport};
@@ -435,21 +435,17 @@ impl Exporter {
                     backoff(retry, attempts)
                 }
             };
-            if attempts >= retry.max_attempts {
-                add(&counters.retries_exhausted, spans);
-                log::error!(
-                    "foundations exporter: giving up after {attempts} attempts; dropped {spans} \
-                     spans"
-                );
+            if !wait_to_retry(
+                attempts,
+                delay,
+                spans,
+                retry,
+                counters,
+                aborted(phase.clone()),
+            )
+            .await
+            {
                 return;
-            }
-            add(&counters.retries, 1);
-            tokio::select! {
-                _ = tokio::time::sleep(delay) => {}
-                _ = aborted(phase.clone()) => {
-                    add(&counters.at_shutdown, spans);
-                    return;
-                }
             }
         }
     }
