@@ -121,8 +121,11 @@ impl TelemetryContext {
 
     /// As [`push`](Self::push), or, when a previous poll of the future this context
     /// drives parked its entries, those entries (see [`park`]).
+    ///
+    /// The entry is pushed as outlived: this context keeps a handle to its span for as long
+    /// as the future lives, so ending the entry at the end of the poll never finishes it.
     fn push_or_restore<P: Pipeline>(&self, parked: &mut Parked) -> Option<ScopeId<P>> {
-        park::restore::<P>(parked).or_else(|| self.push::<P>())
+        park::restore::<P>(parked).or_else(|| self.push_outlived::<P>())
     }
 
     /// Makes this context current on this thread until the returned guard is dropped.
