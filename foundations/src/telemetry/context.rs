@@ -8,8 +8,8 @@
 
 use crate::telemetry::core::current;
 use crate::telemetry::core::entry_span::EntrySpan;
+use crate::telemetry::core::frame::{self, Entered, Parked};
 use crate::telemetry::core::harness::RootOptions;
-use crate::telemetry::core::park::{self, Parked};
 use crate::telemetry::core::pipeline::{Internal, PerPipeline, Pipeline, ScopeId, User};
 use crate::telemetry::core::scope::Scope;
 use crate::telemetry::core::span::SpanHandle;
@@ -117,15 +117,6 @@ impl TelemetryContext {
         stack::push::<P>(None, |slot| {
             *slot = self.span::<P>().map(|span| EntrySpan::Shared(span.clone()));
         })
-    }
-
-    /// As [`push`](Self::push), or, when a previous poll of the future this context
-    /// drives parked its entries, those entries (see [`park`]).
-    ///
-    /// The entry is pushed as outlived: this context keeps a handle to its span for as long
-    /// as the future lives, so ending the entry at the end of the poll never finishes it.
-    fn push_or_restore<P: Pipeline>(&self, parked: &mut Parked) -> Option<ScopeId<P>> {
-        park::restore::<P>(parked).or_else(|| self.push_outlived::<P>())
     }
 
     /// Makes this context current on this thread until the returned guard is dropped.
@@ -316,8 +307,8 @@ pin_project! {
     pub struct WithTelemetryContext<F> {
         ctx: TelemetryContext,
         // What the future's code left on this thread's stacks when it last returned
-        // `Pending`. Declared before `inner`, so it drops first: the spans finish, and the
-        // scopes `inner` still holds then find nothing left to end.
+        // `Pending` (see `frame`). Declared before `inner`, so it drops first: the spans
+        // finish, and the scopes `inner` still holds then find nothing left to end.
         parked: PerPipeline<Parked>,
         #[pin]
         inner: F,
@@ -335,27 +326,26 @@ impl<F: Future> Future for WithTelemetryContext<F> {
     }
 }
 
-/// A context made current for one poll of the future it drives; on drop (also by a panic
-/// in the poll) it ends or parks what the poll left (see [`park`]).
+/// A context made current for one poll of the future it drives, as a frame on each
+/// pipeline's stack (see [`frame`]); on drop (also by a panic in the poll) it parks what the
+/// poll left, uninstalls the frames and gives the context its spans back.
 struct PollScope<'a> {
+    ctx: &'a mut TelemetryContext,
     parked: &'a mut PerPipeline<Parked>,
-    internal: Option<ScopeId<Internal>>,
-    user: Option<ScopeId<User>>,
-    #[cfg(feature = "testing")]
-    previous_test_harnesses: PerPipeline<Option<Arc<Harness>>>,
+    entered: Entered,
 }
 
 impl<'a> PollScope<'a> {
     #[inline]
-    fn enter(ctx: &TelemetryContext, parked: &'a mut PerPipeline<Parked>) -> Self {
+    fn enter(ctx: &'a mut TelemetryContext, parked: &'a mut PerPipeline<Parked>) -> Self {
         Self {
-            internal: ctx.push_or_restore::<Internal>(&mut parked.internal),
-            user: ctx.push_or_restore::<User>(&mut parked.user),
-            #[cfg(feature = "testing")]
-            previous_test_harnesses: PerPipeline::new(
-                current::swap_test_harness::<Internal>(ctx.test_harnesses.internal.clone()),
-                current::swap_test_harness::<User>(ctx.test_harnesses.user.clone()),
+            entered: frame::enter(
+                &mut ctx.spans,
+                #[cfg(feature = "testing")]
+                &ctx.test_harnesses,
+                parked,
             ),
+            ctx,
             parked,
         }
     }
@@ -364,20 +354,7 @@ impl<'a> PollScope<'a> {
 impl Drop for PollScope<'_> {
     #[inline]
     fn drop(&mut self) {
-        if let Some(id) = self.internal {
-            park::end_or_park(id, &mut self.parked.internal);
-        }
-        if let Some(id) = self.user {
-            park::end_or_park(id, &mut self.parked.user);
-        }
-        #[cfg(feature = "testing")]
-        {
-            let previous = &mut self.previous_test_harnesses;
-            drop(current::swap_test_harness::<Internal>(
-                previous.internal.take(),
-            ));
-            drop(current::swap_test_harness::<User>(previous.user.take()));
-        }
+        frame::leave(self.entered, &mut self.ctx.spans, self.parked);
     }
 }
 

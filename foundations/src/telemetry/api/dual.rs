@@ -11,6 +11,8 @@ use crate::telemetry::TelemetryContext;
 use crate::telemetry::core::entry_span::EntrySpan;
 use crate::telemetry::core::pipeline::{Internal, ScopeId};
 use crate::telemetry::core::stack;
+#[cfg(feature = "user-tracing")]
+use crate::telemetry::core::user_link;
 
 #[cfg(feature = "user-tracing")]
 use super::internal;
@@ -56,10 +58,10 @@ impl SpanScope {
         };
         // Only an entry opened while a user trace was active holds a name; taking it also
         // makes a second `with_user_span` a no-op.
-        let name = stack::take_pending_user_name(id);
+        let name = user_link::take_pending_user_name(id);
         let user_scope = name.and_then(stack::push_child_of_current::<User>);
         if let Some(user_scope) = user_scope {
-            stack::link_user_scope(id, user_scope);
+            user_link::link_user_scope(id, user_scope);
         }
         self
     }

@@ -66,7 +66,8 @@ use crate::telemetry::core::identity::ParentSpan;
 use crate::telemetry::core::pipeline::{Internal, ScopeId};
 use crate::telemetry::core::scope::Scope;
 use crate::telemetry::core::span::{LiveSpan, SpanHandle};
-use crate::telemetry::core::stack::{self, InternalChild};
+use crate::telemetry::core::stack;
+use crate::telemetry::core::user_link::{self, InternalChild};
 use std::borrow::Cow;
 
 /// How [`start_trace`] starts its trace: fresh, or continuing an inbound one.
@@ -204,7 +205,7 @@ pub fn span(name: impl Into<Cow<'static, str>>) -> SpanScope {
     }
     let mut name = Some(name.into());
     // The common case, a child of the current span, is built and pushed in one go.
-    match stack::push_internal_child(&mut name) {
+    match user_link::push_internal_child(&mut name) {
         InternalChild::Opened(id) => SpanScope::of(Some(id)),
         InternalChild::NoCurrentSpan { user_trace_active } => {
             match current::root_harness::<Internal>() {

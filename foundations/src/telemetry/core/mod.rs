@@ -30,7 +30,9 @@
 //!   only the tracked constructors of a [`Tracked`](pipeline::Tracked) pipeline enter it.
 //! - [`stack`]: the thread-local scope stacks, made of [`entry`] values, each with its
 //!   [`joined`] unsampled children; [`scope`]: an entry's lifetime;
-//!   [`current`]: what is current on this thread; [`park`]: what a suspended future left.
+//!   [`current`]: what is current on this thread; [`frame`]: the context of the future
+//!   being polled, and what a suspended future left; [`user_link`]: an internal entry's
+//!   link to a parallel user span.
 //!
 //! This module imports nothing from the API, export, settings or context modules: they
 //! build on it, never the other way round. It uses the W3C value types of `propagation`.
@@ -40,12 +42,12 @@ pub(crate) mod current;
 pub(crate) mod entry;
 pub(crate) mod entry_span;
 pub(crate) mod finished;
+pub(crate) mod frame;
 pub(crate) mod harness;
 pub(crate) mod identity;
 pub(crate) mod joined;
 pub(crate) mod limits;
 pub(crate) mod links;
-pub(crate) mod park;
 pub(crate) mod pipeline;
 pub(crate) mod queue;
 pub(crate) mod rate_limit;
@@ -56,3 +58,4 @@ pub(crate) mod scope;
 pub(crate) mod span;
 pub(crate) mod stack;
 pub(crate) mod status;
+pub(crate) mod user_link;

@@ -30,7 +30,7 @@ use super::entry::UserLink;
 use super::entry::{Entry, RemovedEntry};
 use super::entry_span::EntrySpan;
 use super::identity::SpanState;
-use super::pipeline::{Internal, PerPipeline, Pipeline, RawId, ScopeId, User};
+use super::pipeline::{PerPipeline, Pipeline, RawId, ScopeId, User};
 use super::span::SpanHandle;
 use std::borrow::Cow;
 use std::cell::RefCell;
@@ -48,9 +48,32 @@ pub(crate) struct ScopeStack {
     pub(super) entries: Vec<Entry>,
     pub(super) depth: usize,
     next_id: u64,
+    /// The floor of the innermost frame (see `frame`), 0 outside any: entries below it are
+    /// hidden, and the frame's span is current when nothing is above it.
+    pub(super) floor: usize,
+    /// The frames of the contexts being polled on this thread, innermost last.
+    pub(super) frames: Vec<Frame>,
     /// The harness that roots started on this thread use instead of the global one.
     #[cfg(feature = "testing")]
     pub(super) test_harness: Option<Arc<Harness>>,
+}
+
+/// A context's frame on one pipeline's stack, installed for one poll of the future the
+/// context drives (see the `frame` module, which installs and leaves frames). The stack keeps
+/// the floor of its innermost frame inline (`ScopeStack::floor`, read by every access to the
+/// current span) and its frames in a list, innermost last.
+pub(crate) struct Frame {
+    /// The floor of the frame this one is nested in (0 outside any frame), restored when
+    /// this one is left.
+    pub(super) outer_floor: usize,
+    /// The context's span, lent by it for the poll; `None` when the context has none of
+    /// this pipeline (then no span is current at the floor).
+    pub(super) span: Option<SpanHandle>,
+    /// The entry the frame's span was materialized into, if it was.
+    pub(super) materialized: Option<RawId>,
+    /// The thread's test harness before the context's replaced it for the poll.
+    #[cfg(feature = "testing")]
+    pub(super) previous_test_harness: Option<Arc<Harness>>,
 }
 
 impl ScopeStack {
@@ -59,6 +82,8 @@ impl ScopeStack {
             entries: Vec::new(),
             depth: 0,
             next_id: 0,
+            floor: 0,
+            frames: Vec::new(),
             #[cfg(feature = "testing")]
             test_harness: None,
         }
@@ -76,6 +101,7 @@ impl ScopeStack {
 
     /// Index of the live entry `id`. It is almost always the top one; search from there.
     #[inline]
+    #[cfg_attr(not(feature = "user-tracing"), allow(dead_code))]
     pub(super) fn find(&self, id: RawId) -> Option<usize> {
         self.live().iter().rposition(|entry| entry.id == id)
     }
@@ -122,7 +148,7 @@ impl ScopeStack {
 
     /// Makes the next vacant entry (added if there is none) the top one, under a new id.
     #[inline(always)]
-    fn push_vacant(&mut self) -> (RawId, &mut Entry) {
+    pub(super) fn push_vacant(&mut self) -> (RawId, &mut Entry) {
         let id = self.next_id();
         if self.depth == self.entries.len() {
             self.entries.push(Entry::vacant());
@@ -159,6 +185,9 @@ impl ScopeStack {
             self.move_to_top(index);
         }
         self.depth -= 1;
+        if index < self.floor {
+            self.lower_floors(index);
+        }
     }
 
     /// Out of order: the entries above `index` move down one, and it goes above them.
@@ -169,14 +198,34 @@ impl ScopeStack {
         self.entries[index..self.depth].rotate_left(1);
     }
 
+    /// The entry of the current span: the top one above the floor of the installed frame,
+    /// the frame's span made an entry if nothing is above it (see `frame`), or none.
     #[inline]
-    fn current(&self) -> Option<&EntrySpan> {
-        self.live().last()?.span.as_ref()
+    fn top(&mut self) -> Option<&mut Entry> {
+        if self.depth == self.floor {
+            self.materialize()?;
+        }
+        self.entries[..self.depth].last_mut()
+    }
+
+    #[inline]
+    fn current(&mut self) -> Option<&EntrySpan> {
+        self.top()?.span.as_ref()
     }
 
     #[inline]
     fn current_mut(&mut self) -> Option<&mut EntrySpan> {
-        self.live_mut().last_mut()?.span.as_mut()
+        self.top()?.span.as_mut()
+    }
+
+    /// Whether a span is current, without making a frame's span an entry.
+    #[inline]
+    pub(super) fn has_current(&self) -> bool {
+        if self.depth == self.floor {
+            self.frame_span().is_some()
+        } else {
+            self.entries[self.depth - 1].span.is_some()
+        }
     }
 
     /// Joins an unsampled child into the top entry, if it can be (see the module docs): its
@@ -184,8 +233,8 @@ impl ScopeStack {
     /// the child, and it has room. The user-link conditions keep a user span's lifetime that
     /// of exactly one scope; without routing, ending the entry never runs application code.
     #[inline(always)]
-    fn try_join_unsampled_child(&mut self) -> Option<RawId> {
-        let top = self.live().last()?;
+    pub(super) fn try_join_unsampled_child(&mut self) -> Option<RawId> {
+        let top = self.top()?;
         #[cfg(feature = "user-tracing")]
         if !matches!(top.user, UserLink::None) {
             return None;
@@ -197,7 +246,7 @@ impl ScopeStack {
             return None;
         }
         let id = self.next_id();
-        let top = self.live_mut().last_mut()?;
+        let top = self.top()?;
         top.joined.push(id);
         Some(id)
     }
@@ -207,7 +256,7 @@ impl ScopeStack {
     /// Kept out of line so that callers with no current span (tracing off) stay a few
     /// instructions; inside, the child is built straight into its (vacant) entry.
     #[inline(never)]
-    fn push_child(
+    pub(super) fn push_child(
         &mut self,
         name: Cow<'static, str>,
         #[allow(unused)] pending_user_name: Option<Cow<'static, str>>,
@@ -240,12 +289,18 @@ impl ScopeStack {
 
 /// This thread's stacks, one per pipeline, behind a single thread-local: opening an
 /// internal span also asks whether a user trace is active, and one access serves both.
-type Stacks = PerPipeline<RefCell<ScopeStack>>;
+pub(super) type Stacks = PerPipeline<RefCell<ScopeStack>>;
 
 thread_local! {
     static STACKS: Stacks = const {
         PerPipeline::new(RefCell::new(ScopeStack::new()), RefCell::new(ScopeStack::new()))
     };
+}
+
+/// Runs `f` on this thread's stacks; `None` while the thread is being torn down.
+#[inline]
+pub(super) fn with_stacks<R>(f: impl FnOnce(&Stacks) -> R) -> Option<R> {
+    STACKS.try_with(f).ok()
 }
 
 /// Runs `f` on this thread's stack of pipeline `P`.
@@ -305,89 +360,6 @@ pub(crate) fn push_child_of_current<P: Pipeline>(name: Cow<'static, str>) -> Opt
     })
     .flatten()
     .map(ScopeId::new)
-}
-
-/// What [`push_internal_child`] did.
-pub(crate) enum InternalChild {
-    /// The child is open and current.
-    Opened(ScopeId<Internal>),
-    /// There is no current internal span (or the stack is unavailable): the caller may
-    /// start a root instead. `user_trace_active` says whether the new span should keep its
-    /// name for `with_user_span`.
-    NoCurrentSpan { user_trace_active: bool },
-}
-
-/// Opens a child of the current internal span named `name` and makes it current, within
-/// one borrow of the stack. In the same visit to this thread's stacks it checks whether a
-/// user trace is active: if so, the child keeps (a copy of) its name for
-/// `with_user_span`. Takes `name` only if it opens the child.
-///
-/// `name` is borrowed rather than moved in and handed back so that the common "no current
-/// span" path (tracing off) does not copy it around.
-#[inline]
-pub(crate) fn push_internal_child(name: &mut Option<Cow<'static, str>>) -> InternalChild {
-    STACKS
-        .try_with(|stacks| {
-            #[cfg(feature = "user-tracing")]
-            let user_trace_active = stacks
-                .user
-                .try_borrow()
-                .is_ok_and(|user| user.current().is_some());
-            #[cfg(not(feature = "user-tracing"))]
-            let user_trace_active = false;
-            let no_current = InternalChild::NoCurrentSpan { user_trace_active };
-            let Ok(mut stack) = stacks.internal.try_borrow_mut() else {
-                return no_current;
-            };
-            if stack.current().is_none() {
-                return no_current;
-            }
-            // The common unsampled child is joined right here; the out-of-line path builds.
-            if !user_trace_active {
-                if let Some(id) = stack.try_join_unsampled_child() {
-                    return InternalChild::Opened(ScopeId::new(id));
-                }
-            }
-            let Some(name) = name.take() else {
-                return no_current;
-            };
-            // Cloning keeps a borrowed name borrowed: no allocation.
-            let pending_user_name = user_trace_active.then(|| name.clone());
-            match stack.push_child(name, pending_user_name) {
-                Some(id) => InternalChild::Opened(ScopeId::new(id)),
-                None => no_current,
-            }
-        })
-        .unwrap_or(InternalChild::NoCurrentSpan {
-            user_trace_active: false,
-        })
-}
-
-/// Takes the name kept by [`push`] for entry `id`, if no user span was opened yet.
-#[cfg(feature = "user-tracing")]
-pub(crate) fn take_pending_user_name(id: ScopeId<Internal>) -> Option<Cow<'static, str>> {
-    with_stack::<Internal, _>(|stack| {
-        let index = stack.find(id.raw)?;
-        let entry = &mut stack.entries[index];
-        match std::mem::take(&mut entry.user) {
-            UserLink::PendingName(name) => Some(name),
-            other => {
-                entry.user = other;
-                None
-            }
-        }
-    })
-    .flatten()
-}
-
-/// Records that entry `id` opened the user stack's entry `user_scope`.
-#[cfg(feature = "user-tracing")]
-pub(crate) fn link_user_scope(id: ScopeId<Internal>, user_scope: ScopeId<User>) {
-    with_stack::<Internal, _>(|stack| {
-        if let Some(index) = stack.find(id.raw) {
-            stack.entries[index].user = UserLink::Opened(user_scope);
-        }
-    });
 }
 
 /// Ends the entry `id` if that runs no application code and nothing needs to be handed
@@ -537,6 +509,9 @@ pub(crate) fn remove_entry<P: Pipeline>(id: ScopeId<P>) -> Option<RemovedEntry> 
 #[inline]
 pub(crate) fn current<P: Pipeline>() -> Option<SpanHandle> {
     with_stack::<P, _>(|stack| {
+        if stack.depth == stack.floor {
+            return stack.frame_span().cloned();
+        }
         let top = stack.live_mut().last_mut()?;
         if let Some(span_id) = top.joined.current() {
             let state = top.span.as_ref()?.state().with_span_id(span_id);
@@ -555,6 +530,9 @@ pub(crate) fn current<P: Pipeline>() -> Option<SpanHandle> {
 #[inline]
 pub(crate) fn current_state<P: Pipeline, R>(f: impl FnOnce(&SpanState) -> R) -> Option<R> {
     with_stack::<P, _>(|stack| {
+        if stack.depth == stack.floor {
+            return stack.frame_span().map(|span| f(span.state()));
+        }
         let top = stack.live_mut().last_mut()?;
         let joined = top.joined.current();
         let span = top.span.as_ref()?;

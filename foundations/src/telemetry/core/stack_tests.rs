@@ -2,6 +2,7 @@
 
 use super::*;
 use crate::telemetry::TelemetryContext;
+use crate::telemetry::core::pipeline::Internal;
 use crate::telemetry::tracing::{self, SpanId, StartTraceOptions, TraceId};
 
 /// Live entries on this thread's internal stack.

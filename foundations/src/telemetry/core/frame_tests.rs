@@ -1,0 +1,196 @@
+//! Unit tests of frames: a polled context's span current without an entry, made an entry
+//! only when needed, floors kept right when entries below them leave, parking.
+
+use crate::add_span_tags;
+use crate::telemetry::TelemetryContext;
+use crate::telemetry::core::pipeline::Internal;
+use crate::telemetry::core::stack::with_stack;
+use crate::telemetry::tracing::{self, StartTraceOptions, TagValue};
+use std::future::Future;
+use std::pin::{Pin, pin};
+use std::task::{Context, Poll, Waker};
+
+/// `(depth, floor, frames)` of this thread's internal stack.
+fn shape() -> (usize, usize, usize) {
+    with_stack::<Internal, _>(|stack| (stack.depth, stack.floor, stack.frames.len()))
+        .expect("stack available")
+}
+
+/// Polls `future` once with a no-op waker.
+fn poll_once<F: Future>(future: Pin<&mut F>) -> Poll<F::Output> {
+    future.poll(&mut Context::from_waker(Waker::noop()))
+}
+
+/// A future that runs `step` on each poll and is ready when it returns `true`.
+struct Steps<S>(S);
+
+impl<S: FnMut() -> bool + Unpin> Future for Steps<S> {
+    type Output = ();
+    fn poll(mut self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<()> {
+        if (self.0)() {
+            Poll::Ready(())
+        } else {
+            Poll::Pending
+        }
+    }
+}
+
+#[test]
+fn a_poll_makes_the_context_current_without_an_entry() {
+    let test = TelemetryContext::test();
+    let _test_scope = test.scope();
+    let outer = tracing::start_trace("outer", StartTraceOptions::default());
+    let ctx = tracing::start_trace("request", StartTraceOptions::default()).into_context();
+    let request_ids = ctx.scope_and(|| (tracing::trace_id(), tracing::span_id()));
+    let (depth, ..) = shape();
+    let mut polls = 0;
+    let mut future = pin!(ctx.apply(Steps(|| {
+        polls += 1;
+        assert_eq!(
+            (tracing::trace_id(), tracing::span_id()),
+            request_ids,
+            "the context's span is current, the outer one hidden"
+        );
+        assert_eq!(shape(), (depth, depth, 1), "no entry, one frame");
+        polls == 3
+    })));
+    while poll_once(future.as_mut()).is_pending() {
+        assert_eq!(shape(), (depth, 0, 0), "the frame left with the poll");
+    }
+    assert_eq!(polls, 3);
+    drop(outer);
+}
+
+#[test]
+fn the_context_span_becomes_an_entry_only_to_be_tagged_or_parent_a_child() {
+    let test = TelemetryContext::test();
+    let _test_scope = test.scope();
+    let ctx = tracing::start_trace("request", StartTraceOptions::default()).into_context();
+    let request_id = ctx.scope_and(tracing::span_id);
+    let (depth, ..) = shape();
+    {
+        let mut future = pin!(ctx.apply(Steps(|| {
+            add_span_tags!("step" => "tagged in a poll");
+            assert_eq!(shape().0, depth + 1, "materialized to be tagged");
+            let _child = tracing::span("child");
+            assert_eq!(shape().0, depth + 2);
+            true
+        })));
+        assert!(poll_once(future.as_mut()).is_ready());
+        assert_eq!(
+            shape(),
+            (depth, 0, 0),
+            "the materialized entry ended in place"
+        );
+    }
+    let traces = test.traces(Default::default());
+    let request = traces
+        .iter()
+        .find(|trace| trace.name == "request")
+        .unwrap_or_else(|| panic!("the request finished: {traces:?}"));
+    assert_eq!(request.span_id, request_id.unwrap());
+    assert!(
+        request
+            .tags
+            .iter()
+            .any(|(key, value)| key == "step"
+                && *value == TagValue::String("tagged in a poll".into()))
+    );
+    assert_eq!(request.children[0].name, "child");
+}
+
+#[test]
+fn an_entry_below_the_floor_leaving_during_a_poll_lowers_the_floor() {
+    let test = TelemetryContext::test();
+    let _test_scope = test.scope();
+    let outer = tracing::start_trace("outer", StartTraceOptions::default());
+    let outer_child = tracing::span("outer_child");
+    let ctx = tracing::start_trace("request", StartTraceOptions::default()).into_context();
+    let request_trace = ctx.scope_and(tracing::trace_id);
+    let (depth, ..) = shape();
+    let mut outer = Some(outer);
+    let mut future = pin!(ctx.apply(Steps(move || {
+        // A `!Send` future may own a scope opened outside it, and end it in a poll.
+        drop(outer.take());
+        assert_eq!(shape(), (depth - 1, depth - 1, 1), "the floor moved down");
+        let _child = tracing::span("child");
+        assert_eq!(
+            tracing::trace_id(),
+            request_trace,
+            "still the context's span"
+        );
+        true
+    })));
+    assert!(poll_once(future.as_mut()).is_ready());
+    assert_eq!(shape(), (depth - 1, 0, 0));
+    let outer_trace = tracing::trace_id();
+    assert!(outer_trace.is_some() && outer_trace != request_trace);
+    drop(outer_child);
+    assert_eq!(shape(), (depth - 2, 0, 0));
+}
+
+#[test]
+fn nested_contexts_restore_each_outer_frame() {
+    let test = TelemetryContext::test();
+    let _test_scope = test.scope();
+    let a = tracing::start_trace("a", StartTraceOptions::default()).into_context();
+    let b = tracing::start_trace("b", StartTraceOptions::default()).into_context();
+    let (a_trace, b_trace) = (
+        a.scope_and(tracing::trace_id),
+        b.scope_and(tracing::trace_id),
+    );
+    let mut inner = Some(Box::pin(b.apply(Steps(move || {
+        assert_eq!(tracing::trace_id(), b_trace);
+        true
+    }))));
+    let mut future = pin!(a.apply(Steps(move || {
+        let _child = tracing::span("a_child");
+        let inner = inner.as_mut().expect("polled once");
+        assert!(poll_once(inner.as_mut()).is_ready());
+        assert_eq!(tracing::trace_id(), a_trace, "the outer frame is back");
+        assert_eq!(shape().2, 1);
+        true
+    })));
+    assert!(poll_once(future.as_mut()).is_ready());
+    assert_eq!(shape().2, 0);
+}
+
+#[test]
+fn a_scope_held_across_polls_is_parked_with_the_materialized_span() {
+    let test = TelemetryContext::test();
+    let _test_scope = test.scope();
+    let ctx = tracing::start_trace(
+        "request",
+        StartTraceOptions::default().force_sampling(false),
+    )
+    .into_context();
+    let request_trace = ctx.scope_and(tracing::trace_id);
+    let (base, ..) = shape();
+    let mut held = None;
+    let mut polls = 0;
+    let mut future = pin!(ctx.apply(Steps(move || {
+        polls += 1;
+        match polls {
+            1 => held = Some(tracing::span("held")),
+            2 => assert!(held.is_some() && tracing::span_id().is_some()),
+            _ => drop(held.take()),
+        }
+        polls == 3
+    })));
+    assert!(poll_once(future.as_mut()).is_pending());
+    assert_eq!(
+        shape(),
+        (base, 0, 0),
+        "parked: nothing left on the thread's stack"
+    );
+    let other = tracing::span("other");
+    assert_ne!(
+        tracing::trace_id(),
+        request_trace,
+        "no span leaked to other code"
+    );
+    drop(other);
+    assert!(poll_once(future.as_mut()).is_pending());
+    assert!(poll_once(future.as_mut()).is_ready());
+    assert_eq!(shape(), (base, 0, 0));
+}
