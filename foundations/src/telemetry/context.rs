@@ -328,24 +328,26 @@ impl<F: Future> Future for WithTelemetryContext<F> {
 
 /// A context made current for one poll of the future it drives, as a frame on each
 /// pipeline's stack (see [`frame`]); on drop (also by a panic in the poll) it parks what the
-/// poll left, uninstalls the frames and gives the context its spans back.
+/// poll left and uninstalls the frames. It borrows the context for as long as the frames
+/// point into it.
 struct PollScope<'a> {
-    ctx: &'a mut TelemetryContext,
+    // Borrowed for as long as the frames point into it.
+    _ctx: &'a TelemetryContext,
     parked: &'a mut PerPipeline<Parked>,
     entered: Entered,
 }
 
 impl<'a> PollScope<'a> {
     #[inline]
-    fn enter(ctx: &'a mut TelemetryContext, parked: &'a mut PerPipeline<Parked>) -> Self {
+    fn enter(ctx: &'a TelemetryContext, parked: &'a mut PerPipeline<Parked>) -> Self {
         Self {
             entered: frame::enter(
-                &mut ctx.spans,
+                &ctx.spans,
                 #[cfg(feature = "testing")]
                 &ctx.test_harnesses,
                 parked,
             ),
-            ctx,
+            _ctx: ctx,
             parked,
         }
     }
@@ -354,7 +356,7 @@ impl<'a> PollScope<'a> {
 impl Drop for PollScope<'_> {
     #[inline]
     fn drop(&mut self) {
-        frame::leave(self.entered, &mut self.ctx.spans, self.parked);
+        frame::leave(self.entered, self.parked);
     }
 }
 

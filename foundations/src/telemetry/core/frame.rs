@@ -4,11 +4,11 @@
 //! An instrumented future is polled again and again, and most polls record nothing. So
 //! entering its context must not build anything: [`enter`] installs a *frame* on each
 //! pipeline's stack, which is the stack's depth at that moment (its *floor*: the entries
-//! below are hidden) and the context's span, *moved* in for the poll and moved back by
-//! [`leave`]. That is a few stores, no reference count and no entry. Only when the poll's
-//! code needs the current span as an entry (to open a child, to tag it) is the frame's span
+//! below are hidden) and a pointer to the context's span. That is a few stores: no
+//! reference count, no copy of the span, no entry. Only when the poll's code needs the
+//! current span as an entry (to open a child, to tag it) is the frame's span
 //! *materialized*: a handle to it is cloned into an ordinary entry above the floor. Reads
-//! (`trace_id()`, capturing the context again) read the frame.
+//! (`trace_id()`, capturing the context again) go through the pointer.
 //!
 //! A future that holds a scope across an `.await` (allowed for `!Send` futures: a
 //! `LocalSet`, `spawn_local`, `join!` under `block_on`) leaves entries above the floor
@@ -19,8 +19,17 @@
 //! so the scopes the future holds find their entries again. Every poll leaves the stack as
 //! it found it.
 //!
-//! Frames nest strictly: a poll is a function call, and the guard that leaves its frame is
-//! dropped before the poll returns (also when it panics).
+//! # Why the pointer is sound
+//!
+//! This is the crate's one `unsafe` read ([`ScopeStack::frame_span`]). A frame points into
+//! the context that [`enter`]'s caller borrows (shared) for as long as the frame is
+//! installed, and [`leave`], run by the caller's drop guard (also when the poll panics),
+//! uninstalls it before the borrow ends. Frames nest strictly: a poll is a function call,
+//! and its guard is dropped before the poll returns. A frame is read only through the
+//! thread-local stack it was installed on. Nothing else keeps the pointer: a materialized
+//! entry holds a cloned handle, so parked entries own what they hold. Were [`leave`] ever
+//! unable to reach the stack while it still exists, the process aborts rather than keep a
+//! frame that would outlive its context.
 //!
 //! This module owns frames and parking; which entries exist is the stack's business.
 
@@ -29,6 +38,7 @@ use super::entry_span::EntrySpan;
 use super::pipeline::{PerPipeline, RawId};
 use super::span::SpanHandle;
 use super::stack::{Frame, ScopeStack, with_stacks};
+use std::ptr::NonNull;
 
 #[cfg(feature = "testing")]
 use super::harness::Harness;
@@ -38,8 +48,12 @@ use std::sync::Arc;
 impl ScopeStack {
     /// The span of the innermost frame, if a frame is installed and its context has one.
     #[inline]
+    #[allow(unsafe_code)]
     pub(super) fn frame_span(&self) -> Option<&SpanHandle> {
-        self.frames.last()?.span.as_ref()
+        let span = self.frames.last()?.span?;
+        // SAFETY: an installed frame points into a context borrowed until the frame is left
+        // (see "Why the pointer is sound" above), and `&self` keeps the frame installed.
+        Some(unsafe { span.as_ref() })
     }
 
     /// Makes the innermost frame's span an entry above the floor; what code that needs the
@@ -51,7 +65,7 @@ impl ScopeStack {
         let handle = self.frame_span()?.clone();
         let (id, entry) = self.push_vacant();
         entry.span = Some(EntrySpan::Shared(handle));
-        // The frame, and then the context, hold the span for longer than the entry lives.
+        // The context holds the span for longer than the entry lives.
         entry.outlived = true;
         if let Some(frame) = self.frames.last_mut() {
             frame.materialized = Some(id);
@@ -99,13 +113,13 @@ pub(crate) struct Entered {
     user: bool,
 }
 
-/// Installs a frame on each of this thread's stacks, lending it the context's span of that
-/// pipeline (taken from `spans` until [`leave`] gives it back), and puts back what the
-/// previous poll parked. In tests, the context's harnesses replace the thread's for the
-/// poll, in the same visit to the stacks.
+/// Installs a frame on each of this thread's stacks, pointing to the context's span of that
+/// pipeline in `spans`, which the caller keeps borrowed until it calls [`leave`]; puts back
+/// what the previous poll parked. In tests, the context's harnesses replace the thread's
+/// for the poll, in the same visit to the stacks.
 #[inline]
 pub(crate) fn enter(
-    spans: &mut PerPipeline<Option<SpanHandle>>,
+    spans: &PerPipeline<Option<SpanHandle>>,
     #[cfg(feature = "testing")] test_harnesses: &PerPipeline<Option<Arc<Harness>>>,
     parked: &mut PerPipeline<Parked>,
 ) -> Entered {
@@ -113,7 +127,7 @@ pub(crate) fn enter(
         internal: stacks.internal.try_borrow_mut().is_ok_and(|mut stack| {
             let frame = Frame::new(
                 &stack,
-                spans.internal.take(),
+                spans.internal.as_ref(),
                 #[cfg(feature = "testing")]
                 &test_harnesses.internal,
             );
@@ -122,7 +136,7 @@ pub(crate) fn enter(
         user: stacks.user.try_borrow_mut().is_ok_and(|mut stack| {
             let frame = Frame::new(
                 &stack,
-                spans.user.take(),
+                spans.user.as_ref(),
                 #[cfg(feature = "testing")]
                 &test_harnesses.user,
             );
@@ -136,12 +150,12 @@ impl Frame {
     #[inline(always)]
     fn new(
         stack: &ScopeStack,
-        span: Option<SpanHandle>,
+        span: Option<&SpanHandle>,
         #[cfg(feature = "testing")] test_harness: &Option<Arc<Harness>>,
     ) -> Frame {
         Frame {
             outer_floor: stack.floor,
-            span,
+            span: span.map(NonNull::from),
             materialized: None,
             #[cfg(feature = "testing")]
             previous_test_harness: test_harness.clone(),
@@ -178,28 +192,25 @@ fn restore(stack: &mut ScopeStack, parked: &mut Parked) {
     }
 }
 
-/// Uninstalls the frames [`enter`] installed, parking whatever the poll left above them,
-/// and gives the lent spans back to `spans`.
+/// Uninstalls the frames [`enter`] installed, parking whatever the poll left above them.
 #[inline]
-pub(crate) fn leave(
-    entered: Entered,
-    spans: &mut PerPipeline<Option<SpanHandle>>,
-    parked: &mut PerPipeline<Parked>,
-) {
-    // `None` (the stacks are gone with the thread, or a stack is borrowed, which no code
-    // can do across a poll): the spans stay lent and the context carries none from then on.
+pub(crate) fn leave(entered: Entered, parked: &mut PerPipeline<Parked>) {
+    // `None`: the stacks are gone with the thread, and the frames with them.
     let _replaced = with_stacks(|stacks| {
         let mut replaced = PerPipeline::<Replaced>::default();
+        // No code runs while a stack is borrowed, and a frame's guard drops before its poll
+        // returns: a stack that was free when the frame was installed is free now.
         if entered.internal {
-            if let Ok(mut stack) = stacks.internal.try_borrow_mut() {
-                replaced.internal =
-                    leave_one(&mut stack, &mut spans.internal, &mut parked.internal);
-            }
+            let Ok(mut stack) = stacks.internal.try_borrow_mut() else {
+                std::process::abort();
+            };
+            replaced.internal = leave_one(&mut stack, &mut parked.internal);
         }
         if entered.user {
-            if let Ok(mut stack) = stacks.user.try_borrow_mut() {
-                replaced.user = leave_one(&mut stack, &mut spans.user, &mut parked.user);
-            }
+            let Ok(mut stack) = stacks.user.try_borrow_mut() else {
+                std::process::abort();
+            };
+            replaced.user = leave_one(&mut stack, &mut parked.user);
         }
         replaced
     });
@@ -213,32 +224,18 @@ type Replaced = Option<Arc<Harness>>;
 #[cfg(not(feature = "testing"))]
 type Replaced = ();
 
-/// Parks what is above the floor, restores the frame this one was nested in, and gives
-/// the span the frame was lent back to `span`.
-///
-/// The frame is read in place and then truncated: moving it out whole would copy the span
-/// (the size of a span's identity) more than once, on every poll.
+/// Parks what is above the floor and restores the frame this one was nested in.
 #[inline(always)]
-fn leave_one(
-    stack: &mut ScopeStack,
-    span: &mut Option<SpanHandle>,
-    parked: &mut Parked,
-) -> Replaced {
-    let Some(frame) = stack.frames.last_mut() else {
+fn leave_one(stack: &mut ScopeStack, parked: &mut Parked) -> Replaced {
+    let Some(frame) = stack.frames.pop() else {
         return Replaced::default();
     };
-    *span = frame.span.take();
-    let (outer_floor, materialized) = (frame.outer_floor, frame.materialized);
-    #[cfg(feature = "testing")]
-    let previous_test_harness = frame.previous_test_harness.take();
-    let outer_frames = stack.frames.len() - 1;
-    stack.frames.truncate(outer_frames);
-    if stack.depth != stack.floor && !stack.end_materialized_only(materialized) {
-        park(stack, parked, materialized);
+    if stack.depth != stack.floor && !stack.end_materialized_only(frame.materialized) {
+        park(stack, parked, frame.materialized);
     }
-    stack.floor = outer_floor;
+    stack.floor = frame.outer_floor;
     #[cfg(feature = "testing")]
-    return std::mem::replace(&mut stack.test_harness, previous_test_harness);
+    return std::mem::replace(&mut stack.test_harness, frame.previous_test_harness);
 }
 
 impl ScopeStack {
@@ -258,7 +255,7 @@ impl ScopeStack {
         if Some(entry.id) != materialized || !entry.joined.is_empty() {
             return false;
         }
-        // A handle to a span the frame also holds: dropping it runs no application code.
+        // A handle to a span the context also holds: dropping it runs no application code.
         entry.span = None;
         self.depth = floor;
         true

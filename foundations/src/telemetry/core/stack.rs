@@ -35,6 +35,7 @@ use super::span::SpanHandle;
 use std::borrow::Cow;
 use std::cell::RefCell;
 use std::num::NonZeroU64;
+use std::ptr::NonNull;
 
 #[cfg(feature = "testing")]
 use super::harness::Harness;
@@ -66,9 +67,9 @@ pub(crate) struct Frame {
     /// The floor of the frame this one is nested in (0 outside any frame), restored when
     /// this one is left.
     pub(super) outer_floor: usize,
-    /// The context's span, lent by it for the poll; `None` when the context has none of
-    /// this pipeline (then no span is current at the floor).
-    pub(super) span: Option<SpanHandle>,
+    /// The context's span, pointed to for the poll (read it with `frame_span`); `None` when
+    /// the context has none of this pipeline (then no span is current at the floor).
+    pub(super) span: Option<NonNull<SpanHandle>>,
     /// The entry the frame's span was materialized into, if it was.
     pub(super) materialized: Option<RawId>,
     /// The thread's test harness before the context's replaced it for the poll.
