@@ -201,12 +201,21 @@ impl ScopeStack {
 
     /// The entry of the current span: the top one above the floor of the installed frame,
     /// the frame's span made an entry if nothing is above it (see `frame`), or none.
-    #[inline]
+    #[inline(always)]
     fn top(&mut self) -> Option<&mut Entry> {
         if self.depth == self.floor {
             self.materialize()?;
         }
         self.entries[..self.depth].last_mut()
+    }
+
+    /// As [`top`](Self::top), by index.
+    #[inline(always)]
+    fn top_index(&mut self) -> Option<usize> {
+        if self.depth == self.floor {
+            self.materialize()?;
+        }
+        self.depth.checked_sub(1)
     }
 
     #[inline]
@@ -235,7 +244,8 @@ impl ScopeStack {
     /// of exactly one scope; without routing, ending the entry never runs application code.
     #[inline(always)]
     pub(super) fn try_join_unsampled_child(&mut self) -> Option<RawId> {
-        let top = self.top()?;
+        let index = self.top_index()?;
+        let top = &self.entries[index];
         #[cfg(feature = "user-tracing")]
         if !matches!(top.user, UserLink::None) {
             return None;
@@ -247,8 +257,7 @@ impl ScopeStack {
             return None;
         }
         let id = self.next_id();
-        let top = self.top()?;
-        top.joined.push(id);
+        self.entries[index].joined.push(id);
         Some(id)
     }
 
