@@ -1,8 +1,10 @@
 //! [`GrpcSink`]: a real OTLP/gRPC receiver, tonic's HTTP/2 server serving
 //! `opentelemetry.proto.collector.trace.v1.TraceService/Export` on TCP, TLS or a Unix
-//! socket. It accepts gzip (and, like grpc-go, answers a gzip request gzipped), decodes every request with `opentelemetry-proto` (or, counting
-//! only, walks it down to the spans), answers as a scripted [`GrpcReply`] policy says, and
-//! records what it received with its request metadata.
+//! socket. It accepts gzip (and, like grpc-go, answers a gzip request gzipped), decodes
+//! every request with `opentelemetry-proto` (or, counting only, walks it down to the
+//! spans), answers as a scripted [`GrpcReply`] policy says, and records what it received
+//! with its request metadata. The benches' counting sinks also come as hyper's bare HTTP/2
+//! server reading the gRPC frame itself, the counterpart of the OTLP/HTTP counting sink.
 
 use crate::count_spans;
 use bytes::{Buf, Bytes};
@@ -79,6 +81,23 @@ struct Shared {
     received: Mutex<Vec<GrpcReceived>>,
 }
 
+impl Shared {
+    fn new(policy: Policy, counting: bool) -> Arc<Self> {
+        Arc::new(Self {
+            policy,
+            counting,
+            calls: AtomicUsize::new(0),
+            spans: AtomicUsize::new(0),
+            wire_bytes: AtomicUsize::new(0),
+            received: Mutex::new(Vec::new()),
+        })
+    }
+
+    fn counting() -> Arc<Self> {
+        Self::new(Box::new(|_| GrpcReply::Ok), true)
+    }
+}
+
 /// An OTLP/gRPC receiver. Stops when dropped.
 pub struct GrpcSink {
     shared: Arc<Shared>,
@@ -94,8 +113,28 @@ impl GrpcSink {
         Self::tcp(Box::new(policy), false)
     }
 
-    /// A receiver on TCP that answers `OK` and only counts spans and bytes (for benches).
+    /// A receiver on TCP that answers `OK` and only counts spans and bytes (for benches):
+    /// hyper's HTTP/2 server reading the gRPC frame itself, the counterpart of
+    /// `OtlpSink::counting_tcp` (hyper's HTTP/1.1 server).
     pub fn counting() -> Self {
+        let runtime = crate::sink_runtime();
+        let listener = runtime
+            .block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))
+            .expect("bind 127.0.0.1");
+        let endpoint = format!("http://{}", listener.local_addr().expect("local address"));
+        let shared = Shared::counting();
+        let accept_shared = Arc::clone(&shared);
+        runtime.spawn(async move {
+            while let Ok((stream, _)) = listener.accept().await {
+                let _ = stream.set_nodelay(true);
+                serve_lean(&accept_shared, stream);
+            }
+        });
+        Self::lean(runtime, shared, endpoint, None)
+    }
+
+    /// [`counting`](Self::counting) on tonic's server, the usual Rust gRPC receiver.
+    pub fn counting_tonic() -> Self {
         Self::tcp(Box::new(|_| GrpcReply::Ok), true)
     }
 
@@ -124,13 +163,45 @@ impl GrpcSink {
         sink
     }
 
-    /// A receiver on a Unix socket that answers `OK` and only counts spans and bytes (for
-    /// benches).
+    /// [`counting`](Self::counting) on a Unix socket.
     pub fn counting_unix() -> Self {
+        let (dir, path): (_, PathBuf) = crate::socket_path();
+        let runtime = crate::sink_runtime();
+        let listener = {
+            let _guard = runtime.enter();
+            tokio::net::UnixListener::bind(&path).expect("bind unix socket")
+        };
+        let shared = Shared::counting();
+        let accept_shared = Arc::clone(&shared);
+        runtime.spawn(async move {
+            while let Ok((stream, _)) = listener.accept().await {
+                serve_lean(&accept_shared, stream);
+            }
+        });
+        let endpoint = format!("unix://{}", path.display());
+        Self::lean(runtime, shared, endpoint, Some(dir))
+    }
+
+    /// [`counting_tonic`](Self::counting_tonic) on a Unix socket.
+    pub fn counting_tonic_unix() -> Self {
         let (dir, path): (_, PathBuf) = crate::socket_path();
         let mut sink = Self::unix_at(&path, Box::new(|_| GrpcReply::Ok), true);
         sink._dir = Some(dir);
         sink
+    }
+
+    fn lean(
+        runtime: tokio::runtime::Runtime,
+        shared: Arc<Shared>,
+        endpoint: String,
+        dir: Option<tempfile::TempDir>,
+    ) -> Self {
+        Self {
+            shared,
+            endpoint,
+            _dir: dir,
+            _runtime: runtime,
+        }
     }
 
     /// A receiver on a Unix socket at `path`.
@@ -213,14 +284,7 @@ impl GrpcSink {
             + Send
             + 'static,
     {
-        let shared = Arc::new(Shared {
-            policy,
-            counting,
-            calls: AtomicUsize::new(0),
-            spans: AtomicUsize::new(0),
-            wire_bytes: AtomicUsize::new(0),
-            received: Mutex::new(Vec::new()),
-        });
+        let shared = Shared::new(policy, counting);
         let service = TraceService(Arc::clone(&shared));
         runtime.spawn(async move {
             let _ = tonic::transport::Server::builder()
@@ -433,4 +497,91 @@ impl Decoder for RawRequest {
     fn decode(&mut self, src: &mut DecodeBuf<'_>) -> Result<Option<Bytes>, tonic::Status> {
         Ok(Some(src.copy_to_bytes(src.remaining())))
     }
+}
+
+/// The counting sinks' lean server: hyper's HTTP/2 server reading the gRPC frame by hand,
+/// as the OTLP/HTTP counting sink is hyper's HTTP/1.1 server, so that a bench comparing
+/// the two protocols compares what the protocols cost rather than two receivers' layers.
+fn serve_lean<IO>(shared: &Arc<Shared>, io: IO)
+where
+    IO: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
+    let shared = Arc::clone(shared);
+    tokio::spawn(async move {
+        let service = hyper::service::service_fn(move |request| {
+            let shared = Arc::clone(&shared);
+            async move { Ok::<_, Infallible>(count_call(&shared, request).await) }
+        });
+        let _ = hyper::server::conn::http2::Builder::new(hyper_util::rt::TokioExecutor::new())
+            .serve_connection(hyper_util::rt::TokioIo::new(io), service)
+            .await;
+    });
+}
+
+type LeanBody = http_body_util::combinators::WithTrailers<
+    http_body_util::Full<Bytes>,
+    std::future::Ready<Option<Result<http::HeaderMap, Infallible>>>,
+>;
+
+/// Counts one call's spans and answers `OK` with an empty response message.
+async fn count_call(
+    shared: &Shared,
+    request: http::Request<hyper::body::Incoming>,
+) -> http::Response<LeanBody> {
+    use http_body_util::BodyExt;
+    let gzipped = request
+        .headers()
+        .get("grpc-encoding")
+        .is_some_and(|value| value == "gzip");
+    let mut body = request
+        .into_body()
+        .collect()
+        .await
+        .map(|collected| collected.to_bytes())
+        .unwrap_or_default();
+    let (code, spans) = match unframe(&mut body, gzipped) {
+        Some(message) => {
+            shared.wire_bytes.fetch_add(message.len(), Ordering::SeqCst);
+            match count_spans(&message) {
+                Some(spans) => ("0", spans),
+                None => ("3", 0),
+            }
+        }
+        None => ("13", 0),
+    };
+    shared.calls.fetch_add(1, Ordering::SeqCst);
+    shared.spans.fetch_add(spans, Ordering::SeqCst);
+    let mut trailers = http::HeaderMap::new();
+    trailers.insert("grpc-status", http::HeaderValue::from_static(code));
+    let body = http_body_util::Full::new(Bytes::from_static(&[0, 0, 0, 0, 0]))
+        .with_trailers(std::future::ready(Some(Ok(trailers))));
+    let mut response = http::Response::new(body);
+    response.headers_mut().insert(
+        http::header::CONTENT_TYPE,
+        http::HeaderValue::from_static("application/grpc"),
+    );
+    response
+}
+
+/// The message of a one-message gRPC request body, gunzipped if it is compressed.
+fn unframe(body: &mut Bytes, gzipped: bool) -> Option<Bytes> {
+    if body.len() < 5 {
+        return None;
+    }
+    let compressed = body.get_u8() == 1;
+    let length = body.get_u32() as usize;
+    let message = body.split_to(length.min(body.len()));
+    if !compressed {
+        return Some(message);
+    }
+    if !gzipped {
+        return None;
+    }
+    let mut plain = Vec::new();
+    std::io::Read::read_to_end(
+        &mut flate2::read::GzDecoder::new(message.as_ref()),
+        &mut plain,
+    )
+    .ok()?;
+    Some(Bytes::from(plain))
 }

@@ -26,6 +26,7 @@
 //! changes a span; `init` wires it to the pipelines.
 
 mod grpc;
+mod grpc_call;
 mod otlp;
 mod retry;
 mod routing;

@@ -16,7 +16,7 @@
 //! it does not change spans (that is `otlp`) or decide what is recorded (that is the
 //! harness).
 
-use super::otlp::{ConversionCounts, EncodedRequest, OtlpEncoder};
+use super::otlp::{ConversionCounts, EncodedRequest, OtlpEncoder, gzip};
 use super::retry::{backoff, is_retryable, retry_after, wait_to_retry};
 use super::routing::group_by_routing;
 use super::stats::{Counters, ExporterStats, add, rejected_by};
@@ -33,7 +33,6 @@ use hyper::header::{
 use hyper::{Request, StatusCode};
 use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceResponse;
 use prost::Message;
-use std::io::Write;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
@@ -473,30 +472,5 @@ async fn aborted(mut phase: watch::Receiver<Phase>) {
         if phase.changed().await.is_err() {
             std::future::pending::<()>().await;
         }
-    }
-}
-
-fn gzip(body: &[u8]) -> Vec<u8> {
-    let mut encoder = flate2::write::GzEncoder::new(
-        Vec::with_capacity(body.len() / 4),
-        flate2::Compression::fast(),
-    );
-    // Writing into a Vec cannot fail.
-    let _ = encoder.write_all(body);
-    encoder.finish().unwrap_or_default()
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn gzip_round_trips() {
-        let body = b"hello hello hello hello".repeat(100);
-        let compressed = gzip(&body);
-        let mut decoder = flate2::read::GzDecoder::new(compressed.as_slice());
-        let mut out = Vec::new();
-        std::io::Read::read_to_end(&mut decoder, &mut out).unwrap();
-        assert_eq!(out, body);
     }
 }
