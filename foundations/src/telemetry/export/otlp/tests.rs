@@ -20,7 +20,8 @@ use prost::Message;
 /// tests hold the direct encoding ([`write_span`]) to.
 pub(super) fn to_proto(span: &FinishedSpan, counts: &mut ConversionCounts) -> Span {
     let state = span.state();
-    let view = view(span, &[], counts);
+    let tags = span.tags();
+    let view = view(span, &tags, &[], counts);
     let (parent, flags) = parent_and_flags(span);
     let any = |value: WireValue<'_>| AnyValue {
         value: Some(match value {

@@ -148,10 +148,10 @@ pub(super) fn write_span(
     buf: &mut Vec<u8>,
     counts: &mut ConversionCounts,
 ) {
-    let state = span.state();
-    let view = view(span, static_tags, counts);
+    let tags = span.tags();
+    let view = view(span, &tags, static_tags, counts);
     let (parent, flags) = parent_and_flags(span);
-    let trace_state = state.trace_state().map(|ts| ts.header_str()).unwrap_or("");
+    let trace_state = span.trace_state().map(|ts| ts.header_str()).unwrap_or("");
     let name = span.name();
     let kind = view.kind as i32 as u64;
     let start = span.start_unix_nanos();
@@ -200,8 +200,8 @@ pub(super) fn write_span(
 
     buf.reserve(ld_len(SCOPE_SPANS_SPANS, len));
     put_ld_header(SCOPE_SPANS_SPANS, len, buf);
-    put_ld(1, &state.trace_id().to_bytes(), buf);
-    put_ld(2, &state.span_id().to_bytes(), buf);
+    put_ld(1, span.trace_id_bytes(), buf);
+    put_ld(2, &span.span_id().to_bytes(), buf);
     if !trace_state.is_empty() {
         put_ld(3, trace_state.as_bytes(), buf);
     }
