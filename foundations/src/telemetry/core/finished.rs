@@ -425,6 +425,11 @@ impl FinishedSpan {
         self.routing.as_deref().map(Routing::metadata)
     }
 
+    /// The routing of the span's trace as resolved when it started (user pipeline).
+    pub(crate) fn resolved_routing(&self) -> Option<&Arc<Routing>> {
+        self.routing.as_ref()
+    }
+
     /// The routing header value the span is sent under (user pipeline), or why it cannot be
     /// sent; `None` without routing.
     pub(crate) fn routing_header(&self) -> Option<Result<&str, RoutingFault>> {

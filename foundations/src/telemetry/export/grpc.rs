@@ -107,14 +107,13 @@ impl GrpcTransport {
     /// and its 5-byte frame header, before gRPC compression.
     pub(super) async fn send<F: Future<Output = ()>>(
         &self,
-        body: Vec<u8>,
+        body: Bytes,
         spans: usize,
         retry: &RetrySettings,
         timeout: Duration,
         counters: &Counters,
         aborted: impl Fn() -> F,
     ) {
-        let body = Bytes::from(body);
         let mut attempts = 0u32;
         let mut connect_failures = 0u32;
         loop {
