@@ -11,10 +11,27 @@ use crate::telemetry::core::finished::FinishedSpan;
 use crate::telemetry::core::status;
 use opentelemetry_proto::tonic::trace::v1::status::StatusCode;
 use prost::bytes::BufMut;
-use prost::encoding::{WireType, encode_key, encode_varint, encoded_len_varint, key_len};
+use prost::encoding::{WireType, encoded_len_varint, key_len};
 
 /// `ScopeSpans.spans` field number.
 const SCOPE_SPANS_SPANS: u32 = 2;
+
+/// A varint; most are one byte (every key below field 16, most lengths of attributes), and
+/// those are written without the general loop.
+#[inline(always)]
+fn encode_varint(value: u64, buf: &mut Vec<u8>) {
+    if value < 0x80 {
+        buf.push(value as u8);
+    } else {
+        prost::encoding::encode_varint(value, buf);
+    }
+}
+
+/// A field key, as prost writes it.
+#[inline(always)]
+fn encode_key(tag: u32, wire_type: WireType, buf: &mut Vec<u8>) {
+    encode_varint(u64::from(tag << 3 | wire_type as u32), buf);
+}
 
 pub(super) fn ld_len(tag: u32, len: usize) -> usize {
     key_len(tag) + encoded_len_varint(len as u64) + len
