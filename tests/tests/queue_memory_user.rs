@@ -55,8 +55,9 @@ fn a_million_queued_user_spans_cost_the_record_and_a_share_of_their_routing() {
         std::mem::size_of::<FinishedSpan>()
     );
     assert!(std::mem::size_of::<FinishedSpan>() <= 120);
+    // The record, a tenth of a routing (about 14.4 bytes) and the allocator's slack.
     assert!(
-        per_span <= 120.0 + 16.0,
+        per_span <= 120.0 + 24.0,
         "{per_span:.1} bytes per queued span"
     );
 
