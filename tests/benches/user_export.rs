@@ -6,8 +6,9 @@
 //! 200,000 spans in traces of 10 and waits until the receiver has decoded all of them; the
 //! throughput line is spans delivered per second. The receiver walks each body down to the
 //! spans to count them without materialising them (a collector on another machine costs
-//! this process nothing). After the run it prints wire bytes per
-//! span, connections opened and the process's peak RSS.
+//! this process nothing). After the run it prints the exporter thread's and the receiver's
+//! CPU time per span (the exporter's is what bounds the throughput on a loaded machine), wire
+//! bytes per span, connections opened and the process's peak RSS.
 
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use foundations::add_user_span_tags;
@@ -27,6 +28,33 @@ fn produce() {
             add_user_span_tags!("key" => "value");
         }
     }
+}
+
+/// CPU time (user + system) of this process's threads whose name starts with `prefix`.
+fn threads_cpu(prefix: &str) -> Duration {
+    let ticks_per_second = unsafe { libc::sysconf(libc::_SC_CLK_TCK) }.max(1) as u64;
+    let mut ticks = 0;
+    for task in std::fs::read_dir("/proc/self/task")
+        .into_iter()
+        .flatten()
+        .flatten()
+    {
+        let comm = std::fs::read_to_string(task.path().join("comm")).unwrap_or_default();
+        if !comm.starts_with(prefix) {
+            continue;
+        }
+        let stat = std::fs::read_to_string(task.path().join("stat")).unwrap_or_default();
+        // Fields after the parenthesised name: state is the 3rd field, utime the 14th.
+        let after = stat.rsplit_once(')').map_or("", |(_, rest)| rest);
+        let fields: Vec<u64> = after
+            .split_whitespace()
+            .skip(11)
+            .take(2)
+            .filter_map(|f| f.parse().ok())
+            .collect();
+        ticks += fields.iter().sum::<u64>();
+    }
+    Duration::from_nanos(ticks * 1_000_000_000 / ticks_per_second)
 }
 
 fn peak_rss_kib() -> Option<u64> {
@@ -65,7 +93,17 @@ fn user_export(c: &mut Criterion) {
     });
     group.finish();
 
+    // Before shutdown: the exporter thread exits with it.
+    let exporter_cpu = threads_cpu("foundations-exp");
+    let receiver_cpu = threads_cpu("tokio-rt-worker");
+    let spans = sink.span_count().max(1) as f64;
     let stats = driver.shutdown(Duration::from_secs(10)).user.unwrap();
+    println!(
+        "user_export: exporter thread CPU {:.0} ns/span, receiver {:.0} ns/span, over {} spans",
+        exporter_cpu.as_nanos() as f64 / spans,
+        receiver_cpu.as_nanos() as f64 / spans,
+        spans,
+    );
     println!(
         "user_export: {:.1} wire bytes/span, {} requests, {} connections (num_tasks 1), \
          {} dropped, peak RSS {} KiB",

@@ -10,7 +10,7 @@
 //! This module owns the sinks and the tree view of finished spans; it must not change how
 //! spans are created or carried.
 
-pub use crate::telemetry::core::finished::FinishedSpan;
+pub use crate::telemetry::core::finished::{FinishedSpan, SpanTags};
 pub use crate::telemetry::core::harness::{HarnessOptions, InstallError};
 pub use crate::telemetry::core::identity::ParentSpan;
 pub use crate::telemetry::core::queue::{QueueStats, SpanDrain};

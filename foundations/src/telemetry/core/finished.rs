@@ -5,28 +5,35 @@
 //! allocated is freed right there. That keeps the hot path's allocations on the thread that
 //! made them: freeing them on the consumer's thread instead costs allocators such as glibc's
 //! a contended lock per free, which measured at more than the whole rest of a span's cost.
-//! Names up to 24 bytes and up to two tags are stored inline, so the common span crosses
-//! threads as one plain value.
+//!
+//! The record is 120 bytes, because a queue holds up to a million of them: what every span
+//! has is kept inline (ids, start time and duration, a `&'static str` name, tracestate and
+//! routing as shared references, one tag in the inline form of the `tags` module), and what
+//! few spans have is boxed apart in one allocation: an owned name, more than one tag, log
+//! entries, links, a duration of more than `u32::MAX` nanoseconds (about 4.3 seconds), and
+//! the counts of what the span limits dropped.
 //!
 //! Most spans never become `cf_rustracing` spans at all: a live span keeps its tags in the
-//! inline shape this record uses, and [`FinishedSpan::new`] moves them (and the name) in
-//! without copying anything to the heap. Spans that needed the full `cf_rustracing`
+//! shape this record uses, and [`FinishedSpan::new`] moves them (and the name) in without
+//! copying anything to the heap. Spans that needed the full `cf_rustracing`
 //! representation (log entries, finish callbacks) are copied out with
 //! [`FinishedSpan::from_raw`].
 //!
 //! This module owns the record and the conversions; it does not decide where records go.
 
 use super::clock::{self, Timestamp};
-use super::identity::{ParentSpan, RawFinishedSpan, SpanState};
+use super::identity::{ParentSpan, RawFinishedSpan, SpanState, StateParts};
 use super::limits::{self, Bounded, HandedOver, InlineTags, SpanLimits};
 use super::links::{SpanLink, SpanLinks};
-use super::routing::RoutingFault;
-use crate::telemetry::propagation::ids::{SpanId, TraceId};
+use super::routing::{Routing, RoutingFault};
+use crate::telemetry::propagation::ids::{SpanId, TraceFlags, TraceId};
+use crate::telemetry::propagation::tracestate::TraceState;
 use cf_rustracing::log::Log;
 use cf_rustracing::span::RoutingMetadata;
 use cf_rustracing::tag::{Tag, TagValue};
-use compact_str::CompactString;
 use std::borrow::Cow;
+use std::ops::Deref;
+use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 /// A finished span of either pipeline, as harness queues deliver it.
@@ -48,27 +55,46 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 /// let span = drain.try_recv().unwrap();
 /// assert_eq!(span.name(), "request");
 /// assert!(span.parent().is_none());
-/// assert_eq!(span.tag("http.response.status_code"), Some(&TagValue::Integer(200)));
+/// assert_eq!(span.tag("http.response.status_code"), Some(TagValue::Integer(200)));
 /// # }
 /// ```
 #[derive(Clone, Debug)]
 pub struct FinishedSpan {
-    name: CompactString,
-    state: SpanState,
-    parent: Option<ParentSpan>,
-    /// UNIX nanoseconds, converted once from the time-stamp counter as the span finished;
-    /// `finish_nanos >= start_nanos`.
+    /// Big-endian, as OTLP carries it (and 8-byte aligned, unlike a `u128`).
+    trace_id: [u8; 16],
+    span_id: SpanId,
+    /// Meaningful when [`HAS_PARENT`] is set.
+    parent_id: SpanId,
+    /// UNIX nanoseconds, converted once from the time-stamp counter as the span finished.
     start_nanos: u64,
-    finish_nanos: u64,
+    /// Nanoseconds from start to finish; [`LONG`] when the finish is in the extras.
+    duration: u32,
+    flags: TraceFlags,
+    /// [`HAS_PARENT`], [`PARENT_IS_REMOTE`].
+    bits: u8,
+    /// The name; empty when it is owned (then it is in the extras).
+    name: &'static str,
+    /// Empty for none (a span's state never holds an empty one).
+    trace_state: TraceState,
+    routing: Option<Arc<Routing>>,
     tags: InlineTags,
-    /// Log entries and links, boxed together: most spans have neither, and the record's
-    /// size shows on the hot path (it is copied into the queue and its blocks zeroed).
+    /// What few spans have, boxed together (see the module docs).
     extras: Option<Box<SpanExtras>>,
 }
 
-/// What few spans have: log entries, links, and counts of what the span limits dropped.
+const HAS_PARENT: u8 = 1;
+const PARENT_IS_REMOTE: u8 = 2;
+/// A duration that does not fit: the finish time is in the extras.
+const LONG: u32 = u32::MAX;
+
+/// What few spans have: an owned name, tags beyond the inline one, log entries, links, a
+/// long duration's finish, and counts of what the span limits dropped.
 #[derive(Clone, Debug, Default)]
 struct SpanExtras {
+    name: Option<Box<str>>,
+    /// UNIX nanoseconds, when the duration does not fit the record.
+    finish_nanos: u64,
+    tags: Vec<Tag>,
     logs: Vec<Log>,
     links: SpanLinks,
     dropped_attributes: u32,
@@ -78,59 +104,80 @@ struct SpanExtras {
 }
 
 impl SpanExtras {
-    /// `None` when there is nothing to keep.
+    /// What a record keeps of `logs` and `bounded`; `None` when there is nothing.
     #[inline(never)]
-    fn new(logs: Vec<Log>, bounded: Option<Box<Bounded>>) -> Option<Box<Self>> {
-        match bounded {
-            Some(bounded) if !bounded.is_empty() => Some(Box::new(Self {
-                logs,
-                links: bounded.links,
-                dropped_attributes: bounded.dropped_attributes,
-                dropped_events: bounded.dropped_events,
-                event_dropped_attributes: bounded.event_dropped_attributes,
-            })),
-            _ if !logs.is_empty() => Some(Box::new(Self {
-                logs,
-                ..Self::default()
-            })),
-            _ => None,
+    fn boxed(logs: Vec<Log>, mut bounded: Box<Bounded>) -> Option<Box<Self>> {
+        limits::finish_tags(&mut bounded);
+        if bounded.is_empty() && logs.is_empty() {
+            return None;
+        }
+        Some(Box::new(Self {
+            tags: bounded.tags,
+            logs,
+            links: bounded.links,
+            dropped_attributes: bounded.dropped_attributes,
+            dropped_events: bounded.dropped_events,
+            event_dropped_attributes: bounded.event_dropped_attributes,
+            ..Self::default()
+        }))
+    }
+}
+
+/// The tags of a [`FinishedSpan`], one per name, in the order each was last set (at most
+/// the attribute limit). Dereferences to a slice of [`Tag`].
+#[derive(Debug)]
+pub struct SpanTags<'a>(TagsInner<'a>);
+
+#[derive(Debug)]
+enum TagsInner<'a> {
+    One(Tag),
+    Many(&'a [Tag]),
+}
+
+impl Deref for SpanTags<'_> {
+    type Target = [Tag];
+
+    fn deref(&self) -> &[Tag] {
+        match &self.0 {
+            TagsInner::One(tag) => std::slice::from_ref(tag),
+            TagsInner::Many(tags) => tags,
         }
     }
 }
+
+// Queues hold up to millions of records: their size is the queue's memory.
+const _: () = assert!(std::mem::size_of::<FinishedSpan>() <= 120);
 
 // Public through `telemetry::testing`: some accessors are for its users only.
 #[cfg_attr(not(feature = "testing"), allow(dead_code))]
 impl FinishedSpan {
     /// The record of a span that was never a `cf_rustracing` span: its parts are moved in.
     /// Such a span has no log entries (logging makes a span a `cf_rustracing` one).
+    #[inline]
     pub(crate) fn new(
         name: Cow<'static, str>,
         state: SpanState,
         parent: Option<ParentSpan>,
         start_time: Timestamp,
         finish_time: Timestamp,
-        mut tags: InlineTags,
+        tags: InlineTags,
         bounded: Option<Box<Bounded>>,
     ) -> Self {
         let (start_nanos, finish_nanos) = clock::span_unix_nanos(start_time, finish_time);
         // Most spans have nothing bounded: one test, and nothing else on their way.
         let extras = match bounded {
             None => None,
-            Some(mut bounded) => {
-                limits::finish_tags(&mut tags, &mut bounded);
-                SpanExtras::new(Vec::new(), Some(bounded))
-            }
+            Some(bounded) => SpanExtras::boxed(Vec::new(), bounded),
         };
-        Self {
-            // Short names are stored inline; a long owned name keeps its buffer.
-            name: CompactString::from(name),
-            state,
+        Self::assemble(
+            name,
+            state.into_parts(),
             parent,
             start_nanos,
             finish_nanos,
             tags,
             extras,
-        }
+        )
     }
 
     /// Copies what a record needs out of a `cf_rustracing` span, with the tags and counts the
@@ -156,9 +203,6 @@ impl FinishedSpan {
         for tag in span.tags() {
             limits::set_tag(&mut tags, &mut bounded, tag.clone(), limits);
         }
-        if let Some(bounded) = &mut bounded {
-            limits::finish_tags(&mut tags, bounded);
-        }
         let mut logs = span.logs();
         if logs.len() > limits.max_events() {
             let over = logs.len() - limits.max_events();
@@ -167,41 +211,127 @@ impl FinishedSpan {
         }
         let start_nanos = clock::system_time_nanos(span.start_time());
         let finish_nanos = clock::system_time_nanos(span.finish_time()).max(start_nanos);
-        Self {
-            name: CompactString::new(span.operation_name()),
-            extras: SpanExtras::new(logs.to_vec(), bounded),
-            state: state.clone(),
+        let extras = match bounded {
+            Some(bounded) => SpanExtras::boxed(logs.to_vec(), bounded),
+            None if !logs.is_empty() => Some(Box::new(SpanExtras {
+                logs: logs.to_vec(),
+                ..SpanExtras::default()
+            })),
+            None => None,
+        };
+        Self::assemble(
+            Cow::Owned(span.operation_name().to_owned()),
+            state.clone().into_parts(),
             parent,
             start_nanos,
             finish_nanos,
             tags,
+            extras,
+        )
+    }
+
+    /// The record of these parts: what does not fit inline goes to the extras.
+    #[inline]
+    fn assemble(
+        name: Cow<'static, str>,
+        state: StateParts,
+        parent: Option<ParentSpan>,
+        start_nanos: u64,
+        finish_nanos: u64,
+        tags: InlineTags,
+        mut extras: Option<Box<SpanExtras>>,
+    ) -> Self {
+        let duration = match u32::try_from(finish_nanos - start_nanos) {
+            Ok(duration) if duration != LONG => duration,
+            _ => {
+                extras.get_or_insert_default().finish_nanos = finish_nanos;
+                LONG
+            }
+        };
+        let name = match name {
+            Cow::Borrowed(name) => name,
+            Cow::Owned(name) => {
+                extras.get_or_insert_default().name = Some(name.into_boxed_str());
+                ""
+            }
+        };
+        let bits = match parent {
+            None => 0,
+            Some(parent) if parent.is_remote => HAS_PARENT | PARENT_IS_REMOTE,
+            Some(_) => HAS_PARENT,
+        };
+        Self {
+            trace_id: state.trace_id.to_bytes(),
+            span_id: state.span_id,
+            parent_id: parent.map_or(SpanId::INVALID, |parent| parent.span_id),
+            start_nanos,
+            duration,
+            flags: state.flags,
+            bits,
+            name,
+            trace_state: state.trace_state.unwrap_or_default(),
+            routing: state.routing,
+            tags,
+            extras,
         }
     }
 
     /// The operation name.
     pub fn name(&self) -> &str {
-        &self.name
+        if self.name.is_empty()
+            && let Some(name) = self
+                .extras
+                .as_deref()
+                .and_then(|extras| extras.name.as_deref())
+        {
+            return name;
+        }
+        self.name
     }
 
     /// The span's identity: trace id, span id, flags, tracestate and routing.
-    pub fn state(&self) -> &SpanState {
-        &self.state
+    pub fn state(&self) -> SpanState {
+        SpanState::from_parts(StateParts {
+            trace_id: self.trace_id(),
+            span_id: self.span_id,
+            flags: self.flags,
+            trace_state: self.trace_state().cloned(),
+            routing: self.routing.clone(),
+        })
     }
 
     /// The trace id.
     pub fn trace_id(&self) -> TraceId {
-        self.state.trace_id()
+        TraceId::from_bytes(self.trace_id)
+    }
+
+    /// The trace id, big-endian (as OTLP carries it).
+    pub(crate) fn trace_id_bytes(&self) -> &[u8; 16] {
+        &self.trace_id
     }
 
     /// The span id.
     pub fn span_id(&self) -> SpanId {
-        self.state.span_id()
+        self.span_id
+    }
+
+    /// The W3C trace flags of the span's trace.
+    pub fn flags(&self) -> TraceFlags {
+        self.flags
+    }
+
+    /// The trace's `tracestate`, if any.
+    pub fn trace_state(&self) -> Option<&TraceState> {
+        (!self.trace_state.is_empty()).then_some(&self.trace_state)
     }
 
     /// The parent span; `None` for the root of a new trace. A root that continues an
     /// inbound `traceparent` names the remote parent.
     pub fn parent(&self) -> Option<ParentSpan> {
-        self.parent
+        (self.bits & HAS_PARENT != 0).then_some(ParentSpan {
+            span_id: self.parent_id,
+            is_remote: self.bits & PARENT_IS_REMOTE != 0,
+        })
     }
 
     /// When the span started.
@@ -211,7 +341,7 @@ impl FinishedSpan {
 
     /// When the span finished; never before [`start_time`](Self::start_time).
     pub fn finish_time(&self) -> SystemTime {
-        UNIX_EPOCH + Duration::from_nanos(self.finish_nanos)
+        UNIX_EPOCH + Duration::from_nanos(self.finish_unix_nanos())
     }
 
     /// When the span started, in UNIX nanoseconds (as OTLP carries it).
@@ -221,21 +351,27 @@ impl FinishedSpan {
 
     /// When the span finished, in UNIX nanoseconds (as OTLP carries it).
     pub(crate) fn finish_unix_nanos(&self) -> u64 {
-        self.finish_nanos
+        match (self.duration, self.extras.as_deref()) {
+            (LONG, Some(extras)) => extras.finish_nanos,
+            (duration, _) => self.start_nanos + u64::from(duration),
+        }
     }
 
-    /// The span's tags, one per name, in the order each name was first set (at most the
+    /// The span's tags, one per name, in the order each name was last set (at most the
     /// attribute limit).
-    pub fn tags(&self) -> &[Tag] {
-        &self.tags
+    pub fn tags(&self) -> SpanTags<'_> {
+        SpanTags(match self.tags.get() {
+            Some(tag) => TagsInner::One(tag.to_tag()),
+            None => TagsInner::Many(self.extras.as_deref().map_or(&[], |extras| &extras.tags)),
+        })
     }
 
     /// The value of tag `name`, if set.
-    pub fn tag(&self, name: &str) -> Option<&TagValue> {
-        self.tags
+    pub fn tag(&self, name: &str) -> Option<TagValue> {
+        self.tags()
             .iter()
             .find(|tag| tag.name() == name)
-            .map(Tag::value)
+            .map(|tag| tag.value().clone())
     }
 
     /// The span's log entries, in the order recorded.
@@ -286,14 +422,17 @@ impl FinishedSpan {
 
     /// The routing of the span's trace (user pipeline), if any.
     pub fn routing(&self) -> Option<&dyn RoutingMetadata> {
-        self.state.routing()
+        self.routing.as_deref().map(Routing::metadata)
+    }
+
+    /// The routing of the span's trace as resolved when it started (user pipeline).
+    pub(crate) fn resolved_routing(&self) -> Option<&Arc<Routing>> {
+        self.routing.as_ref()
     }
 
     /// The routing header value the span is sent under (user pipeline), or why it cannot be
     /// sent; `None` without routing.
     pub(crate) fn routing_header(&self) -> Option<Result<&str, RoutingFault>> {
-        self.state
-            .resolved_routing()
-            .map(|routing| routing.header())
+        self.routing.as_deref().map(Routing::header)
     }
 }

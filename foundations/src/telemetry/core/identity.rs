@@ -98,12 +98,6 @@ impl SpanState {
         self.routing.as_deref().map(Routing::metadata)
     }
 
-    /// The routing of this span's trace as resolved when it started: the header value its
-    /// spans are sent under.
-    pub(crate) fn resolved_routing(&self) -> Option<&Arc<Routing>> {
-        self.routing.as_ref()
-    }
-
     /// The `traceparent` a downstream service receives to continue the trace under this span.
     pub fn traceparent(&self) -> TraceparentContext {
         TraceparentContext::new(self.trace_id, self.span_id, self.flags.outbound())
@@ -175,6 +169,30 @@ impl SpanState {
         SpanContext::new(self, Vec::new())
     }
 
+    /// The state's parts, for a record that keeps them apart (tracestate and routing moved
+    /// out, not cloned).
+    pub(crate) fn into_parts(self) -> StateParts {
+        StateParts {
+            trace_id: self.trace_id,
+            span_id: self.span_id,
+            flags: self.flags,
+            trace_state: self.trace_state,
+            routing: self.routing,
+        }
+    }
+
+    /// The state of a local span from its parts.
+    pub(crate) fn from_parts(parts: StateParts) -> Self {
+        Self {
+            trace_id: parts.trace_id,
+            span_id: parts.span_id,
+            flags: parts.flags,
+            trace_state: parts.trace_state,
+            remote: false,
+            routing: parts.routing,
+        }
+    }
+
     /// Moves the state out, leaving the ids behind and `None` for tracestate and routing:
     /// how a finishing span hands its state to its record without cloning it.
     pub(crate) fn take(&mut self) -> Self {
@@ -187,6 +205,15 @@ impl SpanState {
             routing: self.routing.take(),
         }
     }
+}
+
+/// A local span's state taken apart ([`SpanState::into_parts`]).
+pub(crate) struct StateParts {
+    pub(crate) trace_id: TraceId,
+    pub(crate) span_id: SpanId,
+    pub(crate) flags: TraceFlags,
+    pub(crate) trace_state: Option<TraceState>,
+    pub(crate) routing: Option<Arc<Routing>>,
 }
 
 /// The parent a span names: its id, and whether it is a span of another process (an inbound

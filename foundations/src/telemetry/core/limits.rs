@@ -11,8 +11,10 @@
 //!
 //! Setting a tag is O(1) amortised while "a later tag of the same name replaces the earlier
 //! one" holds (the later one goes to the end: tags keep the order of their last writes, so
-//! the last status tag written wins). A span with few tags (the common case) finds a name by
-//! scanning its inline tags; once it has [`INDEX_FROM`] tags, a hash table of their
+//! the last status tag written wins). A span's first tag is kept inline (see the `tags`
+//! module) when it can be; from its second on, its tags are kept in its [`Bounded`] part.
+//! A span with few tags (the common case) finds a name by scanning them; once it has
+//! [`INDEX_FROM`] tags, a hash table of their
 //! positions, keyed by the tags' own names (nothing copied), is built once and kept up to
 //! date, and a replaced tag's slot is marked dead instead of shifting the tags after it,
 //! dead slots being squeezed out in one pass once they are half the slots. Only spans with
@@ -26,20 +28,16 @@
 //! current or where finished spans go.
 
 use super::links::{SpanLink, SpanLinks};
+use super::tags::InlineTag;
 use crate::telemetry::propagation::ids::SpanId;
 use cf_rustracing::log::LogField;
 use cf_rustracing::tag::{Tag, TagValue};
 use hashbrown::HashTable;
-use smallvec::SmallVec;
 use std::borrow::Cow;
 use std::cell::RefCell;
 use std::hash::{BuildHasher, RandomState};
 
-/// Tags kept inline in a live span and its record before deferred to the heap.
-const INLINE_TAGS: usize = 2;
-
-/// The tags of a live span and of its record: the same type, so finishing moves them.
-pub(crate) type InlineTags = SmallVec<[Tag; INLINE_TAGS]>;
+pub(crate) use super::tags::InlineTags;
 
 /// The default links limit: a span keeps at most this many links unless its pipeline's
 /// `span_limits.max_links` says otherwise; later ones are dropped and counted in
@@ -148,10 +146,13 @@ impl SpanLimits {
 /// From this many tags on, a span indexes its tags by name instead of scanning them.
 pub(crate) const INDEX_FROM: usize = 8;
 
-/// What a span recorded besides its name and inline tags, and what it dropped: boxed in the
-/// span only once there is any (links, a tag index, or something dropped or logged).
+/// What a span recorded besides its name and inline tag, and what it dropped: boxed in the
+/// span only once there is any (more than one tag, links, or something dropped or logged).
 #[derive(Debug, Default)]
 pub(crate) struct Bounded {
+    /// Every tag of a span that has more than its inline one (or one that cannot be
+    /// inline); the inline tag is then empty.
+    pub(crate) tags: Vec<Tag>,
     pub(crate) links: SpanLinks,
     index: Option<TagIndex>,
     /// Slots of replaced tags (only once indexed), and how many.
@@ -192,9 +193,13 @@ fn count(counter: &mut u32, n: u32) {
     *counter = counter.saturating_add(n);
 }
 
-/// Sets `tag` on a span whose tags are `tags`: it replaces the tag of the same name (and
-/// moves to the end: tags are in the order of their last writes, which is what lets the last
-/// status written win), or is added if the span has room, or is dropped and counted.
+/// Sets `tag` on a span whose tags are `tags` (inline) and `bounded`'s: it replaces the tag
+/// of the same name (and moves to the end: tags are in the order of their last writes,
+/// which is what lets the last status written win), or is added if the span has room, or is
+/// dropped and counted.
+///
+/// A span's first tag is kept inline when it can be (see `tags`); a second one moves both
+/// into `bounded`, where the span's tags stay from then on.
 #[inline]
 pub(crate) fn set_tag(
     tags: &mut InlineTags,
@@ -202,18 +207,51 @@ pub(crate) fn set_tag(
     tag: Tag,
     limits: &SpanLimits,
 ) {
-    if tags.len() >= INDEX_FROM {
-        return set_tag_indexed(tags, bounded, tag, limits);
+    if let Some(spilled) = bounded.as_deref_mut().filter(|b| !b.tags.is_empty()) {
+        return set_spilled_tag(spilled, tag, limits);
+    }
+    let tag = bounded_tag(tag, limits);
+    let room = match tags.0 {
+        // The only tag, replaced: it is also the last.
+        Some(first) if first.name() == tag.name() => 1,
+        Some(_) => 2,
+        None => 1,
+    };
+    if limits.max_attributes < room {
+        count(&mut bounded.get_or_insert_default().dropped_attributes, 1);
+        return;
+    }
+    if room == 1
+        && let Some(inline) = InlineTag::of(&tag)
+    {
+        tags.0 = Some(inline);
+        return;
+    }
+    let spilled = &mut bounded.get_or_insert_default().tags;
+    if room == 2 {
+        spilled.extend(tags.0.take().map(InlineTag::to_tag));
+    } else {
+        tags.0 = None;
+    }
+    spilled.push(tag);
+}
+
+/// [`set_tag`] for a span whose tags are all in `bounded`.
+#[inline(never)]
+fn set_spilled_tag(bounded: &mut Bounded, tag: Tag, limits: &SpanLimits) {
+    if bounded.tags.len() >= INDEX_FROM {
+        return set_tag_indexed(bounded, tag, limits);
     }
     // Few tags, none dead (dead slots exist only once indexed): a scan is cheapest.
     let tag = bounded_tag(tag, limits);
+    let tags = &mut bounded.tags;
     if let Some(position) = tags.iter().position(|old| old.name() == tag.name()) {
         tags.remove(position);
         tags.push(tag);
     } else if tags.len() < limits.max_attributes {
         tags.push(tag);
     } else {
-        count(&mut bounded.get_or_insert_default().dropped_attributes, 1);
+        count(&mut bounded.dropped_attributes, 1);
     }
 }
 
@@ -221,15 +259,16 @@ pub(crate) fn set_tag(
 /// tag's slot is marked dead rather than removed (removing would shift every later tag);
 /// dead slots are squeezed out once they are as many as the live ones, so each set costs
 /// O(1) amortised and the tags take at most twice the attribute limit.
-#[inline(never)]
-fn set_tag_indexed(
-    tags: &mut InlineTags,
-    bounded: &mut Option<Box<Bounded>>,
-    tag: Tag,
-    limits: &SpanLimits,
-) {
-    let bounded = bounded.get_or_insert_default();
-    let index = bounded.index.get_or_insert_with(|| TagIndex::of(tags));
+fn set_tag_indexed(bounded: &mut Bounded, tag: Tag, limits: &SpanLimits) {
+    let Bounded {
+        tags,
+        index,
+        dead,
+        dead_count,
+        dropped_attributes,
+        ..
+    } = bounded;
+    let index = index.get_or_insert_with(|| TagIndex::of(tags));
     let hash = index.hasher.hash_one(tag.name());
     let found = index
         .positions
@@ -237,16 +276,16 @@ fn set_tag_indexed(
     if let Some(position) = found {
         let old = std::mem::replace(position, tags.len() as u32) as usize;
         tags.push(bounded_tag(tag, limits));
-        if bounded.dead.len() < tags.len() {
-            bounded.dead.resize(tags.len(), false);
+        if dead.len() < tags.len() {
+            dead.resize(tags.len(), false);
         }
-        bounded.dead[old] = true;
-        bounded.dead_count += 1;
-        if bounded.dead_count * 2 >= tags.len() {
-            squeeze(tags, bounded);
-            bounded.index = Some(TagIndex::of(tags));
+        dead[old] = true;
+        *dead_count += 1;
+        if *dead_count * 2 >= tags.len() {
+            squeeze(bounded);
+            bounded.index = Some(TagIndex::of(&bounded.tags));
         }
-    } else if tags.len() - bounded.dead_count < limits.max_attributes {
+    } else if tags.len() - *dead_count < limits.max_attributes {
         tags.push(bounded_tag(tag, limits));
         let hasher = &index.hasher;
         index
@@ -255,16 +294,16 @@ fn set_tag_indexed(
                 hasher.hash_one(tags[p as usize].name())
             });
     } else {
-        count(&mut bounded.dropped_attributes, 1);
+        count(dropped_attributes, 1);
     }
 }
 
-/// Removes the dead slots of `tags`, keeping the order of the others. The index, if any,
+/// Removes the dead slots of the tags, keeping the order of the others. The index, if any,
 /// is stale afterwards.
-fn squeeze(tags: &mut InlineTags, bounded: &mut Bounded) {
+fn squeeze(bounded: &mut Bounded) {
     let mut position = 0;
     let dead = &bounded.dead;
-    tags.retain(|_| {
+    bounded.tags.retain(|_| {
         let keep = !dead.get(position).copied().unwrap_or(false);
         position += 1;
         keep
@@ -274,9 +313,9 @@ fn squeeze(tags: &mut InlineTags, bounded: &mut Bounded) {
 }
 
 /// The tags of a span that finishes: dead slots removed, the index freed.
-pub(crate) fn finish_tags(tags: &mut InlineTags, bounded: &mut Bounded) {
+pub(crate) fn finish_tags(bounded: &mut Bounded) {
     if bounded.dead_count > 0 {
-        squeeze(tags, bounded);
+        squeeze(bounded);
     }
     bounded.index = None;
 }
@@ -354,7 +393,8 @@ impl Bounded {
 
     /// `true` when nothing is kept or counted here that a record needs.
     pub(crate) fn is_empty(&self) -> bool {
-        self.links.links.is_empty()
+        self.tags.is_empty()
+            && self.links.links.is_empty()
             && self.links.dropped == 0
             && self.dropped_attributes == 0
             && self.dropped_events == 0

@@ -198,3 +198,51 @@ fn an_entry_whose_fields_are_all_over_the_limit_counts_as_a_dropped_event() {
     assert_eq!(root.logs[0].dropped_attributes_count, 1);
     assert_eq!(root.dropped_events_count, 1);
 }
+
+#[test]
+fn the_first_tag_is_inline_and_a_second_moves_both_out_in_order() {
+    use super::{InlineTags, set_tag};
+    let limits = SpanLimits::default();
+    let names = |tags: &InlineTags, bounded: &Option<Box<super::Bounded>>| -> Vec<String> {
+        match tags.get() {
+            Some(tag) => vec![tag.name().to_owned()],
+            None => bounded.as_ref().map_or(Vec::new(), |b| {
+                b.tags.iter().map(|tag| tag.name().to_owned()).collect()
+            }),
+        }
+    };
+    let (mut tags, mut bounded) = (InlineTags::new(), None);
+    set_tag(&mut tags, &mut bounded, Tag::new("a", 1i64), &limits);
+    assert!(
+        !tags.is_empty() && bounded.is_none(),
+        "one literal tag allocates nothing"
+    );
+    set_tag(&mut tags, &mut bounded, Tag::new("a", "replaced"), &limits);
+    assert!(bounded.is_none());
+    set_tag(&mut tags, &mut bounded, Tag::new("b", 2i64), &limits);
+    assert!(tags.is_empty());
+    set_tag(&mut tags, &mut bounded, Tag::new("a", 3i64), &limits);
+    assert_eq!(names(&tags, &bounded), ["b", "a"]);
+
+    // An owned value cannot be inline: it is kept all the same.
+    let (mut tags, mut bounded) = (InlineTags::new(), None);
+    set_tag(
+        &mut tags,
+        &mut bounded,
+        Tag::new("a", String::from("x")),
+        &limits,
+    );
+    assert_eq!(names(&tags, &bounded), ["a"]);
+    set_tag(&mut tags, &mut bounded, Tag::new("a", "literal"), &limits);
+    assert_eq!(names(&tags, &bounded), ["a"]);
+
+    // A limit of one keeps the first (or its replacement) and counts the others.
+    let one = SpanLimits::default().with_max_attributes(1);
+    let (mut tags, mut bounded) = (InlineTags::new(), None);
+    set_tag(&mut tags, &mut bounded, Tag::new("a", 1i64), &one);
+    set_tag(&mut tags, &mut bounded, Tag::new("b", 2i64), &one);
+    set_tag(&mut tags, &mut bounded, Tag::new("a", 3i64), &one);
+    assert_eq!(names(&tags, &bounded), ["a"]);
+    assert_eq!(tags.get().unwrap().to_tag().value(), &TagValue::Integer(3));
+    assert_eq!(bounded.unwrap().dropped_attributes, 1);
+}

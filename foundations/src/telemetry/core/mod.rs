@@ -22,7 +22,8 @@
 //!   [`rings`]: the per-thread rings it tries first.
 //! - [`links`]: span links and their bound.
 //! - [`limits`]: span limits (attributes, events, links, value length), the bounded
-//!   recording of tags, and the hand-over of what a `cf_rustracing` span cannot carry.
+//!   recording of tags, and the hand-over of what a `cf_rustracing` span cannot carry;
+//!   [`tags`]: the one tag a span keeps inline, and the interned tag names that allow it.
 //! - [`status`]: a span's kind and status as typed values, and their tags.
 //! - [`harness`]: per pipeline, the sampling decision for roots and where records go;
 //!   [`rate_limit`]: the token bucket a harness asks before it records a root.
@@ -58,4 +59,5 @@ pub(crate) mod scope;
 pub(crate) mod span;
 pub(crate) mod stack;
 pub(crate) mod status;
+pub(crate) mod tags;
 pub(crate) mod user_link;

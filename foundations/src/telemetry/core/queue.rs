@@ -2,8 +2,9 @@
 //! them: [`SpanDrain`] is its receiving end, [`QueueStats`] its counters.
 //!
 //! A finished span goes first into its thread's own ring ([`super::rings`]), which costs no
-//! shared atomic; only when that ring is full does it take the shared, bounded queue, and
-//! wake a waiting consumer: a full ring is a batch ready. Consumers read both.
+//! shared atomic; a full ring wakes a waiting consumer (it is a batch ready) and the thread
+//! goes on in a new ring. Only when the rings' share of the bound is used up does a span
+//! take the shared, bounded queue. Consumers read both.
 //!
 //! This module owns the hand-over and its accounting (every span offered is queued or
 //! counted as dropped). It must not know what a span holds beyond its record type, nor who
@@ -128,9 +129,11 @@ impl SpanQueue {
         // Closed (0) is checked before the rings: a closed queue takes nothing more.
         if self.producers.max_len.load(Ordering::Relaxed) != 0 {
             match self.rings.push(make) {
-                Ok(len) => {
-                    // This ring alone holds the batch a consumer waits for.
-                    if len == self.producers.wake_at.load(Ordering::Relaxed) {
+                Ok(pushed) => {
+                    let wake_at = self.producers.wake_at.load(Ordering::Relaxed);
+                    // This ring alone holds the batch a consumer waits for, or a full one
+                    // was left behind: a batch is ready, whatever the others hold.
+                    if pushed.len == wake_at || (pushed.filled && wake_at != usize::MAX) {
                         self.wake.notify_waiters();
                     }
                 }

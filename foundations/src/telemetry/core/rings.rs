@@ -9,8 +9,11 @@
 //!
 //! A ring is reachable by the consumer from the moment it is created, so a span pushed into
 //! it is never hidden: a thread that parks forever, or exits, leaves its spans to be drained
-//! like any others (an exited thread's ring is dropped once it is empty). A full ring gives
-//! the span back, and the queue takes it the shared way, which is what bounds it.
+//! like any others (an exited thread's ring is dropped once it is empty). A thread whose
+//! ring is full goes on in a new one (the full one is dropped once drained), as long as the
+//! queue's bound leaves room for rings; then the span is given back, and the queue takes
+//! it the shared way. A backlog thus sits in rings, a record per slot and nothing more
+//! (the shared queue adds a word per span).
 //!
 //! This module owns the rings and their registration. It counts nothing: the queue derives
 //! what it holds from what the rings hold.
@@ -21,8 +24,7 @@ use rtrb::{Consumer, Producer, RingBuffer};
 use std::cell::RefCell;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 
-/// Spans a thread's ring holds. A thread whose ring is full pushes the shared way until a
-/// consumer drains it.
+/// Spans a thread's ring holds.
 pub(super) const RING_CAPACITY: usize = 512;
 
 /// Queues one thread keeps rings for; beyond it (rings of dropped queues are pruned first),
@@ -34,6 +36,14 @@ static NEXT_ID: AtomicU64 = AtomicU64::new(1);
 thread_local! {
     /// This thread's rings, by queue id.
     static PRODUCERS: RefCell<Vec<(u64, Producer<FinishedSpan>)>> = const { RefCell::new(Vec::new()) };
+}
+
+/// What a push into a ring did.
+pub(super) struct Pushed {
+    /// Spans in the ring now.
+    pub(super) len: usize,
+    /// The thread's ring was full: a batch is ready, and the span went into a new ring.
+    pub(super) filled: bool,
 }
 
 /// The consumer side of every thread's ring for one queue.
@@ -57,39 +67,49 @@ impl Rings {
     }
 
     /// Writes the record `make` builds straight into this thread's ring (creating the ring
-    /// on first use) and returns how many spans the ring holds now. Gives `make` back,
-    /// unrun, when the ring is full or this thread cannot have a ring (no ring left, too
-    /// many queues, or the thread is exiting).
+    /// on first use, or a new one when it is full) and says how many spans the ring holds
+    /// now. Gives `make` back, unrun, when this thread cannot have a ring with room (no ring
+    /// left, too many queues, or the thread is exiting).
     ///
     /// The record is built in its slot: each move of a record is a copy of its size.
     #[inline]
-    pub(super) fn push<F: FnOnce() -> FinishedSpan>(&self, make: F) -> Result<usize, F> {
+    pub(super) fn push<F: FnOnce() -> FinishedSpan>(&self, make: F) -> Result<Pushed, F> {
         let mut make = Some(make);
         let pushed = PRODUCERS.try_with(|producers| {
             // Reentrancy cannot happen (building and pushing a record runs no application
             // code), but a failed borrow must still not lose the span.
             let mut producers = producers.try_borrow_mut().ok()?;
-            let producer = match producers.iter_mut().position(|(id, _)| *id == self.id) {
-                Some(at) => &mut producers[at].1,
+            let at = match producers.iter().position(|(id, _)| *id == self.id) {
+                Some(at) => at,
                 None => self.register(&mut producers)?,
             };
+            let mut filled = false;
+            if producers[at].1.is_full() {
+                // The full ring stays with the consumer, which drops it once drained (its
+                // producer is gone); this thread goes on in a new one. Spans stay in their
+                // thread's order: the consumer drains rings in the order they were made.
+                producers[at].1 = self.new_ring()?;
+                filled = true;
+            }
+            let producer = &mut producers[at].1;
             let chunk = producer.write_chunk_uninit(1).ok()?;
             chunk.fill_from_iter(std::iter::once_with(make.take().expect("built once")));
             // Reads the consumer's position: a line that changes once per drain.
-            Some(RING_CAPACITY - producer.slots())
+            Some(Pushed {
+                len: RING_CAPACITY - producer.slots(),
+                filled,
+            })
         });
         match (pushed, make) {
-            (Ok(Some(len)), _) => Ok(len),
+            (Ok(Some(pushed)), _) => Ok(pushed),
             (_, Some(make)) => Err(make),
             (_, None) => unreachable!("a record built is pushed"),
         }
     }
 
+    /// Gives this thread a ring for this queue; returns its position.
     #[cold]
-    fn register<'a>(
-        &self,
-        producers: &'a mut Vec<(u64, Producer<FinishedSpan>)>,
-    ) -> Option<&'a mut Producer<FinishedSpan>> {
+    fn register(&self, producers: &mut Vec<(u64, Producer<FinishedSpan>)>) -> Option<usize> {
         if producers.len() >= RINGS_PER_THREAD {
             // Rings of queues that are gone.
             producers.retain(|(_, producer)| !producer.is_abandoned());
@@ -97,6 +117,13 @@ impl Rings {
                 return None;
             }
         }
+        producers.push((self.id, self.new_ring()?));
+        Some(producers.len() - 1)
+    }
+
+    /// A new ring, if the queue's bound leaves room for one.
+    #[cold]
+    fn new_ring(&self) -> Option<Producer<FinishedSpan>> {
         self.rings_left
             .fetch_update(Ordering::AcqRel, Ordering::Acquire, |left| {
                 left.checked_sub(1)
@@ -104,30 +131,35 @@ impl Rings {
             .ok()?;
         let (producer, consumer) = RingBuffer::new(RING_CAPACITY);
         self.consumers.lock().push(consumer);
-        producers.push((self.id, producer));
-        producers.last_mut().map(|(_, producer)| producer)
+        Some(producer)
     }
 
-    /// Moves up to `limit` spans out of the rings into `buffer`. Returns how many.
+    /// Moves up to `limit` spans out of the rings into `buffer`, oldest ring first (a
+    /// thread's spans stay in order). Returns how many.
     pub(super) fn pop_into(&self, buffer: &mut Vec<FinishedSpan>, limit: usize) -> usize {
         let mut popped = 0;
         let mut consumers = self.consumers.lock();
-        consumers.retain_mut(|consumer| {
+        let mut at = 0;
+        // Stops at `limit`: a backlog spans thousands of rings, most of them full.
+        while popped < limit && at < consumers.len() {
+            let consumer = &mut consumers[at];
             // Abandoned first: once it is, nothing more arrives, so empty then means done.
             let abandoned = consumer.is_abandoned();
-            while popped < limit {
-                match consumer.pop() {
-                    Ok(span) => buffer.push(span),
-                    Err(_) => break,
-                }
-                popped += 1;
+            // One chunk: the ring's position is published once, not once per span.
+            let n = consumer.slots().min(limit - popped);
+            if n > 0
+                && let Ok(chunk) = consumer.read_chunk(n)
+            {
+                buffer.extend(chunk);
+                popped += n;
             }
-            let done = abandoned && consumer.is_empty();
-            if done {
+            if abandoned && consumer.is_empty() {
+                consumers.remove(at);
                 self.rings_left.fetch_add(1, Ordering::AcqRel);
+            } else {
+                at += 1;
             }
-            !done
-        });
+        }
         popped
     }
 

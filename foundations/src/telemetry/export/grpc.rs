@@ -60,7 +60,7 @@ impl GrpcTransport {
     /// and its 5-byte frame header, before gRPC compression.
     pub(super) async fn send<F: Future<Output = ()>>(
         &self,
-        body: Vec<u8>,
+        body: Bytes,
         spans: usize,
         retry: &RetrySettings,
         timeout: Duration,
@@ -69,7 +69,7 @@ impl GrpcTransport {
     ) {
         let sent_bytes = body.len() + 5;
         let (message, compressed) = match self.compression {
-            Compression::None => (Bytes::from(body), false),
+            Compression::None => (body, false),
             Compression::Gzip => (Bytes::from(gzip(&body)), true),
         };
         let Some(frame) = Frame::new(message, compressed) else {

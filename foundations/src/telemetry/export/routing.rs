@@ -9,9 +9,10 @@
 
 use super::stats::{Counters, add};
 use crate::telemetry::core::finished::FinishedSpan;
-use crate::telemetry::core::routing::RoutingFault;
+use crate::telemetry::core::routing::{Routing, RoutingFault};
 use hyper::header::HeaderValue;
 use std::collections::HashMap;
+use std::sync::Arc;
 
 /// Groups spans by their routing header value; drops (and counts) those that cannot be sent.
 pub(super) fn group_by_routing<'a>(
@@ -21,7 +22,16 @@ pub(super) fn group_by_routing<'a>(
     let mut groups: Vec<(&'a str, Vec<&'a FinishedSpan>)> = Vec::new();
     let mut by_header: HashMap<&'a str, usize> = HashMap::new();
     let mut invalid = 0;
+    // The group of the previous span's routing: the spans of a trace share one routing and
+    // usually arrive together, so most spans need no hash of their header.
+    let mut previous: Option<(&'a Arc<Routing>, usize)> = None;
     for span in batch {
+        if let (Some((routing, group)), Some(own)) = (previous, span.resolved_routing())
+            && Arc::ptr_eq(routing, own)
+        {
+            groups[group].1.push(span);
+            continue;
+        }
         match span.routing_header() {
             None => add(&counters.no_routing, 1),
             Some(Err(RoutingFault::Panicked)) => add(&counters.routing_panicked, 1),
@@ -32,6 +42,7 @@ pub(super) fn group_by_routing<'a>(
                     groups.len() - 1
                 });
                 groups[index].1.push(span);
+                previous = span.resolved_routing().map(|routing| (routing, index));
             }
         }
     }

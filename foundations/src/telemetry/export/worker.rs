@@ -323,7 +323,7 @@ impl Exporter {
         };
         let spans = request.spans;
         let (body, encoding) = match self.config.compression {
-            Compression::None => (Bytes::from(request.body), None),
+            Compression::None => (request.body, None),
             Compression::Gzip => (Bytes::from(gzip(&request.body)), Some("gzip")),
         };
         let retry = &self.config.retry;

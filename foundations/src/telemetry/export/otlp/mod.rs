@@ -36,6 +36,7 @@ mod wire;
 pub(crate) use view::ConversionCounts;
 
 use crate::telemetry::core::finished::FinishedSpan;
+use bytes::Bytes;
 use opentelemetry_proto::tonic::common::v1::{AnyValue, InstrumentationScope, KeyValue, any_value};
 use opentelemetry_proto::tonic::resource::v1::Resource;
 use wire::{ld_len, put_ld_header, write_span};
@@ -54,7 +55,7 @@ pub(crate) struct OtlpEncoder {
 /// One request body and the number of spans in it.
 #[derive(Debug)]
 pub(crate) struct EncodedRequest {
-    pub(crate) body: Vec<u8>,
+    pub(crate) body: Bytes,
     pub(crate) spans: usize,
 }
 
@@ -101,44 +102,59 @@ impl OtlpEncoder {
     ///
     /// A single span that alone exceeds `max_bytes` cannot be sent: it is counted in the
     /// returned `oversized` number instead.
+    ///
+    /// Spans are written straight into the body, after room left for the framing: once
+    /// their length is known, the framing is written just before them and the body starts
+    /// there (no copy of the spans).
     pub(crate) fn encode<'a>(
         &self,
         spans: impl IntoIterator<Item = &'a FinishedSpan>,
         max_bytes: usize,
         counts: &mut ConversionCounts,
     ) -> (Vec<EncodedRequest>, usize) {
-        let overhead = self.framing_overhead();
+        let room = self.framing_overhead();
+        let spans = spans.into_iter();
         let mut requests = Vec::new();
         let mut oversized = 0;
-        let mut chunk: Vec<u8> = Vec::new();
-        let mut chunk_spans = 0;
+        let mut body = self.body_buffer(spans.size_hint().0);
+        let mut body_spans = 0;
         for span in spans {
             // A fault tests provoke on purpose; never compiled into builds without `testing`.
             #[cfg(feature = "testing")]
             if span.name() == crate::telemetry::testing::PANIC_IN_EXPORT {
                 panic!("a span named {:?} was exported", span.name());
             }
-            let start = chunk.len();
-            write_span(span, &self.static_tags, &mut chunk, counts);
-            let span_bytes = chunk.len() - start;
-            if overhead + span_bytes > max_bytes {
-                chunk.truncate(start);
+            let start = body.len();
+            write_span(span, &self.static_tags, &mut body, counts);
+            let span_bytes = body.len() - start;
+            if room + span_bytes > max_bytes {
+                body.truncate(start);
                 oversized += 1;
                 continue;
             }
-            if overhead + chunk.len() > max_bytes {
+            if body.len() > max_bytes {
                 // This span starts the next request.
-                let next = chunk.split_off(start);
-                requests.push(self.frame(&chunk, chunk_spans));
-                chunk = next;
-                chunk_spans = 0;
+                let mut next = self.body_buffer(body_spans);
+                next.extend_from_slice(&body[start..]);
+                body.truncate(start);
+                requests.push(self.frame(body, body_spans));
+                body = next;
+                body_spans = 0;
             }
-            chunk_spans += 1;
+            body_spans += 1;
         }
-        if chunk_spans > 0 {
-            requests.push(self.frame(&chunk, chunk_spans));
+        if body_spans > 0 {
+            requests.push(self.frame(body, body_spans));
         }
         (requests, oversized)
+    }
+
+    /// An empty body with room for the framing and about `spans` spans.
+    fn body_buffer(&self, spans: usize) -> Vec<u8> {
+        let room = self.framing_overhead();
+        let mut body = Vec::with_capacity(room + spans.saturating_mul(SPAN_BYTES_HINT));
+        body.resize(room, 0);
+        body
     }
 
     /// The most bytes framing can add around the spans of one request (length prefixes at
@@ -148,20 +164,29 @@ impl OtlpEncoder {
         self.resource_field.len() + self.scope_field.len() + 2 * widest_prefix
     }
 
-    /// Wraps encoded spans into `ExportTraceServiceRequest { ResourceSpans { resource,
-    /// ScopeSpans { scope, spans } } }`.
-    fn frame(&self, spans: &[u8], count: usize) -> EncodedRequest {
-        let scope_spans_len = self.scope_field.len() + spans.len();
+    /// Wraps the spans written after the framing's room in `body` into
+    /// `ExportTraceServiceRequest { ResourceSpans { resource, ScopeSpans { scope, spans } } }`.
+    fn frame(&self, mut body: Vec<u8>, count: usize) -> EncodedRequest {
+        let room = self.framing_overhead();
+        let spans_len = body.len() - room;
+        let scope_spans_len = self.scope_field.len() + spans_len;
         let resource_spans_len = self.resource_field.len() + ld_len(2, scope_spans_len);
-        let mut body = Vec::with_capacity(ld_len(1, resource_spans_len));
-        put_ld_header(1, resource_spans_len, &mut body);
-        body.extend_from_slice(&self.resource_field);
-        put_ld_header(2, scope_spans_len, &mut body);
-        body.extend_from_slice(&self.scope_field);
-        body.extend_from_slice(spans);
-        EncodedRequest { body, spans: count }
+        let mut framing = Vec::with_capacity(room);
+        put_ld_header(1, resource_spans_len, &mut framing);
+        framing.extend_from_slice(&self.resource_field);
+        put_ld_header(2, scope_spans_len, &mut framing);
+        framing.extend_from_slice(&self.scope_field);
+        let start = room - framing.len();
+        body[start..room].copy_from_slice(&framing);
+        EncodedRequest {
+            body: Bytes::from(body).slice(start..),
+            spans: count,
+        }
     }
 }
+
+/// Bytes reserved per span in a new body: most spans take fewer, so a body rarely grows.
+const SPAN_BYTES_HINT: usize = 128;
 
 fn string_attribute(key: String, value: String) -> KeyValue {
     KeyValue {

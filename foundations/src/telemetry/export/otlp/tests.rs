@@ -20,7 +20,8 @@ use prost::Message;
 /// tests hold the direct encoding ([`write_span`]) to.
 pub(super) fn to_proto(span: &FinishedSpan, counts: &mut ConversionCounts) -> Span {
     let state = span.state();
-    let view = view(span, &[], counts);
+    let tags = span.tags();
+    let view = view(span, &tags, &[], counts);
     let (parent, flags) = parent_and_flags(span);
     let any = |value: WireValue<'_>| AnyValue {
         value: Some(match value {
@@ -209,7 +210,7 @@ fn requests_are_split_under_the_limit_and_decode() {
     let mut total = 0;
     for request in &requests {
         assert!(request.body.len() <= 2_000, "{}", request.body.len());
-        let decoded = ExportTraceServiceRequest::decode(request.body.as_slice()).unwrap();
+        let decoded = ExportTraceServiceRequest::decode(&request.body[..]).unwrap();
         assert_eq!(decoded.resource_spans.len(), 1);
         let resource = decoded.resource_spans[0].resource.as_ref().unwrap();
         assert_eq!(resource.attributes[0].key, "service.name");
@@ -285,8 +286,8 @@ fn direct_encoding_matches_prost_byte_for_byte() {
     // The framing is canonical: decoding and re-encoding gives the same bytes.
     let encoder = OtlpEncoder::new("svc", vec![]);
     let (requests, _) = encoder.encode(&spans, usize::MAX, &mut ConversionCounts::default());
-    let decoded = ExportTraceServiceRequest::decode(requests[0].body.as_slice()).unwrap();
-    assert_eq!(decoded.encode_to_vec(), requests[0].body);
+    let decoded = ExportTraceServiceRequest::decode(&requests[0].body[..]).unwrap();
+    assert_eq!(decoded.encode_to_vec(), &requests[0].body[..]);
     let decoded_spans = &decoded.resource_spans[0].scope_spans[0].spans;
     assert_eq!(decoded_spans.len(), 4);
     assert_eq!(decoded_spans[3].attributes.len(), 3);
@@ -308,7 +309,7 @@ fn static_tags_are_added_unless_the_span_sets_them() {
         ("team".into(), "edge".into()),
     ]);
     let (requests, _) = encoder.encode(&spans, usize::MAX, &mut ConversionCounts::default());
-    let decoded = ExportTraceServiceRequest::decode(requests[0].body.as_slice()).unwrap();
+    let decoded = ExportTraceServiceRequest::decode(&requests[0].body[..]).unwrap();
     let span = &decoded.resource_spans[0].scope_spans[0].spans[0];
     let value = |key: &str| {
         span.attributes

@@ -7,7 +7,7 @@
 
 use crate::telemetry::core::finished::FinishedSpan;
 use crate::telemetry::core::status::{self, SPAN_KIND_TAG, StatusCode, StatusTag};
-use cf_rustracing::tag::TagValue;
+use cf_rustracing::tag::{Tag, TagValue};
 use opentelemetry_proto::tonic::trace::v1::span::SpanKind;
 use smallvec::SmallVec;
 
@@ -100,8 +100,11 @@ pub(super) struct EventView<'a> {
     pub(super) dropped_attributes: u32,
 }
 
+/// `tags` are the span's ([`FinishedSpan::tags`]), which the caller keeps for the view's
+/// life.
 pub(super) fn view<'a>(
     span: &'a FinishedSpan,
+    tags: &'a [Tag],
     static_tags: &'a [(String, String)],
     counts: &mut ConversionCounts,
 ) -> SpanView<'a> {
@@ -109,7 +112,7 @@ pub(super) fn view<'a>(
     let mut status_code = StatusCode::Unset;
     let mut error_message = "";
     let mut attributes = SmallVec::new();
-    for tag in span.tags() {
+    for tag in tags {
         match tag.name() {
             SPAN_KIND_TAG => match span_kind(tag.value()) {
                 Some(parsed) => kind = parsed,
@@ -125,7 +128,7 @@ pub(super) fn view<'a>(
         }
     }
     for (key, value) in static_tags {
-        if !span.tags().iter().any(|tag| tag.name() == key) {
+        if !tags.iter().any(|tag| tag.name() == key) {
             attributes.push((key.as_str(), WireValue::Str(bounded_str(value, counts))));
         }
     }
@@ -193,7 +196,6 @@ pub(super) fn parent_and_flags(span: &FinishedSpan) -> (Option<[u8; 8]>, u32) {
         ),
         None => (None, 0),
     };
-    let flags =
-        u32::from(span.state().flags().outbound().bits()) | FLAG_HAS_IS_REMOTE | remote_flag;
+    let flags = u32::from(span.flags().outbound().bits()) | FLAG_HAS_IS_REMOTE | remote_flag;
     (parent, flags)
 }

@@ -11,10 +11,27 @@ use crate::telemetry::core::finished::FinishedSpan;
 use crate::telemetry::core::status;
 use opentelemetry_proto::tonic::trace::v1::status::StatusCode;
 use prost::bytes::BufMut;
-use prost::encoding::{WireType, encode_key, encode_varint, encoded_len_varint, key_len};
+use prost::encoding::{WireType, encoded_len_varint, key_len};
 
 /// `ScopeSpans.spans` field number.
 const SCOPE_SPANS_SPANS: u32 = 2;
+
+/// A varint; most are one byte (every key below field 16, most lengths of attributes), and
+/// those are written without the general loop.
+#[inline(always)]
+fn encode_varint(value: u64, buf: &mut Vec<u8>) {
+    if value < 0x80 {
+        buf.push(value as u8);
+    } else {
+        prost::encoding::encode_varint(value, buf);
+    }
+}
+
+/// A field key, as prost writes it.
+#[inline(always)]
+fn encode_key(tag: u32, wire_type: WireType, buf: &mut Vec<u8>) {
+    encode_varint(u64::from(tag << 3 | wire_type as u32), buf);
+}
 
 pub(super) fn ld_len(tag: u32, len: usize) -> usize {
     key_len(tag) + encoded_len_varint(len as u64) + len
@@ -148,10 +165,10 @@ pub(super) fn write_span(
     buf: &mut Vec<u8>,
     counts: &mut ConversionCounts,
 ) {
-    let state = span.state();
-    let view = view(span, static_tags, counts);
+    let tags = span.tags();
+    let view = view(span, &tags, static_tags, counts);
     let (parent, flags) = parent_and_flags(span);
-    let trace_state = state.trace_state().map(|ts| ts.header_str()).unwrap_or("");
+    let trace_state = span.trace_state().map(|ts| ts.header_str()).unwrap_or("");
     let name = span.name();
     let kind = view.kind as i32 as u64;
     let start = span.start_unix_nanos();
@@ -200,8 +217,8 @@ pub(super) fn write_span(
 
     buf.reserve(ld_len(SCOPE_SPANS_SPANS, len));
     put_ld_header(SCOPE_SPANS_SPANS, len, buf);
-    put_ld(1, &state.trace_id().to_bytes(), buf);
-    put_ld(2, &state.span_id().to_bytes(), buf);
+    put_ld(1, span.trace_id_bytes(), buf);
+    put_ld(2, &span.span_id().to_bytes(), buf);
     if !trace_state.is_empty() {
         put_ld(3, trace_state.as_bytes(), buf);
     }
