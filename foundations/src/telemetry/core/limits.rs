@@ -166,6 +166,17 @@ pub(crate) struct Bounded {
     pub(crate) event_dropped_attributes: Vec<(u32, u32)>,
 }
 
+impl Bounded {
+    /// The tags kept so far, in order, without the slots of replaced ones.
+    pub(crate) fn live_tags(&self) -> impl Iterator<Item = &Tag> {
+        self.tags
+            .iter()
+            .enumerate()
+            .filter(|(position, _)| !self.dead.get(*position).copied().unwrap_or(false))
+            .map(|(_, tag)| tag)
+    }
+}
+
 /// Positions of a span's tags, keyed by their names.
 #[derive(Debug)]
 struct TagIndex {

@@ -15,8 +15,11 @@
 //! register beside it only while descendant tracking is on (off by default: it costs each
 //! recorded descendant two locks, about 230 instructions, +17% on a recorded span); then
 //! [`snapshot`] lists them under their root. With it off, and for unsampled spans, a
-//! descendant costs nothing here. The root's tags are copied here as they are set, the
-//! descendants' are not (that would cost every tagged span a lock).
+//! descendant costs nothing here. A root's tags are copied here as they are set, the
+//! descendants' are not (that would cost every tagged span a lock). Once a root is shared
+//! (made a context, the server layer's request span, a bridged span), a snapshot reads its
+//! tags from the span itself ([`TagSource`]) and setting them copies nothing: such roots
+//! are where most tags are set, and each copy cost an allocation under the lock.
 //!
 //! This module owns the registry's entries and their read-out. It must not know which span
 //! is current, nor where finished spans go; spans tell it when they start and finish.
@@ -26,6 +29,7 @@ use cf_rustracing::tag::{Tag, TagValue};
 use parking_lot::Mutex;
 use std::borrow::Cow;
 use std::cell::Cell;
+use std::sync::Weak;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::{Duration, SystemTime};
 
@@ -39,11 +43,29 @@ pub(crate) struct Token {
     /// Whether the root's recorded descendants register too (decided when the root
     /// started, so that a child reads no shared state to know).
     descendants: bool,
+    /// Set once a root's tags are read from the span itself at snapshot time (see
+    /// [`set_tag_source`]): then setting a tag copies nothing here.
+    tags_read_live: bool,
 }
 
 impl Token {
     pub(crate) fn is_root(self) -> bool {
         self.slot == self.root
+    }
+
+    /// Whether tags set on this span must be copied into its entry: a root's are, until the
+    /// registry reads them from the span itself.
+    #[inline]
+    pub(crate) fn copies_tags(self) -> bool {
+        self.is_root() && !self.tags_read_live
+    }
+
+    /// This token, its root's tags read from the span from now on.
+    pub(crate) fn reading_tags_live(self) -> Self {
+        Self {
+            tags_read_live: self.is_root(),
+            ..self
+        }
     }
 
     /// The token a recorded child registers under, if its descendants are tracked.
@@ -106,6 +128,15 @@ struct Entry {
     /// A root's tags. A vector (one allocation once tagged), not inline room: entries are
     /// written per registered span, and most register no tags.
     tags: Vec<Tag>,
+    /// A shared root, whose tags a snapshot reads from the span itself instead.
+    source: Option<Weak<dyn TagSource>>,
+}
+
+/// A shared span the registry can read a root's tags from at snapshot time, so that setting
+/// a tag on it copies nothing (see [`set_tag_source`]).
+pub(crate) trait TagSource: Send + Sync {
+    /// The span's tags as they are now.
+    fn current_tags(&self) -> Vec<(String, TagValue)>;
 }
 
 static REGISTRY: [Shard; SHARDS] = [const {
@@ -162,6 +193,7 @@ impl Slots {
             parent_span_id: span.parent_span_id,
             start_time: span.start_time,
             tags: Vec::new(),
+            source: None,
         });
         Some((slot, root))
     }
@@ -180,6 +212,7 @@ pub(crate) fn enter_root(span: Registration<'_>) -> Option<Token> {
         slot,
         root,
         descendants: descendants_enabled(),
+        tags_read_live: false,
     })
 }
 
@@ -195,6 +228,7 @@ pub(crate) fn enter_descendant(parent: Token, span: Registration<'_>) -> Option<
         slot,
         root,
         descendants: true,
+        tags_read_live: false,
     })
 }
 
@@ -232,6 +266,15 @@ pub(crate) fn set_root_tags(
             }
         }
         None => tags.into_iter().for_each(keep),
+    }
+}
+
+/// From now on, a snapshot reads the root `token`'s tags from `source` (the root became a
+/// shared span); the tags copied so far are shown until then.
+pub(crate) fn set_tag_source(token: Token, source: Weak<dyn TagSource>) {
+    let mut slots = REGISTRY[usize::from(token.shard)].0.lock();
+    if let Some(Some(entry)) = slots.entries.get_mut(token.slot as usize) {
+        entry.source = Some(source);
     }
 }
 
@@ -299,6 +342,7 @@ impl Entry {
 pub(crate) fn snapshot() -> Vec<LiveTrace> {
     let now = SystemTime::now();
     let mut traces = Vec::new();
+    let mut sources = Vec::new();
     for shard in &REGISTRY {
         let slots = shard.0.lock();
         let first = traces.len();
@@ -306,6 +350,9 @@ pub(crate) fn snapshot() -> Vec<LiveTrace> {
         for (slot, entry) in slots.entries.iter().enumerate() {
             if let Some(entry) = entry.as_ref().filter(|entry| entry.root as usize == slot) {
                 index_of_root.insert(entry.root, traces.len());
+                if let Some(source) = &entry.source {
+                    sources.push((traces.len(), source.clone()));
+                }
                 traces.push(LiveTrace {
                     root: entry.view(now),
                     descendants: Vec::new(),
@@ -328,6 +375,14 @@ pub(crate) fn snapshot() -> Vec<LiveTrace> {
         drop(slots);
         for trace in &mut traces[first..] {
             trace.descendants.sort_by_key(|span| span.start_time);
+        }
+    }
+    // Read with no shard locked: a span's lock is taken before the registry's when tagging.
+    // A span that finished since is simply shown as it was copied. Holding the last handle
+    // here would finish the span on this thread, as dropping any handle does.
+    for (index, source) in sources {
+        if let Some(source) = source.upgrade() {
+            traces[index].root.tags = source.current_tags();
         }
     }
     traces.sort_by_key(|trace| trace.root.start_time);

@@ -230,3 +230,29 @@ mod user_spans {
         });
     }
 }
+
+#[test]
+fn a_shared_roots_tags_are_read_from_the_span_itself() {
+    let ctx = TelemetryContext::test();
+    ctx.scope_and(|| {
+        let root = tracing::start_trace("request", StartTraceOptions::default());
+        add_span_tags!("before" => "copied");
+        let trace_id = tracing::trace_id().expect("recorded");
+        // Sharing the root (a context) makes the registry read its tags at snapshot time.
+        let shared = root.into_context();
+        shared.scope_and(|| {
+            add_span_tags!("after" => "read live", "before" => "replaced");
+        });
+        let open = listed(trace_id).expect("listed while open");
+        assert_eq!(
+            open.root.tags,
+            vec![
+                ("after".to_owned(), TagValue::String("read live".into())),
+                ("before".to_owned(), TagValue::String("replaced".into())),
+            ],
+            "the span's own tags, in the order of their last writes"
+        );
+        drop(shared);
+        assert!(listed(trace_id).is_none(), "gone when it finished");
+    });
+}

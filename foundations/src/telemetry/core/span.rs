@@ -32,16 +32,16 @@ use super::identity::{ParentSpan, Span, SpanState};
 use super::limits::{self, Bounded, HandedOver, InlineTags};
 use super::links::SpanLink;
 use super::pipeline::Tracked;
-use super::registry::{self, Registration, Token};
+use super::registry::{self, Registration, TagSource, Token};
 use super::routing::log_rate_limited;
 use cf_rustracing::log::LogField;
 use cf_rustracing::span::FinishSpanCallback;
-use cf_rustracing::tag::Tag;
+use cf_rustracing::tag::{Tag, TagValue};
 use parking_lot::Mutex;
 use std::borrow::Cow;
 use std::panic::{AssertUnwindSafe, catch_unwind};
-use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Weak};
 
 /// A recorded span while it is open. Dropping it finishes it: its record goes to the
 /// harness it was started from.
@@ -170,7 +170,7 @@ impl LiveSpan {
     /// intermediate copies.
     #[inline]
     pub(crate) fn set_tags(&mut self, tags: impl IntoIterator<Item = Tag>) {
-        if let Some(root) = self.live.filter(|live| live.is_root()) {
+        if let Some(root) = self.live.filter(|live| live.copies_tags()) {
             return self.set_tracked_root_tags(root, tags);
         }
         let limits = self.harness.limits();
@@ -375,15 +375,39 @@ pub(crate) struct SharedLiveSpan {
     span: Mutex<LiveSpan>,
 }
 
+impl TagSource for SharedLiveSpan {
+    fn current_tags(&self) -> Vec<(String, TagValue)> {
+        let span = self.span.lock();
+        let inline = span.tags.get().map(|tag| tag.to_tag());
+        let bounded = span.bounded.iter().flat_map(|bounded| bounded.live_tags());
+        inline
+            .iter()
+            .chain(bounded)
+            .map(|tag| (tag.name().to_owned(), tag.value().clone()))
+            .collect()
+    }
+}
+
 impl SharedLiveSpan {
-    pub(super) fn new(span: LiveSpan) -> Arc<Self> {
-        Arc::new(Self {
+    pub(super) fn new(mut span: LiveSpan) -> Arc<Self> {
+        // A shared tracked root is read by the registry at snapshot time: setting its tags
+        // from now on copies nothing (see `registry::set_tag_source`).
+        let root = span.live.filter(|live| live.copies_tags());
+        if let Some(root) = root {
+            span.live = Some(root.reading_tags_live());
+        }
+        let shared = Arc::new(Self {
             state: span.state.clone(),
             harness: span.harness.clone(),
             has_finish_callback: AtomicBool::new(span.finish_cb.is_some()),
             live: span.live,
             span: Mutex::new(span),
-        })
+        });
+        if let Some(root) = root {
+            let source: Weak<dyn TagSource> = Arc::downgrade(&shared) as Weak<dyn TagSource>;
+            registry::set_tag_source(root, source);
+        }
+        shared
     }
 
     /// Runs `f` on the span under its lock.
@@ -468,7 +492,16 @@ impl SpanHandle {
     #[cfg(any(feature = "tracing-bridge", feature = "tower"))]
     #[inline]
     pub(super) fn shared_with(mut span: LiveSpan, fill: impl FnOnce(&mut LiveSpan)) -> SpanHandle {
+        // A tracked root's first tags go straight to the span: the registry reads them
+        // from it once it is shared (below).
+        let root = span.live.filter(|live| live.copies_tags());
+        if let Some(root) = root {
+            span.live = Some(root.reading_tags_live());
+        }
         fill(&mut span);
+        if let Some(root) = root {
+            span.live = Some(root);
+        }
         SpanHandle::Recording(SharedLiveSpan::new(span))
     }
 }
