@@ -17,6 +17,7 @@ use crate::telemetry::core::limits::SpanLimits;
 use crate::telemetry::core::pipeline::User;
 use crate::telemetry::core::pipeline::{Internal, Pipeline};
 use crate::telemetry::core::queue::SpanDrain;
+use crate::telemetry::core::registry;
 use crate::telemetry::export::{
     Exporter, ExporterConfig, ExporterStats, ExporterThread, OtlpEncoder, Phase, Transport, Work,
 };
@@ -196,6 +197,10 @@ fn start(
     if let Some(exporter) = &internal_exporter {
         let _ = INTERNAL_EXPORTER.set(Arc::clone(exporter));
     }
+    // Last, once nothing can fail: a failed `init` leaves the switches as they were.
+    let live = &settings.tracing.live_traces;
+    registry::set_enabled(live.enabled);
+    registry::set_descendants_enabled(live.descendants);
     Ok(TelemetryDriver {
         phase: phase_tx,
         done: done_rx,

@@ -57,7 +57,9 @@ pub(crate) use endpoint::{Endpoint, TRACES_PATH};
 pub use export::{Compression, ExportSettings, RetrySettings};
 pub use limits::SpanLimitsSettings;
 pub use rate_limit::RateLimitSettings;
-pub use tracing::{ResolvedTracing, SamplingSettings, TracingOutput, TracingSettings};
+pub use tracing::{
+    LiveTracesSettings, ResolvedTracing, SamplingSettings, TracingOutput, TracingSettings,
+};
 #[cfg(feature = "user-tracing")]
 pub use user::UserTracingSettings;
 

@@ -84,6 +84,22 @@ mod yaml {
     }
 
     #[test]
+    fn live_traces_defaults_and_unknown_keys() {
+        let settings = TelemetrySettings::from_yaml("").unwrap();
+        assert!(settings.tracing.live_traces.enabled);
+        assert!(!settings.tracing.live_traces.descendants);
+        let settings =
+            TelemetrySettings::from_yaml("tracing:\n  live_traces:\n    descendants: true\n")
+                .unwrap();
+        assert!(settings.tracing.live_traces.enabled && settings.tracing.live_traces.descendants);
+        assert!(
+            TelemetrySettings::from_yaml("tracing:\n  live_traces:\n    descendents: true\n")
+                .is_err(),
+            "a misspelt key is an error"
+        );
+    }
+
+    #[test]
     fn disabled_user_tracing_needs_no_socket() {
         assert!(TelemetrySettings::from_yaml("user_tracing:\n  enabled: false\n").is_ok());
     }

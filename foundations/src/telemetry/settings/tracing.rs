@@ -45,6 +45,9 @@ pub struct TracingSettings {
     pub output: TracingOutput,
     /// The most new roots recorded per second. Default: disabled.
     pub rate_limit: RateLimitSettings,
+    /// The live registry of in-flight traces (`tracing::live_traces`). Default: roots
+    /// tracked, their descendants not.
+    pub live_traces: LiveTracesSettings,
     /// The exporter's queue, batching and request knobs, written directly under `tracing:`
     /// (`tracing.max_batch_size`, …).
     #[serde(flatten)]
@@ -69,9 +72,37 @@ impl Default for TracingSettings {
             sampling: None,
             output: TracingOutput::None,
             rate_limit: RateLimitSettings::default(),
+            live_traces: LiveTracesSettings::default(),
             export: ExportSettings::default(),
             span_limits: SpanLimitsSettings::default(),
             unknown: UnknownFields::new(),
+        }
+    }
+}
+
+/// The live registry of in-flight internal traces, as `init` sets it up; the same switches
+/// as `tracing::set_live_traces_enabled` and `tracing::set_live_descendants_enabled`.
+///
+/// ```yaml
+/// live_traces:
+///   enabled: true        # recorded roots are listed while open (the default)
+///   descendants: false   # their open recorded descendants too (costs two locks each)
+/// ```
+#[derive(Clone, Debug, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+#[non_exhaustive]
+pub struct LiveTracesSettings {
+    /// List recorded roots while they are open. Default: `true`.
+    pub enabled: bool,
+    /// List their open recorded descendants too. Default: `false`.
+    pub descendants: bool,
+}
+
+impl Default for LiveTracesSettings {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            descendants: false,
         }
     }
 }
