@@ -28,6 +28,7 @@ use std::time::{Duration, Instant};
 pub use opentelemetry_proto;
 
 mod grpc;
+pub mod memory;
 pub mod raw;
 pub use grpc::{EXPORT_PATH, GrpcReceived, GrpcReply, GrpcSink};
 

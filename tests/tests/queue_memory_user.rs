@@ -10,19 +10,9 @@ use foundations::add_user_span_tags;
 use foundations::telemetry::testing::{FinishedSpan, HarnessOptions, install_user_tracing};
 use foundations::telemetry::user_tracing;
 use foundations_tests::Tenant;
+use foundations_tests::memory::{assert_drains_traces_of_ten_in_order, resident_bytes};
 
 const SPANS: usize = 1_000_000;
-
-fn resident_bytes() -> u64 {
-    let status = std::fs::read_to_string("/proc/self/status").unwrap();
-    let line = status.lines().find(|l| l.starts_with("VmRSS:")).unwrap();
-    line.split_whitespace()
-        .nth(1)
-        .unwrap()
-        .parse::<u64>()
-        .unwrap()
-        * 1024
-}
 
 #[test]
 fn a_million_queued_user_spans_cost_the_record_and_a_share_of_their_routing() {
@@ -62,16 +52,5 @@ fn a_million_queued_user_spans_cost_the_record_and_a_share_of_their_routing() {
     );
 
     // Every span comes out, in its thread's order: each root after its nine children.
-    let mut received = 0;
-    while let Some(span) = drain.try_recv() {
-        received += 1;
-        let expected = if received % 10 == 0 {
-            "request"
-        } else {
-            "child"
-        };
-        assert_eq!(span.name(), expected);
-    }
-    assert_eq!(received, SPANS);
-    assert_eq!(drain.stats().queued, SPANS as u64 + 1);
+    assert_drains_traces_of_ten_in_order(&drain, SPANS);
 }

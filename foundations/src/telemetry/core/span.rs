@@ -187,6 +187,14 @@ impl LiveSpan {
         self.set_tags(tags)
     }
 
+    /// From now on, the registry reads this span's tags from it (it is becoming shared)
+    /// instead of being given copies. Returns its token if it is a tracked root.
+    fn read_tags_live(&mut self) -> Option<Token> {
+        let root = self.live.filter(|live| live.is_root())?;
+        self.live = Some(root.reading_tags_live());
+        Some(root)
+    }
+
     /// [`set_tags`](Self::set_tags) on a tracked root: the registry gets copies. Out of line,
     /// so that other spans' tags do not pay for it.
     #[inline(never)]
@@ -390,12 +398,9 @@ impl TagSource for SharedLiveSpan {
 
 impl SharedLiveSpan {
     pub(super) fn new(mut span: LiveSpan) -> Arc<Self> {
-        // A shared tracked root is read by the registry at snapshot time: setting its tags
-        // from now on copies nothing (see `registry::set_tag_source`).
-        let root = span.live.filter(|live| live.copies_tags());
-        if let Some(root) = root {
-            span.live = Some(root.reading_tags_live());
-        }
+        // The registry reads a shared tracked root's tags at snapshot time (through the
+        // `Weak` below): tagging it from now on copies nothing.
+        let root = span.read_tags_live();
         let shared = Arc::new(Self {
             state: span.state.clone(),
             harness: span.harness.clone(),
@@ -493,15 +498,9 @@ impl SpanHandle {
     #[inline]
     pub(super) fn shared_with(mut span: LiveSpan, fill: impl FnOnce(&mut LiveSpan)) -> SpanHandle {
         // A tracked root's first tags go straight to the span: the registry reads them
-        // from it once it is shared (below).
-        let root = span.live.filter(|live| live.copies_tags());
-        if let Some(root) = root {
-            span.live = Some(root.reading_tags_live());
-        }
+        // from it once it is shared.
+        span.read_tags_live();
         fill(&mut span);
-        if let Some(root) = root {
-            span.live = Some(root);
-        }
         SpanHandle::Recording(SharedLiveSpan::new(span))
     }
 }
