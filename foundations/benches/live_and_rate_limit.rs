@@ -2,7 +2,8 @@
 //! absence in the same run, on the installed internal harness (100% sampling, queue
 //! drained by a consumer thread).
 //!
-//! - `live_registry/*`: a recorded root alone, and a root with 9 tagged children, with the
+//! - `live_registry/*`: a recorded root without and with a tag, and a root with 9 tagged
+//!   children, with the
 //!   registry on and off (`tracing::set_live_traces_enabled`).
 //! - `rate_limit/*`: a recorded root with the limit enabled (10,000,000 roots per second:
 //!   asked, never refusing at this pace) against `force_sampling(true)` roots, which take
@@ -31,6 +32,10 @@ fn registry_and_limit(c: &mut Criterion) {
 
     let mut group = c.benchmark_group("live_registry");
     for (label, on) in [("off", false), ("on", true), ("off_again", false)] {
+        group.bench_function(format!("untagged_root/registry_{label}"), |b| {
+            tracing::set_live_traces_enabled(on);
+            b.iter(|| drop(tracing::start_trace("root", StartTraceOptions::default())))
+        });
         group.bench_function(format!("root_only/registry_{label}"), |b| {
             tracing::set_live_traces_enabled(on);
             b.iter(|| root_only(StartTraceOptions::default()))

@@ -44,6 +44,25 @@ impl Timestamp {
     }
 }
 
+/// A timestamp that one thread writes and others read at any time (the live registry's start
+/// times, written when a span starts and turned into wall time only when someone looks).
+pub(crate) struct AtomicTimestamp(Atomic);
+
+impl AtomicTimestamp {
+    pub(crate) fn new() -> Self {
+        Self(Atomic::new(Instant::ZERO))
+    }
+
+    #[inline]
+    pub(crate) fn store(&self, time: Timestamp, order: Ordering) {
+        self.0.store(time.0, order);
+    }
+
+    pub(crate) fn load(&self, order: Ordering) -> Timestamp {
+        Timestamp(self.0.load(order))
+    }
+}
+
 /// A span's start and end in UNIX nanoseconds; the end is never before the start.
 pub(crate) fn span_unix_nanos(start: Timestamp, end: Timestamp) -> (u64, u64) {
     let start = start.unix_nanos();

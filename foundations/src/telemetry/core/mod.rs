@@ -53,6 +53,7 @@ pub(crate) mod pipeline;
 pub(crate) mod queue;
 pub(crate) mod rate_limit;
 pub(crate) mod registry;
+pub(crate) mod registry_slots;
 pub(crate) mod rings;
 pub(crate) mod routing;
 pub(crate) mod scope;

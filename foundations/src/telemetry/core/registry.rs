@@ -8,38 +8,39 @@
 //! user span: the user pipeline has no tracked constructor. A root leaves the registry when
 //! it finishes.
 //!
-//! A tracked root is one entry in one of a fixed set of shards (a thread keeps using the
-//! shard it was first given), each a `Vec` of slots behind its own lock: registering is one
-//! uncontended lock and a slot write, no allocation for a `&'static str` name (an owned name
-//! is copied once). The root holds a [`Token`] (shard and slot). Its recorded descendants
-//! register beside it only while descendant tracking is on (off by default: it costs each
-//! recorded descendant two locks, about 230 instructions, +17% on a recorded span); then
-//! [`snapshot`] lists them under their root. With it off, and for unsampled spans, a
-//! descendant costs nothing here. A root's tags are copied here as they are set, the
-//! descendants' are not (that would cost every tagged span a lock). Once a root is shared
-//! (made a context, the server layer's request span, a bridged span), a snapshot reads its
-//! tags from the span itself ([`TagSource`]) and setting them copies nothing: such roots
-//! are where most tags are set, and each copy cost an allocation under the lock.
+//! A tracked root is one slot of its thread's table ([`registry_slots`](super::registry_slots)):
+//! registering takes a free slot of that table and writes the span's identity into it with
+//! plain atomic stores (no lock, no shared cache line in the common case, no allocation for a
+//! `&'static str` name; an owned name is copied once); leaving frees it the same way. The
+//! root holds a [`Token`] (its slot). Its recorded descendants register beside it only while
+//! descendant tracking is on (off by default); then [`snapshot`] lists them under their root.
+//! With it off, and for unsampled spans, a descendant costs nothing here. A root's tags are
+//! copied into its slot as they are set, under the slot's own lock; the descendants' are not.
+//! Once a root is shared (made a context, the server layer's request span, a bridged span), a
+//! snapshot reads its tags from the span itself ([`TagSource`]) and setting them copies
+//! nothing: such roots are where most tags are set.
 //!
 //! This module owns the registry's entries and their read-out. It must not know which span
 //! is current, nor where finished spans go; spans tell it when they start and finish.
 
+use super::clock::Timestamp;
+pub(crate) use super::registry_slots::TagSource;
+use super::registry_slots::{self, Identity, Names, Slot};
 use crate::telemetry::propagation::ids::{SpanId, TraceId};
 use cf_rustracing::tag::{Tag, TagValue};
-use parking_lot::Mutex;
 use std::borrow::Cow;
-use std::cell::Cell;
+use std::collections::HashMap;
 use std::sync::Weak;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, SystemTime};
 
 /// Where a tracked span's entry is; children copy their root's.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy)]
 pub(crate) struct Token {
-    shard: u16,
-    slot: u32,
-    /// The root's slot (its own, for a root).
-    root: u32,
+    slot: &'static Slot,
+    /// The span id of the root the span is listed under (its own, for a root).
+    root_span_id: SpanId,
+    is_root: bool,
     /// Whether the root's recorded descendants register too (decided when the root
     /// started, so that a child reads no shared state to know).
     descendants: bool,
@@ -48,22 +49,32 @@ pub(crate) struct Token {
     tags_read_live: bool,
 }
 
+impl std::fmt::Debug for Token {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Token")
+            .field("slot", &std::ptr::from_ref(self.slot))
+            .field("root_span_id", &self.root_span_id)
+            .field("is_root", &self.is_root)
+            .finish_non_exhaustive()
+    }
+}
+
 impl Token {
     pub(crate) fn is_root(self) -> bool {
-        self.slot == self.root
+        self.is_root
     }
 
     /// Whether tags set on this span must be copied into its entry: a root's are, until the
     /// registry reads them from the span itself.
     #[inline]
     pub(crate) fn copies_tags(self) -> bool {
-        self.is_root() && !self.tags_read_live
+        self.is_root && !self.tags_read_live
     }
 
     /// This token, its root's tags read from the span from now on.
     pub(crate) fn reading_tags_live(self) -> Self {
         Self {
-            tags_read_live: self.is_root(),
+            tags_read_live: self.is_root,
             ..self
         }
     }
@@ -104,98 +115,29 @@ pub(crate) fn is_enabled() -> bool {
     ENABLED.load(Ordering::Relaxed)
 }
 
-const SHARDS: usize = 16;
-
-/// One lock's worth of entries, on cache lines of its own so that threads registering in
-/// different shards do not slow each other down.
-#[repr(align(128))]
-struct Shard(Mutex<Slots>);
-
-struct Slots {
-    entries: Vec<Option<Entry>>,
-    /// Vacant indexes of `entries`, reused before the vector grows.
-    free: Vec<u32>,
-}
-
-/// A registered span.
-struct Entry {
-    root: u32,
-    name: Cow<'static, str>,
-    trace_id: TraceId,
-    span_id: SpanId,
-    parent_span_id: Option<SpanId>,
-    start_time: SystemTime,
-    /// A root's tags. A vector (one allocation once tagged), not inline room: entries are
-    /// written per registered span, and most register no tags.
-    tags: Vec<Tag>,
-    /// A shared root, whose tags a snapshot reads from the span itself instead.
-    source: Option<Weak<dyn TagSource>>,
-}
-
-/// A shared span the registry can read a root's tags from at snapshot time, so that setting
-/// a tag on it copies nothing (see [`set_tag_source`]).
-pub(crate) trait TagSource: Send + Sync {
-    /// The span's tags as they are now.
-    fn current_tags(&self) -> Vec<(String, TagValue)>;
-}
-
-static REGISTRY: [Shard; SHARDS] = [const {
-    Shard(Mutex::new(Slots {
-        entries: Vec::new(),
-        free: Vec::new(),
-    }))
-}; SHARDS];
-
-/// Hands shards to threads in turn.
-static NEXT_SHARD: AtomicUsize = AtomicUsize::new(0);
-
-thread_local! {
-    /// This thread's shard; `SHARDS` until it is given one.
-    static THREAD_SHARD: Cell<usize> = const { Cell::new(SHARDS) };
-}
-
-fn thread_shard() -> usize {
-    THREAD_SHARD
-        .try_with(|shard| {
-            if shard.get() == SHARDS {
-                shard.set(NEXT_SHARD.fetch_add(1, Ordering::Relaxed) % SHARDS);
-            }
-            shard.get()
-        })
-        .unwrap_or(0)
-}
-
 /// What a span registers with: its identity, name and start.
 pub(crate) struct Registration<'a> {
     pub(crate) name: &'a Cow<'static, str>,
     pub(crate) trace_id: TraceId,
     pub(crate) span_id: SpanId,
     pub(crate) parent_span_id: Option<SpanId>,
-    pub(crate) start_time: SystemTime,
+    pub(crate) start: Timestamp,
 }
 
-impl Slots {
-    fn insert(&mut self, root: Option<u32>, span: Registration<'_>) -> Option<(u32, u32)> {
-        let slot = match self.free.pop() {
-            Some(slot) => slot,
-            None => {
-                let slot = u32::try_from(self.entries.len()).ok()?;
-                self.entries.push(None);
-                slot
-            }
-        };
-        let root = root.unwrap_or(slot);
-        self.entries[slot as usize] = Some(Entry {
-            root,
-            name: span.name.clone(),
-            trace_id: span.trace_id,
-            span_id: span.span_id,
-            parent_span_id: span.parent_span_id,
-            start_time: span.start_time,
-            tags: Vec::new(),
-            source: None,
-        });
-        Some((slot, root))
+impl Registration<'_> {
+    fn identity(&self, root_span_id: SpanId) -> Identity<'_> {
+        Identity {
+            name: self.name,
+            static_name: match self.name {
+                Cow::Borrowed(name) => Some(name),
+                Cow::Owned(_) => None,
+            },
+            trace_id: self.trace_id,
+            span_id: self.span_id,
+            parent_span_id: self.parent_span_id,
+            root_span_id,
+            start: self.start,
+        }
     }
 }
 
@@ -205,87 +147,69 @@ pub(crate) fn enter_root(span: Registration<'_>) -> Option<Token> {
     if !is_enabled() {
         return None;
     }
-    let shard = thread_shard();
-    let (slot, root) = REGISTRY[shard].0.lock().insert(None, span)?;
+    let slot = registry_slots::occupy(&span.identity(span.span_id))?;
     Some(Token {
-        shard: shard as u16,
         slot,
-        root,
+        root_span_id: span.span_id,
+        is_root: true,
         descendants: descendants_enabled(),
         tags_read_live: false,
     })
 }
 
-/// Registers a recorded descendant of the tracked root `parent` belongs to, beside it.
+/// Registers a recorded descendant of the tracked root `parent` belongs to, in the calling
+/// thread's table.
 #[inline]
 pub(crate) fn enter_descendant(parent: Token, span: Registration<'_>) -> Option<Token> {
-    let (slot, root) = REGISTRY[usize::from(parent.shard)]
-        .0
-        .lock()
-        .insert(Some(parent.root), span)?;
+    let slot = registry_slots::occupy(&span.identity(parent.root_span_id))?;
     Some(Token {
-        shard: parent.shard,
         slot,
-        root,
-        descendants: true,
+        is_root: false,
         tags_read_live: false,
+        ..parent
     })
 }
 
 /// Removes a finished span's entry.
 #[inline]
 pub(crate) fn leave(token: Token) {
-    let mut slots = REGISTRY[usize::from(token.shard)].0.lock();
-    if let Some(entry) = slots.entries.get_mut(token.slot as usize) {
-        // Dropped outside the lock: an owned name or tag values are freed after it.
-        let left = entry.take();
-        slots.free.push(token.slot);
-        drop(slots);
-        drop(left);
-    }
+    // Dropped here, outside the slot's lock: an owned name or tag values are freed after it.
+    drop(token.slot.vacate());
 }
 
 /// Copies tags set on a tracked root into its entry (each replaces one of the same name),
-/// under one lock, and hands each tag on to `keep`.
+/// under the entry's lock, and hands each tag on to `keep`.
 pub(crate) fn set_root_tags(
     token: Token,
     tags: impl IntoIterator<Item = Tag>,
     mut keep: impl FnMut(Tag),
 ) {
-    let mut slots = REGISTRY[usize::from(token.shard)].0.lock();
-    let entry = slots
-        .entries
-        .get_mut(token.slot as usize)
-        .and_then(Option::as_mut);
-    match entry {
-        Some(entry) => {
-            for tag in tags {
-                entry.tags.retain(|old| old.name() != tag.name());
-                entry.tags.push(tag.clone());
-                keep(tag);
-            }
+    token.slot.with_extras(|extras| {
+        for tag in tags {
+            extras.tags.retain(|old| old.name() != tag.name());
+            extras.tags.push(tag.clone());
+            keep(tag);
         }
-        None => tags.into_iter().for_each(keep),
-    }
+    });
 }
 
 /// From now on, a snapshot reads the root `token`'s tags from `source` (the root became a
 /// shared span); the tags copied so far are shown until then.
 pub(crate) fn set_tag_source(token: Token, source: Weak<dyn TagSource>) {
-    let mut slots = REGISTRY[usize::from(token.shard)].0.lock();
-    if let Some(Some(entry)) = slots.entries.get_mut(token.slot as usize) {
-        entry.source = Some(source);
-    }
+    token
+        .slot
+        .with_extras(|extras| extras.source = Some(source));
 }
 
 /// Renames a tracked span's entry.
 #[cfg(feature = "tracing-bridge")]
-#[allow(clippy::ptr_arg)] // Cloning the `Cow` keeps a borrowed name borrowed: no allocation.
+#[allow(clippy::ptr_arg)] // Whether the name is `'static` is in the `Cow`, not the `str`.
 pub(crate) fn rename(token: Token, name: &Cow<'static, str>) {
-    let mut slots = REGISTRY[usize::from(token.shard)].0.lock();
-    if let Some(Some(entry)) = slots.entries.get_mut(token.slot as usize) {
-        entry.name = name.clone();
-    }
+    let static_name = match name {
+        Cow::Borrowed(name) => Some(*name),
+        Cow::Owned(_) => None,
+    };
+    drop(token.slot.rename(name, static_name));
 }
 
 /// An open span as the registry shows it.
@@ -319,71 +243,60 @@ pub struct LiveTrace {
     pub descendants: Vec<OpenSpan>,
 }
 
-impl Entry {
-    fn view(&self, now: SystemTime) -> OpenSpan {
+/// Every open tracked root with its open descendants, oldest root first. Each entry is
+/// copied as it was at one instant (entries are not all copied at the same one), and no
+/// span waits for it.
+pub(crate) fn snapshot() -> Vec<LiveTrace> {
+    let now = SystemTime::now();
+    let seen = registry_slots::read_all();
+    let names = Names::lock();
+    let view = |seen: &registry_slots::Seen| {
+        let start_time = seen.start.system_time();
         OpenSpan {
-            name: self.name.to_string(),
-            trace_id: self.trace_id,
-            span_id: self.span_id,
-            parent_span_id: self.parent_span_id,
-            start_time: self.start_time,
-            elapsed: now.duration_since(self.start_time).unwrap_or_default(),
-            tags: self
+            name: names.of(seen),
+            trace_id: seen.trace_id,
+            span_id: seen.span_id,
+            parent_span_id: seen.parent_span_id,
+            start_time,
+            elapsed: now.duration_since(start_time).unwrap_or_default(),
+            tags: seen
                 .tags
                 .iter()
                 .map(|tag| (tag.name().to_owned(), tag.value().clone()))
                 .collect(),
         }
-    }
-}
-
-/// Every open tracked root with its open descendants, oldest root first. Each shard is
-/// locked only while it is copied.
-pub(crate) fn snapshot() -> Vec<LiveTrace> {
-    let now = SystemTime::now();
+    };
     let mut traces = Vec::new();
     let mut sources = Vec::new();
-    for shard in &REGISTRY {
-        let slots = shard.0.lock();
-        let first = traces.len();
-        let mut index_of_root = std::collections::HashMap::new();
-        for (slot, entry) in slots.entries.iter().enumerate() {
-            if let Some(entry) = entry.as_ref().filter(|entry| entry.root as usize == slot) {
-                index_of_root.insert(entry.root, traces.len());
-                if let Some(source) = &entry.source {
-                    sources.push((traces.len(), source.clone()));
-                }
-                traces.push(LiveTrace {
-                    root: entry.view(now),
-                    descendants: Vec::new(),
-                });
-            }
+    let mut index_of_root = HashMap::new();
+    for root in seen.iter().filter(|seen| seen.span_id == seen.root_span_id) {
+        index_of_root.insert((root.trace_id, root.span_id), traces.len());
+        if let Some(source) = &root.source {
+            sources.push((traces.len(), source.clone()));
         }
-        for (slot, entry) in slots.entries.iter().enumerate() {
-            let Some(entry) = entry.as_ref().filter(|entry| entry.root as usize != slot) else {
-                continue;
-            };
-            // A descendant whose root finished first (or whose root's slot was reused by
-            // another trace) has no root to be shown under.
-            if let Some(&index) = index_of_root.get(&entry.root) {
-                let trace: &mut LiveTrace = &mut traces[index];
-                if trace.root.trace_id == entry.trace_id {
-                    trace.descendants.push(entry.view(now));
-                }
-            }
-        }
-        drop(slots);
-        for trace in &mut traces[first..] {
-            trace.descendants.sort_by_key(|span| span.start_time);
+        traces.push(LiveTrace {
+            root: view(root),
+            descendants: Vec::new(),
+        });
+    }
+    // A descendant whose root finished first has no root to be shown under.
+    for descendant in seen.iter().filter(|seen| seen.span_id != seen.root_span_id) {
+        if let Some(&index) = index_of_root.get(&(descendant.trace_id, descendant.root_span_id)) {
+            let trace: &mut LiveTrace = &mut traces[index];
+            trace.descendants.push(view(descendant));
         }
     }
-    // Read with no shard locked: a span's lock is taken before the registry's when tagging.
-    // A span that finished since is simply shown as it was copied. Holding the last handle
-    // here would finish the span on this thread, as dropping any handle does.
+    drop(names);
+    // Read with no lock of ours held: a span's lock is taken before its entry's when
+    // tagging. A span that finished since is simply shown as it was copied. Holding the last
+    // handle here would finish the span on this thread, as dropping any handle does.
     for (index, source) in sources {
         if let Some(source) = source.upgrade() {
             traces[index].root.tags = source.current_tags();
         }
+    }
+    for trace in &mut traces {
+        trace.descendants.sort_by_key(|span| span.start_time);
     }
     traces.sort_by_key(|trace| trace.root.start_time);
     traces

@@ -19,6 +19,20 @@ fn listed(trace_id: TraceId) -> Option<LiveTrace> {
         .find(|trace| trace.root.trace_id == trace_id)
 }
 
+/// Whether `trace_id` leaves the list within a few seconds. A shared root finishes when its
+/// last handle drops, and a snapshot (another test's) may hold one for the instant it reads
+/// the root's tags: the root then finishes when that read ends.
+fn unlisted_soon(trace_id: TraceId) -> bool {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    while listed(trace_id).is_some() {
+        if std::time::Instant::now() > deadline {
+            return false;
+        }
+        std::thread::yield_now();
+    }
+    true
+}
+
 /// Every span id and trace id the registry lists now, roots and descendants.
 fn listed_ids() -> (Vec<TraceId>, Vec<SpanId>) {
     let mut traces = Vec::new();
@@ -129,7 +143,7 @@ fn descendants_opened_in_other_threads_are_listed_under_their_root() {
         release.wait();
     });
     drop(shared);
-    assert!(listed(trace_id).is_none());
+    assert!(unlisted_soon(trace_id));
 }
 
 #[cfg(feature = "user-tracing")]
@@ -253,6 +267,137 @@ fn a_shared_roots_tags_are_read_from_the_span_itself() {
             "the span's own tags, in the order of their last writes"
         );
         drop(shared);
-        assert!(listed(trace_id).is_none(), "gone when it finished");
+        assert!(unlisted_soon(trace_id), "gone when it finished");
     });
+}
+
+#[test]
+fn a_root_that_outlives_its_thread_stays_listed_until_it_finishes() {
+    let ctx = TelemetryContext::test();
+    let (trace_id, root) = std::thread::spawn(move || {
+        ctx.scope_and(|| {
+            let root = tracing::start_trace("outlives", StartTraceOptions::default());
+            (tracing::trace_id().unwrap(), root.into_context())
+        })
+    })
+    .join()
+    .unwrap();
+    let trace = listed(trace_id).expect("listed after its thread exited");
+    assert_eq!(trace.root.name, "outlives");
+    drop(root);
+    assert!(unlisted_soon(trace_id));
+}
+
+#[test]
+fn exited_threads_tables_go_to_new_threads() {
+    let ctx = TelemetryContext::test();
+    let tables: std::collections::HashSet<usize> = (0..32)
+        .map(|_| {
+            let ctx = ctx.clone();
+            std::thread::spawn(move || {
+                ctx.scope_and(|| {
+                    let _root = tracing::start_trace("short", StartTraceOptions::default());
+                    super::super::registry_slots::thread_table()
+                })
+            })
+            .join()
+            .unwrap()
+        })
+        .collect();
+    // One after the other, each thread could take over the last one's table; other tests'
+    // threads may take some first, but not most.
+    assert!(tables.len() <= 16, "{} tables for 32 threads", tables.len());
+}
+
+#[test]
+fn many_open_roots_on_one_thread_are_all_listed() {
+    let ctx = TelemetryContext::test();
+    ctx.scope_and(|| {
+        let contexts: Vec<_> = (0..200)
+            .map(|_| {
+                let root = tracing::start_trace("many", StartTraceOptions::default());
+                (tracing::trace_id().unwrap(), root.into_context())
+            })
+            .collect();
+        let listed_traces = listed_ids().0;
+        for (trace_id, _) in &contexts {
+            assert!(listed_traces.contains(trace_id));
+        }
+        let ids: Vec<_> = contexts.iter().map(|(trace_id, _)| *trace_id).collect();
+        drop(contexts);
+        for trace_id in ids {
+            assert!(unlisted_soon(trace_id));
+        }
+    });
+}
+
+/// Writers churn roots whose name is a function of their trace id (static and owned names
+/// alternating) while a reader snapshots: an entry mixing two occupants of a slot, or a
+/// name of one with the id of another, fails the check.
+#[test]
+fn snapshots_taken_while_roots_churn_are_never_torn() {
+    const NAMES: [&str; 4] = ["churn_a", "churn_b", "churn_c", "churn_d"];
+    const BASE: u128 = 0x7e57_0000_0000_0000_0000_0000_0000_0000;
+    fn name_of(n: u128) -> std::borrow::Cow<'static, str> {
+        match n % 2 {
+            0 => NAMES[(n / 2 % 4) as usize].into(),
+            _ => format!("churn_owned_{n}").into(),
+        }
+    }
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    // Writers go on until the reader has checked enough roots (bounded in time: on a loaded
+    // machine the reader may be scheduled late).
+    const ENOUGH: usize = 10_000;
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    let ctx = TelemetryContext::test();
+    let (done, checked) = (AtomicUsize::new(0), AtomicUsize::new(0));
+    std::thread::scope(|scope| {
+        for writer in 0..2u128 {
+            let (ctx, done, checked) = (ctx.clone(), &done, &checked);
+            scope.spawn(move || {
+                ctx.scope_and(|| {
+                    let mut i = 0u128;
+                    while checked.load(Ordering::Relaxed) < ENOUGH
+                        && std::time::Instant::now() < deadline
+                    {
+                        let n = writer * 1_000_000_000 + i;
+                        i += 1;
+                        let inbound: TraceparentContext =
+                            format!("00-{:032x}-00f067aa0ba902b7-01", BASE + n)
+                                .parse()
+                                .unwrap();
+                        let root = tracing::start_trace(
+                            name_of(n),
+                            StartTraceOptions::default().continue_trace(inbound, None),
+                        );
+                        add_span_tags!("n" => n.to_string());
+                        drop(root);
+                    }
+                });
+                done.fetch_add(1, Ordering::Release);
+            });
+        }
+        while done.load(Ordering::Acquire) < 2 {
+            for trace in tracing::live_traces() {
+                let n = trace.root.trace_id.to_u128().wrapping_sub(BASE);
+                if n >= 2_000_000_000 {
+                    continue;
+                }
+                assert_eq!(trace.root.name, name_of(n), "trace {n}");
+                assert_eq!(
+                    trace.root.parent_span_id.unwrap().to_u64(),
+                    0x00f0_67aa_0ba9_02b7
+                );
+                if let Some((_, value)) = trace.root.tags.iter().find(|(name, _)| name == "n") {
+                    assert_eq!(*value, TagValue::String(n.to_string().into()), "trace {n}");
+                }
+                checked.fetch_add(1, Ordering::Relaxed);
+            }
+        }
+    });
+    let checked = checked.into_inner();
+    assert!(
+        checked >= ENOUGH,
+        "the reader saw only {checked} roots open"
+    );
 }

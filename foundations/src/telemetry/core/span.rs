@@ -111,7 +111,7 @@ impl LiveSpan {
             trace_id: state.trace_id(),
             span_id: state.span_id(),
             parent_span_id: parent.map(|parent| parent.span_id),
-            start_time: start_time.system_time(),
+            start: start_time,
         };
         let live = match track {
             Track::No => None,
