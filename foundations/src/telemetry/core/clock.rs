@@ -12,9 +12,15 @@
 //! timestamp is then off wall time by at most what the clock slews in that time (≤ 0.5 ms at
 //! NTP's maximum rate). A span's end is never before its start.
 //!
+//! Under Miri, which cannot run fastant's calibration, the counter is `std::time::Instant`
+//! (see `miri_counter`); everything else is the same code.
+//!
 //! This module owns time only; it knows nothing about spans.
 
+#[cfg(not(miri))]
 use fastant::{Atomic, Instant};
+#[cfg(miri)]
+use miri_counter::{Atomic, Instant};
 use std::sync::LazyLock;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -139,6 +145,57 @@ impl Anchor {
 
 fn nanos(duration: Duration) -> u64 {
     u64::try_from(duration.as_nanos()).unwrap_or(u64::MAX)
+}
+
+/// The part of fastant's API this module uses, on `std::time::Instant`, for Miri.
+#[cfg(miri)]
+mod miri_counter {
+    use std::sync::LazyLock;
+    use std::sync::atomic::{AtomicU64, Ordering};
+    use std::time::Duration;
+
+    /// Nanoseconds since the first reading.
+    #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+    pub(super) struct Instant(u64);
+
+    static ORIGIN: LazyLock<std::time::Instant> = LazyLock::new(std::time::Instant::now);
+
+    impl Instant {
+        pub(super) const ZERO: Self = Self(0);
+
+        pub(super) fn now() -> Self {
+            Self(u64::try_from(ORIGIN.elapsed().as_nanos()).unwrap_or(u64::MAX))
+        }
+
+        pub(super) fn checked_duration_since(self, earlier: Self) -> Option<Duration> {
+            self.0.checked_sub(earlier.0).map(Duration::from_nanos)
+        }
+
+        pub(super) fn duration_since(self, earlier: Self) -> Duration {
+            self.checked_duration_since(earlier).unwrap_or_default()
+        }
+
+        pub(super) fn checked_add(self, duration: Duration) -> Option<Self> {
+            let nanos = u64::try_from(duration.as_nanos()).ok()?;
+            self.0.checked_add(nanos).map(Self)
+        }
+    }
+
+    pub(super) struct Atomic(AtomicU64);
+
+    impl Atomic {
+        pub(super) fn new(instant: Instant) -> Self {
+            Self(AtomicU64::new(instant.0))
+        }
+
+        pub(super) fn load(&self, order: Ordering) -> Instant {
+            Instant(self.0.load(order))
+        }
+
+        pub(super) fn store(&self, instant: Instant, order: Ordering) {
+            self.0.store(instant.0, order);
+        }
+    }
 }
 
 #[cfg(test)]

@@ -474,7 +474,7 @@ fn index_slow(name: &'static str, key: (usize, usize)) -> Option<u32> {
 }
 
 /// The address of the calling thread's table, for tests of its reuse.
-#[cfg(test)]
+#[cfg(all(test, feature = "testing"))]
 pub(super) fn thread_table() -> usize {
     OWNER.with(|owner| std::ptr::from_ref(owner.table()) as usize)
 }

@@ -138,7 +138,7 @@ impl SpanStatus {
     }
 
     /// The status recorded by `tags` (name and value, in the order they were set).
-    #[cfg(any(test, feature = "testing"))]
+    #[cfg(feature = "testing")]
     pub(crate) fn from_tags<'a>(tags: impl IntoIterator<Item = (&'a str, &'a TagValue)>) -> Self {
         let mut code = StatusCode::Unset;
         let mut message = "";
