@@ -7,7 +7,7 @@
 
 use super::harness::{self, HarnessRef};
 use super::identity::SpanState;
-use super::pipeline::{Internal, Pipeline, User as UserPipeline};
+use super::pipeline::Pipeline;
 use super::stack;
 #[cfg(feature = "user-tracing")]
 use super::stack::inspect_current;
@@ -40,14 +40,10 @@ pub(crate) fn user_trace_active() -> bool {
 
 /// `true` while nothing in this process can have recorded a span: no harness installed for
 /// either pipeline, and no test harness made. Then no span is current anywhere, and every
-/// span call can return at once: two loads (three with `testing`), no thread-local access.
-#[inline]
+/// span call can return at once: one load, no thread-local access.
+#[inline(always)]
 pub(crate) fn nothing_installed() -> bool {
-    #[cfg(feature = "testing")]
-    if TEST_HARNESSES_EXIST.load(Ordering::Relaxed) {
-        return false;
-    }
-    harness::global::<Internal>().is_none() && harness::global::<UserPipeline>().is_none()
+    !harness::anything_installed()
 }
 
 /// The harness that serves roots of pipeline `P` on this thread: the thread's test harness
@@ -82,6 +78,7 @@ static TEST_HARNESSES_EXIST: AtomicBool = AtomicBool::new(false);
 #[cfg(feature = "testing")]
 pub(crate) fn note_test_harness() {
     TEST_HARNESSES_EXIST.store(true, Ordering::Relaxed);
+    harness::note_installed();
 }
 
 /// Replaces this thread's test harness, returning the previous one.

@@ -26,10 +26,26 @@ use std::fmt;
 use std::ops::Deref;
 use std::sync::Arc;
 use std::sync::OnceLock;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 /// The installed harness of each pipeline: set once, by [`install`], for the whole process.
 static HARNESSES: PerPipeline<OnceLock<Harness>> =
     PerPipeline::new(OnceLock::new(), OnceLock::new());
+
+/// Set once anything that can record a span exists: a harness of either pipeline installed,
+/// or a test harness made. Until then every span call returns at once on one load.
+static ANYTHING_INSTALLED: AtomicBool = AtomicBool::new(false);
+
+/// Records that a harness (installed, or a test one) exists from now on.
+pub(crate) fn note_installed() {
+    ANYTHING_INSTALLED.store(true, Ordering::Relaxed);
+}
+
+/// `false` while no harness of either pipeline is installed and no test harness was made.
+#[inline(always)]
+pub(crate) fn anything_installed() -> bool {
+    ANYTHING_INSTALLED.load(Ordering::Relaxed)
+}
 
 /// The installed harness of pipeline `P`, if any.
 #[inline]
@@ -477,6 +493,7 @@ pub(crate) fn install<P: Pipeline>(options: &HarnessOptions) -> Result<SpanDrain
                 .with_rate_limit(options.max_roots_per_second.map(RootRateLimiter::new)),
         )
         .map_err(|_| InstallError::AlreadyInstalled)?;
+    note_installed();
     Ok(drain)
 }
 
