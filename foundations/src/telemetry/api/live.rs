@@ -29,7 +29,9 @@ use crate::telemetry::core::registry;
 /// (the default); with it on, each recorded descendant registers and leaves like a root
 /// (about 150 instructions, +10% on a recorded span), without its tags (that would cost
 /// every tagged span a lock). A snapshot never makes a span wait: it copies each slot
-/// and keeps the copy only if the slot did not change meanwhile. An
+/// and keeps the copy only if the slot did not change meanwhile. It reads a shared root's
+/// tags through a handle of its own, so a shared root whose last other handle drops during
+/// that read finishes when the read ends, on the snapshot's thread (microseconds later). An
 /// operator chasing a stuck service turns it on, and new traces show where they are.
 /// [`set_live_traces_enabled`] turns registration off altogether.
 ///
