@@ -45,16 +45,20 @@ pub(super) fn ld_len(tag: u32, len: usize) -> usize {
     key_len(tag) + encoded_len_varint(len as u64) + len
 }
 
+#[inline(always)]
 pub(super) fn put_ld_header(tag: u32, len: usize, buf: &mut Vec<u8>) {
     encode_key(tag, WireType::LengthDelimited, buf);
     encode_varint(len as u64, buf);
 }
 
+// Inlined so that fixed-size fields (ids) are copied with a few moves, not a `memcpy` call.
+#[inline(always)]
 fn put_ld(tag: u32, bytes: &[u8], buf: &mut Vec<u8>) {
     put_ld_header(tag, bytes.len(), buf);
     buf.extend_from_slice(bytes);
 }
 
+#[inline(always)]
 fn put_fixed64(tag: u32, value: u64, buf: &mut Vec<u8>) {
     encode_key(tag, WireType::SixtyFourBit, buf);
     buf.put_u64_le(value);
