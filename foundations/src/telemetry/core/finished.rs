@@ -26,6 +26,7 @@ use super::identity::{ParentSpan, RawFinishedSpan, SpanState, StateParts};
 use super::limits::{self, Bounded, HandedOver, InlineTags, SpanLimits};
 use super::links::{SpanLink, SpanLinks};
 use super::routing::{Routing, RoutingFault};
+use super::tags::InlineTag;
 use crate::telemetry::propagation::ids::{SpanId, TraceFlags, TraceId};
 use crate::telemetry::propagation::tracestate::TraceState;
 use cf_rustracing::log::Log;
@@ -355,6 +356,15 @@ impl FinishedSpan {
             (LONG, Some(extras)) => extras.finish_nanos,
             (duration, _) => self.start_nanos + u64::from(duration),
         }
+    }
+
+    /// The inline tag (if any) of a span that holds nothing else beyond what every span
+    /// has: no extras (an owned name, more tags, log entries, links, a long duration,
+    /// dropped counts). `None` when the span has extras. Most spans are plain, and the
+    /// exporter encodes them without building the general view.
+    #[inline]
+    pub(crate) fn plain_tag(&self) -> Option<Option<InlineTag>> {
+        self.extras.is_none().then(|| self.tags.get())
     }
 
     /// The span's tags, one per name, in the order each name was last set (at most the

@@ -11,9 +11,10 @@
 //! 2. **encode** (`otlp`): write each span's protobuf bytes and frame them into request
 //!    bodies under `max_request_bytes`.
 //! 3. **send** (`worker`, `transport`, `grpc`): gzip the body if configured; one request in
-//!    flight per worker, over pooled keep-alive connections (HTTP/1.1) or one multiplexed
+//!    flight per worker, over the worker's keep-alive connection (HTTP/1.1) or one multiplexed
 //!    HTTP/2 connection (gRPC, the same encoded bytes in a gRPC frame); retryable failures are
-//!    retried with backoff (`retry`).
+//!    retried with backoff (`retry`). While a request is in flight, the worker takes and
+//!    encodes its next batch into its `outbox`, so encoding overlaps the receiver's work.
 //!
 //! Each pipeline's workers run on a thread of their own (`threads`), so one pipeline's
 //! encoding never delays the other's timers.
@@ -28,6 +29,7 @@
 mod grpc;
 mod grpc_call;
 mod otlp;
+mod outbox;
 mod retry;
 mod routing;
 mod stats;

@@ -12,11 +12,14 @@
 //! one panics, what it took from the queue and had not settled yet is known exactly and is
 //! counted as dropped before the worker is restarted.
 //!
-//! Every worker has at most one request in flight. This module owns the loop and delivery;
+//! Every worker has at most one request in flight, and encodes the next batch while it is:
+//! the next request is ready when the receiver answers, and the receiver's time is not
+//! the worker's. This module owns the loop and delivery;
 //! it does not change spans (that is `otlp`) or decide what is recorded (that is the
 //! harness).
 
 use super::otlp::{ConversionCounts, EncodedRequest, OtlpEncoder, gzip};
+use super::outbox::{Ahead, Outbox};
 use super::retry::{backoff, is_retryable, retry_after, wait_to_retry};
 use super::routing::group_by_routing;
 use super::stats::{Counters, ExporterStats, add, rejected_by};
@@ -162,71 +165,82 @@ impl Exporter {
     ) {
         let counters = &self.workers[worker];
         let mut batch = Vec::with_capacity(self.config.max_batch_size);
+        let mut outbox = Outbox::new();
         let mut connection = Connection::default();
         let mut flushed_generation = 0;
+        // Set by a flush: take what is queued without waiting for full batches, until the
+        // queue is empty.
+        let mut flushing = false;
         loop {
-            let mut detached = false;
             let current = *phase.borrow_and_update();
-            match current {
-                Phase::Aborted => break,
-                Phase::Draining => {
-                    if self
-                        .drain
-                        .drain_into(&mut batch, self.config.max_batch_size)
-                        == 0
-                    {
+            if current == Phase::Aborted {
+                break;
+            }
+            if outbox.is_empty() {
+                let mut detached = false;
+                if current == Phase::Draining {
+                    if self.take(&mut batch) == 0 {
                         break;
                     }
-                }
-                Phase::Running => {
+                } else {
                     let flush = self.flush_requested.notified();
                     tokio::pin!(flush);
                     // Registered before the generation is read: a flush in between wakes it.
                     flush.as_mut().enable();
-                    let generation = self.flush_generation.load(Ordering::Acquire);
-                    if generation != flushed_generation {
-                        // A flush: send everything queued now, in full batches and a last
-                        // partial one, without waiting.
-                        flushed_generation = generation;
-                        while self
-                            .drain
-                            .drain_into(&mut batch, self.config.max_batch_size)
-                            > 0
-                        {
-                            self.export(&mut batch, counters, &mut connection, &phase)
-                                .await;
+                    flushing |= self.flush_seen(&mut flushed_generation);
+                    if flushing {
+                        if self.take(&mut batch) == 0 {
+                            flushing = false;
+                            continue;
                         }
-                        continue;
-                    }
-                    tokio::select! {
-                        _ = flush => continue,
-                        // Cancel-safe: spans are only taken after the wait completes.
-                        _ = self.drain.recv_batch(
-                            &mut batch,
-                            self.config.max_batch_size,
-                            self.config.flush_interval,
-                        ) => {}
-                        changed = phase.changed() => {
-                            if changed.is_ok() {
-                                continue;
+                    } else {
+                        tokio::select! {
+                            _ = flush => continue,
+                            // Cancel-safe: spans are only taken after the wait completes.
+                            _ = self.drain.recv_batch(
+                                &mut batch,
+                                self.config.max_batch_size,
+                                self.config.flush_interval,
+                            ) => {}
+                            changed = phase.changed() => {
+                                if changed.is_ok() {
+                                    continue;
+                                }
+                                // The driver is gone without shutting down: keep exporting
+                                // for the life of the process.
+                                detached = true;
                             }
-                            // The driver is gone without shutting down: keep exporting for
-                            // the life of the process.
-                            detached = true;
                         }
                     }
                 }
+                if detached {
+                    return self.run_detached(worker, batch, outbox, connection).await;
+                }
+                self.encode_batch(&mut batch, counters, &mut outbox);
+                continue;
             }
-            if detached {
-                return self.run_detached(worker, batch, connection).await;
-            }
-            if !batch.is_empty() {
-                self.export(&mut batch, counters, &mut connection, &phase)
-                    .await;
-            }
+            flushing |= self.flush_seen(&mut flushed_generation);
+            let ahead = if flushing || current == Phase::Draining {
+                Ahead::Now
+            } else {
+                Ahead::Wait
+            };
+            self.send_overlapped(
+                &mut outbox,
+                &mut batch,
+                ahead,
+                counters,
+                &mut connection,
+                &phase,
+            )
+            .await;
         }
-        // Aborted: whatever is still queued will never be sent.
-        let mut left = 0;
+        // Aborted: what is encoded and unsent, and whatever is still queued, will never be
+        // sent.
+        let mut left = outbox.spans();
+        outbox.clear();
+        add(&counters.at_shutdown, left);
+        left = 0;
         while self.drain.try_recv().is_some() {
             left += 1;
         }
@@ -234,65 +248,135 @@ impl Exporter {
         add(&counters.at_shutdown, left);
     }
 
+    /// `true` (once) when a flush was asked for since `seen` was last updated.
+    fn flush_seen(&self, seen: &mut u64) -> bool {
+        let generation = self.flush_generation.load(Ordering::Acquire);
+        std::mem::replace(seen, generation) != generation
+    }
+
+    /// Takes up to a batch of what is queued now, without waiting.
+    fn take(&self, batch: &mut Vec<FinishedSpan>) -> usize {
+        self.drain.drain_into(batch, self.config.max_batch_size)
+    }
+
     async fn run_detached(
         self: Arc<Self>,
         worker: usize,
         mut batch: Vec<FinishedSpan>,
+        mut outbox: Outbox,
         mut connection: Connection,
     ) {
         let counters = &self.workers[worker];
         let (_keep, phase) = watch::channel(Phase::Running);
         loop {
-            if !batch.is_empty() {
-                self.export(&mut batch, counters, &mut connection, &phase)
+            if outbox.is_empty() {
+                self.drain
+                    .recv_batch(
+                        &mut batch,
+                        self.config.max_batch_size,
+                        self.config.flush_interval,
+                    )
                     .await;
+                self.encode_batch(&mut batch, counters, &mut outbox);
+                continue;
             }
-            self.drain
-                .recv_batch(
-                    &mut batch,
-                    self.config.max_batch_size,
-                    self.config.flush_interval,
-                )
-                .await;
+            self.send_overlapped(
+                &mut outbox,
+                &mut batch,
+                Ahead::Wait,
+                counters,
+                &mut connection,
+                &phase,
+            )
+            .await;
         }
     }
 
-    /// Exports one batch and empties it, counting on `counters` (its worker's).
-    async fn export(
+    /// Sends the outbox's first request and, while it is in flight (the receiver reading
+    /// and decoding it), takes the next batch and encodes it into the outbox, so that the
+    /// next request is ready the moment this one is answered. Still one request in flight
+    /// per worker: only the encoding overlaps.
+    async fn send_overlapped(
         &self,
+        outbox: &mut Outbox,
         batch: &mut Vec<FinishedSpan>,
+        ahead: Ahead,
         counters: &Counters,
         connection: &mut Connection,
         phase: &watch::Receiver<Phase>,
     ) {
+        let Some(next) = outbox.pop() else { return };
+        let routing = self
+            .config
+            .routing_header
+            .as_ref()
+            .zip(next.routing.as_ref());
+        let send = self.send(next.request, routing, counters, connection, phase);
+        tokio::pin!(send);
+        // The first poll hands the request to the connection's task; yielding once lets
+        // that task write it before this one goes on encoding.
+        let mut done = tokio::select! {
+            biased;
+            () = &mut send => true,
+            () = tokio::task::yield_now() => false,
+        };
+        if !done && outbox.is_empty() {
+            let taken = match ahead {
+                Ahead::Now => self.take(batch),
+                Ahead::Wait => tokio::select! {
+                    biased;
+                    () = &mut send => {
+                        done = true;
+                        0
+                    }
+                    // Cancel-safe: spans are only taken after the wait completes.
+                    taken = self.drain.recv_batch(
+                        batch,
+                        self.config.max_batch_size,
+                        self.config.flush_interval,
+                    ) => taken,
+                },
+            };
+            if taken > 0 {
+                self.encode_batch(batch, counters, outbox);
+            }
+        }
+        if !done {
+            send.await;
+        }
+    }
+
+    /// Encodes `batch` into requests at the back of `outbox` and empties it, counting on
+    /// `counters` (its worker's).
+    fn encode_batch(
+        &self,
+        batch: &mut Vec<FinishedSpan>,
+        counters: &Counters,
+        outbox: &mut Outbox,
+    ) {
+        if batch.is_empty() {
+            return;
+        }
         // From here the batch is this worker's to settle; if the worker panics before it
         // has, the restart counts what is left (see `settle_panicked_worker`).
         add(&counters.taken, batch.len());
         let mut counts = ConversionCounts::default();
+        let max_bytes = self.config.max_request_bytes;
         match &self.config.routing_header {
             None => {
-                let (requests, oversized) = self.config.encoder.encode(
-                    batch.iter(),
-                    self.config.max_request_bytes,
-                    &mut counts,
-                );
+                let (requests, oversized) =
+                    self.config
+                        .encoder
+                        .encode(batch.iter(), max_bytes, &mut counts);
                 add(&counters.too_large, oversized);
-                for request in requests {
-                    self.send(request, None, counters, connection, phase).await;
-                }
+                outbox.push(requests, None);
             }
-            Some(header) => {
+            Some(_) => {
                 for (value, spans) in group_by_routing(batch, counters) {
-                    let (requests, oversized) = self.config.encoder.encode(
-                        spans,
-                        self.config.max_request_bytes,
-                        &mut counts,
-                    );
+                    let (requests, oversized) =
+                        self.config.encoder.encode(spans, max_bytes, &mut counts);
                     add(&counters.too_large, oversized);
-                    for request in requests {
-                        self.send(request, Some((header, &value)), counters, connection, phase)
-                            .await;
-                    }
+                    outbox.push(requests, Some(value));
                 }
             }
         }

@@ -457,3 +457,60 @@ fn links_map_to_otlp_bounded_and_byte_for_byte() {
         assert_eq!(actual, expected, "span {:?}", span.name());
     }
 }
+
+#[test]
+fn plain_spans_take_the_fast_path_byte_for_byte() {
+    let inbound = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
+    let spans = finished(|| {
+        let options = StartTraceOptions::default()
+            .continue_from_headers(Some(inbound.as_bytes()), Some(b"a=1".as_slice()));
+        let _continued = tracing::start_trace("continued", options);
+        crate::add_span_tags!("key" => "value");
+        {
+            let _child = tracing::span("untagged");
+        }
+        {
+            let _child = tracing::span("int");
+            crate::add_span_tags!("n" => -7);
+        }
+        {
+            let _child = tracing::span("float");
+            crate::add_span_tags!("f" => 0.5);
+        }
+        {
+            let _child = tracing::span("bool");
+            crate::add_span_tags!("b" => false);
+        }
+        {
+            let _child = tracing::span("");
+            crate::add_span_tags!("" => "");
+        }
+        // The tags that set kind or status leave the fast path.
+        for (name, value) in [
+            ("span.kind", "server"),
+            ("span.kind", "bogus"),
+            ("error", "true"),
+            ("error.message", "boom"),
+            ("otel.status_code", "OK"),
+            ("otel.status_code", "maybe"),
+        ] {
+            let _child = tracing::span("status");
+            crate::add_span_tags!(name => value);
+        }
+        let _root = tracing::start_trace("root", StartTraceOptions::default());
+    });
+    assert_eq!(spans.len(), 13);
+    let mut plain = 0;
+    for span in &spans {
+        plain += usize::from(span.plain_tag().is_some());
+        let mut reference_counts = ConversionCounts::default();
+        let mut expected = Vec::new();
+        prost::encoding::message::encode(2, &to_proto(span, &mut reference_counts), &mut expected);
+        let mut counts = ConversionCounts::default();
+        let mut actual = Vec::new();
+        write_span(span, &[], &mut actual, &mut counts);
+        assert_eq!(actual, expected, "span {:?}", span.name());
+        assert_eq!(counts, reference_counts);
+    }
+    assert_eq!(plain, spans.len(), "every span here is plain");
+}

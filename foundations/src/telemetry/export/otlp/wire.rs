@@ -4,11 +4,19 @@
 //! follow prost's encoding of those structs exactly; the test
 //! `direct_encoding_matches_prost_byte_for_byte` holds the two paths to the same bytes.
 //!
+//! A span without extras (most spans: a static name and at most one inline tag that is
+//! neither kind nor status) is written from its record directly, without its view; the
+//! test `plain_spans_take_the_fast_path_byte_for_byte` holds it to prost's bytes too.
+//!
 //! This module owns byte layout only: what the fields hold is decided in `view`.
 
-use super::view::{ConversionCounts, EventView, LinkView, WireValue, parent_and_flags, view};
+use super::view::{
+    ConversionCounts, EventView, LinkView, WireValue, bounded_str, parent_and_flags, view,
+};
 use crate::telemetry::core::finished::FinishedSpan;
 use crate::telemetry::core::status;
+use crate::telemetry::core::tags::InlineTag;
+use opentelemetry_proto::tonic::trace::v1::span::SpanKind;
 use opentelemetry_proto::tonic::trace::v1::status::StatusCode;
 use prost::bytes::BufMut;
 use prost::encoding::{WireType, encoded_len_varint, key_len};
@@ -37,16 +45,20 @@ pub(super) fn ld_len(tag: u32, len: usize) -> usize {
     key_len(tag) + encoded_len_varint(len as u64) + len
 }
 
+#[inline(always)]
 pub(super) fn put_ld_header(tag: u32, len: usize, buf: &mut Vec<u8>) {
     encode_key(tag, WireType::LengthDelimited, buf);
     encode_varint(len as u64, buf);
 }
 
+// Inlined so that fixed-size fields (ids) are copied with a few moves, not a `memcpy` call.
+#[inline(always)]
 fn put_ld(tag: u32, bytes: &[u8], buf: &mut Vec<u8>) {
     put_ld_header(tag, bytes.len(), buf);
     buf.extend_from_slice(bytes);
 }
 
+#[inline(always)]
 fn put_fixed64(tag: u32, value: u64, buf: &mut Vec<u8>) {
     encode_key(tag, WireType::SixtyFourBit, buf);
     buf.put_u64_le(value);
@@ -160,6 +172,116 @@ fn status_len(code: status::StatusCode, message: &str) -> usize {
 
 /// Writes `span` as one element of `ScopeSpans.spans` (key, length, message) to `buf`.
 pub(super) fn write_span(
+    span: &FinishedSpan,
+    static_tags: &[(String, String)],
+    buf: &mut Vec<u8>,
+    counts: &mut ConversionCounts,
+) {
+    if static_tags.is_empty()
+        && let Some(tag) = span.plain_tag()
+    {
+        match tag {
+            None => return write_plain_span(span, None, buf),
+            Some(tag) => {
+                if let Some(attribute) = plain_attribute(tag, counts) {
+                    return write_plain_span(span, Some(attribute), buf);
+                }
+            }
+        }
+    }
+    write_viewed_span(span, static_tags, buf, counts);
+}
+
+/// The attribute an inline tag becomes; `None` for the tags that set the kind or the
+/// status instead (those take the general path).
+#[inline]
+fn plain_attribute(
+    tag: InlineTag,
+    counts: &mut ConversionCounts,
+) -> Option<(&'static str, WireValue<'static>)> {
+    let name = tag.name();
+    if matches!(
+        name,
+        status::SPAN_KIND_TAG
+            | status::ERROR_TAG
+            | status::ERROR_MESSAGE_TAG
+            | status::STATUS_CODE_TAG
+    ) {
+        return None;
+    }
+    let value = match tag {
+        InlineTag::Str(_, value) => WireValue::Str(bounded_str(value, counts)),
+        InlineTag::Bool(_, value) => WireValue::Bool(value),
+        InlineTag::Int(_, value) => WireValue::Int(value),
+        InlineTag::Float(_, value) => WireValue::Double(value),
+    };
+    Some((name, value))
+}
+
+/// A span without extras (see `FinishedSpan::plain_tag`): ids, parent, tracestate, name,
+/// kind internal, times, at most one attribute, flags. The same bytes `write_viewed_span`
+/// writes for it, without building its view.
+fn write_plain_span(
+    span: &FinishedSpan,
+    attribute: Option<(&str, WireValue<'_>)>,
+    buf: &mut Vec<u8>,
+) {
+    let (parent, flags) = parent_and_flags(span);
+    let trace_state = span.trace_state().map(|ts| ts.header_str()).unwrap_or("");
+    let name = span.name();
+    let kind = SpanKind::Internal as i32 as u64;
+    let start = span.start_unix_nanos();
+    let end = span.finish_unix_nanos();
+
+    let mut len = ld_len(1, 16) + ld_len(2, 8) + key_len(16) + 4 + key_len(6) + 1;
+    if !trace_state.is_empty() {
+        len += ld_len(3, trace_state.len());
+    }
+    if parent.is_some() {
+        len += ld_len(4, 8);
+    }
+    if !name.is_empty() {
+        len += ld_len(5, name.len());
+    }
+    if start != 0 {
+        len += key_len(7) + 8;
+    }
+    if end != 0 {
+        len += key_len(8) + 8;
+    }
+    if let Some((key, value)) = attribute {
+        len += ld_len(9, key_value_len(key, value));
+    }
+
+    buf.reserve(ld_len(SCOPE_SPANS_SPANS, len));
+    put_ld_header(SCOPE_SPANS_SPANS, len, buf);
+    put_ld(1, span.trace_id_bytes(), buf);
+    put_ld(2, &span.span_id().to_bytes(), buf);
+    if !trace_state.is_empty() {
+        put_ld(3, trace_state.as_bytes(), buf);
+    }
+    if let Some(parent) = parent {
+        put_ld(4, &parent, buf);
+    }
+    if !name.is_empty() {
+        put_ld(5, name.as_bytes(), buf);
+    }
+    put_varint_field(6, kind, buf);
+    if start != 0 {
+        put_fixed64(7, start, buf);
+    }
+    if end != 0 {
+        put_fixed64(8, end, buf);
+    }
+    if let Some((key, value)) = attribute {
+        put_key_value(9, key, value, buf);
+    }
+    encode_key(16, WireType::ThirtyTwoBit, buf);
+    buf.put_u32_le(flags);
+}
+
+/// Any span, through its view (`view::view`).
+fn write_viewed_span(
     span: &FinishedSpan,
     static_tags: &[(String, String)],
     buf: &mut Vec<u8>,
