@@ -30,12 +30,6 @@ pub trait Pipeline: sealed::Sealed + Copy + Debug + Send + Sync + 'static {
     /// is itself the decision to record it (user).
     const SAMPLED: bool;
 
-    /// `true` when a scope's end is inlined into every drop. Worth it where most spans are
-    /// unsampled and cost a few nanoseconds (internal). The user pipeline records every span
-    /// it opens (hundreds of nanoseconds), so its scopes end out of line, which keeps the
-    /// drop of an inert user scope (no user trace) one compare.
-    const INLINE_SCOPE_END: bool;
-
     /// This pipeline's value of `pair`.
     fn of<T>(pair: &PerPipeline<T>) -> &T;
 
@@ -57,7 +51,6 @@ impl sealed::Sealed for User {}
 impl Pipeline for Internal {
     const NAME: &'static str = "internal";
     const SAMPLED: bool = true;
-    const INLINE_SCOPE_END: bool = true;
 
     #[inline(always)]
     fn of<T>(pair: &PerPipeline<T>) -> &T {
@@ -73,7 +66,6 @@ impl Pipeline for Internal {
 impl Pipeline for User {
     const NAME: &'static str = "user";
     const SAMPLED: bool = false;
-    const INLINE_SCOPE_END: bool = false;
 
     #[inline(always)]
     fn of<T>(pair: &PerPipeline<T>) -> &T {

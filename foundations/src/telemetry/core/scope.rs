@@ -53,15 +53,14 @@ impl<P: Pipeline> Scope<P> {
 }
 
 impl<P: Pipeline> Drop for Scope<P> {
-    // Always inlined, so that dropping an inert scope (tracing off) is one compare.
+    // The end is out of line for both pipelines, so that dropping an inert scope (tracing
+    // off, no user trace) is one compare the caller inlines: inlined, the end's register
+    // saves came before the compare, and the disabled path cost twice as much (3.7 → 1.6 ns
+    // per `span()` with nothing installed), for 1-3% on unsampled and recorded spans.
     #[inline(always)]
     fn drop(&mut self) {
         if let Some(id) = self.id {
-            if P::INLINE_SCOPE_END {
-                stack::end_scope(id);
-            } else {
-                end_out_of_line(id);
-            }
+            end_out_of_line(id);
         }
     }
 }
