@@ -68,7 +68,7 @@ fn server_layer(c: &mut Criterion) {
 
     let mut bare = Bare;
     let mut traced = TraceServerLayer::new()
-        .with_route(|_: &Request<()>| Some("/users/{id}".to_owned()))
+        .with_route(|_: &Request<()>| Some("/users/{id}"))
         .layer(Bare);
 
     let mut group = c.benchmark_group("tower_server");

@@ -182,7 +182,7 @@ fn main() {
                 requests(&mut Bare, iters);
             } else {
                 let mut traced = TraceServerLayer::new()
-                    .with_route(|_: &Request<()>| Some("/users/{id}".to_owned()))
+                    .with_route(|_: &Request<()>| Some("/users/{id}"))
                     .layer(Bare);
                 requests(&mut traced, iters);
             }

@@ -59,9 +59,11 @@ pub(crate) fn server_request_tags<B>(request: &Request<B>) -> Tags {
 }
 
 /// Records a server span's request attributes into it (a new root nothing else refers to
-/// yet).
-pub(crate) fn record_server_request(live: &mut LiveSpan, tags: Tags) {
-    live.set_first_tags(tags.into_iter());
+/// yet), in one batch.
+pub(crate) fn record_server_request<B>(live: &mut LiveSpan, request: &Request<B>) {
+    let mut tags = server_request_tags(request);
+    // Drained, not moved: the tags are copied once, into the span.
+    live.set_first_tags(tags.drain(..));
 }
 
 /// The request attributes of a client span, its kind included, as tags.
@@ -85,15 +87,6 @@ pub(crate) fn client_request_tags<B>(request: &Request<B>) -> Tags {
         tags.push(Tag::new("server.port", i64::from(port)));
     }
     tags
-}
-
-/// A server span's name, `"{METHOD} {route}"`, in one allocation.
-pub(crate) fn span_name(method: &str, route: &str) -> String {
-    let mut name = String::with_capacity(method.len() + 1 + route.len());
-    name.push_str(method);
-    name.push(' ');
-    name.push_str(route);
-    name
 }
 
 /// A method as a tag value: the standard ones without allocating.

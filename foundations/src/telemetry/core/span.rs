@@ -179,12 +179,20 @@ impl LiveSpan {
         }
     }
 
-    /// Sets the first tags of a span (none set yet, names distinct): moved in at once, no
-    /// name to replace.
-    #[cfg(feature = "tower")]
-    pub(crate) fn set_first_tags(&mut self, tags: impl ExactSizeIterator<Item = Tag>) {
-        // The limits (and a tracked root's registry copies) apply as to any tags.
-        self.set_tags(tags)
+    /// Sets the first tags of a new span, as [`set_tags`](Self::set_tags) would, in one
+    /// batch: stored once, sized once (see [`limits::set_first_tags`]).
+    #[cfg(any(feature = "tower", feature = "tracing-bridge"))]
+    #[inline]
+    pub(crate) fn set_first_tags(&mut self, tags: impl IntoIterator<Item = Tag>) {
+        if let Some(root) = self.live.filter(|live| live.copies_tags()) {
+            return self.set_tracked_root_tags(root, tags);
+        }
+        limits::set_first_tags(
+            &mut self.tags,
+            &mut self.bounded,
+            tags,
+            self.harness.limits(),
+        );
     }
 
     /// From now on, the registry reads this span's tags from it (it is becoming shared)
