@@ -6,7 +6,7 @@
 //!
 //! This module only translates values; which span receives them is the layer's decision.
 
-use crate::telemetry::core::span::LiveSpan;
+use crate::telemetry::core::span::{LiveSpan, SpilledTags};
 use crate::telemetry::core::status::{ERROR_MESSAGE_TAG, SpanKind, SpanStatus, StatusCode};
 use cf_rustracing::log::LogField;
 use cf_rustracing::tag::Tag;
@@ -36,7 +36,7 @@ pub(crate) trait TagSink {
 
 /// Collected as the fields are visited (application code runs there, with nothing borrowed),
 /// then moved into their span (or two: internal and user) at once.
-pub(crate) type CollectedTags = SmallVec<[Tag; 4]>;
+pub(crate) type CollectedTags = SpilledTags;
 
 impl TagSink for CollectedTags {
     fn push(&mut self, tag: Tag) {
@@ -83,14 +83,14 @@ impl SpanFields {
     }
 
     /// Moves the collected tags and name into `live`, a new span with no tags yet: the
-    /// tags go in as one batch. Through `&mut`, so that the collected fields are not
-    /// copied on their way; what was moved is gone from `self`.
+    /// collected tags usually become its storage. Through `&mut`, so that the fields are
+    /// not copied on their way; what was moved is gone from `self`.
     pub(crate) fn apply_first(&mut self, live: &mut LiveSpan) {
         if let Some(name) = self.name.take() {
             live.rename(Cow::Owned(name));
         }
         if !self.tags.is_empty() {
-            live.set_first_tags(self.tags.drain(..));
+            live.set_first_tags(std::mem::take(&mut self.tags));
         }
     }
 

@@ -5,7 +5,7 @@
 //! writes to the *current* spans: callers make the request's context current first.
 
 use crate::telemetry::core::pipeline::{Internal, Pipeline};
-use crate::telemetry::core::span::LiveSpan;
+use crate::telemetry::core::span::{LiveSpan, SpilledTags};
 use crate::telemetry::core::stack;
 use crate::telemetry::core::status::{SpanKind, SpanStatus};
 use cf_rustracing::tag::{Tag, TagValue};
@@ -17,8 +17,12 @@ use std::borrow::Cow;
 #[cfg(feature = "user-tracing")]
 use crate::telemetry::core::pipeline::User;
 
-/// A request's attributes, recorded together.
-pub(crate) type Tags = SmallVec<[Tag; 7]>;
+/// A request's attributes, recorded together: collected where the span keeps them.
+pub(crate) type Tags = SpilledTags;
+
+/// Room for a server span's request attributes and what its response adds (a status code,
+/// an error status).
+const SERVER_TAGS: usize = 10;
 
 /// A response's status code, and its error status if it is one.
 type StatusTags = SmallVec<[Tag; 4]>;
@@ -30,7 +34,7 @@ static TRACESTATE: HeaderName = HeaderName::from_static("tracestate");
 
 /// The request attributes of a server span, its kind included, as tags.
 pub(crate) fn server_request_tags<B>(request: &Request<B>) -> Tags {
-    let mut tags = Tags::new();
+    let mut tags = Tags::with_capacity(SERVER_TAGS);
     tags.push(SpanKind::Server.tag());
     tags.push(Tag::new(
         "http.request.method",
@@ -61,9 +65,7 @@ pub(crate) fn server_request_tags<B>(request: &Request<B>) -> Tags {
 /// Records a server span's request attributes into it (a new root nothing else refers to
 /// yet), in one batch.
 pub(crate) fn record_server_request<B>(live: &mut LiveSpan, request: &Request<B>) {
-    let mut tags = server_request_tags(request);
-    // Drained, not moved: the tags are copied once, into the span.
-    live.set_first_tags(tags.drain(..));
+    live.set_first_tags(server_request_tags(request));
 }
 
 /// The request attributes of a client span, its kind included, as tags.

@@ -14,8 +14,8 @@
 //! the last status tag written wins). A span's first tag is kept inline (see the `tags`
 //! module) when it can be; from its second on, its tags are kept in its [`Bounded`] part
 //! (two in the box itself, more on the heap). A new span given several tags at once (a
-//! bridged span's fields, a server span's request attributes) stores them there in one
-//! batch ([`set_first_tags`]).
+//! bridged span's fields, a server span's request attributes) takes the caller's
+//! collection of them as that storage ([`set_first_tags`]).
 //! A span with few tags (the common case) finds a name by scanning them; once it has
 //! [`INDEX_FROM`] tags, a hash table of their
 //! positions, keyed by the tags' own names (nothing copied), is built once and kept up to
@@ -266,10 +266,10 @@ pub(crate) fn set_tag(
     spilled.push(tag);
 }
 
-/// Sets the first tags of a span that has none yet: what [`set_tag`] for each would do,
-/// without its per-tag work. The tags go straight to `bounded`'s storage, sized once; only a
-/// single tag is tried inline. A name given twice keeps its last value, in its place of last
-/// write, as with [`set_tag`]; few tags are scanned for that, many go through the index.
+/// Sets the first tags of a span that has none yet: what [`set_tag`] for each would do. When
+/// that is to keep them all as they are (distinct names, within the limits, no value to
+/// cut), `new` itself becomes the span's storage: moved in, no tag copied, no per-tag work;
+/// else the tags are set one by one. A single tag is tried inline, as with [`set_tag`].
 #[cfg_attr(
     not(any(feature = "tower", feature = "tracing-bridge")),
     allow(dead_code)
@@ -277,43 +277,29 @@ pub(crate) fn set_tag(
 pub(crate) fn set_first_tags(
     tags: &mut InlineTags,
     bounded: &mut Option<Box<Bounded>>,
-    new: impl IntoIterator<Item = Tag>,
+    new: SpilledTags,
     limits: &SpanLimits,
 ) {
-    let mut new = new.into_iter();
     let has_tags = !tags.is_empty() || bounded.as_ref().is_some_and(|b| !b.tags.is_empty());
-    let (at_least, at_most) = new.size_hint();
-    if has_tags || at_most.is_some_and(|n| n <= 1) {
+    let as_they_are = !has_tags
+        && new.len() > 1
+        && new.len() <= limits.max_attributes.min(INDEX_FROM)
+        && limits.max_attribute_value_length.is_none()
+        && distinct_names(&new);
+    if !as_they_are {
         for tag in new {
             set_tag(tags, bounded, tag, limits);
         }
         return;
     }
-    let spilled = bounded.get_or_insert_default();
-    let at_least = at_least.min(limits.max_attributes);
-    if at_least > spilled.tags.inline_size() {
-        // Room for the few tags a span usually gets later (a status code, an error).
-        spilled.tags.reserve_exact(at_least + 2);
-    }
-    for tag in new.by_ref() {
-        if spilled.tags.len() >= INDEX_FROM {
-            set_tag_indexed(spilled, tag, limits);
-            continue;
-        }
-        let tag = bounded_tag(tag, limits);
-        match spilled.tags.iter().position(|old| old.name() == tag.name()) {
-            Some(position) => {
-                spilled.tags.remove(position);
-                spilled.tags.push(tag);
-            }
-            None if spilled.tags.len() < limits.max_attributes => spilled.tags.push(tag),
-            None => count(&mut spilled.dropped_attributes, 1),
-        }
-    }
-    if spilled.tags.is_empty() && spilled.is_empty() {
-        // Nothing kept (no tags after all): no box either.
-        *bounded = None;
-    }
+    bounded.get_or_insert_default().tags = new;
+}
+
+/// `true` when no two of `tags` (a few) have the same name.
+fn distinct_names(tags: &[Tag]) -> bool {
+    tags.iter()
+        .enumerate()
+        .all(|(i, tag)| tags[..i].iter().all(|other| other.name() != tag.name()))
 }
 
 /// [`set_tag`] for a span whose tags are all in `bounded`.

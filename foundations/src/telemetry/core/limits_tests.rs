@@ -303,7 +303,7 @@ fn first_tags_in_one_batch_keep_what_setting_them_one_by_one_keeps() {
             set_first_tags(
                 &mut batched,
                 &mut batched_bounded,
-                batch.iter().cloned(),
+                batch.iter().cloned().collect(),
                 limits,
             );
             assert_eq!(
@@ -340,7 +340,9 @@ fn a_span_with_two_tags_keeps_them_in_its_one_box() {
     set_first_tags(
         &mut tags,
         &mut bounded,
-        [Tag::new("a", 1i64), Tag::new("b", String::from("owned"))],
+        [Tag::new("a", 1i64), Tag::new("b", String::from("owned"))]
+            .into_iter()
+            .collect(),
         &SpanLimits::default(),
     );
     let bounded = bounded.expect("two tags are kept apart from the inline one");

@@ -29,6 +29,8 @@ use super::clock::Timestamp;
 use super::finished::FinishedSpan;
 use super::harness::HarnessRef;
 use super::identity::{ParentSpan, Span, SpanState};
+#[cfg(any(feature = "tower", feature = "tracing-bridge"))]
+pub(crate) use super::limits::SpilledTags;
 use super::limits::{self, Bounded, HandedOver, InlineTags};
 use super::links::SpanLink;
 use super::pipeline::Tracked;
@@ -179,11 +181,11 @@ impl LiveSpan {
         }
     }
 
-    /// Sets the first tags of a new span, as [`set_tags`](Self::set_tags) would, in one
-    /// batch: stored once, sized once (see [`limits::set_first_tags`]).
+    /// Sets the first tags of a new span, as [`set_tags`](Self::set_tags) would; `tags`
+    /// usually becomes the span's tag storage as it is (see [`limits::set_first_tags`]).
     #[cfg(any(feature = "tower", feature = "tracing-bridge"))]
     #[inline]
-    pub(crate) fn set_first_tags(&mut self, tags: impl IntoIterator<Item = Tag>) {
+    pub(crate) fn set_first_tags(&mut self, tags: SpilledTags) {
         if let Some(root) = self.live.filter(|live| live.copies_tags()) {
             return self.set_tracked_root_tags(root, tags);
         }
