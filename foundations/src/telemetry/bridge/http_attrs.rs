@@ -1,11 +1,13 @@
 //! HTTP semantic-convention attributes, and the W3C headers, for the tower layers.
 //!
 //! Kind and status are recorded through the typed [`SpanKind`] and [`SpanStatus`]. The
-//! server's request attributes are written straight into its new root span; the rest here
-//! writes to the *current* spans: callers make the request's context current first.
+//! server's request attributes are written straight into its new root span, a response's
+//! status straight into the request context's spans; the client's request attributes go to
+//! the *current* spans: callers make the request's context current first.
 
+use crate::telemetry::TelemetryContext;
 use crate::telemetry::core::pipeline::{Internal, Pipeline};
-use crate::telemetry::core::span::{LiveSpan, SpilledTags};
+use crate::telemetry::core::span::{LiveSpan, SpanHandle, SpilledTags};
 use crate::telemetry::core::stack;
 use crate::telemetry::core::status::{SpanKind, SpanStatus};
 use cf_rustracing::tag::{Tag, TagValue};
@@ -93,23 +95,15 @@ pub(crate) fn client_request_tags<B>(request: &Request<B>) -> Tags {
 
 /// A method as a tag value: the standard ones without allocating.
 fn method_value(method: &http::Method) -> TagValue {
-    let standard = [
-        http::Method::GET,
-        http::Method::POST,
-        http::Method::PUT,
-        http::Method::DELETE,
-        http::Method::HEAD,
-        http::Method::OPTIONS,
-        http::Method::PATCH,
-        http::Method::CONNECT,
-        http::Method::TRACE,
-    ];
-    match standard.iter().find(|m| *m == method) {
-        Some(_) => TagValue::String(Cow::Borrowed(static_method(method))),
+    match static_method(method) {
         // Semantic conventions: unknown methods are reported as `_OTHER`.
-        None => TagValue::String(Cow::Borrowed("_OTHER")),
+        OTHER_METHOD => TagValue::String(Cow::Borrowed("_OTHER")),
+        standard => TagValue::String(Cow::Borrowed(standard)),
     }
 }
+
+/// What [`static_method`] says of a method that is not a standard one.
+const OTHER_METHOD: &str = "HTTP";
 
 /// The `&'static str` of a standard method.
 pub(crate) fn static_method(method: &http::Method) -> &'static str {
@@ -123,7 +117,7 @@ pub(crate) fn static_method(method: &http::Method) -> &'static str {
         http::Method::PATCH => "PATCH",
         http::Method::CONNECT => "CONNECT",
         http::Method::TRACE => "TRACE",
-        _ => "HTTP",
+        _ => OTHER_METHOD,
     }
 }
 
@@ -166,15 +160,23 @@ pub(crate) fn w3c_headers(headers: &HeaderMap) -> (Option<&[u8]>, Option<Cow<'_,
     (traceparent, tracestate)
 }
 
-/// Sets tags on the current internal span, and the current user span when `user` is set.
-fn set_tags(tags: StatusTags, user: bool) {
+/// Sets tags on the request's internal span (`ctx`'s), and its user span when `user` is
+/// set: straight on the spans, no scope or stack lookup needed.
+fn set_tags(ctx: &TelemetryContext, tags: StatusTags, user: bool) {
     #[cfg(feature = "user-tracing")]
     if user {
-        set_current::<User, _>(tags.clone());
+        set_on::<User, _>(ctx, tags.clone());
     }
     #[cfg(not(feature = "user-tracing"))]
     let _ = user;
-    set_current::<Internal, _>(tags);
+    set_on::<Internal, _>(ctx, tags);
+}
+
+/// Sets tags on `ctx`'s span of pipeline `P`, if it is recorded.
+fn set_on<P: Pipeline, const N: usize>(ctx: &TelemetryContext, tags: SmallVec<[Tag; N]>) {
+    if let Some(span) = ctx.span::<P>().and_then(SpanHandle::as_recording) {
+        span.with_span(|live| live.set_tags(tags));
+    }
 }
 
 /// Sets a request's attributes on the current internal span, and the current user span
@@ -202,9 +204,14 @@ fn set_current<P: Pipeline, const N: usize>(tags: SmallVec<[Tag; N]>) {
     stack::with_current::<P>(|span| span.set_tags(tags));
 }
 
-/// Records the response status on the current spans; `error_from` is the first status
-/// that marks the span failed (500 for servers, 400 for clients).
-pub(crate) fn set_status(status: http::StatusCode, error_from: u16, user: bool) {
+/// Records the response status on the request's spans (`ctx`'s); `error_from` is the first
+/// status that marks the span failed (500 for servers, 400 for clients).
+pub(crate) fn set_status(
+    ctx: &TelemetryContext,
+    status: http::StatusCode,
+    error_from: u16,
+    user: bool,
+) {
     let mut tags = StatusTags::new();
     tags.push(Tag::new(
         "http.response.status_code",
@@ -213,12 +220,13 @@ pub(crate) fn set_status(status: http::StatusCode, error_from: u16, user: bool) 
     if status.as_u16() >= error_from {
         tags.extend(SpanStatus::error(status.to_string()).into_tags());
     }
-    set_tags(tags, user);
+    set_tags(ctx, tags, user);
 }
 
-/// Marks the current internal span (and the current user span, when `user` is set) failed.
-pub(crate) fn set_error(message: String, user: bool) {
+/// Marks the request's internal span (and its user span, when `user` is set) failed.
+pub(crate) fn set_error(ctx: &TelemetryContext, message: String, user: bool) {
     set_tags(
+        ctx,
         SpanStatus::error(message).into_tags().into_iter().collect(),
         user,
     );
