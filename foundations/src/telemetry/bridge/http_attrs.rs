@@ -5,6 +5,7 @@
 //! status straight into the request context's spans; the client's request attributes go to
 //! the *current* spans: callers make the request's context current first.
 
+use super::interned;
 use crate::telemetry::TelemetryContext;
 use crate::telemetry::core::pipeline::{Internal, Pipeline};
 use crate::telemetry::core::span::{LiveSpan, SpanHandle, SpilledTags};
@@ -53,7 +54,7 @@ pub(crate) fn server_request_tags<B>(request: &Request<B>) -> Tags {
     let host = request
         .uri()
         .host()
-        .map(str::to_owned)
+        .map(interned::host)
         .or_else(|| header_host(request.headers()));
     if let Some(host) = host {
         tags.push(Tag::new("server.address", host));
@@ -82,7 +83,7 @@ pub(crate) fn client_request_tags<B>(request: &Request<B>) -> Tags {
     if let Some(host) = request
         .uri()
         .host()
-        .map(str::to_owned)
+        .map(interned::host)
         .or_else(|| header_host(request.headers()))
     {
         tags.push(Tag::new("server.address", host));
@@ -125,14 +126,15 @@ fn header_text(headers: &HeaderMap, name: http::header::HeaderName) -> Option<St
     headers.get(name)?.to_str().ok().map(str::to_owned)
 }
 
-fn header_host(headers: &HeaderMap) -> Option<String> {
+/// The `server.address` of a `Host` header (interned: a service answers to few).
+fn header_host(headers: &HeaderMap) -> Option<Cow<'static, str>> {
     let host = headers.get(http::header::HOST)?.to_str().ok()?;
     // `host:port`, or `[v6]:port`: the address is what precedes the port.
     let address = match host.rsplit_once(':') {
         Some((address, port)) if port.bytes().all(|b| b.is_ascii_digit()) => address,
         _ => host,
     };
-    Some(address.to_owned())
+    Some(interned::host(address))
 }
 
 /// The inbound `traceparent` and `tracestate` header values, as the W3C rules read them:

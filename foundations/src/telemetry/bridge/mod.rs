@@ -64,7 +64,7 @@ mod fields;
 #[cfg(feature = "tower")]
 mod http_attrs;
 #[cfg(feature = "tower")]
-mod span_names;
+mod interned;
 #[cfg(feature = "tower")]
 mod tower_client;
 #[cfg(feature = "tower")]

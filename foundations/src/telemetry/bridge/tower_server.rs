@@ -6,7 +6,7 @@
 //! request's [`TelemetryContext`]); the user trace is started through the public API.
 
 use super::http_attrs;
-use super::span_names;
+use super::interned;
 use super::traced_body::{TracedBody, TracedResponse};
 use crate::telemetry::TelemetryContext;
 use crate::telemetry::core::current;
@@ -288,7 +288,7 @@ where
     fn call(&mut self, request: Request<B>) -> Self::Future {
         let method = http_attrs::static_method(request.method());
         let name: Cow<'static, str> = match self.route.route_of(&request) {
-            Some(route) => span_names::span_name(method, route.as_ref()),
+            Some(route) => interned::span_name(method, route.as_ref()),
             None => Cow::Borrowed(method),
         };
         let (traceparent, tracestate) = http_attrs::w3c_headers(request.headers());
