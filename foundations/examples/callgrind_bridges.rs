@@ -10,7 +10,8 @@
 //!
 //! Cases: `registry`, `foundations`, `otel`, `fastrace` (a bridged span: new with two fields,
 //! enter, exit, close; a root per 1000; collect in `bridged_spans`), `bare`, `traced` (one
-//! request through the server layer; collect in `callgrind_bridges::requests*`). The count
+//! request through the server layer, its route a `&'static str`), `traced_string_route` (the
+//! same, its route closure allocating a `String`; collect in `callgrind_bridges::requests*`). The count
 //! divided by `N` is the cost per span or request on the calling thread; work the peers hand
 //! to threads of their own (exporters, collectors) is not in it.
 
@@ -177,15 +178,20 @@ fn main() {
             );
             fastrace::flush();
         }
-        "bare" | "traced" => {
-            if case == "bare" {
-                requests(&mut Bare, iters);
-            } else {
-                let mut traced = TraceServerLayer::new()
-                    .with_route(|_: &Request<()>| Some("/users/{id}".to_owned()))
-                    .layer(Bare);
-                requests(&mut traced, iters);
-            }
+        "bare" => requests(&mut Bare, iters),
+        "traced" => {
+            let mut traced = TraceServerLayer::new()
+                .with_route(|_: &Request<()>| Some("/users/{id}"))
+                .layer(Bare);
+            requests(&mut traced, iters);
+        }
+        "traced_string_route" => {
+            // A route closure that allocates its route, as one reading axum's `MatchedPath`
+            // into a `String` does.
+            let mut traced = TraceServerLayer::new()
+                .with_route(|_: &Request<()>| Some("/users/{id}".to_owned()))
+                .layer(Bare);
+            requests(&mut traced, iters);
         }
         other => panic!("unknown case {other}"),
     }

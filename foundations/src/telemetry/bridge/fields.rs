@@ -6,7 +6,7 @@
 //!
 //! This module only translates values; which span receives them is the layer's decision.
 
-use crate::telemetry::core::span::LiveSpan;
+use crate::telemetry::core::span::{LiveSpan, SpilledTags};
 use crate::telemetry::core::status::{ERROR_MESSAGE_TAG, SpanKind, SpanStatus, StatusCode};
 use cf_rustracing::log::LogField;
 use cf_rustracing::tag::Tag;
@@ -34,20 +34,13 @@ pub(crate) trait TagSink {
     fn push(&mut self, tag: Tag);
 }
 
-/// Collected, for a span recorded through a lock, or for two spans (internal and user).
-pub(crate) type CollectedTags = SmallVec<[Tag; 4]>;
+/// Collected as the fields are visited (application code runs there, with nothing borrowed),
+/// then moved into their span (or two: internal and user) at once.
+pub(crate) type CollectedTags = SpilledTags;
 
 impl TagSink for CollectedTags {
     fn push(&mut self, tag: Tag) {
         SmallVec::push(self, tag);
-    }
-}
-
-/// Straight into a span nothing else refers to yet: no intermediate copy.
-impl TagSink for &mut LiveSpan {
-    #[inline]
-    fn push(&mut self, tag: Tag) {
-        self.set_tags(std::iter::once(tag));
     }
 }
 
@@ -89,6 +82,18 @@ impl SpanFields {
         }
     }
 
+    /// Moves the collected tags and name into `live`, a new span with no tags yet: the
+    /// collected tags usually become its storage. Through `&mut`, so that the fields are
+    /// not copied on their way; what was moved is gone from `self`.
+    pub(crate) fn apply_first(&mut self, live: &mut LiveSpan) {
+        if let Some(name) = self.name.take() {
+            live.rename(Cow::Owned(name));
+        }
+        if !self.tags.is_empty() {
+            live.set_first_tags(std::mem::take(&mut self.tags));
+        }
+    }
+
     /// Records the collected tags and name into `live`.
     pub(crate) fn apply(self, live: &mut LiveSpan) {
         if let Some(name) = self.name {
@@ -96,26 +101,6 @@ impl SpanFields {
         }
         if !self.tags.is_empty() {
             live.set_tags(self.tags);
-        }
-    }
-}
-
-impl<'a> SpanFields<&'a mut LiveSpan> {
-    /// Records the fields `record` visits straight into `live`, which nothing else refers to
-    /// yet.
-    #[inline]
-    pub(crate) fn record_into(live: &'a mut LiveSpan, record: impl FnOnce(&mut Self)) {
-        let mut fields = Self {
-            tags: live,
-            name: None,
-            user: false,
-            code: None,
-            message: None,
-        };
-        record(&mut fields);
-        fields.push_status();
-        if let Some(name) = fields.name {
-            fields.tags.rename(Cow::Owned(name));
         }
     }
 }

@@ -1,11 +1,14 @@
 //! HTTP semantic-convention attributes, and the W3C headers, for the tower layers.
 //!
 //! Kind and status are recorded through the typed [`SpanKind`] and [`SpanStatus`]. The
-//! server's request attributes are written straight into its new root span; the rest here
-//! writes to the *current* spans: callers make the request's context current first.
+//! server's request attributes are written straight into its new root span, a response's
+//! status straight into the request context's spans; the client's request attributes go to
+//! the *current* spans: callers make the request's context current first.
 
+use super::interned;
+use crate::telemetry::TelemetryContext;
 use crate::telemetry::core::pipeline::{Internal, Pipeline};
-use crate::telemetry::core::span::LiveSpan;
+use crate::telemetry::core::span::{LiveSpan, SpanHandle, SpilledTags};
 use crate::telemetry::core::stack;
 use crate::telemetry::core::status::{SpanKind, SpanStatus};
 use cf_rustracing::tag::{Tag, TagValue};
@@ -17,8 +20,12 @@ use std::borrow::Cow;
 #[cfg(feature = "user-tracing")]
 use crate::telemetry::core::pipeline::User;
 
-/// A request's attributes, recorded together.
-pub(crate) type Tags = SmallVec<[Tag; 7]>;
+/// A request's attributes, recorded together: collected where the span keeps them.
+pub(crate) type Tags = SpilledTags;
+
+/// Room for a server span's request attributes and what its response adds (a status code,
+/// an error status).
+const SERVER_TAGS: usize = 10;
 
 /// A response's status code, and its error status if it is one.
 type StatusTags = SmallVec<[Tag; 4]>;
@@ -30,7 +37,7 @@ static TRACESTATE: HeaderName = HeaderName::from_static("tracestate");
 
 /// The request attributes of a server span, its kind included, as tags.
 pub(crate) fn server_request_tags<B>(request: &Request<B>) -> Tags {
-    let mut tags = Tags::new();
+    let mut tags = Tags::with_capacity(SERVER_TAGS);
     tags.push(SpanKind::Server.tag());
     tags.push(Tag::new(
         "http.request.method",
@@ -47,7 +54,7 @@ pub(crate) fn server_request_tags<B>(request: &Request<B>) -> Tags {
     let host = request
         .uri()
         .host()
-        .map(str::to_owned)
+        .map(interned::host)
         .or_else(|| header_host(request.headers()));
     if let Some(host) = host {
         tags.push(Tag::new("server.address", host));
@@ -59,9 +66,9 @@ pub(crate) fn server_request_tags<B>(request: &Request<B>) -> Tags {
 }
 
 /// Records a server span's request attributes into it (a new root nothing else refers to
-/// yet).
-pub(crate) fn record_server_request(live: &mut LiveSpan, tags: Tags) {
-    live.set_first_tags(tags.into_iter());
+/// yet), in one batch.
+pub(crate) fn record_server_request<B>(live: &mut LiveSpan, request: &Request<B>) {
+    live.set_first_tags(server_request_tags(request));
 }
 
 /// The request attributes of a client span, its kind included, as tags.
@@ -76,7 +83,7 @@ pub(crate) fn client_request_tags<B>(request: &Request<B>) -> Tags {
     if let Some(host) = request
         .uri()
         .host()
-        .map(str::to_owned)
+        .map(interned::host)
         .or_else(|| header_host(request.headers()))
     {
         tags.push(Tag::new("server.address", host));
@@ -87,34 +94,17 @@ pub(crate) fn client_request_tags<B>(request: &Request<B>) -> Tags {
     tags
 }
 
-/// A server span's name, `"{METHOD} {route}"`, in one allocation.
-pub(crate) fn span_name(method: &str, route: &str) -> String {
-    let mut name = String::with_capacity(method.len() + 1 + route.len());
-    name.push_str(method);
-    name.push(' ');
-    name.push_str(route);
-    name
-}
-
 /// A method as a tag value: the standard ones without allocating.
 fn method_value(method: &http::Method) -> TagValue {
-    let standard = [
-        http::Method::GET,
-        http::Method::POST,
-        http::Method::PUT,
-        http::Method::DELETE,
-        http::Method::HEAD,
-        http::Method::OPTIONS,
-        http::Method::PATCH,
-        http::Method::CONNECT,
-        http::Method::TRACE,
-    ];
-    match standard.iter().find(|m| *m == method) {
-        Some(_) => TagValue::String(Cow::Borrowed(static_method(method))),
+    match static_method(method) {
         // Semantic conventions: unknown methods are reported as `_OTHER`.
-        None => TagValue::String(Cow::Borrowed("_OTHER")),
+        OTHER_METHOD => TagValue::String(Cow::Borrowed("_OTHER")),
+        standard => TagValue::String(Cow::Borrowed(standard)),
     }
 }
+
+/// What [`static_method`] says of a method that is not a standard one.
+const OTHER_METHOD: &str = "HTTP";
 
 /// The `&'static str` of a standard method.
 pub(crate) fn static_method(method: &http::Method) -> &'static str {
@@ -128,7 +118,7 @@ pub(crate) fn static_method(method: &http::Method) -> &'static str {
         http::Method::PATCH => "PATCH",
         http::Method::CONNECT => "CONNECT",
         http::Method::TRACE => "TRACE",
-        _ => "HTTP",
+        _ => OTHER_METHOD,
     }
 }
 
@@ -136,14 +126,15 @@ fn header_text(headers: &HeaderMap, name: http::header::HeaderName) -> Option<St
     headers.get(name)?.to_str().ok().map(str::to_owned)
 }
 
-fn header_host(headers: &HeaderMap) -> Option<String> {
+/// The `server.address` of a `Host` header (interned: a service answers to few).
+fn header_host(headers: &HeaderMap) -> Option<Cow<'static, str>> {
     let host = headers.get(http::header::HOST)?.to_str().ok()?;
     // `host:port`, or `[v6]:port`: the address is what precedes the port.
     let address = match host.rsplit_once(':') {
         Some((address, port)) if port.bytes().all(|b| b.is_ascii_digit()) => address,
         _ => host,
     };
-    Some(address.to_owned())
+    Some(interned::host(address))
 }
 
 /// The inbound `traceparent` and `tracestate` header values, as the W3C rules read them:
@@ -171,15 +162,23 @@ pub(crate) fn w3c_headers(headers: &HeaderMap) -> (Option<&[u8]>, Option<Cow<'_,
     (traceparent, tracestate)
 }
 
-/// Sets tags on the current internal span, and the current user span when `user` is set.
-fn set_tags(tags: StatusTags, user: bool) {
+/// Sets tags on the request's internal span (`ctx`'s), and its user span when `user` is
+/// set: straight on the spans, no scope or stack lookup needed.
+fn set_tags(ctx: &TelemetryContext, tags: StatusTags, user: bool) {
     #[cfg(feature = "user-tracing")]
     if user {
-        set_current::<User, _>(tags.clone());
+        set_on::<User, _>(ctx, tags.clone());
     }
     #[cfg(not(feature = "user-tracing"))]
     let _ = user;
-    set_current::<Internal, _>(tags);
+    set_on::<Internal, _>(ctx, tags);
+}
+
+/// Sets tags on `ctx`'s span of pipeline `P`, if it is recorded.
+fn set_on<P: Pipeline, const N: usize>(ctx: &TelemetryContext, tags: SmallVec<[Tag; N]>) {
+    if let Some(span) = ctx.span::<P>().and_then(SpanHandle::as_recording) {
+        span.with_span(|live| live.set_tags(tags));
+    }
 }
 
 /// Sets a request's attributes on the current internal span, and the current user span
@@ -207,9 +206,14 @@ fn set_current<P: Pipeline, const N: usize>(tags: SmallVec<[Tag; N]>) {
     stack::with_current::<P>(|span| span.set_tags(tags));
 }
 
-/// Records the response status on the current spans; `error_from` is the first status
-/// that marks the span failed (500 for servers, 400 for clients).
-pub(crate) fn set_status(status: http::StatusCode, error_from: u16, user: bool) {
+/// Records the response status on the request's spans (`ctx`'s); `error_from` is the first
+/// status that marks the span failed (500 for servers, 400 for clients).
+pub(crate) fn set_status(
+    ctx: &TelemetryContext,
+    status: http::StatusCode,
+    error_from: u16,
+    user: bool,
+) {
     let mut tags = StatusTags::new();
     tags.push(Tag::new(
         "http.response.status_code",
@@ -218,12 +222,13 @@ pub(crate) fn set_status(status: http::StatusCode, error_from: u16, user: bool) 
     if status.as_u16() >= error_from {
         tags.extend(SpanStatus::error(status.to_string()).into_tags());
     }
-    set_tags(tags, user);
+    set_tags(ctx, tags, user);
 }
 
-/// Marks the current internal span (and the current user span, when `user` is set) failed.
-pub(crate) fn set_error(message: String, user: bool) {
+/// Marks the request's internal span (and its user span, when `user` is set) failed.
+pub(crate) fn set_error(ctx: &TelemetryContext, message: String, user: bool) {
     set_tags(
+        ctx,
         SpanStatus::error(message).into_tags().into_iter().collect(),
         user,
     );

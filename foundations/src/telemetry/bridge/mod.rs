@@ -64,6 +64,8 @@ mod fields;
 #[cfg(feature = "tower")]
 mod http_attrs;
 #[cfg(feature = "tower")]
+mod interned;
+#[cfg(feature = "tower")]
 mod tower_client;
 #[cfg(feature = "tower")]
 mod tower_server;

@@ -6,6 +6,7 @@
 //! request's [`TelemetryContext`]); the user trace is started through the public API.
 
 use super::http_attrs;
+use super::interned;
 use super::traced_body::{TracedBody, TracedResponse};
 use crate::telemetry::TelemetryContext;
 use crate::telemetry::core::current;
@@ -23,7 +24,10 @@ use tower_service::Service;
 /// Names a request's route (the `{route}` of the span name `"{METHOD} {route}"`).
 ///
 /// Implemented by [`NoRoute`] (the span is named by the method alone) and by closures
-/// `Fn(&Request<B>) -> Option<String>`. With axum, read its `MatchedPath`:
+/// `Fn(&Request<B>) -> Option<R>` for any `R: AsRef<str>` (a `&'static str`, a `String`, an
+/// `Arc<str>`...). Names are interned per distinct `"{METHOD} {route}"` (bounded), so a
+/// route should be a template: `/users/{id}`, not `/users/42`. With axum, read its
+/// `MatchedPath`:
 ///
 /// ```ignore
 /// TraceServerLayer::new().with_route(|req: &Request<Body>| {
@@ -31,15 +35,21 @@ use tower_service::Service;
 /// })
 /// ```
 pub trait RouteOf<B> {
+    /// What names a route: anything that reads as a `&str`.
+    type Route: AsRef<str>;
+
     /// The route template of `request` (`/users/{id}`, not `/users/42`), if known.
-    fn route_of(&self, request: &Request<B>) -> Option<String>;
+    fn route_of(&self, request: &Request<B>) -> Option<Self::Route>;
 }
 
-impl<B, F> RouteOf<B> for F
+impl<B, F, R> RouteOf<B> for F
 where
-    F: Fn(&Request<B>) -> Option<String>,
+    F: Fn(&Request<B>) -> Option<R>,
+    R: AsRef<str>,
 {
-    fn route_of(&self, request: &Request<B>) -> Option<String> {
+    type Route = R;
+
+    fn route_of(&self, request: &Request<B>) -> Option<R> {
         self(request)
     }
 }
@@ -49,7 +59,9 @@ where
 pub struct NoRoute;
 
 impl<B> RouteOf<B> for NoRoute {
-    fn route_of(&self, _: &Request<B>) -> Option<String> {
+    type Route = &'static str;
+
+    fn route_of(&self, _: &Request<B>) -> Option<&'static str> {
         None
     }
 }
@@ -212,7 +224,8 @@ impl TraceServerLayer {
 
 impl<R, U> TraceServerLayer<R, U> {
     /// Names spans `"{METHOD} {route}"` with the route `route` returns (a closure
-    /// `Fn(&Request<B>) -> Option<String>`; see [`RouteOf`]).
+    /// `Fn(&Request<B>) -> Option<R>`, `R` a `&'static str`, a `String` or anything else
+    /// that reads as a `&str`; see [`RouteOf`]).
     pub fn with_route<R2>(self, route: R2) -> TraceServerLayer<R2, U> {
         TraceServerLayer {
             route,
@@ -275,7 +288,7 @@ where
     fn call(&mut self, request: Request<B>) -> Self::Future {
         let method = http_attrs::static_method(request.method());
         let name: Cow<'static, str> = match self.route.route_of(&request) {
-            Some(route) => Cow::Owned(http_attrs::span_name(method, &route)),
+            Some(route) => interned::span_name(method, route.as_ref()),
             None => Cow::Borrowed(method),
         };
         let (traceparent, tracestate) = http_attrs::w3c_headers(request.headers());
@@ -295,9 +308,7 @@ where
                 name,
                 options.into_root_options(),
             );
-            root.into_shared_with(|live| {
-                http_attrs::record_server_request(live, http_attrs::server_request_tags(&request))
-            })
+            root.into_shared_with(|live| http_attrs::record_server_request(live, &request))
         });
         if user_active {
             http_attrs::set_user_tags(http_attrs::server_request_tags(&request));

@@ -73,7 +73,7 @@ where
             Poll::Ready(Some(Err(error))) => {
                 if let Some(ctx) = this.ctx.take() {
                     let message = format!("response body: {error}");
-                    ctx.scope_and(|| super::http_attrs::set_error(message, *this.user));
+                    http_attrs::set_error(&ctx, message, *this.user);
                 }
             }
             _ => {}
@@ -129,20 +129,14 @@ where
         let this = self.project();
         let ctx = this.ctx.as_ref().expect("polled after completion");
         let (user, error_from) = (*this.user, *this.error_from);
-        // The outcome is recorded within the same scope as the last poll.
-        let result = ctx.scope_and(|| match this.inner.poll(cx) {
-            Poll::Pending => Poll::Pending,
-            Poll::Ready(result) => {
-                match &result {
-                    Ok(response) => http_attrs::set_status(response.status(), error_from, user),
-                    Err(error) => http_attrs::set_error(error.to_string(), user),
-                }
-                Poll::Ready(result)
-            }
-        });
-        let Poll::Ready(result) = result else {
+        let Poll::Ready(result) = ctx.scope_and(|| this.inner.poll(cx)) else {
             return Poll::Pending;
         };
+        // Straight on the request's spans: no scope needed.
+        match &result {
+            Ok(response) => http_attrs::set_status(ctx, response.status(), error_from, user),
+            Err(error) => http_attrs::set_error(ctx, error.to_string(), user),
+        }
         let ctx = this.ctx.take().expect("checked above");
         Poll::Ready(result.map(|response| response.map(|body| TracedBody::new(body, ctx, user))))
     }

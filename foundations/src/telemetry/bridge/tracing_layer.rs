@@ -120,47 +120,42 @@ fn apply_shared(handle: &SpanHandle, fields: SpanFields) {
     }
 }
 
-/// Starts a root for a new `tracing` span (sampled by the internal sampler), its fields
-/// recorded into it.
-fn start_root(attrs: &Attributes<'_>) -> Option<SpanHandle> {
-    let harness = current::root_harness::<Internal>()?;
-    let name = Cow::Borrowed(attrs.metadata().name());
-    let root = EntrySpan::start_tracked_root::<Internal>(harness, name, RootOptions::default());
-    // No stack is borrowed here: the fields' `Debug` impls may do anything.
-    Some(root.into_shared_with(|live| SpanFields::record_into(live, |fields| attrs.record(fields))))
+/// The internal span of a new `tracing` span under `parent` (a root, sampled by the
+/// internal sampler, when there is none), `fill` recorded straight into it before it is
+/// shared (at most one span is started). `fill` only moves collected fields in: no
+/// application code, so the span may be built within the stack's borrow, with no handle
+/// cloned for it.
+fn start_under(
+    parent: Parent,
+    name: &'static str,
+    mut fill: impl FnMut(&mut LiveSpan),
+) -> Option<SpanHandle> {
+    match parent {
+        Parent::Bridged(handle) => Some(handle.child_shared(Cow::Borrowed(name), &mut fill)),
+        Parent::Current => stack::inspect_current::<Internal, _>(|current| {
+            current.map(|span| match span {
+                EntrySpan::Shared(handle) => handle.child_shared(Cow::Borrowed(name), &mut fill),
+                owned => owned.child(Cow::Borrowed(name)).into_shared_with(&mut fill),
+            })
+        }),
+        Parent::Root => None,
+    }
+    .or_else(|| {
+        let harness = current::root_harness::<Internal>()?;
+        let name = Cow::Borrowed(name);
+        let root = EntrySpan::start_tracked_root::<Internal>(harness, name, RootOptions::default());
+        Some(root.into_shared_with(&mut fill))
+    })
 }
 
-/// The internal span of a new `tracing` span under `parent`, its fields recorded straight
-/// into it; the common case, when no user span may open beside it.
+/// The internal span of a new `tracing` span under `parent`, its fields collected first
+/// (their `Debug` impls are application code: no stack is borrowed while they run), then
+/// moved in as one batch; the common case, when no user span may open beside it.
 fn start_internal(parent: Parent, attrs: &Attributes<'_>) -> Option<SpanHandle> {
-    let name = Cow::Borrowed(attrs.metadata().name());
-    let record = |live: &mut LiveSpan| SpanFields::record_into(live, |fields| attrs.record(fields));
-    let parent = match parent {
-        Parent::Bridged(handle) => handle,
-        Parent::Root => return start_root(attrs),
-        Parent::Current => {
-            // A shared current span (an entered bridged span, a context) is cloned, so that
-            // the child and its fields (application code: `Debug` impls) are built outside
-            // the stack's borrow; a child of an owned span is built inside, recorded after.
-            let found = stack::inspect_current::<Internal, _>(|current| {
-                current.map(|span| match span {
-                    EntrySpan::Shared(handle) => Ok(handle.clone()),
-                    owned => Err(owned.child(name.clone()).into_shared()),
-                })
-            });
-            match found {
-                Some(Ok(handle)) => handle,
-                Some(Err(child)) => {
-                    if child.as_recording().is_some() {
-                        apply_shared(&child, SpanFields::of(|fields| attrs.record(fields)));
-                    }
-                    return Some(child);
-                }
-                None => return start_root(attrs),
-            }
-        }
-    };
-    Some(parent.child_shared(name, record))
+    let mut fields = SpanFields::of(|fields| attrs.record(fields));
+    start_under(parent, attrs.metadata().name(), |live| {
+        fields.apply_first(live)
+    })
 }
 
 /// As [`start_internal`], when a user trace is active: the fields are collected once, for
@@ -170,27 +165,10 @@ fn start_internal_and_user(
     parent: Parent,
     attrs: &Attributes<'_>,
 ) -> (Option<SpanHandle>, Option<SpanHandle>) {
-    let fields = SpanFields::of(|fields| attrs.record(fields));
+    let mut fields = SpanFields::of(|fields| attrs.record(fields));
     let user_fields = fields.user.then(|| fields.copy());
-    let name = Cow::Borrowed(attrs.metadata().name());
-    let mut fields = Some(fields);
-    // Only moves tags in: no application code, so it may run within the stack's borrow.
-    let mut fill = |live: &mut LiveSpan| {
-        if let Some(fields) = fields.take() {
-            fields.apply(live);
-        }
-    };
-    let internal = match parent {
-        Parent::Bridged(handle) => Some(handle.child_shared(name.clone(), &mut fill)),
-        Parent::Current => stack::inspect_current::<Internal, _>(|current| {
-            current.map(|span| span.child(name.clone()).into_shared_with(&mut fill))
-        }),
-        Parent::Root => None,
-    }
-    .or_else(|| {
-        let harness = current::root_harness::<Internal>()?;
-        let root = EntrySpan::start_tracked_root::<Internal>(harness, name, RootOptions::default());
-        Some(root.into_shared_with(&mut fill))
+    let internal = start_under(parent, attrs.metadata().name(), |live| {
+        fields.apply_first(live)
     });
     let user = user_fields.and_then(|fields| start_user(attrs.metadata().name(), fields));
     (internal, user)
@@ -201,7 +179,10 @@ fn start_internal_and_user(
 fn start_user(name: &'static str, fields: SpanFields) -> Option<SpanHandle> {
     let name = Cow::Borrowed(name);
     let user = stack::inspect_current::<User, _>(|current| current.map(|s| s.child(name)))?;
-    Some(user.into_shared_with(|live| fields.apply(live)))
+    Some(user.into_shared_with(|live| {
+        let mut fields = fields;
+        fields.apply_first(live)
+    }))
 }
 
 impl<S> Layer<S> for TracingBridge

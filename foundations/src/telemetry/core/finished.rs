@@ -15,7 +15,8 @@
 //!
 //! Most spans never become `cf_rustracing` spans at all: a live span keeps its tags in the
 //! shape this record uses, and [`FinishedSpan::new`] moves them (and the name) in without
-//! copying anything to the heap. Spans that needed the full `cf_rustracing`
+//! copying anything to the heap: the box a live span kept its tags in becomes the record's
+//! extras as it is. Spans that needed the full `cf_rustracing`
 //! representation (log entries, finish callbacks) are copied out with
 //! [`FinishedSpan::from_raw`].
 //!
@@ -24,7 +25,7 @@
 use super::clock::{self, Timestamp};
 use super::identity::{ParentSpan, RawFinishedSpan, SpanState, StateParts};
 use super::limits::{self, Bounded, HandedOver, InlineTags, SpanLimits};
-use super::links::{SpanLink, SpanLinks};
+use super::links::SpanLink;
 use super::routing::{Routing, RoutingFault};
 use super::tags::InlineTag;
 use crate::telemetry::propagation::ids::{SpanId, TraceFlags, TraceId};
@@ -89,39 +90,19 @@ const PARENT_IS_REMOTE: u8 = 2;
 const LONG: u32 = u32::MAX;
 
 /// What few spans have: an owned name, tags beyond the inline one, log entries, links, a
-/// long duration's finish, and counts of what the span limits dropped.
-#[derive(Clone, Debug, Default)]
-struct SpanExtras {
-    name: Option<Box<str>>,
-    /// UNIX nanoseconds, when the duration does not fit the record.
-    finish_nanos: u64,
-    tags: Vec<Tag>,
-    logs: Vec<Log>,
-    links: SpanLinks,
-    dropped_attributes: u32,
-    dropped_events: u32,
-    /// `(event position, fields dropped)`, for the events that dropped fields.
-    event_dropped_attributes: Vec<(u32, u32)>,
-}
+/// long duration's finish, and counts of what the span limits dropped. The box a live span
+/// kept its tags and counts in (`limits::Bounded`) becomes this, as it is.
+type SpanExtras = Bounded;
 
-impl SpanExtras {
-    /// What a record keeps of `logs` and `bounded`; `None` when there is nothing.
-    #[inline(never)]
-    fn boxed(logs: Vec<Log>, mut bounded: Box<Bounded>) -> Option<Box<Self>> {
-        limits::finish_tags(&mut bounded);
-        if bounded.is_empty() && logs.is_empty() {
-            return None;
-        }
-        Some(Box::new(Self {
-            tags: bounded.tags,
-            logs,
-            links: bounded.links,
-            dropped_attributes: bounded.dropped_attributes,
-            dropped_events: bounded.dropped_events,
-            event_dropped_attributes: bounded.event_dropped_attributes,
-            ..Self::default()
-        }))
+/// What a record keeps of `logs` and `bounded`; `None` when there is nothing.
+#[inline(never)]
+fn extras_of(logs: Vec<Log>, mut bounded: Box<Bounded>) -> Option<Box<SpanExtras>> {
+    limits::finish_tags(&mut bounded);
+    bounded.logs = logs;
+    if bounded.is_empty() {
+        return None;
     }
+    Some(bounded)
 }
 
 /// The tags of a [`FinishedSpan`], one per name, in the order each was last set (at most
@@ -168,7 +149,7 @@ impl FinishedSpan {
         // Most spans have nothing bounded: one test, and nothing else on their way.
         let extras = match bounded {
             None => None,
-            Some(bounded) => SpanExtras::boxed(Vec::new(), bounded),
+            Some(bounded) => extras_of(Vec::new(), bounded),
         };
         Self::assemble(
             name,
@@ -213,11 +194,12 @@ impl FinishedSpan {
         let start_nanos = clock::system_time_nanos(span.start_time());
         let finish_nanos = clock::system_time_nanos(span.finish_time()).max(start_nanos);
         let extras = match bounded {
-            Some(bounded) => SpanExtras::boxed(logs.to_vec(), bounded),
-            None if !logs.is_empty() => Some(Box::new(SpanExtras {
-                logs: logs.to_vec(),
-                ..SpanExtras::default()
-            })),
+            Some(bounded) => extras_of(logs.to_vec(), bounded),
+            None if !logs.is_empty() => {
+                let mut extras = Box::<SpanExtras>::default();
+                extras.logs = logs.to_vec();
+                Some(extras)
+            }
             None => None,
         };
         Self::assemble(
@@ -372,7 +354,11 @@ impl FinishedSpan {
     pub fn tags(&self) -> SpanTags<'_> {
         SpanTags(match self.tags.get() {
             Some(tag) => TagsInner::One(tag.to_tag()),
-            None => TagsInner::Many(self.extras.as_deref().map_or(&[], |extras| &extras.tags)),
+            None => TagsInner::Many(
+                self.extras
+                    .as_deref()
+                    .map_or(&[], |extras| &extras.tags[..]),
+            ),
         })
     }
 

@@ -12,7 +12,10 @@
 //! Setting a tag is O(1) amortised while "a later tag of the same name replaces the earlier
 //! one" holds (the later one goes to the end: tags keep the order of their last writes, so
 //! the last status tag written wins). A span's first tag is kept inline (see the `tags`
-//! module) when it can be; from its second on, its tags are kept in its [`Bounded`] part.
+//! module) when it can be; from its second on, its tags are kept in its [`Bounded`] part
+//! (two in the box itself, more on the heap). A new span given several tags at once (a
+//! bridged span's fields, a server span's request attributes) takes the caller's
+//! collection of them as that storage ([`set_first_tags`]).
 //! A span with few tags (the common case) finds a name by scanning them; once it has
 //! [`INDEX_FROM`] tags, a hash table of their
 //! positions, keyed by the tags' own names (nothing copied), is built once and kept up to
@@ -30,9 +33,10 @@
 use super::links::{SpanLink, SpanLinks};
 use super::tags::InlineTag;
 use crate::telemetry::propagation::ids::SpanId;
-use cf_rustracing::log::LogField;
+use cf_rustracing::log::{Log, LogField};
 use cf_rustracing::tag::{Tag, TagValue};
 use hashbrown::HashTable;
+use smallvec::SmallVec;
 use std::borrow::Cow;
 use std::cell::RefCell;
 use std::hash::{BuildHasher, RandomState};
@@ -146,15 +150,24 @@ impl SpanLimits {
 /// From this many tags on, a span indexes its tags by name instead of scanning them.
 pub(crate) const INDEX_FROM: usize = 8;
 
+/// A span's tags once they are not inline: two stay in the box itself, so that a span with
+/// two tags (a bridged span with two fields) allocates once for them, not twice.
+pub(crate) type SpilledTags = SmallVec<[Tag; 2]>;
+
 /// What a span recorded besides its name and inline tag, and what it dropped: boxed in the
 /// span only once there is any (more than one tag, links, or something dropped or logged).
-#[derive(Debug, Default)]
+///
+/// The same box becomes the extras of the span's record (`finished`), which is why it also
+/// has the record-only fields (`name`, `finish_nanos`, `logs`, empty while the span is
+/// live): finishing a span moves the pointer, it allocates and copies nothing.
+#[derive(Clone, Debug, Default)]
 pub(crate) struct Bounded {
     /// Every tag of a span that has more than its inline one (or one that cannot be
     /// inline); the inline tag is then empty.
-    pub(crate) tags: Vec<Tag>,
+    pub(crate) tags: SpilledTags,
     pub(crate) links: SpanLinks,
-    index: Option<TagIndex>,
+    /// Boxed: only spans with many tags have one, and the others' box stays small.
+    index: Option<Box<TagIndex>>,
     /// Slots of replaced tags (only once indexed), and how many.
     dead: Vec<bool>,
     dead_count: usize,
@@ -164,6 +177,12 @@ pub(crate) struct Bounded {
     pub(crate) dropped_events: u32,
     /// `(event position, fields dropped)` for the events that dropped fields.
     pub(crate) event_dropped_attributes: Vec<(u32, u32)>,
+    /// Record only: an owned name.
+    pub(crate) name: Option<Box<str>>,
+    /// Record only: the finish in UNIX nanoseconds, when the duration does not fit.
+    pub(crate) finish_nanos: u64,
+    /// Record only: log entries, copied out of a `cf_rustracing` span.
+    pub(crate) logs: Vec<Log>,
 }
 
 impl Bounded {
@@ -178,7 +197,7 @@ impl Bounded {
 }
 
 /// Positions of a span's tags, keyed by their names.
-#[derive(Debug)]
+#[derive(Clone, Debug)]
 struct TagIndex {
     hasher: RandomState,
     positions: HashTable<u32>,
@@ -247,6 +266,42 @@ pub(crate) fn set_tag(
     spilled.push(tag);
 }
 
+/// Sets the first tags of a span that has none yet: what [`set_tag`] for each would do. When
+/// that is to keep them all as they are (distinct names, within the limits, no value to
+/// cut), `new` itself becomes the span's storage: moved in, no tag copied, no per-tag work;
+/// else the tags are set one by one. A single tag is tried inline, as with [`set_tag`].
+#[cfg_attr(
+    not(any(feature = "tower", feature = "tracing-bridge")),
+    allow(dead_code)
+)]
+pub(crate) fn set_first_tags(
+    tags: &mut InlineTags,
+    bounded: &mut Option<Box<Bounded>>,
+    new: SpilledTags,
+    limits: &SpanLimits,
+) {
+    let has_tags = !tags.is_empty() || bounded.as_ref().is_some_and(|b| !b.tags.is_empty());
+    let as_they_are = !has_tags
+        && new.len() > 1
+        && new.len() <= limits.max_attributes.min(INDEX_FROM)
+        && limits.max_attribute_value_length.is_none()
+        && distinct_names(&new);
+    if !as_they_are {
+        for tag in new {
+            set_tag(tags, bounded, tag, limits);
+        }
+        return;
+    }
+    bounded.get_or_insert_default().tags = new;
+}
+
+/// `true` when no two of `tags` (a few) have the same name.
+fn distinct_names(tags: &[Tag]) -> bool {
+    tags.iter()
+        .enumerate()
+        .all(|(i, tag)| tags[..i].iter().all(|other| other.name() != tag.name()))
+}
+
 /// [`set_tag`] for a span whose tags are all in `bounded`.
 #[inline(never)]
 fn set_spilled_tag(bounded: &mut Bounded, tag: Tag, limits: &SpanLimits) {
@@ -279,7 +334,7 @@ fn set_tag_indexed(bounded: &mut Bounded, tag: Tag, limits: &SpanLimits) {
         dropped_attributes,
         ..
     } = bounded;
-    let index = index.get_or_insert_with(|| TagIndex::of(tags));
+    let index = index.get_or_insert_with(|| Box::new(TagIndex::of(tags)));
     let hash = index.hasher.hash_one(tag.name());
     let found = index
         .positions
@@ -294,7 +349,10 @@ fn set_tag_indexed(bounded: &mut Bounded, tag: Tag, limits: &SpanLimits) {
         *dead_count += 1;
         if *dead_count * 2 >= tags.len() {
             squeeze(bounded);
-            bounded.index = Some(TagIndex::of(&bounded.tags));
+            // Fewer tags than that are scanned, and a scan does not keep an index up to
+            // date: a stale one must not be found later.
+            bounded.index =
+                (bounded.tags.len() >= INDEX_FROM).then(|| Box::new(TagIndex::of(&bounded.tags)));
         }
     } else if tags.len() - *dead_count < limits.max_attributes {
         tags.push(bounded_tag(tag, limits));
@@ -328,14 +386,26 @@ pub(crate) fn finish_tags(bounded: &mut Bounded) {
     if bounded.dead_count > 0 {
         squeeze(bounded);
     }
+    // A record may wait in a queue for long: it keeps only what it exports.
     bounded.index = None;
+    bounded.dead = Vec::new();
 }
 
 /// `tag`, its string value cut to the value length limit.
-#[inline]
+#[inline(always)]
 fn bounded_tag(tag: Tag, limits: &SpanLimits) -> Tag {
-    match (limits.max_attribute_value_length, tag.value()) {
-        (Some(max), TagValue::String(value)) if value.len() > max => {
+    // Without a length limit (the default), a tag passes as it is, with no call.
+    match limits.max_attribute_value_length {
+        None => tag,
+        Some(max) => cut_tag(tag, max),
+    }
+}
+
+/// `tag`, its string value cut to `max` bytes.
+#[inline(never)]
+fn cut_tag(tag: Tag, max: usize) -> Tag {
+    match tag.value() {
+        TagValue::String(value) if value.len() > max => {
             let value = cut(value, max);
             Tag::new(tag.name().to_owned(), value)
         }
@@ -410,6 +480,8 @@ impl Bounded {
             && self.dropped_attributes == 0
             && self.dropped_events == 0
             && self.event_dropped_attributes.is_empty()
+            && self.name.is_none()
+            && self.logs.is_empty()
     }
 }
 

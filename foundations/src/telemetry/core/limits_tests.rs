@@ -246,3 +246,106 @@ fn the_first_tag_is_inline_and_a_second_moves_both_out_in_order() {
     assert_eq!(tags.get().unwrap().to_tag().value(), &TagValue::Integer(3));
     assert_eq!(bounded.unwrap().dropped_attributes, 1);
 }
+
+/// What a span keeps of its tags, in order, and the count of those it dropped.
+fn kept(
+    tags: &super::InlineTags,
+    bounded: &Option<Box<super::Bounded>>,
+) -> (Vec<(String, TagValue)>, u32) {
+    let mut bounded = bounded.clone();
+    if let Some(bounded) = &mut bounded {
+        super::finish_tags(bounded);
+    }
+    let inline = tags.get().map(|tag| tag.to_tag());
+    let spilled = bounded.iter().flat_map(|b| b.tags.iter().cloned());
+    let kept = inline
+        .into_iter()
+        .chain(spilled)
+        .map(|tag| (tag.name().to_owned(), tag.value().clone()))
+        .collect();
+    (kept, bounded.map_or(0, |b| b.dropped_attributes))
+}
+
+#[test]
+fn first_tags_in_one_batch_keep_what_setting_them_one_by_one_keeps() {
+    use super::{InlineTags, set_first_tags, set_tag};
+    let batches: Vec<Vec<Tag>> = vec![
+        vec![],
+        vec![Tag::new("a", 1i64)],
+        vec![Tag::new("a", 1i64), Tag::new("b", String::from("owned"))],
+        // A name given twice keeps its last value, moved to its last write.
+        vec![
+            Tag::new("a", 1i64),
+            Tag::new("b", 2i64),
+            Tag::new("a", 3i64),
+        ],
+        // Past the index threshold, with replacements on both sides of it.
+        (0..20)
+            .map(|i| Tag::new(format!("k{}", i % 13), i64::from(i)))
+            .collect(),
+        (0..300).map(|i| Tag::new(format!("k{i}"), "v")).collect(),
+    ];
+    let limits = [
+        SpanLimits::default(),
+        SpanLimits::default().with_max_attributes(0),
+        SpanLimits::default().with_max_attributes(1),
+        SpanLimits::default().with_max_attributes(2),
+        SpanLimits::default().with_max_attributes(10),
+        SpanLimits::default().with_max_attribute_value_length(Some(2)),
+    ];
+    for limits in &limits {
+        for batch in &batches {
+            let (mut one_by_one, mut one_by_one_bounded) = (InlineTags::new(), None);
+            for tag in batch.iter().cloned() {
+                set_tag(&mut one_by_one, &mut one_by_one_bounded, tag, limits);
+            }
+            let (mut batched, mut batched_bounded) = (InlineTags::new(), None);
+            set_first_tags(
+                &mut batched,
+                &mut batched_bounded,
+                batch.iter().cloned().collect(),
+                limits,
+            );
+            assert_eq!(
+                kept(&batched, &batched_bounded),
+                kept(&one_by_one, &one_by_one_bounded),
+                "{} tags under {limits:?}",
+                batch.len()
+            );
+            // Later tags go on as usual.
+            set_tag(
+                &mut batched,
+                &mut batched_bounded,
+                Tag::new("late", 1i64),
+                limits,
+            );
+            set_tag(
+                &mut one_by_one,
+                &mut one_by_one_bounded,
+                Tag::new("late", 1i64),
+                limits,
+            );
+            assert_eq!(
+                kept(&batched, &batched_bounded),
+                kept(&one_by_one, &one_by_one_bounded)
+            );
+        }
+    }
+}
+
+#[test]
+fn a_span_with_two_tags_keeps_them_in_its_one_box() {
+    use super::{InlineTags, set_first_tags};
+    let (mut tags, mut bounded) = (InlineTags::new(), None);
+    set_first_tags(
+        &mut tags,
+        &mut bounded,
+        [Tag::new("a", 1i64), Tag::new("b", String::from("owned"))]
+            .into_iter()
+            .collect(),
+        &SpanLimits::default(),
+    );
+    let bounded = bounded.expect("two tags are kept apart from the inline one");
+    assert!(tags.is_empty());
+    assert!(!bounded.tags.spilled(), "no allocation beside the box");
+}

@@ -29,6 +29,8 @@ use super::clock::Timestamp;
 use super::finished::FinishedSpan;
 use super::harness::HarnessRef;
 use super::identity::{ParentSpan, Span, SpanState};
+#[cfg(any(feature = "tower", feature = "tracing-bridge"))]
+pub(crate) use super::limits::SpilledTags;
 use super::limits::{self, Bounded, HandedOver, InlineTags};
 use super::links::SpanLink;
 use super::pipeline::Tracked;
@@ -179,12 +181,20 @@ impl LiveSpan {
         }
     }
 
-    /// Sets the first tags of a span (none set yet, names distinct): moved in at once, no
-    /// name to replace.
-    #[cfg(feature = "tower")]
-    pub(crate) fn set_first_tags(&mut self, tags: impl ExactSizeIterator<Item = Tag>) {
-        // The limits (and a tracked root's registry copies) apply as to any tags.
-        self.set_tags(tags)
+    /// Sets the first tags of a new span, as [`set_tags`](Self::set_tags) would; `tags`
+    /// usually becomes the span's tag storage as it is (see [`limits::set_first_tags`]).
+    #[cfg(any(feature = "tower", feature = "tracing-bridge"))]
+    #[inline]
+    pub(crate) fn set_first_tags(&mut self, tags: SpilledTags) {
+        if let Some(root) = self.live.filter(|live| live.copies_tags()) {
+            return self.set_tracked_root_tags(root, tags);
+        }
+        limits::set_first_tags(
+            &mut self.tags,
+            &mut self.bounded,
+            tags,
+            self.harness.limits(),
+        );
     }
 
     /// From now on, the registry reads this span's tags from it (it is becoming shared)

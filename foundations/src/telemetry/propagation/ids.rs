@@ -434,3 +434,46 @@ mod generation_tests {
         assert!((1..100_000u64).all(|x| mix(x) != 0));
     }
 }
+
+#[cfg(test)]
+mod hex_tests {
+    use super::*;
+
+    /// The plain reading: a digit at a time, the first bad byte deciding the error.
+    fn reference(digits: &[u8]) -> Result<u128, HexError> {
+        let mut acc = 0u128;
+        for &b in digits {
+            acc = (acc << 4)
+                | u128::from(match b {
+                    b'0'..=b'9' => b - b'0',
+                    b'a'..=b'f' => b - b'a' + 10,
+                    b'A'..=b'F' => return Err(HexError::Uppercase),
+                    _ => return Err(HexError::NotHex),
+                });
+        }
+        Ok(acc)
+    }
+
+    #[test]
+    fn every_length_and_every_byte_decodes_as_the_plain_reading() {
+        let digits = b"0123456789abcdef0f1e2d3c4b5a6978";
+        for len in 0..=32 {
+            let valid = &digits[..len];
+            assert_eq!(decode_hex(valid), reference(valid), "{len} digits");
+            for position in 0..len {
+                for bad in 0..=255u8 {
+                    let mut input = valid.to_vec();
+                    input[position] = bad;
+                    assert_eq!(
+                        decode_hex(&input),
+                        reference(&input),
+                        "byte {bad} at {position} of {len}"
+                    );
+                }
+            }
+        }
+        // Two bad bytes: the first one decides.
+        assert_eq!(decode_hex(b"0G0A"), Err(HexError::NotHex));
+        assert_eq!(decode_hex(b"0A0G"), Err(HexError::Uppercase));
+    }
+}
