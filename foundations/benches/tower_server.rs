@@ -3,14 +3,21 @@
 //! to the end, which ends the server span. `traced` names its route with a `&'static str`,
 //! `traced_string_route` with a `String` made per request.
 //!
-//! Run: `cargo bench -p foundations --features testing,tower --bench tower_server`. The
-//! internal pipeline records every request (100% sampling), its queue drained.
+//! The internal pipeline records every request (100% sampling). Two builds:
+//!
+//! - `cargo bench -p foundations --features testing,tower --bench tower_server`: the test
+//!   harness, its queue drained by a consumer thread (group `tower_server`);
+//! - `cargo bench -p foundations --features tower --bench tower_server`: a production build
+//!   (no `testing` code compiled in), `telemetry::init` exporting over OTLP/HTTP to a
+//!   receiver on a local socket that reads each request and answers 200 (group
+//!   `tower_server_production`). The exporter thread shares the machine, as it does in a
+//!   service.
 
+#[cfg(feature = "testing")]
 mod common;
 
 use criterion::{Criterion, criterion_group, criterion_main};
 use foundations::telemetry::bridge::TraceServerLayer;
-use foundations::telemetry::testing::{HarnessOptions, install_tracing};
 use http::{Request, Response};
 use http_body::Body;
 use std::convert::Infallible;
@@ -61,10 +68,83 @@ where
     while let Poll::Ready(Some(_)) = body.as_mut().poll_frame(cx) {}
 }
 
-fn server_layer(c: &mut Criterion) {
+/// Installs the internal pipeline; what it returns must live as long as the bench.
+#[cfg(feature = "testing")]
+fn install() -> (&'static str, ()) {
+    use foundations::telemetry::testing::{HarnessOptions, install_tracing};
     let drain = install_tracing(HarnessOptions::default().sampling_ratio(1.0))
         .expect("harness installs once per bench process");
     common::spawn_batch_consumer(drain);
+    ("tower_server", ())
+}
+
+/// Installs the internal pipeline; what it returns must live as long as the bench.
+#[cfg(not(feature = "testing"))]
+fn install() -> (&'static str, foundations::telemetry::TelemetryDriver) {
+    use foundations::telemetry::{self, settings::TelemetrySettings};
+    let address = receiver::start();
+    let settings = TelemetrySettings::from_yaml(&format!(
+        "tracing:\n  service_name: bench\n  sampling:\n    ratio: 1.0\n  output:\n    \
+         otlp_http:\n      endpoint: http://{address}\n"
+    ))
+    .expect("valid settings");
+    let driver = telemetry::init(&settings).expect("telemetry starts");
+    ("tower_server_production", driver)
+}
+
+/// An OTLP/HTTP receiver reduced to what the exporter needs: it reads each request's body
+/// (by its `content-length`) and answers `200` with an empty message.
+#[cfg(not(feature = "testing"))]
+mod receiver {
+    use std::io::{BufRead, BufReader, Read, Write};
+    use std::net::{SocketAddr, TcpListener, TcpStream};
+
+    pub fn start() -> SocketAddr {
+        let listener = TcpListener::bind("127.0.0.1:0").expect("a local port");
+        let address = listener.local_addr().expect("bound");
+        std::thread::spawn(move || {
+            for stream in listener.incoming().flatten() {
+                std::thread::spawn(move || serve(stream));
+            }
+        });
+        address
+    }
+
+    fn serve(stream: TcpStream) -> Option<()> {
+        let mut reader = BufReader::new(stream.try_clone().ok()?);
+        let mut writer = stream;
+        let mut body = Vec::new();
+        loop {
+            let mut length = 0;
+            loop {
+                let mut line = String::new();
+                if reader.read_line(&mut line).ok()? == 0 {
+                    return None;
+                }
+                let line = line.trim_end();
+                if line.is_empty() {
+                    break;
+                }
+                if let Some((name, value)) = line.split_once(':') {
+                    if name.eq_ignore_ascii_case("content-length") {
+                        length = value.trim().parse().ok()?;
+                    }
+                }
+            }
+            body.resize(length, 0);
+            reader.read_exact(&mut body).ok()?;
+            writer
+                .write_all(
+                    b"HTTP/1.1 200 OK\r\ncontent-type: application/x-protobuf\r\n\
+                      content-length: 0\r\n\r\n",
+                )
+                .ok()?;
+        }
+    }
+}
+
+fn server_layer(c: &mut Criterion) {
+    let (group_name, installed) = install();
     let mut cx = Context::from_waker(Waker::noop());
 
     let mut bare = Bare;
@@ -78,13 +158,68 @@ fn server_layer(c: &mut Criterion) {
         .with_route(|_: &Request<()>| Some("/users/{id}".to_owned()))
         .layer(Bare);
 
-    let mut group = c.benchmark_group("tower_server");
+    let mut group = c.benchmark_group(group_name);
     group.bench_function("bare", |b| b.iter(|| one_request(&mut bare, &mut cx)));
     group.bench_function("traced", |b| b.iter(|| one_request(&mut traced, &mut cx)));
     group.bench_function("traced_string_route", |b| {
         b.iter(|| one_request(&mut traced_string_route, &mut cx))
     });
     group.finish();
+
+    // On 2 cores the exporter and the receiver take CPU from the bench thread, and its wall
+    // time counts the time it waits for a core: the calling thread's own CPU time is what
+    // the layer costs a request.
+    #[cfg(not(feature = "testing"))]
+    {
+        let mut group = c.benchmark_group(format!("{group_name}_thread_cpu"));
+        group.bench_function("bare", |b| {
+            b.iter_custom(|n| thread_cpu(|| (0..n).for_each(|_| one_request(&mut bare, &mut cx))))
+        });
+        group.bench_function("traced", |b| {
+            b.iter_custom(|n| thread_cpu(|| (0..n).for_each(|_| one_request(&mut traced, &mut cx))))
+        });
+        group.finish();
+    }
+    report(installed);
+}
+
+/// The CPU time this thread spends in `work` (its CPU clock, `CLOCK_THREAD_CPUTIME_ID`).
+#[cfg(not(feature = "testing"))]
+fn thread_cpu(work: impl FnOnce()) -> std::time::Duration {
+    fn now() -> std::time::Duration {
+        let mut time = libc::timespec {
+            tv_sec: 0,
+            tv_nsec: 0,
+        };
+        // SAFETY: `clock_gettime` writes one `timespec`, which `time` is, and keeps no pointer.
+        let status = unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut time) };
+        assert_eq!(status, 0, "the thread CPU clock is readable");
+        std::time::Duration::new(time.tv_sec as u64, time.tv_nsec as u32)
+    }
+    let before = now();
+    work();
+    now().saturating_sub(before)
+}
+
+#[cfg(feature = "testing")]
+fn report((): ()) {}
+
+/// Whether the exporter kept up: every span exported, or dropped and counted.
+#[cfg(not(feature = "testing"))]
+fn report(driver: foundations::telemetry::TelemetryDriver) {
+    let stats = driver
+        .shutdown(std::time::Duration::from_secs(10))
+        .internal
+        .expect("the internal exporter ran");
+    println!(
+        "tower_server_production: {} spans produced, {} exported, {} dropped ({} with the \
+         queue full), {} requests",
+        stats.produced(),
+        stats.spans_exported,
+        stats.dropped(),
+        stats.dropped_queue_full,
+        stats.requests,
+    );
 }
 
 criterion_group!(benches, server_layer);
