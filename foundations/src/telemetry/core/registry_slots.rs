@@ -160,10 +160,16 @@ impl Slot {
             slot.start.store(span.start, Ordering::Relaxed);
             slot.name.store(name, Ordering::Relaxed);
             if name == OWNED_NAME {
-                slot.extras.lock().name = Some(span.name.to_owned());
-                slot.has_extras.store(true, Ordering::Relaxed);
+                slot.set_owned_name(span.name);
             }
         });
+    }
+
+    /// Out of line: most names are `'static` and indexed.
+    #[cold]
+    fn set_owned_name(&self, name: &str) {
+        self.extras.lock().name = Some(name.to_owned());
+        self.has_extras.store(true, Ordering::Relaxed);
     }
 
     /// Frees the slot. Returns the owned name and tag source it held, to be dropped by the
@@ -257,8 +263,10 @@ struct Table {
     chunks: [OnceLock<Box<[Slot]>>; CHUNKS],
     /// Slots in the chunks set so far. Written by the owning thread only.
     capacity: AtomicU32,
-    /// Where the owning thread looks for a free slot next.
-    cursor: AtomicU32,
+    /// Where the owning thread looks for a free slot next, as a chunk and an offset in it
+    /// (so that the common case indexes one chunk). Written by the owning thread only.
+    cursor_chunk: AtomicU32,
+    cursor_offset: AtomicU32,
 }
 
 /// Every table ever made, for snapshots.
@@ -267,51 +275,77 @@ static TABLES: Mutex<Vec<&'static Table>> = Mutex::new(Vec::new());
 static SPARE: Mutex<Vec<&'static Table>> = Mutex::new(Vec::new());
 
 impl Table {
-    fn slot(&self, index: usize) -> &Slot {
+    /// The chunk and offset of the flat slot `index`.
+    fn locate(index: usize) -> (usize, usize) {
         let chunk = (usize::BITS - 1 - (index / FIRST_CHUNK + 1).leading_zeros()) as usize;
-        let offset = index - FIRST_CHUNK * ((1 << chunk) - 1);
+        (chunk, index - FIRST_CHUNK * ((1 << chunk) - 1))
+    }
+
+    fn slot(&self, index: usize) -> &Slot {
+        let (chunk, offset) = Self::locate(index);
         &self.chunks[chunk].get().expect("within capacity")[offset]
+    }
+
+    fn set_cursor(&self, index: usize) {
+        let capacity = self.capacity.load(Ordering::Relaxed) as usize;
+        let (chunk, offset) = Self::locate(if index >= capacity { 0 } else { index });
+        self.cursor_chunk.store(chunk as u32, Ordering::Relaxed);
+        self.cursor_offset.store(offset as u32, Ordering::Relaxed);
     }
 
     /// A free slot, growing the table if the next few are taken; `None` when it is full.
     #[inline]
     fn free_slot(&self) -> Option<&Slot> {
         // Spans mostly finish in the order they started: the slot at the cursor is free.
-        let cursor = self.cursor.load(Ordering::Relaxed) as usize;
-        let capacity = self.capacity.load(Ordering::Relaxed) as usize;
-        if cursor < capacity {
-            let slot = self.slot(cursor);
-            if slot.is_free() {
-                let next = if cursor + 1 == capacity {
-                    0
+        let chunk = self.cursor_chunk.load(Ordering::Relaxed) as usize;
+        let offset = self.cursor_offset.load(Ordering::Relaxed) as usize;
+        if let Some(slots) = self.chunks.get(chunk).and_then(OnceLock::get) {
+            if let Some(slot) = slots.get(offset).filter(|slot| slot.is_free()) {
+                if offset + 1 < slots.len() {
+                    self.cursor_offset
+                        .store(offset as u32 + 1, Ordering::Relaxed);
                 } else {
-                    cursor + 1
-                };
-                self.cursor.store(next as u32, Ordering::Relaxed);
+                    self.next_chunk(chunk);
+                }
                 return Some(slot);
             }
         }
-        self.search(capacity)
+        self.search()
+    }
+
+    /// Moves the cursor to the start of the chunk after `chunk`, or of the first.
+    #[cold]
+    fn next_chunk(&self, chunk: usize) {
+        let next = chunk + 1;
+        let next = match self.chunks.get(next).and_then(OnceLock::get) {
+            Some(_) => next,
+            None => 0,
+        };
+        self.cursor_chunk.store(next as u32, Ordering::Relaxed);
+        self.cursor_offset.store(0, Ordering::Relaxed);
     }
 
     /// [`free_slot`](Self::free_slot) past a taken slot at the cursor.
     #[cold]
-    fn search(&self, capacity: usize) -> Option<&Slot> {
-        let mut cursor = self.cursor.load(Ordering::Relaxed) as usize;
+    fn search(&self) -> Option<&Slot> {
+        let capacity = self.capacity.load(Ordering::Relaxed) as usize;
+        let chunk = self.cursor_chunk.load(Ordering::Relaxed) as usize;
+        let offset = self.cursor_offset.load(Ordering::Relaxed) as usize;
+        let mut cursor = FIRST_CHUNK * ((1 << chunk) - 1) + offset;
         for probe in 0..capacity {
             if probe == PROBES {
                 if let Some(slot) = self.grow(capacity) {
                     return Some(slot);
                 }
             }
-            let slot = self.slot(cursor);
-            cursor = if cursor + 1 == capacity {
+            let slot = self.slot(cursor.min(capacity - 1));
+            cursor = if cursor + 1 >= capacity {
                 0
             } else {
                 cursor + 1
             };
             if slot.is_free() {
-                self.cursor.store(cursor as u32, Ordering::Relaxed);
+                self.set_cursor(cursor);
                 return Some(slot);
             }
         }
@@ -329,7 +363,7 @@ impl Table {
             .ok()?;
         self.capacity
             .store((capacity + size) as u32, Ordering::Relaxed);
-        self.cursor.store(capacity as u32 + 1, Ordering::Relaxed);
+        self.set_cursor(capacity + 1);
         Some(self.slot(capacity))
     }
 
@@ -361,7 +395,8 @@ impl Owner {
             let table: &'static Table = Box::leak(Box::new(Table {
                 chunks: [const { OnceLock::new() }; CHUNKS],
                 capacity: AtomicU32::new(0),
-                cursor: AtomicU32::new(0),
+                cursor_chunk: AtomicU32::new(0),
+                cursor_offset: AtomicU32::new(0),
             }));
             TABLES.lock().push(table);
             table
