@@ -226,58 +226,95 @@ fn write_plain_span(
     attribute: Option<(&str, WireValue<'_>)>,
     buf: &mut Vec<u8>,
 ) {
-    let (parent, flags) = parent_and_flags(span);
-    let trace_state = span.trace_state().map(|ts| ts.header_str()).unwrap_or("");
-    let name = span.name();
-    let kind = SpanKind::Internal as i32 as u64;
-    let start = span.start_unix_nanos();
-    let end = span.finish_unix_nanos();
-
-    let mut len = ld_len(1, 16) + ld_len(2, 8) + key_len(16) + 4 + key_len(6) + 1;
-    if !trace_state.is_empty() {
-        len += ld_len(3, trace_state.len());
-    }
-    if parent.is_some() {
-        len += ld_len(4, 8);
-    }
-    if !name.is_empty() {
-        len += ld_len(5, name.len());
-    }
-    if start != 0 {
-        len += key_len(7) + 8;
-    }
-    if end != 0 {
-        len += key_len(8) + 8;
-    }
+    let head = SpanHead::of(span, SpanKind::Internal);
+    let mut len = head.len();
     if let Some((key, value)) = attribute {
         len += ld_len(9, key_value_len(key, value));
     }
-
     buf.reserve(ld_len(SCOPE_SPANS_SPANS, len));
     put_ld_header(SCOPE_SPANS_SPANS, len, buf);
-    put_ld(1, span.trace_id_bytes(), buf);
-    put_ld(2, &span.span_id().to_bytes(), buf);
-    if !trace_state.is_empty() {
-        put_ld(3, trace_state.as_bytes(), buf);
-    }
-    if let Some(parent) = parent {
-        put_ld(4, &parent, buf);
-    }
-    if !name.is_empty() {
-        put_ld(5, name.as_bytes(), buf);
-    }
-    put_varint_field(6, kind, buf);
-    if start != 0 {
-        put_fixed64(7, start, buf);
-    }
-    if end != 0 {
-        put_fixed64(8, end, buf);
-    }
+    head.put(span, buf);
     if let Some((key, value)) = attribute {
         put_key_value(9, key, value, buf);
     }
-    encode_key(16, WireType::ThirtyTwoBit, buf);
-    buf.put_u32_le(flags);
+    head.put_flags(buf);
+}
+
+/// What every span writes whatever else it has: ids, tracestate, parent, name, kind,
+/// times (fields 1 to 8) and flags (16, written last, as prost orders fields).
+struct SpanHead<'a> {
+    parent: Option<[u8; 8]>,
+    flags: u32,
+    trace_state: &'a str,
+    name: &'a str,
+    kind: u64,
+    start: u64,
+    end: u64,
+}
+
+impl<'a> SpanHead<'a> {
+    fn of(span: &'a FinishedSpan, kind: SpanKind) -> Self {
+        let (parent, flags) = parent_and_flags(span);
+        Self {
+            parent,
+            flags,
+            trace_state: span.trace_state().map(|ts| ts.header_str()).unwrap_or(""),
+            name: span.name(),
+            kind: kind as i32 as u64,
+            start: span.start_unix_nanos(),
+            end: span.finish_unix_nanos(),
+        }
+    }
+
+    /// Its encoded length, flags included (never 0: bit 0x100 is always set).
+    fn len(&self) -> usize {
+        let mut len = ld_len(1, 16) + ld_len(2, 8) + key_len(16) + 4;
+        if !self.trace_state.is_empty() {
+            len += ld_len(3, self.trace_state.len());
+        }
+        if self.parent.is_some() {
+            len += ld_len(4, 8);
+        }
+        if !self.name.is_empty() {
+            len += ld_len(5, self.name.len());
+        }
+        len += key_len(6) + encoded_len_varint(self.kind);
+        if self.start != 0 {
+            len += key_len(7) + 8;
+        }
+        if self.end != 0 {
+            len += key_len(8) + 8;
+        }
+        len
+    }
+
+    /// Fields 1 to 8.
+    fn put(&self, span: &FinishedSpan, buf: &mut Vec<u8>) {
+        put_ld(1, span.trace_id_bytes(), buf);
+        put_ld(2, &span.span_id().to_bytes(), buf);
+        if !self.trace_state.is_empty() {
+            put_ld(3, self.trace_state.as_bytes(), buf);
+        }
+        if let Some(parent) = self.parent {
+            put_ld(4, &parent, buf);
+        }
+        if !self.name.is_empty() {
+            put_ld(5, self.name.as_bytes(), buf);
+        }
+        put_varint_field(6, self.kind, buf);
+        if self.start != 0 {
+            put_fixed64(7, self.start, buf);
+        }
+        if self.end != 0 {
+            put_fixed64(8, self.end, buf);
+        }
+    }
+
+    /// Field 16.
+    fn put_flags(&self, buf: &mut Vec<u8>) {
+        encode_key(16, WireType::ThirtyTwoBit, buf);
+        buf.put_u32_le(self.flags);
+    }
 }
 
 /// Any span, through its view (`view::view`).
@@ -289,32 +326,8 @@ fn write_viewed_span(
 ) {
     let tags = span.tags();
     let view = view(span, &tags, static_tags, counts);
-    let (parent, flags) = parent_and_flags(span);
-    let trace_state = span.trace_state().map(|ts| ts.header_str()).unwrap_or("");
-    let name = span.name();
-    let kind = view.kind as i32 as u64;
-    let start = span.start_unix_nanos();
-    let end = span.finish_unix_nanos();
-
-    let mut len = ld_len(1, 16) + ld_len(2, 8);
-    if !trace_state.is_empty() {
-        len += ld_len(3, trace_state.len());
-    }
-    if parent.is_some() {
-        len += ld_len(4, 8);
-    }
-    // Flags are never 0 (bit 0x100 is always set).
-    len += key_len(16) + 4;
-    if !name.is_empty() {
-        len += ld_len(5, name.len());
-    }
-    len += key_len(6) + encoded_len_varint(kind);
-    if start != 0 {
-        len += key_len(7) + 8;
-    }
-    if end != 0 {
-        len += key_len(8) + 8;
-    }
+    let head = SpanHead::of(span, view.kind);
+    let mut len = head.len();
     for (key, value) in &view.attributes {
         len += ld_len(9, key_value_len(key, *value));
     }
@@ -339,24 +352,7 @@ fn write_viewed_span(
 
     buf.reserve(ld_len(SCOPE_SPANS_SPANS, len));
     put_ld_header(SCOPE_SPANS_SPANS, len, buf);
-    put_ld(1, span.trace_id_bytes(), buf);
-    put_ld(2, &span.span_id().to_bytes(), buf);
-    if !trace_state.is_empty() {
-        put_ld(3, trace_state.as_bytes(), buf);
-    }
-    if let Some(parent) = parent {
-        put_ld(4, &parent, buf);
-    }
-    if !name.is_empty() {
-        put_ld(5, name.as_bytes(), buf);
-    }
-    put_varint_field(6, kind, buf);
-    if start != 0 {
-        put_fixed64(7, start, buf);
-    }
-    if end != 0 {
-        put_fixed64(8, end, buf);
-    }
+    head.put(span, buf);
     for (key, value) in &view.attributes {
         put_key_value(9, key, *value, buf);
     }
@@ -394,7 +390,5 @@ fn write_viewed_span(
         }
         put_varint_field(3, status_code(code), buf);
     }
-    // prost writes fields in tag order: `flags` (16) comes last.
-    encode_key(16, WireType::ThirtyTwoBit, buf);
-    buf.put_u32_le(flags);
+    head.put_flags(buf);
 }
