@@ -13,6 +13,9 @@
 //!
 //! Run: `cargo bench -p foundations --features user-tracing --bench context_polls`.
 
+#[path = "common/polls.rs"]
+mod polls;
+
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use fastrace::collector::{Config, Reporter, SpanContext};
 use fastrace::future::FutureExt as _;
@@ -23,35 +26,8 @@ use opentelemetry::context::FutureExt as _;
 use opentelemetry::trace::{Span as _, TraceContextExt, Tracer, TracerProvider};
 use opentelemetry_sdk::error::OTelSdkResult;
 use opentelemetry_sdk::trace::{SdkTracerProvider, SpanData, SpanExporter};
-use std::future::Future;
-use std::pin::{Pin, pin};
-use std::task::{Context, Poll, Waker};
+use polls::{POLLS, Yields, poll_to_end};
 use std::time::Duration;
-
-/// Pending `polls - 1` times, then ready: every re-poll enters and leaves the wrapper's
-/// context once.
-struct Yields(u32);
-
-impl Future for Yields {
-    type Output = ();
-
-    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
-        if std::hint::black_box(self.0) == 0 {
-            return Poll::Ready(());
-        }
-        self.0 -= 1;
-        std::hint::black_box(cx.waker()).wake_by_ref();
-        Poll::Pending
-    }
-}
-
-const POLLS: u32 = 100;
-
-fn poll_to_end(future: impl Future<Output = ()>) {
-    let mut future = pin!(future);
-    let mut cx = Context::from_waker(Waker::noop());
-    while future.as_mut().poll(&mut cx).is_pending() {}
-}
 
 /// A user trace's routing: one zone.
 #[derive(Debug)]

@@ -16,6 +16,9 @@ mod common;
 
 use common::Zone;
 
+#[path = "common/polls.rs"]
+mod polls;
+
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use fastrace::collector::{Config, Reporter, SpanContext};
 use fastrace::future::FutureExt as _;
@@ -26,9 +29,7 @@ use foundations::telemetry::TelemetryContext;
 use foundations::telemetry::testing::{HarnessOptions, install_tracing, install_user_tracing};
 use foundations::telemetry::tracing::{self, StartTraceOptions};
 use foundations::telemetry::user_tracing;
-use std::future::Future;
-use std::pin::{Pin, pin};
-use std::task::{Context, Poll, Waker};
+use polls::{POLLS, Yields, poll_to_end};
 use std::time::{Duration, Instant};
 
 #[cfg(feature = "bench-jemalloc")]
@@ -108,31 +109,6 @@ fn two_producer_threads(c: &mut Criterion) {
         })
     });
     group.finish();
-}
-
-/// Pending `polls - 1` times, then ready: every re-poll enters and leaves the wrapper's
-/// context once.
-struct Yields(u32);
-
-impl Future for Yields {
-    type Output = ();
-
-    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
-        if std::hint::black_box(self.0) == 0 {
-            return Poll::Ready(());
-        }
-        self.0 -= 1;
-        std::hint::black_box(cx.waker()).wake_by_ref();
-        Poll::Pending
-    }
-}
-
-const POLLS: u32 = 100;
-
-fn poll_to_end(future: impl Future<Output = ()>) {
-    let mut future = pin!(future);
-    let mut cx = Context::from_waker(Waker::noop());
-    while future.as_mut().poll(&mut cx).is_pending() {}
 }
 
 /// What carrying a context costs per poll: (wrapped − bare) / polls, a sampled internal
