@@ -128,10 +128,6 @@ impl Registration<'_> {
     fn identity(&self, root_span_id: SpanId) -> Identity<'_> {
         Identity {
             name: self.name,
-            static_name: match self.name {
-                Cow::Borrowed(name) => Some(name),
-                Cow::Owned(_) => None,
-            },
             trace_id: self.trace_id,
             span_id: self.span_id,
             parent_span_id: self.parent_span_id,
@@ -205,11 +201,7 @@ pub(crate) fn set_tag_source(token: Token, source: Weak<dyn TagSource>) {
 #[cfg(feature = "tracing-bridge")]
 #[allow(clippy::ptr_arg)] // Whether the name is `'static` is in the `Cow`, not the `str`.
 pub(crate) fn rename(token: Token, name: &Cow<'static, str>) {
-    let static_name = match name {
-        Cow::Borrowed(name) => Some(*name),
-        Cow::Owned(_) => None,
-    };
-    drop(token.slot.rename(name, static_name));
+    drop(token.slot.rename(name));
 }
 
 /// An open span as the registry shows it.

@@ -27,6 +27,7 @@ use super::clock::{AtomicTimestamp, Timestamp};
 use crate::telemetry::propagation::ids::{SpanId, TraceId};
 use cf_rustracing::tag::{Tag, TagValue};
 use parking_lot::Mutex;
+use std::borrow::Cow;
 use std::cell::Cell;
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering, fence};
@@ -54,9 +55,8 @@ pub(crate) trait TagSource: Send + Sync {
 
 /// A registered span's identity, as written into its slot.
 pub(super) struct Identity<'a> {
-    pub(super) name: &'a str,
-    /// `Some` for a `'static` name: indexed, not copied.
-    pub(super) static_name: Option<&'static str>,
+    /// A borrowed (`'static`) name is indexed, an owned one copied.
+    pub(super) name: &'a Cow<'static, str>,
     pub(super) trace_id: TraceId,
     pub(super) span_id: SpanId,
     pub(super) parent_span_id: Option<SpanId>,
@@ -195,13 +195,13 @@ impl Slot {
 
     /// Renames the occupied slot; returns the name it replaced, to drop outside the lock.
     #[cfg(feature = "tracing-bridge")]
-    pub(super) fn rename(&self, name: &str, static_name: Option<&'static str>) -> Option<String> {
-        let index =
-            static_name.and_then(|name| NAME_CACHE.try_with(|cache| cache.index(name)).ok()?);
+    #[allow(clippy::ptr_arg)] // Whether the name is `'static` is in the `Cow`, not the `str`.
+    pub(super) fn rename(&self, name: &Cow<'static, str>) -> Option<String> {
+        let index = name_index(name);
         self.write(true, |slot| {
             slot.name
                 .store(index.unwrap_or(OWNED_NAME), Ordering::Relaxed);
-            let owned = index.is_none().then(|| name.to_owned());
+            let owned = index.is_none().then(|| name.to_string());
             if owned.is_some() || slot.has_extras.load(Ordering::Relaxed) {
                 slot.has_extras.store(true, Ordering::Relaxed);
                 return std::mem::replace(&mut slot.extras.lock().name, owned);
@@ -423,13 +423,21 @@ thread_local! {
 /// is full or the thread is exiting: the span is then simply not listed.
 #[inline]
 pub(super) fn occupy(span: &Identity<'_>) -> Option<&'static Slot> {
-    let name = span
-        .static_name
-        .and_then(|name| NAME_CACHE.try_with(|cache| cache.index(name)).ok()?)
-        .unwrap_or(OWNED_NAME);
+    let name = name_index(span.name).unwrap_or(OWNED_NAME);
     let slot = OWNER.try_with(|owner| owner.table().free_slot()).ok()??;
     slot.occupy(span, name);
     Some(slot)
+}
+
+/// The index of a `'static` name in the name list; `None` for an owned name (or once the
+/// list is full), which the slot then copies.
+#[inline]
+#[allow(clippy::ptr_arg)] // Whether the name is `'static` is in the `Cow`, not the `str`.
+fn name_index(name: &Cow<'static, str>) -> Option<u32> {
+    match name {
+        Cow::Borrowed(name) => NAME_CACHE.try_with(|cache| cache.index(name)).ok()?,
+        Cow::Owned(_) => None,
+    }
 }
 
 /// Every occupied slot of every table, each copied consistently (not all at one instant).
