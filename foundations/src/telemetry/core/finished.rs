@@ -67,7 +67,9 @@ pub struct FinishedSpan {
     span_id: SpanId,
     /// Meaningful when [`HAS_PARENT`] is set.
     parent_id: SpanId,
-    /// UNIX nanoseconds, converted once from the time-stamp counter as the span finished.
+    /// UNIX nanoseconds, converted once from the time-stamp counter as the span finished
+    /// (converting where the record is read instead would let a renewal of the clock's anchor
+    /// move a record's start between two reads).
     start_nanos: u64,
     /// Nanoseconds from start to finish; [`LONG`] when the finish is in the extras.
     duration: u32,
@@ -145,7 +147,9 @@ impl FinishedSpan {
         tags: InlineTags,
         bounded: Option<Box<Bounded>>,
     ) -> Self {
-        let (start_nanos, finish_nanos) = clock::span_unix_nanos(start_time, finish_time);
+        // One conversion: the duration needs none.
+        let start_nanos = start_time.unix_nanos();
+        let duration = finish_time.nanos_since(start_time);
         // Most spans have nothing bounded: one test, and nothing else on their way.
         let extras = match bounded {
             None => None,
@@ -156,7 +160,7 @@ impl FinishedSpan {
             state.into_parts(),
             parent,
             start_nanos,
-            finish_nanos,
+            duration,
             tags,
             extras,
         )
@@ -191,8 +195,9 @@ impl FinishedSpan {
             bounded.get_or_insert_default().count_dropped_events(over);
             logs = &logs[..limits.max_events()];
         }
-        let start_nanos = clock::system_time_nanos(span.start_time());
-        let finish_nanos = clock::system_time_nanos(span.finish_time()).max(start_nanos);
+        let start = span.start_time();
+        let duration = span.finish_time().duration_since(start).unwrap_or_default();
+        let duration = u64::try_from(duration.as_nanos()).unwrap_or(u64::MAX);
         let extras = match bounded {
             Some(bounded) => extras_of(logs.to_vec(), bounded),
             None if !logs.is_empty() => {
@@ -206,8 +211,8 @@ impl FinishedSpan {
             Cow::Owned(span.operation_name().to_owned()),
             state.clone().into_parts(),
             parent,
-            start_nanos,
-            finish_nanos,
+            clock::system_time_nanos(start),
+            duration,
             tags,
             extras,
         )
@@ -220,14 +225,14 @@ impl FinishedSpan {
         state: StateParts,
         parent: Option<ParentSpan>,
         start_nanos: u64,
-        finish_nanos: u64,
+        duration_nanos: u64,
         tags: InlineTags,
         mut extras: Option<Box<SpanExtras>>,
     ) -> Self {
-        let duration = match u32::try_from(finish_nanos - start_nanos) {
+        let duration = match u32::try_from(duration_nanos) {
             Ok(duration) if duration != LONG => duration,
             _ => {
-                extras.get_or_insert_default().finish_nanos = finish_nanos;
+                extras.get_or_insert_default().long_duration_nanos = duration_nanos;
                 LONG
             }
         };
@@ -319,7 +324,7 @@ impl FinishedSpan {
 
     /// When the span started.
     pub fn start_time(&self) -> SystemTime {
-        UNIX_EPOCH + Duration::from_nanos(self.start_nanos)
+        UNIX_EPOCH + Duration::from_nanos(self.start_unix_nanos())
     }
 
     /// When the span finished; never before [`start_time`](Self::start_time).
@@ -334,9 +339,15 @@ impl FinishedSpan {
 
     /// When the span finished, in UNIX nanoseconds (as OTLP carries it).
     pub(crate) fn finish_unix_nanos(&self) -> u64 {
+        self.start_unix_nanos()
+            .saturating_add(self.duration_nanos())
+    }
+
+    /// Nanoseconds from start to finish.
+    pub(crate) fn duration_nanos(&self) -> u64 {
         match (self.duration, self.extras.as_deref()) {
-            (LONG, Some(extras)) => extras.finish_nanos,
-            (duration, _) => self.start_nanos + u64::from(duration),
+            (LONG, Some(extras)) => extras.long_duration_nanos,
+            (duration, _) => u64::from(duration),
         }
     }
 

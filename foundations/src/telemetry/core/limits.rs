@@ -158,7 +158,7 @@ pub(crate) type SpilledTags = SmallVec<[Tag; 2]>;
 /// span only once there is any (more than one tag, links, or something dropped or logged).
 ///
 /// The same box becomes the extras of the span's record (`finished`), which is why it also
-/// has the record-only fields (`name`, `finish_nanos`, `logs`, empty while the span is
+/// has the record-only fields (`name`, `long_duration_nanos`, `logs`, empty while the span is
 /// live): finishing a span moves the pointer, it allocates and copies nothing.
 #[derive(Clone, Debug, Default)]
 pub(crate) struct Bounded {
@@ -179,8 +179,8 @@ pub(crate) struct Bounded {
     pub(crate) event_dropped_attributes: Vec<(u32, u32)>,
     /// Record only: an owned name.
     pub(crate) name: Option<Box<str>>,
-    /// Record only: the finish in UNIX nanoseconds, when the duration does not fit.
-    pub(crate) finish_nanos: u64,
+    /// Record only: the duration in nanoseconds, when it does not fit the record's `u32`.
+    pub(crate) long_duration_nanos: u64,
     /// Record only: log entries, copied out of a `cf_rustracing` span.
     pub(crate) logs: Vec<Log>,
 }
