@@ -356,7 +356,7 @@ impl<'a> PollScope<'a> {
 impl Drop for PollScope<'_> {
     #[inline]
     fn drop(&mut self) {
-        frame::leave(self.entered, self.parked);
+        frame::leave(&mut self.entered, self.parked);
     }
 }
 

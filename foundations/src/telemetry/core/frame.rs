@@ -26,8 +26,10 @@
 //! installed, and [`leave`], run by the caller's drop guard (also when the poll panics),
 //! uninstalls it before the borrow ends. Frames nest strictly: a poll is a function call,
 //! and its guard is dropped before the poll returns. A frame is read only through the
-//! thread-local stack it was installed on. Nothing else keeps the pointer: a materialized
-//! entry holds a cloned handle, so parked entries own what they hold. Were [`leave`] ever
+//! thread-local stack it was installed on. Only the guard of a poll nested in it keeps a
+//! copy (in its [`Outer`]), to put it back when the nested frame leaves, which is before
+//! the outer one does; it never reads through it. A materialized entry holds a cloned
+//! handle, so parked entries own what they hold. Were [`leave`] ever
 //! unable to reach the stack while it still exists, the process aborts rather than keep a
 //! frame that would outlive its context.
 //!
@@ -50,7 +52,7 @@ impl ScopeStack {
     #[inline]
     #[allow(unsafe_code)]
     pub(super) fn frame_span(&self) -> Option<&SpanHandle> {
-        let span = self.frames.last()?.span?;
+        let span = self.frame.span?;
         // SAFETY: an installed frame points into a context borrowed until the frame is left
         // (see "Why the pointer is sound" above), and `&self` keeps the frame installed.
         Some(unsafe { span.as_ref() })
@@ -67,24 +69,37 @@ impl ScopeStack {
         entry.span = Some(EntrySpan::Shared(handle));
         // The context holds the span for longer than the entry lives.
         entry.outlived = true;
-        if let Some(frame) = self.frames.last_mut() {
-            frame.materialized = Some(id);
-        }
+        self.frame.materialized = Some(id);
         Some(())
     }
 
-    /// An entry below the floor of the innermost frame, or of a frame it is nested in, was
-    /// removed at `index` (out of order): the floors above it move down with the entries.
+    /// An entry below the floor of the innermost frame was removed at `index` (out of
+    /// order): that floor moves down with the entries now, and the floors the guards keep
+    /// (of the frames it is nested in) when their frames leave (see [`Outer`]).
     #[cold]
     #[inline(never)]
     pub(super) fn lower_floors(&mut self, index: usize) {
-        let floors = std::iter::once(&mut self.floor)
-            .chain(self.frames.iter_mut().map(|frame| &mut frame.outer_floor));
-        for floor in floors {
-            if index < *floor {
-                *floor -= 1;
+        self.floor -= 1;
+        self.lowered.push(index);
+    }
+
+    /// `floor`, lowered by the removals logged since `from` (in order, as [`lower_floors`]
+    /// would have lowered it then). The log is cleared once the floor is 0: the frames this
+    /// one is nested in, if any, have their floors at 0 too, where no removal can lower them.
+    ///
+    /// [`lower_floors`]: Self::lower_floors
+    #[cold]
+    #[inline(never)]
+    fn lowered_floor(&mut self, mut floor: usize, from: usize) -> usize {
+        for &index in &self.lowered[from..] {
+            if index < floor {
+                floor -= 1;
             }
         }
+        if floor == 0 {
+            self.lowered.clear();
+        }
+        floor
     }
 }
 
@@ -105,12 +120,25 @@ impl std::fmt::Debug for Parked {
     }
 }
 
-/// Whether [`enter`] installed a frame on each pipeline's stack: [`leave`] uninstalls
-/// exactly those.
-#[derive(Clone, Copy, Default)]
+/// What [`enter`] replaced on one stack, kept by the caller's guard until [`leave`] puts
+/// it back: the floor and frame of the frame it is nested in (none outside any), and where
+/// the stack's log of removals below the floor stood, so that the floor kept here is
+/// lowered by the removals made meanwhile.
+pub(crate) struct Outer {
+    floor: usize,
+    frame: Frame,
+    lowered: usize,
+    /// The thread's test harness, which the context's replaces for the poll.
+    #[cfg(feature = "testing")]
+    test_harness: Option<Arc<Harness>>,
+}
+
+/// The frames [`enter`] installed, one per pipeline whose stack was available: [`leave`]
+/// uninstalls exactly those.
+#[derive(Default)]
 pub(crate) struct Entered {
-    internal: bool,
-    user: bool,
+    internal: Option<Outer>,
+    user: Option<Outer>,
 }
 
 /// Installs a frame on each of this thread's stacks, pointing to the context's span of that
@@ -124,59 +152,51 @@ pub(crate) fn enter(
     parked: &mut PerPipeline<Parked>,
 ) -> Entered {
     with_stacks(|stacks| Entered {
-        internal: stacks.internal.try_borrow_mut().is_ok_and(|mut stack| {
-            let frame = Frame::new(
-                &stack,
+        internal: stacks.internal.try_borrow_mut().ok().map(|mut stack| {
+            enter_one(
+                &mut stack,
                 spans.internal.as_ref(),
                 #[cfg(feature = "testing")]
                 &test_harnesses.internal,
-            );
-            enter_one(&mut stack, frame, &mut parked.internal)
+                &mut parked.internal,
+            )
         }),
-        user: stacks.user.try_borrow_mut().is_ok_and(|mut stack| {
-            let frame = Frame::new(
-                &stack,
+        user: stacks.user.try_borrow_mut().ok().map(|mut stack| {
+            enter_one(
+                &mut stack,
                 spans.user.as_ref(),
                 #[cfg(feature = "testing")]
                 &test_harnesses.user,
-            );
-            enter_one(&mut stack, frame, &mut parked.user)
+                &mut parked.user,
+            )
         }),
     })
     .unwrap_or_default()
 }
 
-impl Frame {
-    #[inline(always)]
-    fn new(
-        stack: &ScopeStack,
-        span: Option<&SpanHandle>,
-        #[cfg(feature = "testing")] test_harness: &Option<Arc<Harness>>,
-    ) -> Frame {
-        Frame {
-            outer_floor: stack.floor,
-            span: span.map(NonNull::from),
-            materialized: None,
-            #[cfg(feature = "testing")]
-            previous_test_harness: test_harness.clone(),
-        }
-    }
-}
-
 #[inline(always)]
-fn enter_one(stack: &mut ScopeStack, frame: Frame, parked: &mut Parked) -> bool {
-    #[cfg(feature = "testing")]
-    let frame = {
-        let mut frame = frame;
-        std::mem::swap(&mut frame.previous_test_harness, &mut stack.test_harness);
-        frame
+fn enter_one(
+    stack: &mut ScopeStack,
+    span: Option<&SpanHandle>,
+    #[cfg(feature = "testing")] test_harness: &Option<Arc<Harness>>,
+    parked: &mut Parked,
+) -> Outer {
+    let frame = Frame {
+        span: span.map(NonNull::from),
+        materialized: None,
     };
-    stack.frames.push(frame);
+    let outer = Outer {
+        floor: stack.floor,
+        frame: std::mem::replace(&mut stack.frame, frame),
+        lowered: stack.lowered.len(),
+        #[cfg(feature = "testing")]
+        test_harness: std::mem::replace(&mut stack.test_harness, test_harness.clone()),
+    };
     stack.floor = stack.depth;
     if !parked.entries.is_empty() {
         restore(stack, parked);
     }
-    true
+    outer
 }
 
 /// Puts parked entries back above the floor, below the vacant entries (kept for reuse).
@@ -187,30 +207,29 @@ fn restore(stack: &mut ScopeStack, parked: &mut Parked) {
     let count = parked.entries.len();
     stack.entries.splice(at..at, parked.entries.drain(..));
     stack.depth += count;
-    if let Some(frame) = stack.frames.last_mut() {
-        frame.materialized = parked.materialized.take();
-    }
+    stack.frame.materialized = parked.materialized.take();
 }
 
 /// Uninstalls the frames [`enter`] installed, parking whatever the poll left above them.
+/// Call it once per [`enter`], with what it returned.
 #[inline]
-pub(crate) fn leave(entered: Entered, parked: &mut PerPipeline<Parked>) {
+pub(crate) fn leave(entered: &mut Entered, parked: &mut PerPipeline<Parked>) {
     // `None`: the stacks are gone with the thread, and the frames with them.
     let _replaced = with_stacks(|stacks| {
         let mut replaced = PerPipeline::<Replaced>::default();
         // No code runs while a stack is borrowed, and a frame's guard drops before its poll
         // returns: a stack that was free when the frame was installed is free now.
-        if entered.internal {
+        if let Some(outer) = &mut entered.internal {
             let Ok(mut stack) = stacks.internal.try_borrow_mut() else {
                 std::process::abort();
             };
-            replaced.internal = leave_one(&mut stack, &mut parked.internal);
+            replaced.internal = leave_one(&mut stack, &mut parked.internal, outer);
         }
-        if entered.user {
+        if let Some(outer) = &mut entered.user {
             let Ok(mut stack) = stacks.user.try_borrow_mut() else {
                 std::process::abort();
             };
-            replaced.user = leave_one(&mut stack, &mut parked.user);
+            replaced.user = leave_one(&mut stack, &mut parked.user, outer);
         }
         replaced
     });
@@ -224,18 +243,21 @@ type Replaced = Option<Arc<Harness>>;
 #[cfg(not(feature = "testing"))]
 type Replaced = ();
 
-/// Parks what is above the floor and restores the frame this one was nested in.
+/// Parks what is above the floor and puts back the frame this one was nested in.
 #[inline(always)]
-fn leave_one(stack: &mut ScopeStack, parked: &mut Parked) -> Replaced {
-    let Some(frame) = stack.frames.pop() else {
-        return Replaced::default();
-    };
-    if stack.depth != stack.floor && !stack.end_materialized_only(frame.materialized) {
-        park(stack, parked, frame.materialized);
+fn leave_one(stack: &mut ScopeStack, parked: &mut Parked, outer: &mut Outer) -> Replaced {
+    let materialized = stack.frame.materialized;
+    if stack.depth != stack.floor && !stack.end_materialized_only(materialized) {
+        park(stack, parked, materialized);
     }
-    stack.floor = frame.outer_floor;
+    stack.floor = if stack.lowered.len() == outer.lowered {
+        outer.floor
+    } else {
+        stack.lowered_floor(outer.floor, outer.lowered)
+    };
+    stack.frame = outer.frame;
     #[cfg(feature = "testing")]
-    return std::mem::replace(&mut stack.test_harness, frame.previous_test_harness);
+    return std::mem::replace(&mut stack.test_harness, outer.test_harness.take());
 }
 
 impl ScopeStack {

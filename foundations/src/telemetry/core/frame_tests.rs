@@ -10,10 +10,17 @@ use std::future::Future;
 use std::pin::{Pin, pin};
 use std::task::{Context, Poll, Waker};
 
-/// `(depth, floor, frames)` of this thread's internal stack.
+/// `(depth, floor, 1 if a frame with a span is installed else 0)` of this thread's internal
+/// stack.
 fn shape() -> (usize, usize, usize) {
-    with_stack::<Internal, _>(|stack| (stack.depth, stack.floor, stack.frames.len()))
-        .expect("stack available")
+    with_stack::<Internal, _>(|stack| {
+        (
+            stack.depth,
+            stack.floor,
+            usize::from(stack.frame.span.is_some()),
+        )
+    })
+    .expect("stack available")
 }
 
 /// Polls `future` once with a no-op waker.
@@ -127,6 +134,46 @@ fn an_entry_below_the_floor_leaving_during_a_poll_lowers_the_floor() {
     assert!(outer_trace.is_some() && outer_trace != request_trace);
     drop(outer_child);
     assert_eq!(shape(), (depth - 2, 0, 0));
+}
+
+#[test]
+fn an_entry_below_nested_floors_leaving_in_the_inner_poll_lowers_the_outer_floor_too() {
+    let test = TelemetryContext::test();
+    let _test_scope = test.scope();
+    let outer = tracing::start_trace("outer", StartTraceOptions::default());
+    let (base, ..) = shape();
+    let a = tracing::start_trace("a", StartTraceOptions::default()).into_context();
+    let b = tracing::start_trace("b", StartTraceOptions::default()).into_context();
+    let (a_trace, b_trace) = (
+        a.scope_and(tracing::trace_id),
+        b.scope_and(tracing::trace_id),
+    );
+    let mut outer = Some(outer);
+    let mut inner = Some(Box::pin(b.apply(Steps(move || {
+        // Below both floors: the inner one moves now, the outer one when this frame leaves.
+        drop(outer.take());
+        assert_eq!(tracing::trace_id(), b_trace);
+        true
+    }))));
+    let mut future = pin!(a.apply(Steps(move || {
+        let a_child = tracing::span("a_child");
+        // The frame's span was materialized to parent the child.
+        assert_eq!(shape(), (base + 2, base, 1));
+        let inner = inner.as_mut().expect("polled once");
+        assert!(poll_once(inner.as_mut()).is_ready());
+        assert_eq!(
+            shape(),
+            (base + 1, base - 1, 1),
+            "the outer frame's floor moved down with the entries"
+        );
+        assert_eq!(tracing::trace_id(), a_trace, "a_child is current again");
+        drop(a_child);
+        assert_eq!(shape(), (base, base - 1, 1));
+        assert_eq!(tracing::trace_id(), a_trace, "the frame's span");
+        true
+    })));
+    assert!(poll_once(future.as_mut()).is_ready());
+    assert_eq!(shape(), (base - 1, 0, 0));
 }
 
 #[test]

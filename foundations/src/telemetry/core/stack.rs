@@ -52,29 +52,28 @@ pub(crate) struct ScopeStack {
     /// The floor of the innermost frame (see `frame`), 0 outside any: entries below it are
     /// hidden, and the frame's span is current when nothing is above it.
     pub(super) floor: usize,
-    /// The frames of the contexts being polled on this thread, innermost last.
-    pub(super) frames: Vec<Frame>,
+    /// The innermost frame's span and materialized entry. What entering a frame replaced (the
+    /// frame it is nested in) is kept by the caller's guard, not here: entering and leaving
+    /// are then a few stores, with no list to grow.
+    pub(super) frame: Frame,
+    /// Indices of entries removed below the innermost floor while frames were installed, in
+    /// order: the floors that the guards keep are lowered by them when their frames leave.
+    pub(super) lowered: Vec<usize>,
     /// The harness that roots started on this thread use instead of the global one.
     #[cfg(feature = "testing")]
     pub(super) test_harness: Option<Arc<Harness>>,
 }
 
-/// A context's frame on one pipeline's stack, installed for one poll of the future the
-/// context drives (see the `frame` module, which installs and leaves frames). The stack keeps
-/// the floor of its innermost frame inline (`ScopeStack::floor`, read by every access to the
-/// current span) and its frames in a list, innermost last.
+/// The innermost frame of a context being polled on this thread (see the `frame` module,
+/// which installs and leaves frames): its floor is kept beside it, inline in the stack,
+/// because every access to the current span reads it.
+#[derive(Clone, Copy, Default)]
 pub(crate) struct Frame {
-    /// The floor of the frame this one is nested in (0 outside any frame), restored when
-    /// this one is left.
-    pub(super) outer_floor: usize,
     /// The context's span, pointed to for the poll (read it with `frame_span`); `None` when
     /// the context has none of this pipeline (then no span is current at the floor).
     pub(super) span: Option<NonNull<SpanHandle>>,
     /// The entry the frame's span was materialized into, if it was.
     pub(super) materialized: Option<RawId>,
-    /// The thread's test harness before the context's replaced it for the poll.
-    #[cfg(feature = "testing")]
-    pub(super) previous_test_harness: Option<Arc<Harness>>,
 }
 
 impl ScopeStack {
@@ -84,7 +83,11 @@ impl ScopeStack {
             depth: 0,
             next_id: 0,
             floor: 0,
-            frames: Vec::new(),
+            frame: Frame {
+                span: None,
+                materialized: None,
+            },
+            lowered: Vec::new(),
             #[cfg(feature = "testing")]
             test_harness: None,
         }
