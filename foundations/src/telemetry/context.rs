@@ -8,9 +8,10 @@
 
 use crate::telemetry::core::current;
 use crate::telemetry::core::entry_span::EntrySpan;
-use crate::telemetry::core::frame::{self, Entered, Parked};
+use crate::telemetry::core::frame::{self, Parked};
 use crate::telemetry::core::harness::RootOptions;
 use crate::telemetry::core::pipeline::{Internal, PerPipeline, Pipeline, ScopeId, User};
+use crate::telemetry::core::polled::Polled;
 use crate::telemetry::core::scope::Scope;
 use crate::telemetry::core::span::SpanHandle;
 use crate::telemetry::core::stack;
@@ -321,42 +322,42 @@ impl<F: Future> Future for WithTelemetryContext<F> {
     #[inline]
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<F::Output> {
         let this = self.project();
-        let _scope = PollScope::enter(this.ctx, this.parked);
+        let polled = Polled::new(
+            &this.ctx.spans,
+            #[cfg(feature = "testing")]
+            &this.ctx.test_harnesses,
+        );
+        let _scope = PollScope::enter(&polled, this.parked);
         this.inner.poll(cx)
     }
 }
 
-/// A context made current for one poll of the future it drives, as a frame on each
-/// pipeline's stack (see [`frame`]); on drop (also by a panic in the poll) it parks what the
-/// poll left and uninstalls the frames. It borrows the context for as long as the frames
-/// point into it.
-struct PollScope<'a> {
-    // Borrowed for as long as the frames point into it.
-    _ctx: &'a TelemetryContext,
+/// A context made current for one poll of the future it drives (see [`frame`]); on drop
+/// (also by a panic in the poll) it parks what the poll left and ends the poll. It borrows
+/// the poll's record, which borrows the context, for as long as the stacks point to them.
+struct PollScope<'a, 'ctx> {
+    polled: &'a Polled<'ctx>,
     parked: &'a mut PerPipeline<Parked>,
-    entered: Entered,
+    entered: bool,
 }
 
-impl<'a> PollScope<'a> {
+impl<'a, 'ctx> PollScope<'a, 'ctx> {
     #[inline]
-    fn enter(ctx: &'a TelemetryContext, parked: &'a mut PerPipeline<Parked>) -> Self {
+    fn enter(polled: &'a Polled<'ctx>, parked: &'a mut PerPipeline<Parked>) -> Self {
         Self {
-            entered: frame::enter(
-                &ctx.spans,
-                #[cfg(feature = "testing")]
-                &ctx.test_harnesses,
-                parked,
-            ),
-            _ctx: ctx,
+            entered: frame::enter(polled, parked),
+            polled,
             parked,
         }
     }
 }
 
-impl Drop for PollScope<'_> {
+impl Drop for PollScope<'_, '_> {
     #[inline]
     fn drop(&mut self) {
-        frame::leave(&mut self.entered, self.parked);
+        if self.entered {
+            frame::leave(self.polled, self.parked);
+        }
     }
 }
 

@@ -2,11 +2,13 @@
 //! poll of the future it drives, and what a suspended future left on the stacks.
 //!
 //! An instrumented future is polled again and again, and most polls record nothing. So
-//! entering its context must not build anything: [`enter`] installs a *frame* on each
-//! pipeline's stack, which is the stack's depth at that moment (its *floor*: the entries
-//! below are hidden) and a pointer to the context's span. That is a few stores: no
-//! reference count, no copy of the span, no entry. Only when the poll's code needs the
-//! current span as an entry (to open a child, to tag it) is the frame's span
+//! entering its context must not build anything: [`enter`] registers the poll's record
+//! ([`Polled`], kept in the poll's own call frame) as the thread's polled context, and marks
+//! both stacks as lacking its frame. That is a few stores, and leaving is as many. A stack
+//! gets the poll's *frame* when code in the poll first uses it: the stack's depth at that
+//! moment (its *floor*: the entries below are hidden) and a pointer to the context's span;
+//! still no reference count, no copy of the span, no entry. Only when the poll's code needs
+//! the current span as an entry (to open a child, to tag it) is the frame's span
 //! *materialized*: a handle to it is cloned into an ordinary entry above the floor. Reads
 //! (`trace_id()`, capturing the context again) go through the pointer.
 //!
@@ -15,31 +17,34 @@
 //! when it returns `Pending`. Left there, they would be current while *other* futures are
 //! polled on the thread: their spans would parent to another request, and a user span would
 //! inherit another customer's routing. So [`leave`] takes every entry above the floor off the
-//! stack into the future's [`Parked`], and the next [`enter`] puts them back, ids unchanged,
-//! so the scopes the future holds find their entries again. Every poll leaves the stack as
-//! it found it.
+//! stack into the future's [`Parked`], and the next [`enter`] puts them back (installing the
+//! frame first), ids unchanged, so the scopes the future holds find their entries again.
+//! Every poll leaves the stacks as it found them.
 //!
-//! # Why the pointer is sound
+//! # Why the pointers are sound
 //!
-//! This is the crate's one `unsafe` read ([`ScopeStack::frame_span`]). A frame points into
-//! the context that [`enter`]'s caller borrows (shared) for as long as the frame is
-//! installed, and [`leave`], run by the caller's drop guard (also when the poll panics),
-//! uninstalls it before the borrow ends. Frames nest strictly: a poll is a function call,
-//! and its guard is dropped before the poll returns. A frame is read only through the
-//! thread-local stack it was installed on. Only the guard of a poll nested in it keeps a
-//! copy (in its [`Outer`]), to put it back when the nested frame leaves, which is before
-//! the outer one does; it never reads through it. A materialized entry holds a cloned
-//! handle, so parked entries own what they hold. Were [`leave`] ever
-//! unable to reach the stack while it still exists, the process aborts rather than keep a
-//! frame that would outlive its context.
+//! These are the crate's two `unsafe` reads: of a frame's span ([`ScopeStack::frame_span`])
+//! and of the registered poll record ([`Stacks::install_frame`]). The record and the context
+//! it points into are borrowed (shared) by the poll's guard for as long as the record is
+//! registered, and [`leave`], run by that guard's drop (also when the poll panics),
+//! uninstalls the poll's frames and unregisters the record before the borrows end. Polls
+//! nest strictly: a poll is a function call, and its guard is dropped before it returns.
+//! Both pointers are read only through the thread-local stacks they were registered on. A
+//! nested poll's record keeps the outer record's pointer and frame (in its [`Outer`]) only
+//! to put them back when it ends, which is before the outer poll does; it never reads
+//! through them. A materialized entry holds a cloned handle, so parked entries own what they
+//! hold. Were [`leave`] ever unable to reach a stack while it still exists, the process
+//! aborts rather than keep a frame that would outlive its context.
 //!
 //! This module owns frames and parking; which entries exist is the stack's business.
 
 use super::entry::Entry;
 use super::entry_span::EntrySpan;
-use super::pipeline::{PerPipeline, RawId};
+use super::pipeline::{Internal, PerPipeline, Pipeline, RawId, User};
+use super::polled::{Frame, Outer, Polled, PolledRef};
 use super::span::SpanHandle;
-use super::stack::{Frame, ScopeStack, with_stacks};
+use super::stack::{ScopeStack, Stacks, pending_bit, with_stacks_as_they_are};
+use std::cell::Cell;
 use std::ptr::NonNull;
 
 #[cfg(feature = "testing")]
@@ -56,6 +61,35 @@ impl ScopeStack {
         // SAFETY: an installed frame points into a context borrowed until the frame is left
         // (see "Why the pointer is sound" above), and `&self` keeps the frame installed.
         Some(unsafe { span.as_ref() })
+    }
+
+    /// The entry of the current span: the top one above the floor of the installed frame,
+    /// the frame's span made an entry if nothing is above it (see `frame`), or none.
+    #[inline(always)]
+    pub(super) fn top(&mut self) -> Option<&mut Entry> {
+        if self.depth == self.floor {
+            self.materialize()?;
+        }
+        self.entries[..self.depth].last_mut()
+    }
+
+    /// As [`top`](Self::top), by index.
+    #[inline(always)]
+    pub(super) fn top_index(&mut self) -> Option<usize> {
+        if self.depth == self.floor {
+            self.materialize()?;
+        }
+        self.depth.checked_sub(1)
+    }
+
+    /// Whether a span is current, without making a frame's span an entry.
+    #[inline]
+    pub(super) fn has_current(&self) -> bool {
+        if self.depth == self.floor {
+            self.frame_span().is_some()
+        } else {
+            self.entries[self.depth - 1].span.is_some()
+        }
     }
 
     /// Makes the innermost frame's span an entry above the floor; what code that needs the
@@ -120,88 +154,136 @@ impl std::fmt::Debug for Parked {
     }
 }
 
-/// What [`enter`] replaced on one stack, kept by the caller's guard until [`leave`] puts
-/// it back: the floor and frame of the frame it is nested in (none outside any), and where
-/// the stack's log of removals below the floor stood, so that the floor kept here is
-/// lowered by the removals made meanwhile.
-pub(crate) struct Outer {
-    floor: usize,
-    frame: Frame,
-    lowered: usize,
-    /// The thread's test harness, which the context's replaces for the poll.
-    #[cfg(feature = "testing")]
-    test_harness: Option<Arc<Harness>>,
-}
-
-/// The frames [`enter`] installed, one per pipeline whose stack was available: [`leave`]
-/// uninstalls exactly those.
-#[derive(Default)]
-pub(crate) struct Entered {
-    internal: Option<Outer>,
-    user: Option<Outer>,
-}
-
-/// Installs a frame on each of this thread's stacks, pointing to the context's span of that
-/// pipeline in `spans`, which the caller keeps borrowed until it calls [`leave`]; puts back
-/// what the previous poll parked. In tests, the context's harnesses replace the thread's
-/// for the poll, in the same visit to the stacks.
-#[inline]
-pub(crate) fn enter(
-    spans: &PerPipeline<Option<SpanHandle>>,
-    #[cfg(feature = "testing")] test_harnesses: &PerPipeline<Option<Arc<Harness>>>,
-    parked: &mut PerPipeline<Parked>,
-) -> Entered {
-    with_stacks(|stacks| Entered {
-        internal: stacks.internal.try_borrow_mut().ok().map(|mut stack| {
-            enter_one(
-                &mut stack,
-                spans.internal.as_ref(),
-                #[cfg(feature = "testing")]
-                &test_harnesses.internal,
-                &mut parked.internal,
-            )
-        }),
-        user: stacks.user.try_borrow_mut().ok().map(|mut stack| {
-            enter_one(
-                &mut stack,
-                spans.user.as_ref(),
-                #[cfg(feature = "testing")]
-                &test_harnesses.user,
-                &mut parked.user,
-            )
-        }),
-    })
-    .unwrap_or_default()
-}
-
-#[inline(always)]
-fn enter_one(
-    stack: &mut ScopeStack,
-    span: Option<&SpanHandle>,
-    #[cfg(feature = "testing")] test_harness: &Option<Arc<Harness>>,
-    parked: &mut Parked,
-) -> Outer {
-    let frame = Frame {
-        span: span.map(NonNull::from),
-        materialized: None,
-    };
-    let outer = Outer {
-        floor: stack.floor,
-        frame: std::mem::replace(&mut stack.frame, frame),
-        lowered: stack.lowered.len(),
-        #[cfg(feature = "testing")]
-        test_harness: std::mem::replace(&mut stack.test_harness, test_harness.clone()),
-    };
-    stack.floor = stack.depth;
-    if !parked.entries.is_empty() {
-        restore(stack, parked);
+impl<'a> Polled<'a> {
+    /// The record of a poll of a context with these spans (and, in tests, harnesses).
+    #[inline(always)]
+    pub(crate) fn new(
+        spans: &'a PerPipeline<Option<SpanHandle>>,
+        #[cfg(feature = "testing")] test_harnesses: &'a PerPipeline<Option<Arc<Harness>>>,
+    ) -> Self {
+        Self {
+            spans,
+            #[cfg(feature = "testing")]
+            test_harnesses,
+            outer: Cell::new(None),
+            outer_pending: Cell::new(0),
+            replaced: PerPipeline::new(Cell::new(None), Cell::new(None)),
+        }
     }
-    outer
+
+    fn as_ref(&self) -> PolledRef {
+        NonNull::from(self).cast()
+    }
+}
+
+/// Makes `polled` the context being polled on this thread, until [`leave`]; puts back what
+/// its previous poll parked. Its frames are installed on the stacks when code in the poll
+/// first uses them (see [`Stacks`]), or here on a stack that gets parked entries back.
+/// `false` when the thread's stacks are gone (then do not call [`leave`]).
+///
+/// `polled` and the context it borrows must stay where they are until [`leave`] returns: the
+/// stacks point to them meanwhile.
+#[inline]
+pub(crate) fn enter(polled: &Polled<'_>, parked: &mut PerPipeline<Parked>) -> bool {
+    with_stacks_as_they_are(|stacks| {
+        polled
+            .outer
+            .set(stacks.polled.replace(Some(polled.as_ref())));
+        polled.outer_pending.set(
+            stacks
+                .pending
+                .replace(pending_bit::<Internal>() | pending_bit::<User>()),
+        );
+        if !parked.internal.entries.is_empty() || !parked.user.entries.is_empty() {
+            restore_parked(stacks, parked);
+        }
+    })
+    .is_some()
+}
+
+/// Installs the frames of the stacks that have parked entries to get back, and puts them
+/// back.
+#[cold]
+#[inline(never)]
+fn restore_parked(stacks: &Stacks, parked: &mut PerPipeline<Parked>) {
+    if !parked.internal.entries.is_empty()
+        && let Ok(mut stack) = stacks.pipelines.internal.try_borrow_mut()
+    {
+        stacks.install_frame::<Internal>(&mut stack);
+        restore(&mut stack, &mut parked.internal);
+    }
+    if !parked.user.entries.is_empty()
+        && let Ok(mut stack) = stacks.pipelines.user.try_borrow_mut()
+    {
+        stacks.install_frame::<User>(&mut stack);
+        restore(&mut stack, &mut parked.user);
+    }
+}
+
+impl Stacks {
+    /// Installs the frame of the context being polled on the stack of pipeline `P`, if it
+    /// is not installed yet: what every access to a stack does first.
+    #[inline(always)]
+    pub(super) fn install_polled<P: Pipeline>(&self, stack: &mut ScopeStack) {
+        if self.pending.get() & pending_bit::<P>() != 0 {
+            self.install_frame::<P>(stack);
+        }
+    }
+
+    /// Installs the frame of the context being polled on the stack of pipeline `P`, which
+    /// the caller borrowed: its floor is the stack's depth now (nothing of this poll is on
+    /// the stack yet), and its span the context's. What it replaces (the frame of a poll
+    /// this one is nested in, if that one had installed it) is kept by the poll, for
+    /// [`leave`]. Nothing to do outside any poll.
+    #[cold]
+    #[inline(never)]
+    pub(super) fn install_frame<P: Pipeline>(&self, stack: &mut ScopeStack) {
+        self.pending.set(self.pending.get() & !pending_bit::<P>());
+        let Some(polled) = self.polled.get() else {
+            return;
+        };
+        // SAFETY: a registered poll stays in place, with the context it borrows, until it
+        // leaves (see "Why the pointers are sound" above), and it is registered now.
+        #[allow(unsafe_code)]
+        let polled_now = unsafe { polled.as_ref() };
+        let frame = Frame {
+            span: polled_now.spans.get::<P>().as_ref().map(NonNull::from),
+            materialized: None,
+        };
+        let outer = Outer {
+            floor: stack.floor,
+            frame: std::mem::replace(&mut stack.frame, frame),
+            installed: self.installed.get::<P>().replace(Some(polled)),
+            lowered: stack.lowered.len(),
+            #[cfg(feature = "testing")]
+            test_harness: std::mem::replace(
+                &mut stack.test_harness,
+                polled_now.test_harnesses.get::<P>().clone(),
+            ),
+        };
+        polled_now.replaced.get::<P>().set(Some(outer));
+        stack.floor = stack.depth;
+    }
+
+    /// [`install_frame`](Self::install_frame) on each stack that is free and lacks it.
+    #[cold]
+    #[inline(never)]
+    pub(super) fn install_both(&self) {
+        let pending = self.pending.get();
+        if pending & pending_bit::<Internal>() != 0
+            && let Ok(mut stack) = self.pipelines.internal.try_borrow_mut()
+        {
+            self.install_frame::<Internal>(&mut stack);
+        }
+        if pending & pending_bit::<User>() != 0
+            && let Ok(mut stack) = self.pipelines.user.try_borrow_mut()
+        {
+            self.install_frame::<User>(&mut stack);
+        }
+    }
 }
 
 /// Puts parked entries back above the floor, below the vacant entries (kept for reuse).
-#[cold]
-#[inline(never)]
 fn restore(stack: &mut ScopeStack, parked: &mut Parked) {
     let at = stack.depth;
     let count = parked.entries.len();
@@ -210,27 +292,25 @@ fn restore(stack: &mut ScopeStack, parked: &mut Parked) {
     stack.frame.materialized = parked.materialized.take();
 }
 
-/// Uninstalls the frames [`enter`] installed, parking whatever the poll left above them.
-/// Call it once per [`enter`], with what it returned.
+/// Ends the poll [`enter`] began: on each stack where its frame was installed, parks what
+/// the poll left above the floor and puts back what the frame replaced; then the poll it was
+/// nested in (if any) is the one being polled again.
 #[inline]
-pub(crate) fn leave(entered: &mut Entered, parked: &mut PerPipeline<Parked>) {
+pub(crate) fn leave(polled: &Polled<'_>, parked: &mut PerPipeline<Parked>) {
+    let me = Some(polled.as_ref());
     // `None`: the stacks are gone with the thread, and the frames with them.
-    let _replaced = with_stacks(|stacks| {
+    let _replaced = with_stacks_as_they_are(|stacks| {
         let mut replaced = PerPipeline::<Replaced>::default();
-        // No code runs while a stack is borrowed, and a frame's guard drops before its poll
-        // returns: a stack that was free when the frame was installed is free now.
-        if let Some(outer) = &mut entered.internal {
-            let Ok(mut stack) = stacks.internal.try_borrow_mut() else {
-                std::process::abort();
-            };
-            replaced.internal = leave_one(&mut stack, &mut parked.internal, outer);
+        if stacks.installed.internal.get() == me {
+            replaced.internal = uninstall::<Internal>(stacks, polled, &mut parked.internal);
         }
-        if let Some(outer) = &mut entered.user {
-            let Ok(mut stack) = stacks.user.try_borrow_mut() else {
-                std::process::abort();
-            };
-            replaced.user = leave_one(&mut stack, &mut parked.user, outer);
+        if stacks.installed.user.get() == me {
+            replaced.user = uninstall::<User>(stacks, polled, &mut parked.user);
         }
+        // Each stack's `installed` is back to what it was when this poll began, and so is
+        // what is pending.
+        stacks.polled.set(polled.outer.get());
+        stacks.pending.set(polled.outer_pending.get());
         replaced
     });
     // The test harnesses the poll had current drop here, the stacks released.
@@ -243,12 +323,22 @@ type Replaced = Option<Arc<Harness>>;
 #[cfg(not(feature = "testing"))]
 type Replaced = ();
 
-/// Parks what is above the floor and puts back the frame this one was nested in.
-#[inline(always)]
-fn leave_one(stack: &mut ScopeStack, parked: &mut Parked, outer: &mut Outer) -> Replaced {
+/// Parks what is above the floor of the poll's frame on the stack of pipeline `P` and puts
+/// back what the frame replaced.
+#[cold]
+#[inline(never)]
+fn uninstall<P: Pipeline>(stacks: &Stacks, polled: &Polled<'_>, parked: &mut Parked) -> Replaced {
+    // No code runs while a stack is borrowed, and a poll's guard drops before its poll
+    // returns: a stack that was free when the frame was installed is free now.
+    let Ok(mut stack) = stacks.pipelines.get::<P>().try_borrow_mut() else {
+        std::process::abort();
+    };
+    let Some(outer) = polled.replaced.get::<P>().take() else {
+        std::process::abort();
+    };
     let materialized = stack.frame.materialized;
     if stack.depth != stack.floor && !stack.end_materialized_only(materialized) {
-        park(stack, parked, materialized);
+        park(&mut stack, parked, materialized);
     }
     stack.floor = if stack.lowered.len() == outer.lowered {
         outer.floor
@@ -256,8 +346,9 @@ fn leave_one(stack: &mut ScopeStack, parked: &mut Parked, outer: &mut Outer) -> 
         stack.lowered_floor(outer.floor, outer.lowered)
     };
     stack.frame = outer.frame;
+    stacks.installed.get::<P>().set(outer.installed);
     #[cfg(feature = "testing")]
-    return std::mem::replace(&mut stack.test_harness, outer.test_harness.take());
+    return std::mem::replace(&mut stack.test_harness, outer.test_harness);
 }
 
 impl ScopeStack {

@@ -4,7 +4,7 @@
 use crate::add_span_tags;
 use crate::telemetry::TelemetryContext;
 use crate::telemetry::core::pipeline::Internal;
-use crate::telemetry::core::stack::with_stack;
+use crate::telemetry::core::stack::{with_stack, with_stacks_as_they_are};
 use crate::telemetry::tracing::{self, StartTraceOptions, TagValue};
 use std::future::Future;
 use std::pin::{Pin, pin};
@@ -174,6 +174,72 @@ fn an_entry_below_nested_floors_leaving_in_the_inner_poll_lowers_the_outer_floor
     })));
     assert!(poll_once(future.as_mut()).is_ready());
     assert_eq!(shape(), (base - 1, 0, 0));
+}
+
+/// Whether a frame is installed on this thread's internal stack, looked at without
+/// installing one.
+fn frame_installed() -> bool {
+    with_stacks_as_they_are(|stacks| stacks.installed.internal.get().is_some()).unwrap()
+}
+
+#[test]
+fn a_poll_installs_its_frame_only_when_its_code_uses_the_stack() {
+    let test = TelemetryContext::test();
+    let _test_scope = test.scope();
+    let ctx = tracing::start_trace("request", StartTraceOptions::default()).into_context();
+    let request_trace = ctx.scope_and(tracing::trace_id);
+    let mut polls = 0;
+    let mut future = pin!(ctx.apply(Steps(|| {
+        polls += 1;
+        assert!(!frame_installed(), "nothing installed before the code asks");
+        if polls == 2 {
+            assert_eq!(tracing::trace_id(), request_trace);
+            assert!(frame_installed(), "installed by the first use");
+        }
+        polls == 2
+    })));
+    assert!(poll_once(future.as_mut()).is_pending());
+    assert!(!frame_installed());
+    assert!(poll_once(future.as_mut()).is_ready());
+    assert!(!frame_installed(), "uninstalled when the poll ended");
+    assert_ne!(tracing::trace_id(), request_trace);
+}
+
+#[test]
+fn an_outer_poll_that_had_not_used_the_stack_gets_its_frame_after_an_inner_poll_did() {
+    let test = TelemetryContext::test();
+    let _test_scope = test.scope();
+    let a = tracing::start_trace("a", StartTraceOptions::default()).into_context();
+    let b = tracing::start_trace("b", StartTraceOptions::default()).into_context();
+    let (a_trace, b_trace) = (
+        a.scope_and(tracing::trace_id),
+        b.scope_and(tracing::trace_id),
+    );
+    let mut inner = Some(Box::pin(b.apply(Steps(move || {
+        let _child = tracing::span("b_child");
+        assert_eq!(tracing::trace_id(), b_trace);
+        true
+    }))));
+    let mut future = pin!(a.apply(Steps(move || {
+        // `a` has not touched the stack: only the inner poll's frame gets installed.
+        let inner = inner.as_mut().expect("polled once");
+        assert!(poll_once(inner.as_mut()).is_ready());
+        assert!(
+            !frame_installed(),
+            "the inner frame left, the outer one not installed yet"
+        );
+        let _child = tracing::span("a_child");
+        assert_eq!(
+            tracing::trace_id(),
+            a_trace,
+            "the outer context, installed now"
+        );
+        true
+    })));
+    assert!(poll_once(future.as_mut()).is_ready());
+    assert_eq!(shape(), (shape().0, 0, 0));
+    let after = tracing::trace_id();
+    assert!(after != a_trace && after != b_trace);
 }
 
 #[test]

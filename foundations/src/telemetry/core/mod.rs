@@ -32,7 +32,7 @@
 //! - [`stack`]: the thread-local scope stacks, made of [`entry`] values, each with its
 //!   [`joined`] unsampled children; [`scope`]: an entry's lifetime;
 //!   [`current`]: what is current on this thread; [`frame`]: the context of the future
-//!   being polled, and what a suspended future left; [`user_link`]: an internal entry's
+//!   being polled ([`polled`]: what it is made of), and what a suspended future left; [`user_link`]: an internal entry's
 //!   link to a parallel user span.
 //!
 //! This module imports nothing from the API, export, settings or context modules: they
@@ -50,6 +50,7 @@ pub(crate) mod joined;
 pub(crate) mod limits;
 pub(crate) mod links;
 pub(crate) mod pipeline;
+pub(crate) mod polled;
 pub(crate) mod queue;
 pub(crate) mod rate_limit;
 pub(crate) mod registry;

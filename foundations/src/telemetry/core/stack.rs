@@ -31,11 +31,11 @@ use super::entry::{Entry, RemovedEntry};
 use super::entry_span::EntrySpan;
 use super::identity::SpanState;
 use super::pipeline::{PerPipeline, Pipeline, RawId, ScopeId, User};
+use super::polled::{Frame, PolledRef};
 use super::span::SpanHandle;
 use std::borrow::Cow;
-use std::cell::RefCell;
+use std::cell::{Cell, RefCell};
 use std::num::NonZeroU64;
-use std::ptr::NonNull;
 
 #[cfg(feature = "testing")]
 use super::harness::Harness;
@@ -62,18 +62,6 @@ pub(crate) struct ScopeStack {
     /// The harness that roots started on this thread use instead of the global one.
     #[cfg(feature = "testing")]
     pub(super) test_harness: Option<Arc<Harness>>,
-}
-
-/// The innermost frame of a context being polled on this thread (see the `frame` module,
-/// which installs and leaves frames): its floor is kept beside it, inline in the stack,
-/// because every access to the current span reads it.
-#[derive(Clone, Copy, Default)]
-pub(crate) struct Frame {
-    /// The context's span, pointed to for the poll (read it with `frame_span`); `None` when
-    /// the context has none of this pipeline (then no span is current at the floor).
-    pub(super) span: Option<NonNull<SpanHandle>>,
-    /// The entry the frame's span was materialized into, if it was.
-    pub(super) materialized: Option<RawId>,
 }
 
 impl ScopeStack {
@@ -202,25 +190,6 @@ impl ScopeStack {
         self.entries[index..self.depth].rotate_left(1);
     }
 
-    /// The entry of the current span: the top one above the floor of the installed frame,
-    /// the frame's span made an entry if nothing is above it (see `frame`), or none.
-    #[inline(always)]
-    fn top(&mut self) -> Option<&mut Entry> {
-        if self.depth == self.floor {
-            self.materialize()?;
-        }
-        self.entries[..self.depth].last_mut()
-    }
-
-    /// As [`top`](Self::top), by index.
-    #[inline(always)]
-    fn top_index(&mut self) -> Option<usize> {
-        if self.depth == self.floor {
-            self.materialize()?;
-        }
-        self.depth.checked_sub(1)
-    }
-
     #[inline]
     fn current(&mut self) -> Option<&EntrySpan> {
         self.top()?.span.as_ref()
@@ -229,16 +198,6 @@ impl ScopeStack {
     #[inline]
     fn current_mut(&mut self) -> Option<&mut EntrySpan> {
         self.top()?.span.as_mut()
-    }
-
-    /// Whether a span is current, without making a frame's span an entry.
-    #[inline]
-    pub(super) fn has_current(&self) -> bool {
-        if self.depth == self.floor {
-            self.frame_span().is_some()
-        } else {
-            self.entries[self.depth - 1].span.is_some()
-        }
     }
 
     /// Joins an unsampled child into the top entry, if it can be (see the module docs): its
@@ -302,17 +261,58 @@ impl ScopeStack {
 
 /// This thread's stacks, one per pipeline, behind a single thread-local: opening an
 /// internal span also asks whether a user trace is active, and one access serves both.
-pub(super) type Stacks = PerPipeline<RefCell<ScopeStack>>;
+pub(super) struct Stacks {
+    pub(super) pipelines: PerPipeline<RefCell<ScopeStack>>,
+    /// The innermost context being polled on this thread. Its frame is installed on a stack
+    /// only when code in the poll first uses that stack: most polls use neither, and then
+    /// entering and leaving the context are a few stores (see `frame`).
+    pub(super) polled: Cell<Option<PolledRef>>,
+    /// Per stack, the poll whose frame is installed on it (`None`: none). Kept outside the
+    /// stacks, so that leaving a poll that used neither borrows neither.
+    pub(super) installed: PerPipeline<Cell<Option<PolledRef>>>,
+    /// One bit per stack ([`pending_bit`]) whose `installed` is not `polled`: what every
+    /// access tests first, one load for both facts.
+    pub(super) pending: Cell<u8>,
+}
+
+/// The bit of pipeline `P` in [`Stacks::pending`].
+#[inline(always)]
+pub(super) fn pending_bit<P: Pipeline>() -> u8 {
+    *PerPipeline::new(1, 2).get::<P>()
+}
 
 thread_local! {
     static STACKS: Stacks = const {
-        PerPipeline::new(RefCell::new(ScopeStack::new()), RefCell::new(ScopeStack::new()))
+        Stacks {
+            pipelines: PerPipeline::new(
+                RefCell::new(ScopeStack::new()),
+                RefCell::new(ScopeStack::new()),
+            ),
+            polled: Cell::new(None),
+            installed: PerPipeline::new(Cell::new(None), Cell::new(None)),
+            pending: Cell::new(0),
+        }
     };
 }
 
-/// Runs `f` on this thread's stacks; `None` while the thread is being torn down.
+/// Runs `f` on this thread's stacks, with the polled context's frames installed on each
+/// stack that is free; `None` while the thread is being torn down.
 #[inline]
 pub(super) fn with_stacks<R>(f: impl FnOnce(&Stacks) -> R) -> Option<R> {
+    STACKS
+        .try_with(|stacks| {
+            if stacks.pending.get() != 0 {
+                stacks.install_both();
+            }
+            f(stacks)
+        })
+        .ok()
+}
+
+/// Runs `f` on this thread's stacks as they are, frames not installed: for entering and
+/// leaving a poll.
+#[inline]
+pub(super) fn with_stacks_as_they_are<R>(f: impl FnOnce(&Stacks) -> R) -> Option<R> {
     STACKS.try_with(f).ok()
 }
 
@@ -325,7 +325,8 @@ pub(super) fn with_stacks<R>(f: impl FnOnce(&Stacks) -> R) -> Option<R> {
 pub(super) fn with_stack<P: Pipeline, R>(f: impl FnOnce(&mut ScopeStack) -> R) -> Option<R> {
     STACKS
         .try_with(|stacks| {
-            let mut stack = stacks.get::<P>().try_borrow_mut().ok()?;
+            let mut stack = stacks.pipelines.get::<P>().try_borrow_mut().ok()?;
+            stacks.install_polled::<P>(&mut stack);
             Some(f(&mut stack))
         })
         .ok()

@@ -37,13 +37,14 @@ pub(crate) fn push_internal_child(name: &mut Option<Cow<'static, str>>) -> Inter
     with_stacks(|stacks| {
         #[cfg(feature = "user-tracing")]
         let user_trace_active = stacks
+            .pipelines
             .user
             .try_borrow()
             .is_ok_and(|user| user.has_current());
         #[cfg(not(feature = "user-tracing"))]
         let user_trace_active = false;
         let no_current = InternalChild::NoCurrentSpan { user_trace_active };
-        let Ok(mut stack) = stacks.internal.try_borrow_mut() else {
+        let Ok(mut stack) = stacks.pipelines.internal.try_borrow_mut() else {
             return no_current;
         };
         if !stack.has_current() {
