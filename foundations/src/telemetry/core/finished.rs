@@ -219,7 +219,11 @@ impl FinishedSpan {
     }
 
     /// The record of these parts: what does not fit inline goes to the extras.
-    #[inline]
+    ///
+    /// Always inlined: the record is built in its queue slot, and a call here would build it
+    /// on the stack and copy it in (and the compiler's own choice changes with unrelated
+    /// code).
+    #[inline(always)]
     fn assemble(
         name: Cow<'static, str>,
         state: StateParts,

@@ -11,7 +11,7 @@
 //! consumes it.
 
 use super::finished::FinishedSpan;
-use super::rings::Rings;
+use super::rings::{NotPushed, Rings};
 use crossbeam_queue::SegQueue;
 use std::fmt;
 use std::ops::Deref;
@@ -137,8 +137,11 @@ impl SpanQueue {
                         self.wake.notify_waiters();
                     }
                 }
-                Err(make) => {
-                    self.push_shared(make);
+                Err(not_pushed) => {
+                    match not_pushed {
+                        NotPushed::Unbuilt(make) => self.push_shared(make),
+                        NotPushed::Built(record) => self.push_shared(move || record),
+                    }
                     // The ring is full: a batch is ready, whatever the shared queue holds.
                     if self.producers.wake_at.load(Ordering::Acquire) != usize::MAX {
                         self.wake.notify_waiters();

@@ -46,6 +46,14 @@ pub(super) struct Pushed {
     pub(super) filled: bool,
 }
 
+/// A span a ring did not take: the queue takes it the shared way.
+pub(super) enum NotPushed<F> {
+    /// Not built yet: `make` builds it.
+    Unbuilt(F),
+    /// Built, then refused by the ring (which does not happen: the ring had room).
+    Built(FinishedSpan),
+}
+
 /// The consumer side of every thread's ring for one queue.
 pub(super) struct Rings {
     id: u64,
@@ -66,15 +74,17 @@ impl Rings {
         }
     }
 
-    /// Writes the record `make` builds straight into this thread's ring (creating the ring
-    /// on first use, or a new one when it is full) and says how many spans the ring holds
-    /// now. Gives `make` back, unrun, when this thread cannot have a ring with room (no ring
-    /// left, too many queues, or the thread is exiting).
-    ///
-    /// The record is built in its slot: each move of a record is a copy of its size.
+    /// Pushes the record `make` builds into this thread's ring (creating the ring on first
+    /// use, or a new one when it is full) and says how many spans the ring holds now. Gives
+    /// `make` back, unrun, when this thread cannot have a ring with room (no ring left, too
+    /// many queues, or the thread is exiting).
     #[inline]
-    pub(super) fn push<F: FnOnce() -> FinishedSpan>(&self, make: F) -> Result<Pushed, F> {
+    pub(super) fn push<F: FnOnce() -> FinishedSpan>(
+        &self,
+        make: F,
+    ) -> Result<Pushed, NotPushed<F>> {
         let mut make = Some(make);
+        let mut unpushed = None;
         let pushed = PRODUCERS.try_with(|producers| {
             // Reentrancy cannot happen (building and pushing a record runs no application
             // code), but a failed borrow must still not lose the span.
@@ -92,18 +102,27 @@ impl Rings {
                 filled = true;
             }
             let producer = &mut producers[at].1;
-            let chunk = producer.write_chunk_uninit(1).ok()?;
-            chunk.fill_from_iter(std::iter::once_with(make.take().expect("built once")));
+            // Built here and moved in: building it in its slot (`write_chunk_uninit`) would
+            // save the move, but only while the compiler inlines rtrb's chunk filling into
+            // this function, which it stops doing with unrelated changes (+70 instructions a
+            // span when it does not).
+            let record = make.take().expect("built once")();
+            // The ring has room (made above) and this thread alone writes it.
+            if let Err(rtrb::PushError::Full(record)) = producer.push(record) {
+                unpushed = Some(record);
+                return None;
+            }
             // Reads the consumer's position: a line that changes once per drain.
             Some(Pushed {
                 len: RING_CAPACITY - producer.slots(),
                 filled,
             })
         });
-        match (pushed, make) {
-            (Ok(Some(pushed)), _) => Ok(pushed),
-            (_, Some(make)) => Err(make),
-            (_, None) => unreachable!("a record built is pushed"),
+        match (pushed, make, unpushed) {
+            (Ok(Some(pushed)), ..) => Ok(pushed),
+            (_, Some(make), _) => Err(NotPushed::Unbuilt(make)),
+            (_, None, Some(record)) => Err(NotPushed::Built(record)),
+            (_, None, None) => unreachable!("a record built is pushed or given back"),
         }
     }
 
