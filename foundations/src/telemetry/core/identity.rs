@@ -193,6 +193,11 @@ impl SpanState {
         }
     }
 
+    /// Takes the routing out, if any.
+    pub(crate) fn take_routing(&mut self) -> Option<Arc<Routing>> {
+        self.routing.take()
+    }
+
     /// Moves the state out, leaving the ids behind and `None` for tracestate and routing:
     /// how a finishing span hands its state to its record without cloning it.
     pub(crate) fn take(&mut self) -> Self {

@@ -9,16 +9,23 @@
 //! code such as `group_key()` is never asked to decide it), and a panicking `encode()`
 //! costs only its own trace's spans, counted.
 //!
-//! This module owns the resolution and its outcome. It knows nothing of HTTP beyond the
-//! characters a header value may hold, and nothing of requests.
+//! Dropping a routing's last reference runs the application's `Drop` of its metadata, so
+//! it must not happen while a scope stack is borrowed (that code may open spans). A span
+//! ended in place holds a reference only while its record is refused (a full or closed
+//! queue): [`drop_later`] keeps that reference on the thread until [`drop_deferred`], which
+//! the stacks call once released.
+//!
+//! This module owns the resolution, its outcome, and those deferred drops. It knows nothing
+//! of HTTP beyond the characters a header value may hold, and nothing of requests.
 
 // Only the user pipeline (feature `user-tracing`) starts traces with a routing.
 #![cfg_attr(not(feature = "user-tracing"), allow(dead_code))]
 
 use cf_rustracing::span::RoutingMetadata;
+use std::cell::RefCell;
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 /// A user trace's routing: the header value the application's metadata encoded to, and
@@ -73,6 +80,55 @@ impl std::fmt::Debug for Routing {
             .field("header", &self.header)
             .finish_non_exhaustive()
     }
+}
+
+thread_local! {
+    /// References dropped while a stack may be borrowed, to drop once it is not.
+    static DEFERRED: RefCell<Vec<Arc<Routing>>> = const { RefCell::new(Vec::new()) };
+}
+
+/// Set once any thread defers a drop: until then, [`drop_deferred`] is one load.
+static ANY_DEFERRED: AtomicBool = AtomicBool::new(false);
+
+/// Keeps `routing` on this thread until [`drop_deferred`] (when the next scope ends on this
+/// thread, or at its exit): a span that ends in place drops its reference here when its
+/// record is refused.
+#[cold]
+#[inline(never)]
+pub(crate) fn drop_later(routing: Arc<Routing>) {
+    ANY_DEFERRED.store(true, Ordering::Relaxed);
+    let mut routing = Some(routing);
+    let _ = DEFERRED.try_with(|deferred| {
+        if let Ok(mut deferred) = deferred.try_borrow_mut() {
+            deferred.extend(routing.take());
+        }
+    });
+    // Only when the thread is exiting (or this runs inside a deferred drop): no stack is
+    // usable then anyway.
+    drop(routing);
+}
+
+/// Drops what [`drop_later`] kept on this thread; call it with no scope stack borrowed.
+#[inline(always)]
+pub(crate) fn drop_deferred() {
+    if ANY_DEFERRED.load(Ordering::Relaxed) {
+        drop_deferred_now();
+    }
+}
+
+#[cold]
+#[inline(never)]
+fn drop_deferred_now() {
+    let taken = DEFERRED
+        .try_with(|deferred| {
+            deferred
+                .try_borrow_mut()
+                .map(|mut deferred| std::mem::take(&mut *deferred))
+                .unwrap_or_default()
+        })
+        .unwrap_or_default();
+    // The application's drops run here, nothing of ours borrowed.
+    drop(taken);
 }
 
 /// What `http::HeaderValue::from_str` accepts: visible ASCII, space and tab.

@@ -35,7 +35,7 @@ use super::limits::{self, Bounded, HandedOver, InlineTags};
 use super::links::SpanLink;
 use super::pipeline::Tracked;
 use super::registry::{self, Registration, TagSource, Token};
-use super::routing::log_rate_limited;
+use super::routing::{self, log_rate_limited};
 use cf_rustracing::log::LogField;
 use cf_rustracing::span::FinishSpanCallback;
 use cf_rustracing::tag::{Tag, TagValue};
@@ -279,10 +279,11 @@ impl LiveSpan {
         [self.finish_cb.replace(callback), previous_full]
     }
 
-    /// `true` when finishing runs no application code: no finish callback, and no routing
-    /// whose last reference the record might drop (if the queue is full).
+    /// `true` when finishing runs no application code: no finish callback (nor a
+    /// `cf_rustracing` span, which may have one). A routing is moved into the record, or,
+    /// when the record is refused, its drop is deferred (see [`routing::drop_later`]).
     pub(super) fn finish_runs_no_app_code(&self) -> bool {
-        self.finish_cb.is_none() && self.full.is_none() && self.state.routing().is_none()
+        self.finish_cb.is_none() && self.full.is_none()
     }
 
     /// The span as a `cf_rustracing` span, created on first use from what was recorded so
@@ -357,6 +358,11 @@ impl Drop for LiveSpan {
                 self.bounded.take(),
             )
         });
+        // Still here: the record was refused (and counted). This may be the routing's last
+        // reference, and a scope stack may be borrowed.
+        if let Some(routing) = self.state.take_routing() {
+            routing::drop_later(routing);
+        }
     }
 }
 

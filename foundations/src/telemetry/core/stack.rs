@@ -32,6 +32,7 @@ use super::entry_span::EntrySpan;
 use super::identity::SpanState;
 use super::pipeline::{PerPipeline, Pipeline, RawId, ScopeId, User};
 use super::polled::{Frame, PolledRef};
+use super::routing;
 use super::span::SpanHandle;
 use std::borrow::Cow;
 use std::cell::{Cell, RefCell};
@@ -429,6 +430,8 @@ pub(crate) fn end_scope<P: Pipeline>(id: ScopeId<P>) {
     if !end_in_place(id) {
         end_deferred(id);
     }
+    // A span ended in place may have left its routing to drop now, the stack released.
+    routing::drop_deferred();
 }
 
 /// The path of [`end_scope`] that may run application code (a routing's or a finish
