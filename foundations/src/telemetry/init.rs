@@ -397,7 +397,9 @@ fn flush_exporters(
             - stats.dropped_after_shutdown
             - stats.dropped_callback_panicked
     };
-    let mut pause = Duration::from_micros(200);
+    // Polled, not notified: a flush is rare, and a check is a few atomic loads. The pause
+    // grows to 1 ms, so a flush returns at most that long after its spans settled.
+    let mut pause = Duration::from_micros(50);
     let flushed = loop {
         let done = start
             .iter()
@@ -408,7 +410,7 @@ fn flush_exporters(
             break done;
         }
         std::thread::sleep(pause.min(until - now));
-        pause = (pause * 2).min(Duration::from_millis(10));
+        pause = (pause * 2).min(Duration::from_millis(1));
     };
     let counts = |entry: &Option<(&Arc<Exporter>, ExporterStats)>| {
         entry.as_ref().map(|(exporter, before)| {
