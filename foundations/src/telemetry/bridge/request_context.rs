@@ -16,6 +16,7 @@ use crate::telemetry::core::frame::{self, Parked};
 use crate::telemetry::core::pipeline::{Internal, PerPipeline, Pipeline, User};
 use crate::telemetry::core::polled::Polled;
 use crate::telemetry::core::span::SpanHandle;
+#[cfg(feature = "user-tracing")]
 use crate::telemetry::core::stack;
 
 #[cfg(feature = "testing")]
@@ -40,7 +41,12 @@ impl RequestContext {
     /// `internal` as the internal span, with this thread's current user span: the context
     /// of a request whose internal root was built off the stack.
     pub(crate) fn with_internal(internal: Option<SpanHandle>) -> Self {
-        Self::of(PerPipeline::new(internal, stack::current::<User>()))
+        // Without the user pipeline compiled in, no user span exists to look up.
+        #[cfg(feature = "user-tracing")]
+        let user = stack::current::<User>();
+        #[cfg(not(feature = "user-tracing"))]
+        let user = None;
+        Self::of(PerPipeline::new(internal, user))
     }
 
     /// The spans `ctx` holds.
