@@ -6,12 +6,13 @@
 //! The internal pipeline records every request (100% sampling). Two builds:
 //!
 //! - `cargo bench -p foundations --features testing,tower --bench tower_server`: the test
-//!   harness, its queue drained by a consumer thread (group `tower_server`);
+//!   harness, its queue drained by a consumer thread (groups `tower_server`, wall time, and
+//!   `tower_server_thread_cpu`, the calling thread's CPU time);
 //! - `cargo bench -p foundations --features tower --bench tower_server`: a production build
 //!   (no `testing` code compiled in), `telemetry::init` exporting over OTLP/HTTP to a
-//!   receiver on a local socket that reads each request and answers 200 (group
-//!   `tower_server_production`). The exporter thread shares the machine, as it does in a
-//!   service.
+//!   receiver on a local socket that reads each request and answers 200 (groups
+//!   `tower_server_production` and `tower_server_production_thread_cpu`). The exporter
+//!   thread shares the machine, as it does in a service.
 
 #[cfg(feature = "testing")]
 mod common;
@@ -121,25 +122,26 @@ fn server_layer(c: &mut Criterion) {
     });
     group.finish();
 
-    // On 2 cores the exporter and the receiver take CPU from the bench thread, and its wall
-    // time counts the time it waits for a core: the calling thread's own CPU time is what
-    // the layer costs a request.
-    #[cfg(not(feature = "testing"))]
-    {
-        let mut group = c.benchmark_group(format!("{group_name}_thread_cpu"));
-        group.bench_function("bare", |b| {
-            b.iter_custom(|n| thread_cpu(|| (0..n).for_each(|_| one_request(&mut bare, &mut cx))))
-        });
-        group.bench_function("traced", |b| {
-            b.iter_custom(|n| thread_cpu(|| (0..n).for_each(|_| one_request(&mut traced, &mut cx))))
-        });
-        group.finish();
-    }
+    // On 2 cores the consumer (or the exporter and the receiver) take CPU from the bench
+    // thread, and its wall time counts the time it waits for a core: the calling thread's
+    // own CPU time is what the layer costs a request.
+    let mut group = c.benchmark_group(format!("{group_name}_thread_cpu"));
+    group.bench_function("bare", |b| {
+        b.iter_custom(|n| thread_cpu(|| (0..n).for_each(|_| one_request(&mut bare, &mut cx))))
+    });
+    group.bench_function("traced", |b| {
+        b.iter_custom(|n| thread_cpu(|| (0..n).for_each(|_| one_request(&mut traced, &mut cx))))
+    });
+    group.bench_function("traced_string_route", |b| {
+        b.iter_custom(|n| {
+            thread_cpu(|| (0..n).for_each(|_| one_request(&mut traced_string_route, &mut cx)))
+        })
+    });
+    group.finish();
     report(installed);
 }
 
 /// The CPU time this thread spends in `work` (its CPU clock, `CLOCK_THREAD_CPUTIME_ID`).
-#[cfg(not(feature = "testing"))]
 fn thread_cpu(work: impl FnOnce()) -> std::time::Duration {
     fn now() -> std::time::Duration {
         let mut time = libc::timespec {

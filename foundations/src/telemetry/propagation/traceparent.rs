@@ -285,7 +285,9 @@ impl TraceparentContext {
         })
     }
 
-    /// Reads any value, and says why one is rejected.
+    /// Reads any value, and says why one is rejected. Out of line: the canonical reading
+    /// before it stays small.
+    #[inline(never)]
     fn parse_full(value: &[u8]) -> Result<Self, TraceparentError> {
         use TraceparentError as E;
 
