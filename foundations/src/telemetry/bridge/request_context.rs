@@ -27,7 +27,6 @@ use crate::telemetry::core::harness::Harness;
 use std::sync::Arc;
 
 /// A request's spans, and what its code left on the stacks between two polls.
-#[derive(Default)]
 pub(crate) struct RequestContext {
     spans: PerPipeline<Option<SpanHandle>>,
     /// The test harnesses current where the request arrived: spans the handler roots go to
