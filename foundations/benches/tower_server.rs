@@ -6,12 +6,13 @@
 //! The internal pipeline records every request (100% sampling). Two builds:
 //!
 //! - `cargo bench -p foundations --features testing,tower --bench tower_server`: the test
-//!   harness, its queue drained by a consumer thread (group `tower_server`);
+//!   harness, its queue drained by a consumer thread (groups `tower_server`, wall time, and
+//!   `tower_server_thread_cpu`, the calling thread's CPU time);
 //! - `cargo bench -p foundations --features tower --bench tower_server`: a production build
 //!   (no `testing` code compiled in), `telemetry::init` exporting over OTLP/HTTP to a
-//!   receiver on a local socket that reads each request and answers 200 (group
-//!   `tower_server_production`). The exporter thread shares the machine, as it does in a
-//!   service.
+//!   receiver on a local socket that reads each request and answers 200 (groups
+//!   `tower_server_production` and `tower_server_production_thread_cpu`). The exporter
+//!   thread shares the machine, as it does in a service.
 
 #[cfg(feature = "testing")]
 mod common;
@@ -92,56 +93,11 @@ fn install() -> (&'static str, foundations::telemetry::TelemetryDriver) {
     ("tower_server_production", driver)
 }
 
-/// An OTLP/HTTP receiver reduced to what the exporter needs: it reads each request's body
-/// (by its `content-length`) and answers `200` with an empty message.
+/// An OTLP/HTTP receiver reduced to what the exporter needs (shared with the
+/// `callgrind_tower_production` example).
 #[cfg(not(feature = "testing"))]
-mod receiver {
-    use std::io::{BufRead, BufReader, Read, Write};
-    use std::net::{SocketAddr, TcpListener, TcpStream};
-
-    pub fn start() -> SocketAddr {
-        let listener = TcpListener::bind("127.0.0.1:0").expect("a local port");
-        let address = listener.local_addr().expect("bound");
-        std::thread::spawn(move || {
-            for stream in listener.incoming().flatten() {
-                std::thread::spawn(move || serve(stream));
-            }
-        });
-        address
-    }
-
-    fn serve(stream: TcpStream) -> Option<()> {
-        let mut reader = BufReader::new(stream.try_clone().ok()?);
-        let mut writer = stream;
-        let mut body = Vec::new();
-        loop {
-            let mut length = 0;
-            loop {
-                let mut line = String::new();
-                if reader.read_line(&mut line).ok()? == 0 {
-                    return None;
-                }
-                let line = line.trim_end();
-                if line.is_empty() {
-                    break;
-                }
-                if let Some((name, value)) = line.split_once(':') {
-                    if name.eq_ignore_ascii_case("content-length") {
-                        length = value.trim().parse().ok()?;
-                    }
-                }
-            }
-            body.resize(length, 0);
-            reader.read_exact(&mut body).ok()?;
-            writer
-                .write_all(
-                    b"HTTP/1.1 200 OK\r\ncontent-type: application/x-protobuf\r\n\
-                      content-length: 0\r\n\r\n",
-                )
-                .ok()?;
-        }
-    }
-}
+#[path = "common/otlp_receiver.rs"]
+mod receiver;
 
 fn server_layer(c: &mut Criterion) {
     let (group_name, installed) = install();
@@ -166,25 +122,26 @@ fn server_layer(c: &mut Criterion) {
     });
     group.finish();
 
-    // On 2 cores the exporter and the receiver take CPU from the bench thread, and its wall
-    // time counts the time it waits for a core: the calling thread's own CPU time is what
-    // the layer costs a request.
-    #[cfg(not(feature = "testing"))]
-    {
-        let mut group = c.benchmark_group(format!("{group_name}_thread_cpu"));
-        group.bench_function("bare", |b| {
-            b.iter_custom(|n| thread_cpu(|| (0..n).for_each(|_| one_request(&mut bare, &mut cx))))
-        });
-        group.bench_function("traced", |b| {
-            b.iter_custom(|n| thread_cpu(|| (0..n).for_each(|_| one_request(&mut traced, &mut cx))))
-        });
-        group.finish();
-    }
+    // On 2 cores the consumer (or the exporter and the receiver) take CPU from the bench
+    // thread, and its wall time counts the time it waits for a core: the calling thread's
+    // own CPU time is what the layer costs a request.
+    let mut group = c.benchmark_group(format!("{group_name}_thread_cpu"));
+    group.bench_function("bare", |b| {
+        b.iter_custom(|n| thread_cpu(|| (0..n).for_each(|_| one_request(&mut bare, &mut cx))))
+    });
+    group.bench_function("traced", |b| {
+        b.iter_custom(|n| thread_cpu(|| (0..n).for_each(|_| one_request(&mut traced, &mut cx))))
+    });
+    group.bench_function("traced_string_route", |b| {
+        b.iter_custom(|n| {
+            thread_cpu(|| (0..n).for_each(|_| one_request(&mut traced_string_route, &mut cx)))
+        })
+    });
+    group.finish();
     report(installed);
 }
 
 /// The CPU time this thread spends in `work` (its CPU clock, `CLOCK_THREAD_CPUTIME_ID`).
-#[cfg(not(feature = "testing"))]
 fn thread_cpu(work: impl FnOnce()) -> std::time::Duration {
     fn now() -> std::time::Duration {
         let mut time = libc::timespec {

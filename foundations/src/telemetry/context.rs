@@ -82,20 +82,6 @@ impl TelemetryContext {
         }
     }
 
-    /// This thread's current user span and test harnesses, with `internal` as the internal
-    /// span: the context of a request whose internal root was built off the stack.
-    #[cfg(feature = "tower")]
-    pub(crate) fn current_with_internal(internal: Option<SpanHandle>) -> Self {
-        Self {
-            spans: PerPipeline::new(internal, stack::current::<User>()),
-            #[cfg(feature = "testing")]
-            test_harnesses: PerPipeline::new(
-                current::test_harness::<Internal>(),
-                current::test_harness::<User>(),
-            ),
-        }
-    }
-
     #[cfg(feature = "testing")]
     pub(crate) fn with_test_harnesses(harnesses: PerPipeline<Option<Arc<Harness>>>) -> Self {
         Self {

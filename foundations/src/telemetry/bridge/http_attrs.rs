@@ -1,18 +1,19 @@
 //! HTTP semantic-convention attributes, and the W3C headers, for the tower layers.
 //!
+//! The server reads what it needs of a request's headers in one pass ([`ServerHeaders`]).
 //! Kind and status are recorded through the typed [`SpanKind`] and [`SpanStatus`]. The
 //! server's request attributes are written straight into its new root span, a response's
 //! status straight into the request context's spans; the client's request attributes go to
 //! the *current* spans: callers make the request's context current first.
 
 use super::interned;
-use crate::telemetry::TelemetryContext;
+use super::request_context::RequestContext;
 use crate::telemetry::core::pipeline::{Internal, Pipeline};
 use crate::telemetry::core::span::{LiveSpan, SpanHandle, SpilledTags};
 use crate::telemetry::core::stack;
 use crate::telemetry::core::status::{SpanKind, SpanStatus};
 use cf_rustracing::tag::{Tag, TagValue};
-use http::header::HeaderName;
+use http::header::{HOST, HeaderName, HeaderValue, USER_AGENT};
 use http::{HeaderMap, Request};
 use smallvec::SmallVec;
 use std::borrow::Cow;
@@ -27,16 +28,58 @@ pub(crate) type Tags = SpilledTags;
 /// an error status).
 const SERVER_TAGS: usize = 10;
 
-/// A response's status code, and its error status if it is one.
-type StatusTags = SmallVec<[Tag; 4]>;
-
 /// The W3C headers, as ready-made names: looking a header up by a `&str` parses the name
 /// every time.
 static TRACEPARENT: HeaderName = HeaderName::from_static("traceparent");
 static TRACESTATE: HeaderName = HeaderName::from_static("tracestate");
 
-/// The request attributes of a server span, its kind included, as tags.
-pub(crate) fn server_request_tags<B>(request: &Request<B>) -> Tags {
+/// What the server layer reads of a request's headers, found in one pass over them: a
+/// request carries a dozen headers or so, and one look at each costs less than hashing the
+/// four names to look them up.
+#[derive(Default)]
+pub(crate) struct ServerHeaders<'a> {
+    /// The only `traceparent` value (none when there are several: the W3C rules make
+    /// several invalid).
+    pub(crate) traceparent: Option<&'a [u8]>,
+    /// The `tracestate` list: several headers are one list, joined with `,` in order.
+    pub(crate) tracestate: Option<Cow<'a, [u8]>>,
+    user_agent: Option<&'a HeaderValue>,
+    host: Option<&'a HeaderValue>,
+}
+
+impl<'a> ServerHeaders<'a> {
+    /// Reads `headers` once.
+    pub(crate) fn of(headers: &'a HeaderMap) -> Self {
+        let mut found = ServerHeaders::default();
+        let (mut traceparents, mut tracestates) = (0u32, 0u32);
+        // Standard names compare as one byte, and a custom name differs from them by its
+        // kind alone: only custom names are compared as text.
+        for (name, value) in headers {
+            if name == USER_AGENT {
+                found.user_agent.get_or_insert(value);
+            } else if name == HOST {
+                found.host.get_or_insert(value);
+            } else if name == TRACEPARENT {
+                traceparents += 1;
+                found.traceparent = Some(value.as_bytes());
+            } else if name == TRACESTATE {
+                tracestates += 1;
+                found.tracestate = Some(Cow::Borrowed(value.as_bytes()));
+            }
+        }
+        if traceparents > 1 {
+            found.traceparent = None;
+        }
+        if tracestates > 1 {
+            found.tracestate = Some(Cow::Owned(joined_tracestate(headers)));
+        }
+        found
+    }
+}
+
+/// The request attributes of a server span, its kind included, as tags (`headers` are the
+/// request's).
+pub(crate) fn server_request_tags<B>(request: &Request<B>, headers: &ServerHeaders<'_>) -> Tags {
     let mut tags = Tags::with_capacity(SERVER_TAGS);
     tags.push(SpanKind::Server.tag());
     tags.push(Tag::new(
@@ -55,20 +98,24 @@ pub(crate) fn server_request_tags<B>(request: &Request<B>) -> Tags {
         .uri()
         .host()
         .map(interned::host)
-        .or_else(|| header_host(request.headers()));
+        .or_else(|| header_host(headers.host?));
     if let Some(host) = host {
         tags.push(Tag::new("server.address", host));
     }
-    if let Some(agent) = header_text(request.headers(), http::header::USER_AGENT) {
-        tags.push(Tag::new("user_agent.original", agent));
+    if let Some(agent) = headers.user_agent.and_then(|agent| agent.to_str().ok()) {
+        tags.push(Tag::new("user_agent.original", agent.to_owned()));
     }
     tags
 }
 
 /// Records a server span's request attributes into it (a new root nothing else refers to
 /// yet), in one batch.
-pub(crate) fn record_server_request<B>(live: &mut LiveSpan, request: &Request<B>) {
-    live.set_first_tags(server_request_tags(request));
+pub(crate) fn record_server_request<B>(
+    live: &mut LiveSpan,
+    request: &Request<B>,
+    headers: &ServerHeaders<'_>,
+) {
+    live.set_first_tags(server_request_tags(request, headers));
 }
 
 /// The request attributes of a client span, its kind included, as tags.
@@ -84,7 +131,7 @@ pub(crate) fn client_request_tags<B>(request: &Request<B>) -> Tags {
         .uri()
         .host()
         .map(interned::host)
-        .or_else(|| header_host(request.headers()))
+        .or_else(|| header_host(request.headers().get(HOST)?))
     {
         tags.push(Tag::new("server.address", host));
     }
@@ -122,60 +169,46 @@ pub(crate) fn static_method(method: &http::Method) -> &'static str {
     }
 }
 
-fn header_text(headers: &HeaderMap, name: http::header::HeaderName) -> Option<String> {
-    headers.get(name)?.to_str().ok().map(str::to_owned)
-}
-
 /// The `server.address` of a `Host` header (interned: a service answers to few).
-fn header_host(headers: &HeaderMap) -> Option<Cow<'static, str>> {
-    let host = headers.get(http::header::HOST)?.to_str().ok()?;
-    // `host:port`, or `[v6]:port`: the address is what precedes the port.
-    let address = match host.rsplit_once(':') {
-        Some((address, port)) if port.bytes().all(|b| b.is_ascii_digit()) => address,
-        _ => host,
+fn header_host(host: &HeaderValue) -> Option<Cow<'static, str>> {
+    let host = host.to_str().ok()?;
+    // `host:port`, or `[v6]:port`: the address is what precedes the port, the digits after
+    // the last `:`. Read from the end, a host without a port ends at its first look.
+    let digits = host.bytes().rev().take_while(u8::is_ascii_digit).count();
+    let address = match host[..host.len() - digits].strip_suffix(':') {
+        Some(address) => address,
+        None => host,
     };
     Some(interned::host(address))
 }
 
-/// The inbound `traceparent` and `tracestate` header values, as the W3C rules read them:
-/// several `traceparent` headers are invalid (none is used); several `tracestate` headers
-/// are one list, joined with `,` in order.
-pub(crate) fn w3c_headers(headers: &HeaderMap) -> (Option<&[u8]>, Option<Cow<'_, [u8]>>) {
-    let mut traceparents = headers.get_all(&TRACEPARENT).iter();
-    let traceparent = match (traceparents.next(), traceparents.next()) {
-        (Some(only), None) => Some(only.as_bytes()),
-        _ => None,
-    };
-    let mut tracestates = headers.get_all(&TRACESTATE).iter();
-    let tracestate = match (tracestates.next(), tracestates.next()) {
-        (None, _) => None,
-        (Some(only), None) => Some(Cow::Borrowed(only.as_bytes())),
-        (Some(first), Some(second)) => {
-            let mut joined = first.as_bytes().to_vec();
-            for value in [second].into_iter().chain(tracestates) {
-                joined.push(b',');
-                joined.extend_from_slice(value.as_bytes());
-            }
-            Some(Cow::Owned(joined))
+/// Several `tracestate` header values as one list, joined with `,` in order.
+#[cold]
+fn joined_tracestate(headers: &HeaderMap) -> Vec<u8> {
+    let mut joined = Vec::new();
+    for (i, value) in headers.get_all(&TRACESTATE).into_iter().enumerate() {
+        if i > 0 {
+            joined.push(b',');
         }
-    };
-    (traceparent, tracestate)
+        joined.extend_from_slice(value.as_bytes());
+    }
+    joined
 }
 
 /// Sets tags on the request's internal span (`ctx`'s), and its user span when `user` is
 /// set: straight on the spans, no scope or stack lookup needed.
-fn set_tags(ctx: &TelemetryContext, tags: StatusTags, user: bool) {
+fn set_tags<const N: usize>(ctx: &RequestContext, tags: [Tag; N], user: bool) {
     #[cfg(feature = "user-tracing")]
     if user {
-        set_on::<User, _>(ctx, tags.clone());
+        set_on::<User, N>(ctx, tags.clone());
     }
     #[cfg(not(feature = "user-tracing"))]
     let _ = user;
-    set_on::<Internal, _>(ctx, tags);
+    set_on::<Internal, N>(ctx, tags);
 }
 
 /// Sets tags on `ctx`'s span of pipeline `P`, if it is recorded.
-fn set_on<P: Pipeline, const N: usize>(ctx: &TelemetryContext, tags: SmallVec<[Tag; N]>) {
+fn set_on<P: Pipeline, const N: usize>(ctx: &RequestContext, tags: [Tag; N]) {
     if let Some(span) = ctx.span::<P>().and_then(SpanHandle::as_recording) {
         span.with_span(|live| live.set_tags(tags));
     }
@@ -209,27 +242,20 @@ fn set_current<P: Pipeline, const N: usize>(tags: SmallVec<[Tag; N]>) {
 /// Records the response status on the request's spans (`ctx`'s); `error_from` is the first
 /// status that marks the span failed (500 for servers, 400 for clients).
 pub(crate) fn set_status(
-    ctx: &TelemetryContext,
+    ctx: &RequestContext,
     status: http::StatusCode,
     error_from: u16,
     user: bool,
 ) {
-    let mut tags = StatusTags::new();
-    tags.push(Tag::new(
-        "http.response.status_code",
-        i64::from(status.as_u16()),
-    ));
-    if status.as_u16() >= error_from {
-        tags.extend(SpanStatus::error(status.to_string()).into_tags());
+    let code = Tag::new("http.response.status_code", i64::from(status.as_u16()));
+    if status.as_u16() < error_from {
+        return set_tags(ctx, [code], user);
     }
-    set_tags(ctx, tags, user);
+    let [error, message, status_code] = SpanStatus::error(status.to_string()).into_tags();
+    set_tags(ctx, [code, error, message, status_code], user);
 }
 
 /// Marks the request's internal span (and its user span, when `user` is set) failed.
-pub(crate) fn set_error(ctx: &TelemetryContext, message: String, user: bool) {
-    set_tags(
-        ctx,
-        SpanStatus::error(message).into_tags().into_iter().collect(),
-        user,
-    );
+pub(crate) fn set_error(ctx: &RequestContext, message: String, user: bool) {
+    set_tags(ctx, SpanStatus::error(message).into_tags(), user);
 }

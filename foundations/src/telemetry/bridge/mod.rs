@@ -66,6 +66,8 @@ mod http_attrs;
 #[cfg(feature = "tower")]
 mod interned;
 #[cfg(feature = "tower")]
+mod request_context;
+#[cfg(feature = "tower")]
 mod tower_client;
 #[cfg(feature = "tower")]
 mod tower_server;

@@ -2,9 +2,11 @@
 //! and sends the W3C trace context with it.
 //!
 //! This module decides which pipeline's context is sent; spans are opened through the
-//! public span API and carried by a [`TelemetryContext`].
+//! public span API, and carried to the response future and body by the request's context
+//! (`request_context`).
 
 use super::http_attrs;
+use super::request_context::RequestContext;
 use super::traced_body::{TracedBody, TracedResponse};
 use crate::telemetry::tracing::{self as ftracing, TraceState, TraceparentContext};
 use http::header::{HeaderMap, HeaderValue};
@@ -164,10 +166,10 @@ where
             http_attrs::set_request_tags(http_attrs::client_request_tags(&request), user);
         }
         // The context takes the client span and the user span current above.
-        let ctx = span.into_context();
+        let mut ctx = RequestContext::from_context(&span.into_context());
         #[cfg(feature = "user-tracing")]
         drop(user_span);
-        let inner = ctx.scope_and(|| self.inner.call(request));
+        let inner = ctx.enter_and(|| self.inner.call(request));
         // A 4xx answer is a failed call from the client's side.
         TracedResponse::new(inner, ctx, user, 400)
     }

@@ -3,12 +3,13 @@
 //!
 //! This module decides names, attributes and which traces a request gets. The server span is
 //! a root built through the core, off the scope stack (it becomes current only inside the
-//! request's [`TelemetryContext`]); the user trace is started through the public API.
+//! request's context, entered as frames: `request_context`); the user trace is started
+//! through the public API. The inbound headers are read in one pass (`http_attrs`).
 
 use super::http_attrs;
 use super::interned;
+use super::request_context::RequestContext;
 use super::traced_body::{TracedBody, TracedResponse};
-use crate::telemetry::TelemetryContext;
 use crate::telemetry::core::current;
 use crate::telemetry::core::entry_span::EntrySpan;
 use crate::telemetry::core::pipeline::Internal;
@@ -291,8 +292,9 @@ where
             Some(route) => interned::span_name(method, route.as_ref()),
             None => Cow::Borrowed(method),
         };
-        let (traceparent, tracestate) = http_attrs::w3c_headers(request.headers());
-        let tracestate = tracestate.as_deref();
+        let headers = http_attrs::ServerHeaders::of(request.headers());
+        let traceparent = headers.traceparent;
+        let tracestate = headers.tracestate.as_deref();
         // The user trace first: it is the one that needs the name borrowed, and the
         // internal root then takes it.
         let user = self
@@ -308,17 +310,20 @@ where
                 name,
                 options.into_root_options(),
             );
-            root.into_shared_with(|live| http_attrs::record_server_request(live, &request))
+            root.into_shared_with(|live| {
+                http_attrs::record_server_request(live, &request, &headers)
+            })
         });
         if user_active {
-            http_attrs::set_user_tags(http_attrs::server_request_tags(&request));
+            http_attrs::set_user_tags(http_attrs::server_request_tags(&request, &headers));
         }
+        drop(headers);
         // The context takes both spans: the server span, and the user root current here.
-        let ctx = TelemetryContext::current_with_internal(internal);
+        let mut ctx = RequestContext::with_internal(internal);
         // Empty without the user pipeline compiled in.
         #[allow(clippy::drop_non_drop)]
         drop(user);
-        let inner = ctx.scope_and(|| self.inner.call(request));
+        let inner = ctx.enter_and(|| self.inner.call(request));
         // Only a 5xx answer is the server's failure; a 4xx is the client's.
         TracedResponse::new(inner, ctx, user_active, 500)
     }

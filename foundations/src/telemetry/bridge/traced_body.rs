@@ -5,7 +5,7 @@
 //! This module owns only that lifetime rule; the spans come from the tower layers.
 
 use super::http_attrs;
-use crate::telemetry::TelemetryContext;
+use super::request_context::RequestContext;
 use http::Response;
 use http_body::{Body, Frame, SizeHint};
 use pin_project_lite::pin_project;
@@ -14,7 +14,7 @@ use std::pin::Pin;
 use std::task::{Context, Poll};
 
 pin_project! {
-    /// A body that polls its inner body with the request's [`TelemetryContext`] current,
+    /// A body that polls its inner body with the request's spans current,
     /// and ends the request's spans when the body ends: at its last frame, an error, or
     /// when it is dropped unfinished (a client that went away).
     ///
@@ -25,14 +25,14 @@ pin_project! {
     pub struct TracedBody<B> {
         #[pin]
         inner: B,
-        ctx: Option<TelemetryContext>,
+        ctx: Option<RequestContext>,
         // Whether the context's user span is this request's (and so takes its status).
         user: bool,
     }
 }
 
 impl<B> TracedBody<B> {
-    pub(crate) fn new(inner: B, ctx: TelemetryContext, user: bool) -> Self {
+    pub(crate) fn new(inner: B, ctx: RequestContext, user: bool) -> Self {
         Self {
             inner,
             ctx: Some(ctx),
@@ -58,11 +58,11 @@ where
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Self::Data>, Self::Error>>> {
         let mut this = self.project();
-        let polled = match this.ctx.as_ref() {
+        let polled = match this.ctx.as_mut() {
             // A body that says it is complete has nothing left to run: the spans end
             // without making the context current once more.
             Some(_) if this.inner.is_end_stream() => Poll::Ready(None),
-            Some(ctx) => ctx.scope_and(|| this.inner.as_mut().poll_frame(cx)),
+            Some(ctx) => ctx.enter_and(|| this.inner.as_mut().poll_frame(cx)),
             None => this.inner.as_mut().poll_frame(cx),
         };
         match &polled {
@@ -100,7 +100,7 @@ pin_project! {
     pub struct TracedResponse<F> {
         #[pin]
         inner: F,
-        ctx: Option<TelemetryContext>,
+        ctx: Option<RequestContext>,
         user: bool,
         // The lowest status that marks the spans as failed.
         error_from: u16,
@@ -108,7 +108,7 @@ pin_project! {
 }
 
 impl<F> TracedResponse<F> {
-    pub(super) fn new(inner: F, ctx: TelemetryContext, user: bool, error_from: u16) -> Self {
+    pub(super) fn new(inner: F, ctx: RequestContext, user: bool, error_from: u16) -> Self {
         Self {
             inner,
             ctx: Some(ctx),
@@ -127,9 +127,9 @@ where
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let this = self.project();
-        let ctx = this.ctx.as_ref().expect("polled after completion");
+        let ctx = this.ctx.as_mut().expect("polled after completion");
         let (user, error_from) = (*this.user, *this.error_from);
-        let Poll::Ready(result) = ctx.scope_and(|| this.inner.poll(cx)) else {
+        let Poll::Ready(result) = ctx.enter_and(|| this.inner.poll(cx)) else {
             return Poll::Pending;
         };
         // Straight on the request's spans: no scope needed.

@@ -154,6 +154,29 @@ fn decode_field(
     })
 }
 
+/// Decodes 8 lowercase hex digits, the first in the most significant byte of `x`, all at
+/// once (bytes as lanes of one word). The second value is zero when every byte was one of
+/// `0-9a-f`; otherwise the first means nothing. No branch: callers check once for many.
+#[inline(always)]
+fn hex8(x: u64) -> (u64, u64) {
+    const ONES: u64 = 0x0101_0101_0101_0101;
+    const HIGH: u64 = 0x8080_8080_8080_8080;
+    // Below 0x80 a byte plus at most 0x7f stays in its lane, so each sum's high bit says
+    // whether the byte reached a bound.
+    let ascii = x & !HIGH;
+    let at_least = |low: u64| ascii + (0x80 - low) * ONES;
+    let above = |high: u64| ascii + (0x7f - high) * ONES;
+    let digit = at_least(0x30) & !above(0x39);
+    let letter = at_least(0x61) & !above(0x66) & HIGH;
+    let bad = (x | !(digit | letter)) & HIGH;
+    // A digit's low nibble is its value; a letter's (`a` is 0x61) is its value less 9.
+    let nibbles = (x & (ONES * 0x0f)) + (letter >> 7) * 9;
+    // Pack the eight nibbles, one per byte, into the low 32 bits, in order.
+    let pairs = (nibbles | nibbles >> 4) & 0x00ff_00ff_00ff_00ff;
+    let quads = (pairs | pairs >> 8) & 0x0000_ffff_0000_ffff;
+    ((quads | quads >> 16) & 0xffff_ffff, bad)
+}
+
 /// A parsed W3C `traceparent` header: the remote caller's trace id, its span
 /// id (`parent-id`) and the trace flags.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -206,6 +229,66 @@ impl TraceparentContext {
     /// ));
     /// ```
     pub fn parse(value: &[u8]) -> Result<Self, TraceparentError> {
+        // Nearly every inbound value is the canonical version-00 form; anything else (and
+        // every error, so that each is reported as the full reading reports it) takes the
+        // full reading below.
+        if let Some(parsed) = Self::parse_canonical(value) {
+            return Ok(parsed);
+        }
+        Self::parse_full(value)
+    }
+
+    /// The canonical form only: exactly 55 bytes, version `00`, lowercase hex, non-zero
+    /// ids. `None` for anything else, which [`parse_full`](Self::parse_full) then reads;
+    /// what this accepts, that accepts identically.
+    #[inline]
+    fn parse_canonical(value: &[u8]) -> Option<Self> {
+        let v: &[u8; Self::HEADER_LEN] = value.try_into().ok()?;
+        // Leading `00` and trailing hex digits: no whitespace to trim.
+        if v[..3] != *b"00-" || v[35] != b'-' || v[52] != b'-' {
+            return None;
+        }
+        let word = |at: usize| {
+            let mut bytes = [0; 8];
+            bytes.copy_from_slice(&v[at..at + 8]);
+            u64::from_be_bytes(bytes)
+        };
+        // The flags: two digits, behind six zeros.
+        let flags = u64::from_be_bytes(*b"000000\0\0") | u64::from(v[53]) << 8 | u64::from(v[54]);
+        // Every word decoded, then one check for all of them.
+        let words = [
+            word(3),
+            word(11),
+            word(19),
+            word(27),
+            word(36),
+            word(44),
+            flags,
+        ];
+        let mut decoded = [0u64; 7];
+        let mut bad = 0;
+        for (out, word) in decoded.iter_mut().zip(words) {
+            let (value, word_bad) = hex8(word);
+            *out = value;
+            bad |= word_bad;
+        }
+        let [t0, t1, t2, t3, p0, p1, flags] = decoded;
+        let trace_id = u128::from(t0 << 32 | t1) << 64 | u128::from(t2 << 32 | t3);
+        let parent_id = p0 << 32 | p1;
+        if bad != 0 || trace_id == 0 || parent_id == 0 {
+            return None;
+        }
+        Some(TraceparentContext {
+            trace_id: TraceId::from_u128(trace_id),
+            parent_id: SpanId::from_u64(parent_id),
+            flags: TraceFlags::from_bits(flags as u8),
+        })
+    }
+
+    /// Reads any value, and says why one is rejected. Out of line: the canonical reading
+    /// before it stays small.
+    #[inline(never)]
+    fn parse_full(value: &[u8]) -> Result<Self, TraceparentError> {
         use TraceparentError as E;
 
         let v = trim_ows(value);
@@ -319,5 +402,69 @@ impl FromStr for TraceparentContext {
 
     fn from_str(s: &str) -> Result<Self, Self::Err> {
         Self::parse(s.as_bytes())
+    }
+}
+
+#[cfg(test)]
+mod canonical_tests {
+    use super::*;
+
+    /// Canonical values: ids with every hex digit, extremes, both flag states.
+    const VALUES: [&[u8; 55]; 4] = [
+        b"00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01",
+        b"00-0123456789abcdef0123456789abcdef-fedcba9876543210-00",
+        b"00-ffffffffffffffffffffffffffffffff-ffffffffffffffff-ff",
+        b"00-00000000000000000000000000000001-0000000000000001-09",
+    ];
+
+    #[test]
+    fn the_canonical_reading_agrees_with_the_full_one_for_every_byte_anywhere() {
+        for value in VALUES {
+            assert_eq!(
+                TraceparentContext::parse_canonical(value),
+                Some(TraceparentContext::parse_full(value).unwrap()),
+            );
+            for at in 0..value.len() {
+                for byte in 0..=u8::MAX {
+                    let mut mutated = *value;
+                    mutated[at] = byte;
+                    let full = TraceparentContext::parse_full(&mutated);
+                    match TraceparentContext::parse_canonical(&mutated) {
+                        Some(fast) => assert_eq!(Ok(fast), full, "{mutated:?}"),
+                        // Only what is not canonical (an error, a later version) goes
+                        // the long way.
+                        None => assert!(
+                            full.is_err() || mutated[..2] != *b"00",
+                            "{mutated:?} is canonical: {full:?}"
+                        ),
+                    }
+                    assert_eq!(TraceparentContext::parse(&mutated), full);
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn eight_digits_decode_as_the_plain_reading_for_every_byte_in_every_lane() {
+        let plain = |bytes: [u8; 8]| -> Option<u64> {
+            bytes.iter().try_fold(0u64, |acc, &b| {
+                let digit = match b {
+                    b'0'..=b'9' => b - b'0',
+                    b'a'..=b'f' => b - b'a' + 10,
+                    _ => return None,
+                };
+                Some(acc << 4 | u64::from(digit))
+            })
+        };
+        for base in [*b"00000000", *b"9fa0e1d7", *b"ffffffff"] {
+            for lane in 0..8 {
+                for byte in 0..=u8::MAX {
+                    let mut bytes = base;
+                    bytes[lane] = byte;
+                    let (value, bad) = hex8(u64::from_be_bytes(bytes));
+                    assert_eq!((bad == 0).then_some(value), plain(bytes), "{bytes:?}");
+                }
+            }
+        }
     }
 }

@@ -1,0 +1,112 @@
+//! A callgrind harness for the server layer in a production build (no `testing` code):
+//! `telemetry::init` exporting every span over OTLP/HTTP to a receiver on a local socket,
+//! as the production group of the `tower_server` bench does. Beside `callgrind_bridges`'s
+//! `bare`/`traced` cases (test harness drained by a plain consumer), it shows what a live
+//! exporter on another thread costs the calling thread.
+//!
+//! ```sh
+//! cargo build --release -p foundations --features tower --example callgrind_tower_production
+//! valgrind --tool=callgrind --collect-atstart=no \
+//!     --toggle-collect='callgrind_tower_production::requests*' \
+//!     target/release/examples/callgrind_tower_production traced 2000
+//! ```
+//!
+//! Cases: `bare`, `traced` (one request through the server layer, its route a
+//! `&'static str`). Per request: (count for N=2000 − count for N=1000) / 1000. The exporter's
+//! counts are printed at the end: every span exported, or dropped and counted.
+
+#[path = "../benches/common/otlp_receiver.rs"]
+mod receiver;
+
+use foundations::telemetry::bridge::TraceServerLayer;
+use foundations::telemetry::{self, settings::TelemetrySettings};
+use http::{Request, Response};
+use http_body::Body;
+use std::convert::Infallible;
+use std::future::{Future, Ready, ready};
+use std::pin::pin;
+use std::task::{Context, Poll, Waker};
+use std::time::Duration;
+use tower_layer::Layer;
+use tower_service::Service;
+
+/// The handler of `callgrind_bridges` and the `tower_server` bench.
+#[derive(Clone)]
+struct Bare;
+
+impl Service<Request<()>> for Bare {
+    type Response = Response<String>;
+    type Error = Infallible;
+    type Future = Ready<Result<Response<String>, Infallible>>;
+
+    fn poll_ready(&mut self, _: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, _: Request<()>) -> Self::Future {
+        ready(Ok(Response::new(String::from("ok"))))
+    }
+}
+
+/// `iters` requests through `service`. Out of line: callgrind counts what runs inside it.
+#[inline(never)]
+fn requests<S, B>(service: &mut S, iters: u64)
+where
+    S: Service<Request<()>, Response = Response<B>>,
+    S::Error: std::fmt::Debug,
+    B: Body,
+{
+    let mut cx = Context::from_waker(Waker::noop());
+    for _ in 0..iters {
+        let request = Request::get("/users/42")
+            .header("host", "api.example.test")
+            .header("user-agent", "bench/1.0")
+            .header(
+                "traceparent",
+                "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01",
+            )
+            .body(())
+            .unwrap();
+        let Poll::Ready(Ok(response)) = pin!(service.call(request)).poll(&mut cx) else {
+            panic!("the service answers at once");
+        };
+        let mut body = pin!(response.into_body());
+        while let Poll::Ready(Some(_)) = body.as_mut().poll_frame(&mut cx) {}
+    }
+}
+
+fn main() {
+    let mut args = std::env::args().skip(1);
+    let case = args.next().unwrap_or_else(|| "traced".to_owned());
+    let iters: u64 = args.next().map_or(2000, |n| n.parse().expect("a count"));
+
+    let address = receiver::start();
+    let settings = TelemetrySettings::from_yaml(&format!(
+        "tracing:\n  service_name: callgrind\n  sampling:\n    ratio: 1.0\n  output:\n    \
+         otlp_http:\n      endpoint: http://{address}\n"
+    ))
+    .expect("valid settings");
+    let driver = telemetry::init(&settings).expect("telemetry starts");
+
+    match case.as_str() {
+        "bare" => requests(&mut Bare, iters),
+        "traced" => {
+            let mut traced = TraceServerLayer::new()
+                .with_route(|_: &Request<()>| Some("/users/{id}"))
+                .layer(Bare);
+            requests(&mut traced, iters);
+        }
+        other => panic!("unknown case {other}"),
+    }
+
+    let stats = driver
+        .shutdown(Duration::from_secs(30))
+        .internal
+        .expect("the internal exporter ran");
+    println!(
+        "{} spans produced, {} exported, {} dropped",
+        stats.produced(),
+        stats.spans_exported,
+        stats.dropped(),
+    );
+}
