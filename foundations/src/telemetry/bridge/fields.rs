@@ -6,6 +6,7 @@
 //!
 //! This module only translates values; which span receives them is the layer's decision.
 
+use super::interned;
 use crate::telemetry::core::span::{LiveSpan, SpilledTags};
 use crate::telemetry::core::status::{ERROR_MESSAGE_TAG, SpanKind, SpanStatus, StatusCode};
 use cf_rustracing::log::LogField;
@@ -152,7 +153,8 @@ impl<T: TagSink> SpanFields<T> {
             }
             ERROR => self.error(value.into_owned()),
             USER_OPT_IN => self.user = value.eq_ignore_ascii_case("true"),
-            _ => self.tag(field, value.into_owned()),
+            // A value that keeps coming back is interned: the span keeps it inline.
+            _ => self.tag(field, interned::field_value(value)),
         }
     }
 

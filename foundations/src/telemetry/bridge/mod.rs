@@ -63,7 +63,7 @@
 mod fields;
 #[cfg(feature = "tower")]
 mod http_attrs;
-#[cfg(feature = "tower")]
+#[cfg(any(feature = "tower", feature = "tracing-bridge"))]
 mod interned;
 #[cfg(feature = "tower")]
 mod tower_client;

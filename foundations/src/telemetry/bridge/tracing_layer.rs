@@ -326,6 +326,10 @@ where
         let exited = ENTERED
             .try_with(|entered| {
                 let mut entered = entered.borrow_mut();
+                // Spans are usually exited innermost first.
+                if entered.last().is_some_and(|e| e.span == *id) {
+                    return entered.pop();
+                }
                 let index = entered.iter().rposition(|e| e.span == *id)?;
                 Some(entered.remove(index))
             })
