@@ -107,9 +107,10 @@ impl SpanFields {
 }
 
 impl<T: TagSink> SpanFields<T> {
-    /// The status the fields set, as the typed API records it. A message alone (no code)
-    /// only describes the status, whatever sets it.
-    fn push_status(&mut self) {
+    /// Appends the status the fields set to the tags, as the typed API records it (once all
+    /// the fields are visited). A message alone (no code) only describes the status,
+    /// whatever sets it.
+    pub(crate) fn push_status(&mut self) {
         let status = match self.code.take() {
             Some(StatusCode::Error) => SpanStatus::error(self.message.take().unwrap_or_default()),
             Some(StatusCode::Ok) => SpanStatus::Ok,

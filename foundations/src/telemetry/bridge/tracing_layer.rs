@@ -152,7 +152,10 @@ fn start_under(
 /// (their `Debug` impls are application code: no stack is borrowed while they run), then
 /// moved in as one batch; the common case, when no user span may open beside it.
 fn start_internal(parent: Parent, attrs: &Attributes<'_>) -> Option<SpanHandle> {
-    let mut fields = SpanFields::of(|fields| attrs.record(fields));
+    // Collected in place (`SpanFields::of` would return them by copy).
+    let mut fields = SpanFields::default();
+    attrs.record(&mut fields);
+    fields.push_status();
     start_under(parent, attrs.metadata().name(), |live| {
         fields.apply_first(live)
     })
