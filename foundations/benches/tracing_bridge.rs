@@ -6,6 +6,11 @@
 //! Run: `cargo bench -p foundations --features testing,tracing-bridge --bench tracing_bridge`.
 //! Every span is recorded (100% sampling); each batch of 1000 spans hangs under one root
 //! span, whose cost (and, for fastrace, its trace's hand-over) is included.
+//!
+//! Criterion measures one bridge after the other, so on a shared machine a change of load
+//! between them skews their ratios. After criterion, the bench also times the bridges in
+//! turn, round after round, and prints the median per-span time of each and the median of
+//! the per-round ratios to foundations: load that changes between rounds cancels out.
 
 mod common;
 
@@ -120,6 +125,15 @@ fn bridges(c: &mut Criterion) {
         b.iter_custom(|iters| bridged_spans(&fastrace_lean, iters))
     });
     group.finish();
+    if std::env::args().any(|arg| arg == "--bench") {
+        interleaved(&[
+            ("registry_only", &bare, None),
+            ("foundations", &foundations, None),
+            ("tracing_opentelemetry", &otel, Some(&OTEL_TIMED)),
+            ("fastrace_tracing", &fastrace_default, None),
+            ("fastrace_tracing_no_location_threads", &fastrace_lean, None),
+        ]);
+    }
     let _ = provider.force_flush();
     drop(provider);
     let (timed, exported) = (
@@ -128,6 +142,47 @@ fn bridges(c: &mut Criterion) {
     );
     if timed > 0 {
         eprintln!("tracing-opentelemetry: {exported} of {timed} spans reached its exporter");
+    }
+}
+
+/// Rounds of the interleaved comparison, and spans per bridge per round.
+const ROUNDS: usize = 21;
+const ROUND_SPANS: u64 = 20_000;
+
+/// Times the bridges in turn, [`ROUNDS`] times, and prints per bridge the median time per
+/// span and the median ratio to foundations' time in the same round (the first bridge is
+/// the registry alone; foundations is the second).
+/// Each bridge comes with the counter of spans timed under it, if it keeps one.
+fn interleaved(bridges: &[(&str, &tracing::Dispatch, Option<&AtomicU64>)]) {
+    let mut times = vec![Vec::with_capacity(ROUNDS); bridges.len()];
+    for _ in 0..ROUNDS {
+        for (times, (_, dispatch, timed)) in times.iter_mut().zip(bridges) {
+            if let Some(timed) = timed {
+                timed.fetch_add(ROUND_SPANS + ROUND_SPANS.div_ceil(BATCH), Ordering::Relaxed);
+            }
+            let elapsed = bridged_spans(dispatch, ROUND_SPANS);
+            times.push(elapsed.as_secs_f64() * 1e9 / ROUND_SPANS as f64);
+        }
+    }
+    let median = |mut values: Vec<f64>| {
+        values.sort_by(f64::total_cmp);
+        values[values.len() / 2]
+    };
+    eprintln!("interleaved, {ROUNDS} rounds of {ROUND_SPANS} spans per bridge:");
+    eprintln!(
+        "  bridge                                  median ns/span   foundations / bridge (median of rounds)"
+    );
+    for (index, (name, _, _)) in bridges.iter().enumerate() {
+        let ratios = times[1]
+            .iter()
+            .zip(&times[index])
+            .map(|(f, b)| f / b)
+            .collect();
+        eprintln!(
+            "  {name:<40}{:>10.0}   {:>10.3}",
+            median(times[index].clone()),
+            median(ratios)
+        );
     }
 }
 

@@ -207,6 +207,90 @@ fn fields_become_typed_tags_and_otel_fields_are_honoured() {
     assert!(traces.iter().any(|t| t.name == "GET /users/{id}"));
 }
 
+#[test]
+fn two_fields_come_out_typed_before_and_after_their_values_are_interned() {
+    install();
+    let ctx = TelemetryContext::test();
+    // Enough spans for the string values to be interned on the way (a value is interned
+    // once a thread has seen it a few times): every span, before and after, is checked.
+    // (The order of a span's tags is checked where it is kept, in the core's tests.)
+    const SPANS: usize = 40;
+    ctx.scope_and(|| {
+        for i in 0..SPANS {
+            // An integer and a string: both inline in the record.
+            tracing::info_span!("int_then_text", http.status = 200i64, key = "value")
+                .in_scope(|| {});
+            // The other way round.
+            tracing::info_span!("text_then_bool", key = "value", hit = i % 2 == 0).in_scope(|| {});
+            // Two strings, and an integer too large for the small inline slot.
+            tracing::info_span!("text_then_text", a = "first", b = "second").in_scope(|| {});
+            tracing::info_span!("text_then_big", a = "first", n = i64::MAX).in_scope(|| {});
+            // A value that changes every time stays correct too.
+            let id = format!("id-{i}");
+            tracing::info_span!("int_then_owned", n = 1i64, id = id.as_str()).in_scope(|| {});
+        }
+    });
+    let traces = ctx.traces(Default::default());
+    assert_eq!(traces.len(), 5 * SPANS);
+    // Tags sorted by name, as test spans keep them.
+    let tags_of = |name: &str| -> Vec<Vec<(String, TagValue)>> {
+        let tags: Vec<_> = traces
+            .iter()
+            .filter(|span| span.name == name)
+            .map(|span| span.tags.clone())
+            .collect();
+        assert_eq!(tags.len(), SPANS, "{name}");
+        tags
+    };
+    let text = |s: &str| TagValue::String(s.to_owned().into());
+    let tag = |name: &str, value: TagValue| (name.to_owned(), value);
+    for tags in tags_of("int_then_text") {
+        assert_eq!(
+            tags,
+            [
+                tag("http.status", TagValue::Integer(200)),
+                tag("key", text("value"))
+            ]
+        );
+    }
+    let hits: Vec<TagValue> = tags_of("text_then_bool")
+        .into_iter()
+        .map(|tags| {
+            assert_eq!(tags[0].0, "hit");
+            assert_eq!(tags[1], tag("key", text("value")));
+            tags[0].1.clone()
+        })
+        .collect();
+    assert!(hits.contains(&TagValue::Boolean(true)) && hits.contains(&TagValue::Boolean(false)));
+    for tags in tags_of("text_then_text") {
+        assert_eq!(tags, [tag("a", text("first")), tag("b", text("second"))]);
+    }
+    for tags in tags_of("text_then_big") {
+        assert_eq!(
+            tags,
+            [
+                tag("a", text("first")),
+                tag("n", TagValue::Integer(i64::MAX))
+            ]
+        );
+    }
+    let mut ids: Vec<String> = tags_of("int_then_owned")
+        .into_iter()
+        .map(|tags| {
+            assert_eq!(tags[1], tag("n", TagValue::Integer(1)));
+            assert_eq!(tags[0].0, "id");
+            match &tags[0].1 {
+                TagValue::String(id) => id.to_string(),
+                other => panic!("{other:?}"),
+            }
+        })
+        .collect();
+    ids.sort();
+    let mut expected: Vec<String> = (0..SPANS).map(|i| format!("id-{i}")).collect();
+    expected.sort();
+    assert_eq!(ids, expected);
+}
+
 #[derive(Debug)]
 struct Failure;
 

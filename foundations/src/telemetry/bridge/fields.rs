@@ -6,6 +6,7 @@
 //!
 //! This module only translates values; which span receives them is the layer's decision.
 
+use super::interned;
 use crate::telemetry::core::span::{LiveSpan, SpilledTags};
 use crate::telemetry::core::status::{ERROR_MESSAGE_TAG, SpanKind, SpanStatus, StatusCode};
 use cf_rustracing::log::LogField;
@@ -106,9 +107,10 @@ impl SpanFields {
 }
 
 impl<T: TagSink> SpanFields<T> {
-    /// The status the fields set, as the typed API records it. A message alone (no code)
-    /// only describes the status, whatever sets it.
-    fn push_status(&mut self) {
+    /// Appends the status the fields set to the tags, as the typed API records it (once all
+    /// the fields are visited). A message alone (no code) only describes the status,
+    /// whatever sets it.
+    pub(crate) fn push_status(&mut self) {
         let status = match self.code.take() {
             Some(StatusCode::Error) => SpanStatus::error(self.message.take().unwrap_or_default()),
             Some(StatusCode::Ok) => SpanStatus::Ok,
@@ -152,7 +154,8 @@ impl<T: TagSink> SpanFields<T> {
             }
             ERROR => self.error(value.into_owned()),
             USER_OPT_IN => self.user = value.eq_ignore_ascii_case("true"),
-            _ => self.tag(field, value.into_owned()),
+            // A value that keeps coming back is interned: the span keeps it inline.
+            _ => self.tag(field, interned::field_value(value)),
         }
     }
 

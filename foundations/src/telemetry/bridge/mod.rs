@@ -21,7 +21,10 @@
 //!   `otel.kind` sets its kind (`server`, `client`, `producer`, `consumer`, `internal`),
 //!   `otel.status_code` (`ok`/`error`) and `otel.status_message` its status, as with
 //!   `tracing-opentelemetry`; an `error` field sets status Error with its value as the
-//!   message.
+//!   message. A string value that keeps coming back on a thread (`kind = "db"`) is
+//!   interned, in a table bounded for the life of the process (4096 values of at most 128
+//!   bytes), so that the span keeps it inline and allocates nothing for it; other values
+//!   are copied per span.
 //! - **Events** become log entries of the span they belong to, with fields `event` (the
 //!   message, which names the OTLP event), `level`, `target`, `message` and the event's own
 //!   fields as text. An event at ERROR level, or with an `error` field, sets status Error.
@@ -63,7 +66,7 @@
 mod fields;
 #[cfg(feature = "tower")]
 mod http_attrs;
-#[cfg(feature = "tower")]
+#[cfg(any(feature = "tower", feature = "tracing-bridge"))]
 mod interned;
 #[cfg(feature = "tower")]
 mod request_context;

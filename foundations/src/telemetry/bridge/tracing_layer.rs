@@ -152,7 +152,10 @@ fn start_under(
 /// (their `Debug` impls are application code: no stack is borrowed while they run), then
 /// moved in as one batch; the common case, when no user span may open beside it.
 fn start_internal(parent: Parent, attrs: &Attributes<'_>) -> Option<SpanHandle> {
-    let mut fields = SpanFields::of(|fields| attrs.record(fields));
+    // Collected in place (`SpanFields::of` would return them by copy).
+    let mut fields = SpanFields::default();
+    attrs.record(&mut fields);
+    fields.push_status();
     start_under(parent, attrs.metadata().name(), |live| {
         fields.apply_first(live)
     })
@@ -326,6 +329,10 @@ where
         let exited = ENTERED
             .try_with(|entered| {
                 let mut entered = entered.borrow_mut();
+                // Spans are usually exited innermost first.
+                if entered.last().is_some_and(|e| e.span == *id) {
+                    return entered.pop();
+                }
                 let index = entered.iter().rposition(|e| e.span == *id)?;
                 Some(entered.remove(index))
             })

@@ -6,11 +6,11 @@
 //! made them: freeing them on the consumer's thread instead costs allocators such as glibc's
 //! a contended lock per free, which measured at more than the whole rest of a span's cost.
 //!
-//! The record is 120 bytes, because a queue holds up to a million of them: what every span
+//! The record is 128 bytes, because a queue holds up to a million of them: what every span
 //! has is kept inline (ids, start time and duration, a `&'static str` name, tracestate and
-//! routing as shared references, one tag in the inline form of the `tags` module), and what
-//! few spans have is boxed apart in one allocation: an owned name, more than one tag, log
-//! entries, links, a duration of more than `u32::MAX` nanoseconds (about 4.3 seconds), and
+//! routing as shared references, up to two tags in the inline form of the `tags` module),
+//! and what few spans have is boxed apart in one allocation: an owned name, tags that are
+//! not inline, log entries, links, a duration of more than `u32::MAX` nanoseconds (about 4.3 seconds), and
 //! the counts of what the span limits dropped.
 //!
 //! Most spans never become `cf_rustracing` spans at all: a live span keeps its tags in the
@@ -33,6 +33,7 @@ use crate::telemetry::propagation::tracestate::TraceState;
 use cf_rustracing::log::Log;
 use cf_rustracing::span::RoutingMetadata;
 use cf_rustracing::tag::{Tag, TagValue};
+use smallvec::SmallVec;
 use std::borrow::Cow;
 use std::ops::Deref;
 use std::sync::Arc;
@@ -114,7 +115,7 @@ pub struct SpanTags<'a>(TagsInner<'a>);
 
 #[derive(Debug)]
 enum TagsInner<'a> {
-    One(Tag),
+    Inline(SmallVec<[Tag; 2]>),
     Many(&'a [Tag]),
 }
 
@@ -123,14 +124,14 @@ impl Deref for SpanTags<'_> {
 
     fn deref(&self) -> &[Tag] {
         match &self.0 {
-            TagsInner::One(tag) => std::slice::from_ref(tag),
+            TagsInner::Inline(tags) => tags,
             TagsInner::Many(tags) => tags,
         }
     }
 }
 
 // Queues hold up to millions of records: their size is the queue's memory.
-const _: () = assert!(std::mem::size_of::<FinishedSpan>() <= 120);
+const _: () = assert!(std::mem::size_of::<FinishedSpan>() <= 128);
 
 // Public through `telemetry::testing`: some accessors are for its users only.
 #[cfg_attr(not(feature = "testing"), allow(dead_code))]
@@ -356,24 +357,28 @@ impl FinishedSpan {
     }
 
     /// The inline tag (if any) of a span that holds nothing else beyond what every span
-    /// has: no extras (an owned name, more tags, log entries, links, a long duration,
-    /// dropped counts). `None` when the span has extras. Most spans are plain, and the
+    /// has: at most one tag, and no extras (an owned name, more tags, log entries, links, a
+    /// long duration, dropped counts). `None` when the span has more. Most spans are plain, and the
     /// exporter encodes them without building the general view.
     #[inline]
     pub(crate) fn plain_tag(&self) -> Option<Option<InlineTag>> {
-        self.extras.is_none().then(|| self.tags.get())
+        match self.extras {
+            None => self.tags.single(),
+            Some(_) => None,
+        }
     }
 
     /// The span's tags, one per name, in the order each name was last set (at most the
     /// attribute limit).
     pub fn tags(&self) -> SpanTags<'_> {
-        SpanTags(match self.tags.get() {
-            Some(tag) => TagsInner::One(tag.to_tag()),
-            None => TagsInner::Many(
+        SpanTags(if !self.tags.is_empty() {
+            TagsInner::Inline(self.tags.get().map(InlineTag::to_tag))
+        } else {
+            TagsInner::Many(
                 self.extras
                     .as_deref()
                     .map_or(&[], |extras| &extras.tags[..]),
-            ),
+            )
         })
     }
 

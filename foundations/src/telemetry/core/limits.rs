@@ -11,11 +11,11 @@
 //!
 //! Setting a tag is O(1) amortised while "a later tag of the same name replaces the earlier
 //! one" holds (the later one goes to the end: tags keep the order of their last writes, so
-//! the last status tag written wins). A span's first tag is kept inline (see the `tags`
-//! module) when it can be; from its second on, its tags are kept in its [`Bounded`] part
-//! (two in the box itself, more on the heap). A new span given several tags at once (a
-//! bridged span's fields, a server span's request attributes) takes the caller's
-//! collection of them as that storage ([`set_first_tags`]).
+//! the last status tag written wins). A span's first two tags are kept inline (see the
+//! `tags` module) when they can be; once one cannot, its tags are kept in its [`Bounded`]
+//! part (two in the box itself, more on the heap). A new span given several tags at once (a
+//! bridged span's fields, a server span's request attributes) keeps two inline as they
+//! are, or takes the caller's collection of them as that storage ([`set_first_tags`]).
 //! A span with few tags (the common case) finds a name by scanning them; once it has
 //! [`INDEX_FROM`] tags, a hash table of their
 //! positions, keyed by the tags' own names (nothing copied), is built once and kept up to
@@ -31,7 +31,6 @@
 //! current or where finished spans go.
 
 use super::links::{SpanLink, SpanLinks};
-use super::tags::InlineTag;
 use crate::telemetry::propagation::ids::SpanId;
 use cf_rustracing::log::{Log, LogField};
 use cf_rustracing::tag::{Tag, TagValue};
@@ -151,7 +150,7 @@ impl SpanLimits {
 pub(crate) const INDEX_FROM: usize = 8;
 
 /// A span's tags once they are not inline: two stay in the box itself, so that a span with
-/// two tags (a bridged span with two fields) allocates once for them, not twice.
+/// two tags that cannot be inline (two owned strings) allocates once for them, not twice.
 pub(crate) type SpilledTags = SmallVec<[Tag; 2]>;
 
 /// What a span recorded besides its name and inline tag, and what it dropped: boxed in the
@@ -162,8 +161,8 @@ pub(crate) type SpilledTags = SmallVec<[Tag; 2]>;
 /// live): finishing a span moves the pointer, it allocates and copies nothing.
 #[derive(Clone, Debug, Default)]
 pub(crate) struct Bounded {
-    /// Every tag of a span that has more than its inline one (or one that cannot be
-    /// inline); the inline tag is then empty.
+    /// Every tag of a span that has more than its inline ones (or one that cannot be
+    /// inline); the inline tags are then empty.
     pub(crate) tags: SpilledTags,
     pub(crate) links: SpanLinks,
     /// Boxed: only spans with many tags have one, and the others' box stays small.
@@ -228,8 +227,8 @@ fn count(counter: &mut u32, n: u32) {
 /// which is what lets the last status written win), or is added if the span has room, or is
 /// dropped and counted.
 ///
-/// A span's first tag is kept inline when it can be (see `tags`); a second one moves both
-/// into `bounded`, where the span's tags stay from then on.
+/// A span's first two tags are kept inline when they can be (see `tags`); a tag that cannot
+/// join them moves them all into `bounded`, where the span's tags stay from then on.
 #[inline]
 pub(crate) fn set_tag(
     tags: &mut InlineTags,
@@ -241,35 +240,25 @@ pub(crate) fn set_tag(
         return set_spilled_tag(spilled, tag, limits);
     }
     let tag = bounded_tag(tag, limits);
-    let room = match tags.0 {
-        // The only tag, replaced: it is also the last.
-        Some(first) if first.name() == tag.name() => 1,
-        Some(_) => 2,
-        None => 1,
-    };
-    if limits.max_attributes < room {
+    // Only a span at its limit looks for a tag to replace.
+    let full = tags.len() >= limits.max_attributes;
+    if full && (tags.len() > limits.max_attributes || !tags.has(tag.name())) {
         count(&mut bounded.get_or_insert_default().dropped_attributes, 1);
         return;
     }
-    if room == 1
-        && let Some(inline) = InlineTag::of(&tag)
-    {
-        tags.0 = Some(inline);
+    if tags.try_set(&tag) {
         return;
     }
     let spilled = &mut bounded.get_or_insert_default().tags;
-    if room == 2 {
-        spilled.extend(tags.0.take().map(InlineTag::to_tag));
-    } else {
-        tags.0 = None;
-    }
+    spilled.extend(tags.take_except(tag.name()));
     spilled.push(tag);
 }
 
 /// Sets the first tags of a span that has none yet: what [`set_tag`] for each would do. When
 /// that is to keep them all as they are (distinct names, within the limits, no value to
-/// cut), `new` itself becomes the span's storage: moved in, no tag copied, no per-tag work;
-/// else the tags are set one by one. A single tag is tried inline, as with [`set_tag`].
+/// cut), two that can be inline are, and more (or two that cannot) make `new` itself the
+/// span's storage: moved in, no tag copied, no per-tag work. Else the tags are set one by
+/// one.
 #[cfg_attr(
     not(any(feature = "tower", feature = "tracing-bridge")),
     allow(dead_code)
@@ -281,6 +270,26 @@ pub(crate) fn set_first_tags(
     limits: &SpanLimits,
 ) {
     let has_tags = !tags.is_empty() || bounded.as_ref().is_some_and(|b| !b.tags.is_empty());
+    // The common pair (a bridged span's two fields), inline in one step. Taken out of the
+    // vector first: dropping two tags is cheaper than dropping a vector of them.
+    let new = if new.len() == 2
+        && !has_tags
+        && limits.max_attributes >= 2
+        && limits.max_attribute_value_length.is_none()
+    {
+        match new.into_inner() {
+            Ok(two) => match InlineTags::pair(&two[0], &two[1]) {
+                Some(pair) => {
+                    *tags = pair;
+                    return;
+                }
+                None => SpilledTags::from_buf(two),
+            },
+            Err(new) => new,
+        }
+    } else {
+        new
+    };
     let as_they_are = !has_tags
         && new.len() > 1
         && new.len() <= limits.max_attributes.min(INDEX_FROM)

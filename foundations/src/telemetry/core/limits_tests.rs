@@ -200,16 +200,20 @@ fn an_entry_whose_fields_are_all_over_the_limit_counts_as_a_dropped_event() {
 }
 
 #[test]
-fn the_first_tag_is_inline_and_a_second_moves_both_out_in_order() {
+fn two_tags_are_inline_and_a_third_moves_them_out_in_order() {
     use super::{InlineTags, set_tag};
     let limits = SpanLimits::default();
     let names = |tags: &InlineTags, bounded: &Option<Box<super::Bounded>>| -> Vec<String> {
-        match tags.get() {
-            Some(tag) => vec![tag.name().to_owned()],
-            None => bounded.as_ref().map_or(Vec::new(), |b| {
-                b.tags.iter().map(|tag| tag.name().to_owned()).collect()
-            }),
-        }
+        let inline: Vec<String> = tags
+            .get()
+            .into_iter()
+            .map(|tag| tag.name().to_owned())
+            .collect();
+        let spilled = bounded.as_ref().map_or(Vec::new(), |b| {
+            b.tags.iter().map(|tag| tag.name().to_owned()).collect()
+        });
+        assert!(inline.is_empty() || spilled.is_empty(), "inline or spilled");
+        [inline, spilled].concat()
     };
     let (mut tags, mut bounded) = (InlineTags::new(), None);
     set_tag(&mut tags, &mut bounded, Tag::new("a", 1i64), &limits);
@@ -219,10 +223,45 @@ fn the_first_tag_is_inline_and_a_second_moves_both_out_in_order() {
     );
     set_tag(&mut tags, &mut bounded, Tag::new("a", "replaced"), &limits);
     assert!(bounded.is_none());
+    // A string and an integer: both inline, the integer in the small slot.
     set_tag(&mut tags, &mut bounded, Tag::new("b", 2i64), &limits);
-    assert!(tags.is_empty());
+    assert_eq!(tags.len(), 2);
+    assert!(
+        bounded.is_none(),
+        "two tags, one of them small, allocate nothing"
+    );
+    assert_eq!(names(&tags, &bounded), ["a", "b"]);
+    // Rewriting the first moves it last, inline still.
     set_tag(&mut tags, &mut bounded, Tag::new("a", 3i64), &limits);
     assert_eq!(names(&tags, &bounded), ["b", "a"]);
+    assert!(bounded.is_none());
+    // The string comes back written last: the small slot remembers it was first.
+    set_tag(&mut tags, &mut bounded, Tag::new("a", "again"), &limits);
+    assert_eq!(names(&tags, &bounded), ["b", "a"]);
+    assert_eq!(
+        tags.get().into_iter().last().unwrap().to_tag().value(),
+        &TagValue::String("again".into())
+    );
+    // A third moves all out, in order.
+    set_tag(&mut tags, &mut bounded, Tag::new("c", 4i64), &limits);
+    assert!(tags.is_empty());
+    assert_eq!(names(&tags, &bounded), ["b", "a", "c"]);
+    set_tag(&mut tags, &mut bounded, Tag::new("b", 5i64), &limits);
+    assert_eq!(names(&tags, &bounded), ["a", "c", "b"]);
+
+    // Two strings, or an integer too large for the small slot, cannot both be inline.
+    for second in [
+        Tag::new("b", "text"),
+        Tag::new("b", i64::MAX),
+        Tag::new("b", 1.5),
+    ] {
+        let (mut tags, mut bounded) = (InlineTags::new(), None);
+        set_tag(&mut tags, &mut bounded, Tag::new("a", "text"), &limits);
+        set_tag(&mut tags, &mut bounded, second.clone(), &limits);
+        assert!(tags.is_empty(), "{second:?}");
+        assert_eq!(names(&tags, &bounded), ["a", "b"]);
+        assert_eq!(bounded.unwrap().tags[1].value(), second.value());
+    }
 
     // An owned value cannot be inline: it is kept all the same.
     let (mut tags, mut bounded) = (InlineTags::new(), None);
@@ -243,7 +282,18 @@ fn the_first_tag_is_inline_and_a_second_moves_both_out_in_order() {
     set_tag(&mut tags, &mut bounded, Tag::new("b", 2i64), &one);
     set_tag(&mut tags, &mut bounded, Tag::new("a", 3i64), &one);
     assert_eq!(names(&tags, &bounded), ["a"]);
-    assert_eq!(tags.get().unwrap().to_tag().value(), &TagValue::Integer(3));
+    let kept: Vec<_> = tags.get().into_iter().collect();
+    assert_eq!(kept[0].to_tag().value(), &TagValue::Integer(3));
+    assert_eq!(bounded.unwrap().dropped_attributes, 1);
+
+    // A limit of two keeps two inline and counts a third.
+    let two = SpanLimits::default().with_max_attributes(2);
+    let (mut tags, mut bounded) = (InlineTags::new(), None);
+    set_tag(&mut tags, &mut bounded, Tag::new("a", "x"), &two);
+    set_tag(&mut tags, &mut bounded, Tag::new("b", 2i64), &two);
+    set_tag(&mut tags, &mut bounded, Tag::new("c", 3i64), &two);
+    set_tag(&mut tags, &mut bounded, Tag::new("a", "y"), &two);
+    assert_eq!(names(&tags, &bounded), ["b", "a"]);
     assert_eq!(bounded.unwrap().dropped_attributes, 1);
 }
 
@@ -257,6 +307,10 @@ fn kept(
         super::finish_tags(bounded);
     }
     let inline = tags.get().map(|tag| tag.to_tag());
+    assert!(
+        inline.is_empty() || bounded.as_ref().is_none_or(|b| b.tags.is_empty()),
+        "tags are inline or spilled, never both"
+    );
     let spilled = bounded.iter().flat_map(|b| b.tags.iter().cloned());
     let kept = inline
         .into_iter()
@@ -273,6 +327,12 @@ fn first_tags_in_one_batch_keep_what_setting_them_one_by_one_keeps() {
         vec![],
         vec![Tag::new("a", 1i64)],
         vec![Tag::new("a", 1i64), Tag::new("b", String::from("owned"))],
+        // Two that can be inline, either way round, and two that cannot.
+        vec![Tag::new("a", 1i64), Tag::new("b", "literal")],
+        vec![Tag::new("a", "literal"), Tag::new("b", true)],
+        vec![Tag::new("a", "literal"), Tag::new("b", "literal")],
+        vec![Tag::new("a", 1.5), Tag::new("b", i64::MIN)],
+        vec![Tag::new("a", 1i64), Tag::new("a", 2i64)],
         // A name given twice keeps its last value, moved to its last write.
         vec![
             Tag::new("a", 1i64),
@@ -334,8 +394,23 @@ fn first_tags_in_one_batch_keep_what_setting_them_one_by_one_keeps() {
 }
 
 #[test]
-fn a_span_with_two_tags_keeps_them_in_its_one_box() {
+fn a_span_with_two_tags_keeps_them_inline_or_in_its_one_box() {
     use super::{InlineTags, set_first_tags};
+    let (mut tags, mut bounded) = (InlineTags::new(), None);
+    set_first_tags(
+        &mut tags,
+        &mut bounded,
+        [Tag::new("a", 200i64), Tag::new("b", "literal")]
+            .into_iter()
+            .collect(),
+        &SpanLimits::default(),
+    );
+    assert!(
+        bounded.is_none(),
+        "a literal and a small integer are inline"
+    );
+    assert_eq!(tags.len(), 2);
+
     let (mut tags, mut bounded) = (InlineTags::new(), None);
     set_first_tags(
         &mut tags,
@@ -345,7 +420,61 @@ fn a_span_with_two_tags_keeps_them_in_its_one_box() {
             .collect(),
         &SpanLimits::default(),
     );
-    let bounded = bounded.expect("two tags are kept apart from the inline one");
+    let bounded = bounded.expect("an owned value is kept apart from the inline tags");
     assert!(tags.is_empty());
     assert!(!bounded.tags.spilled(), "no allocation beside the box");
+}
+
+/// A tag value of each shape the storage tells apart: inline in either slot, inline in the
+/// first slot only, never inline.
+fn any_value() -> impl proptest::strategy::Strategy<Value = TagValue> {
+    use proptest::prelude::*;
+    prop_oneof![
+        any::<bool>().prop_map(TagValue::Boolean),
+        (-3i64..3).prop_map(TagValue::Integer),
+        any::<i64>().prop_map(TagValue::Integer),
+        any::<f64>().prop_map(TagValue::Float),
+        Just(TagValue::from("literal")),
+        "[a-z]{0,4}".prop_map(TagValue::from),
+    ]
+}
+
+proptest::proptest! {
+    /// Whatever the tags and limits, what a span keeps is what a plain list would: a tag
+    /// replaces the one of the same name and moves last, a new one is added while there is
+    /// room and counted as dropped past it; inline or not is not visible.
+    #[test]
+    fn tags_are_kept_as_a_list_would_keep_them(
+        writes in proptest::collection::vec((0usize..4, any_value()), 0..12),
+        max in 0usize..5,
+        cut in proptest::option::of(0usize..3),
+    ) {
+        use super::{InlineTags, set_tag};
+        const NAMES: [&str; 4] = ["a", "b", "c", "http.response.status_code"];
+        let limits = SpanLimits::default()
+            .with_max_attributes(max)
+            .with_max_attribute_value_length(cut);
+        let (mut tags, mut bounded) = (InlineTags::new(), None);
+        let mut model: Vec<(String, TagValue)> = Vec::new();
+        let mut dropped = 0u32;
+        for (name, value) in writes {
+            let name = NAMES[name];
+            set_tag(&mut tags, &mut bounded, Tag::new(name, value.clone()), &limits);
+            let value = match (value, cut) {
+                (TagValue::String(text), Some(cut)) if text.len() > cut => {
+                    TagValue::from(text[..cut].to_owned())
+                }
+                (value, _) => value,
+            };
+            if let Some(position) = model.iter().position(|(kept, _)| kept == name) {
+                model.remove(position);
+                model.push((name.to_owned(), value));
+            } else if model.len() < max {
+                model.push((name.to_owned(), value));
+            } else {
+                dropped += 1;
+            }
+        }
+        proptest::prop_assert_eq!(kept(&tags, &bounded), (model, dropped));
+    }
 }

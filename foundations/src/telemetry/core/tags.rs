@@ -1,22 +1,26 @@
-//! Inline tag storage: the one tag a span (live, then finished) keeps without allocating,
-//! in 24 bytes instead of the 56 of a `cf_rustracing` [`Tag`].
+//! Inline tag storage: the (at most) two tags a span (live, then finished) keeps without
+//! allocating, in 32 bytes, where two `cf_rustracing` [`Tag`]s take 112.
 //!
-//! Most recorded spans carry at most one tag, usually with a literal name and a literal,
-//! numeric or boolean value. Such a tag is stored as an [`InlineTag`]: the value as it is
-//! (a `&'static str` borrowed from the tag, never copied), the name as the index of an
-//! interned name. A `Tag` cannot say whether its name is `'static`, so names are interned:
-//! each thread remembers the names it met (a hit costs a short hash and one comparison of
-//! the name's bytes), and a process-wide table gives each distinct name an
-//! index once. The table is bounded ([`MAX_NAMES`] names of at most [`MAX_NAME_LEN`] bytes,
-//! leaked for the life of the process: at most 64 KiB); a tag whose name does not fit, or
-//! whose value is an owned string, is kept as a full `Tag` by the span limits' storage
-//! instead (`limits`), as is every tag of a span with more than one.
+//! Most recorded spans carry at most two tags, usually with a literal name and a literal,
+//! numeric or boolean value (a bridged `tracing` span with two fields, a span tagged with a
+//! status code). The first such tag is stored as an [`InlineTag`] (24 bytes): the value as
+//! it is (a `&'static str` borrowed from the tag, never copied), the name as the index of
+//! an interned name. A second one is stored beside it in 8 bytes when one of the two is a
+//! boolean or an integer that fits in 32 bits (that one then takes the small slot, with a
+//! bit saying which tag was written first, so that the order of writes is kept). A `Tag` cannot say whether its
+//! name is `'static`, so names are interned: each thread remembers the names it met (a hit
+//! costs a short hash and one comparison of the name's bytes), and a process-wide table
+//! gives each distinct name an index once. The table is bounded ([`MAX_NAMES`] names of at
+//! most [`MAX_NAME_LEN`] bytes, leaked for the life of the process: at most 64 KiB); tags
+//! that do not fit (a name too long, an owned string value, a second tag when neither is
+//! small, a third tag) are kept as full `Tag`s by the span limits' storage instead (`limits`).
 //!
 //! This module owns the inline representation and the interning; it does not decide which
 //! tags a span keeps (that is `limits`).
 
 use cf_rustracing::tag::{Tag, TagValue};
 use parking_lot::Mutex;
+use smallvec::SmallVec;
 use std::borrow::Cow;
 use std::cell::Cell;
 use std::collections::HashMap;
@@ -43,7 +47,7 @@ const _: () = assert!(std::mem::size_of::<Option<InlineTag>>() == 24);
 impl InlineTag {
     /// `tag` as an inline tag, if its value is borrowed, numeric or boolean and its name
     /// is interned (or can be).
-    #[inline]
+    #[inline(always)]
     pub(crate) fn of(tag: &Tag) -> Option<Self> {
         // The value first: an owned string is never inlined, whatever the name.
         let value = match tag.value() {
@@ -64,11 +68,15 @@ impl InlineTag {
 
     /// The tag's name.
     pub(crate) fn name(&self) -> &'static str {
+        name_of(self.name_index())
+    }
+
+    fn name_index(&self) -> u32 {
         let (InlineTag::Str(name, _)
         | InlineTag::Bool(name, _)
         | InlineTag::Int(name, _)
         | InlineTag::Float(name, _)) = *self;
-        name_of(name)
+        name
     }
 
     /// The tag as a `cf_rustracing` tag: nothing is copied but the two references.
@@ -90,25 +98,208 @@ enum InlineValue {
     Float(f64),
 }
 
-/// The tags a span keeps inline: none or one. The same type in a live span and its record,
-/// so that finishing moves it. More tags live in the span limits' storage (`limits`).
+/// A second inline tag, in 8 bytes: a boolean or an integer that fits in 32 bits, its
+/// name's index, and whether it was written before the [`InlineTag`] beside it.
+#[derive(Clone, Copy, Debug, PartialEq)]
+enum SmallTag {
+    Bool {
+        /// Interned name indices are below [`MAX_NAMES`], so they fit.
+        name: u16,
+        /// Written before the other inline tag.
+        earlier: bool,
+        value: bool,
+    },
+    Int {
+        name: u16,
+        earlier: bool,
+        value: i32,
+    },
+}
+
+const _: () = assert!(MAX_NAMES <= u16::MAX as usize + 1);
+const _: () = assert!(std::mem::size_of::<Option<SmallTag>>() == 8);
+
+impl SmallTag {
+    /// `tag` in the small form, if its value is boolean or a small enough integer.
+    fn of(tag: InlineTag, earlier: bool) -> Option<Self> {
+        match tag {
+            InlineTag::Bool(name, value) => Some(SmallTag::Bool {
+                name: name as u16,
+                earlier,
+                value,
+            }),
+            InlineTag::Int(name, value) => Some(SmallTag::Int {
+                name: name as u16,
+                earlier,
+                value: i32::try_from(value).ok()?,
+            }),
+            InlineTag::Str(..) | InlineTag::Float(..) => None,
+        }
+    }
+
+    fn name(self) -> u16 {
+        let (SmallTag::Bool { name, .. } | SmallTag::Int { name, .. }) = self;
+        name
+    }
+
+    fn earlier(self) -> bool {
+        let (SmallTag::Bool { earlier, .. } | SmallTag::Int { earlier, .. }) = self;
+        earlier
+    }
+
+    fn to_inline(self) -> InlineTag {
+        match self {
+            SmallTag::Bool { name, value, .. } => InlineTag::Bool(u32::from(name), value),
+            SmallTag::Int { name, value, .. } => InlineTag::Int(u32::from(name), i64::from(value)),
+        }
+    }
+}
+
+/// The tags a span keeps inline: none, one, or two (see the module docs). The same type in
+/// a live span and its record, so that finishing moves it. More tags live in the span
+/// limits' storage (`limits`).
 #[derive(Clone, Copy, Debug, Default, PartialEq)]
-pub(crate) struct InlineTags(pub(super) Option<InlineTag>);
+pub(crate) struct InlineTags {
+    first: Option<InlineTag>,
+    /// Only beside a first one.
+    second: Option<SmallTag>,
+}
+
+const _: () = assert!(std::mem::size_of::<InlineTags>() == 32);
 
 impl InlineTags {
     /// No tag.
     pub(crate) const fn new() -> Self {
-        Self(None)
+        Self {
+            first: None,
+            second: None,
+        }
     }
 
     /// `true` without a tag.
     pub(crate) fn is_empty(&self) -> bool {
-        self.0.is_none()
+        self.first.is_none()
     }
 
-    /// The tag, if any.
-    pub(crate) fn get(&self) -> Option<InlineTag> {
-        self.0
+    /// How many tags there are.
+    pub(crate) fn len(&self) -> usize {
+        usize::from(self.first.is_some()) + usize::from(self.second.is_some())
+    }
+
+    /// The tags, in the order they were written.
+    pub(crate) fn get(&self) -> InlineList {
+        match (self.first, self.second) {
+            (first, None) => InlineList([first, None]),
+            (first, Some(second)) if second.earlier() => {
+                InlineList([Some(second.to_inline()), first])
+            }
+            (first, Some(second)) => InlineList([first, Some(second.to_inline())]),
+        }
+    }
+
+    /// The only tag, if there is one and no other; `None` inside when there is none;
+    /// `None` when there are two.
+    pub(crate) fn single(&self) -> Option<Option<InlineTag>> {
+        self.second.is_none().then_some(self.first)
+    }
+
+    /// `true` when a tag named `name` is kept here.
+    pub(crate) fn has(&self, name: &str) -> bool {
+        self.get().into_iter().any(|tag| tag.name() == name)
+    }
+
+    /// Sets `tag` inline if it can be, as the span limits set tags: it replaces the tag of
+    /// the same name (and becomes the last written), or is added. `false`, with nothing
+    /// changed, when the tags with it cannot all be inline: the caller keeps them apart.
+    /// The caller has checked the attribute limit.
+    #[inline]
+    pub(crate) fn try_set(&mut self, tag: &Tag) -> bool {
+        let Some(new) = InlineTag::of(tag) else {
+            return false;
+        };
+        let Some(first) = self.first else {
+            self.first = Some(new);
+            return true;
+        };
+        // The tag that stays beside the new one, if any. Names are interned by their
+        // bytes: the same name has the same index.
+        let name = new.name_index();
+        let stays = match self.second {
+            None if first.name_index() == name => None,
+            None => Some(first),
+            Some(second) if first.name_index() == name => Some(second.to_inline()),
+            Some(second) if u32::from(second.name()) == name => Some(first),
+            Some(_) => return false,
+        };
+        let Some(earlier) = stays else {
+            self.first = Some(new);
+            return true;
+        };
+        // One of the two must fit the small slot; the order of writes is kept.
+        let tags = if let Some(second) = SmallTag::of(new, false) {
+            Self {
+                first: Some(earlier),
+                second: Some(second),
+            }
+        } else if let Some(second) = SmallTag::of(earlier, true) {
+            Self {
+                first: Some(new),
+                second: Some(second),
+            }
+        } else {
+            return false;
+        };
+        *self = tags;
+        true
+    }
+
+    /// The inline tags of a span whose first tags are `earlier` then `later`, if both can
+    /// be inline: what [`try_set`](Self::try_set) for each would keep, in one step.
+    #[inline]
+    pub(crate) fn pair(earlier: &Tag, later: &Tag) -> Option<Self> {
+        let (earlier, later) = (InlineTag::of(earlier)?, InlineTag::of(later)?);
+        let (first, second) = if earlier.name_index() == later.name_index() {
+            (later, None)
+        } else if let Some(second) = SmallTag::of(later, false) {
+            (earlier, Some(second))
+        } else {
+            (later, Some(SmallTag::of(earlier, true)?))
+        };
+        Some(Self {
+            first: Some(first),
+            second,
+        })
+    }
+
+    /// Empties the inline tags, returning them in order as `Tag`s but for the one named
+    /// `except`: they are moving to the span limits' storage, which a tag named `except`
+    /// is joining.
+    pub(crate) fn take_except(&mut self, except: &str) -> SmallVec<[Tag; 2]> {
+        let tags = std::mem::take(self).get();
+        tags.into_iter()
+            .filter(|tag| tag.name() != except)
+            .map(InlineTag::to_tag)
+            .collect()
+    }
+}
+
+/// A span's inline tags in the order they were written ([`InlineTags::get`]).
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct InlineList([Option<InlineTag>; 2]);
+
+impl InlineList {
+    /// Each tag through `f`, in order.
+    pub(crate) fn map<T>(self, f: impl FnMut(InlineTag) -> T) -> SmallVec<[T; 2]> {
+        self.into_iter().map(f).collect()
+    }
+}
+
+impl IntoIterator for InlineList {
+    type Item = InlineTag;
+    type IntoIter = std::iter::Flatten<std::array::IntoIter<Option<InlineTag>, 2>>;
+
+    fn into_iter(self) -> Self::IntoIter {
+        self.0.into_iter().flatten()
     }
 }
 
@@ -121,9 +312,24 @@ static INDEX: Mutex<Option<HashMap<&'static str, u32>>> = Mutex::new(None);
 /// Slots of a thread's cache of the names it interned, by a hash of their bytes.
 const CACHE_SLOTS: usize = 256;
 
+/// A name this thread interned: its [`words`], length and index plus one (0: empty slot).
+#[derive(Clone, Copy)]
+struct CachedName {
+    words: [u64; 2],
+    len: u32,
+    index: u32,
+}
+
 thread_local! {
-    /// Per slot, the index of a name plus one (0: empty).
-    static CACHE: [Cell<u32>; CACHE_SLOTS] = const { [const { Cell::new(0) }; CACHE_SLOTS] };
+    static CACHE: [Cell<CachedName>; CACHE_SLOTS] = const {
+        [const {
+            Cell::new(CachedName {
+                words: [0; 2],
+                len: 0,
+                index: 0,
+            })
+        }; CACHE_SLOTS]
+    };
 }
 
 /// Set once every index is taken: a name not known by then is not looked up.
@@ -134,16 +340,37 @@ fn name_of(index: u32) -> &'static str {
     NAMES[index as usize].get().copied().unwrap_or("")
 }
 
-/// A fast hash of a short name's bytes.
-fn hash(bytes: &[u8]) -> usize {
-    let mut hash = bytes.len() as u64;
-    for chunk in bytes.chunks(8) {
-        let mut word = [0u8; 8];
-        word[..chunk.len()].copy_from_slice(chunk);
-        hash = (hash ^ u64::from_le_bytes(word)).wrapping_mul(0x9e37_79b9_7f4a_7c15);
-        hash ^= hash >> 29;
+/// Up to [`WORDS_TELL`] bytes, two words read from a name (overlapping, at its start and
+/// end) that, with its length, tell it apart from any other name; the start and end of a
+/// longer one. In a few loads, whatever the length: a name is hashed and recognised with
+/// no loop and no call.
+fn words(bytes: &[u8]) -> [u64; 2] {
+    let n = bytes.len();
+    let word = |at: usize| u64::from_le_bytes(bytes[at..at + 8].try_into().unwrap_or([0; 8]));
+    let half = |at: usize| {
+        u64::from(u32::from_le_bytes(
+            bytes[at..at + 4].try_into().unwrap_or([0; 4]),
+        ))
+    };
+    match n {
+        8.. => [word(0), word(n - 8)],
+        4..8 => [half(0), half(n - 4)],
+        1..4 => [
+            u64::from(bytes[0]) | u64::from(bytes[n / 2]) << 8 | u64::from(bytes[n - 1]) << 16,
+            0,
+        ],
+        0 => [0; 2],
     }
-    hash as usize
+}
+
+/// Names up to this long are told apart by their [`words`] and length alone.
+const WORDS_TELL: usize = 16;
+
+/// A cache slot for a name's words and length.
+fn slot_of(words: [u64; 2], len: usize) -> usize {
+    let mixed =
+        (words[0] ^ words[1].rotate_left(29) ^ len as u64).wrapping_mul(0x9e37_79b9_7f4a_7c15);
+    (mixed >> 32) as usize % CACHE_SLOTS
 }
 
 /// The index of the interned `name`, interning it if there is room; `None` when there is
@@ -155,15 +382,32 @@ fn intern(name: &str) -> Option<u32> {
     }
     // By the name's bytes, not its address: an owned name made anew for every span still
     // hits.
-    let slot = hash(name.as_bytes()) % CACHE_SLOTS;
-    let cached = CACHE.try_with(|cache| cache[slot].get()).unwrap_or(0);
-    if let Some(index) = cached.checked_sub(1)
-        && name_of(index) == name
+    let words = words(name.as_bytes());
+    let slot = slot_of(words, name.len());
+    let cached = CACHE.try_with(|cache| cache[slot].get());
+    if let Ok(cached) = cached
+        && cached.words == words
+        && cached.len as usize == name.len()
+        && let Some(index) = cached.index.checked_sub(1)
+        && (name.len() <= WORDS_TELL || name_of(index) == name)
     {
         return Some(index);
     }
+    intern_missed(name, words, slot)
+}
+
+/// [`intern`] when this thread's cache missed: out of line, so that the hit stays small.
+#[cold]
+#[inline(never)]
+fn intern_missed(name: &str, words: [u64; 2], slot: usize) -> Option<u32> {
     let index = intern_slow(name)?;
-    let _ = CACHE.try_with(|cache| cache[slot].set(index + 1));
+    let _ = CACHE.try_with(|cache| {
+        cache[slot].set(CachedName {
+            words,
+            len: name.len() as u32,
+            index: index + 1,
+        })
+    });
     Some(index)
 }
 
