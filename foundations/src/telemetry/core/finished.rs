@@ -6,12 +6,13 @@
 //! made them: freeing them on the consumer's thread instead costs allocators such as glibc's
 //! a contended lock per free, which measured at more than the whole rest of a span's cost.
 //!
-//! The record is 128 bytes, because a queue holds up to a million of them: what every span
-//! has is kept inline (ids, start time and duration, a `&'static str` name, tracestate and
-//! routing as shared references, up to two tags in the inline form of the `tags` module),
-//! and what few spans have is boxed apart in one allocation: an owned name, tags that are
-//! not inline, log entries, links, a duration of more than `u32::MAX` nanoseconds (about 4.3 seconds), and
-//! the counts of what the span limits dropped.
+//! The record is 120 bytes, because a queue holds up to a million of them: what every span
+//! has is kept inline (ids, start time and duration, a static name as its index in the list
+//! of span names, tracestate and routing as shared references, up to two tags in the inline
+//! form of the `tags` module), and what few spans have is boxed apart in one allocation: an
+//! owned name, tags that are not inline, log entries, links, a duration of more than
+//! `u32::MAX` nanoseconds (about 4.3 seconds), and the counts of what the span limits
+//! dropped.
 //!
 //! Most spans never become `cf_rustracing` spans at all: a live span keeps its tags in the
 //! shape this record uses, and [`FinishedSpan::new`] moves them (and the name) in without
@@ -26,6 +27,7 @@ use super::clock::{self, Timestamp};
 use super::identity::{ParentSpan, RawFinishedSpan, SpanState, StateParts};
 use super::limits::{self, Bounded, HandedOver, InlineTags, SpanLimits};
 use super::links::SpanLink;
+use super::names;
 use super::routing::{Routing, RoutingFault};
 use super::tags::InlineTag;
 use crate::telemetry::propagation::ids::{SpanId, TraceFlags, TraceId};
@@ -77,8 +79,10 @@ pub struct FinishedSpan {
     flags: TraceFlags,
     /// [`HAS_PARENT`], [`PARENT_IS_REMOTE`].
     bits: u8,
-    /// The name; empty when it is owned (then it is in the extras).
-    name: &'static str,
+    /// The name's index in the list of span names (`names`); [`OWNED_NAME`] when it is in
+    /// the extras (an owned name, or a static one the full list could not index). Four bytes
+    /// where a `&str` takes sixteen: they fit beside the duration and flags.
+    name: u32,
     /// Empty for none (a span's state never holds an empty one).
     trace_state: TraceState,
     routing: Option<Arc<Routing>>,
@@ -87,6 +91,8 @@ pub struct FinishedSpan {
     extras: Option<Box<SpanExtras>>,
 }
 
+/// [`FinishedSpan::name`] is in the extras.
+const OWNED_NAME: u32 = u32::MAX;
 const HAS_PARENT: u8 = 1;
 const PARENT_IS_REMOTE: u8 = 2;
 /// A duration that does not fit: the finish time is in the extras.
@@ -131,7 +137,7 @@ impl Deref for SpanTags<'_> {
 }
 
 // Queues hold up to millions of records: their size is the queue's memory.
-const _: () = assert!(std::mem::size_of::<FinishedSpan>() <= 128);
+const _: () = assert!(std::mem::size_of::<FinishedSpan>() <= 120);
 
 // Public through `telemetry::testing`: some accessors are for its users only.
 #[cfg_attr(not(feature = "testing"), allow(dead_code))]
@@ -242,10 +248,16 @@ impl FinishedSpan {
             }
         };
         let name = match name {
-            Cow::Borrowed(name) => name,
+            Cow::Borrowed(name) => match names::index_of(name) {
+                Some(index) => index,
+                None => {
+                    extras.get_or_insert_default().name = Some(name.into());
+                    OWNED_NAME
+                }
+            },
             Cow::Owned(name) => {
                 extras.get_or_insert_default().name = Some(name.into_boxed_str());
-                ""
+                OWNED_NAME
             }
         };
         let bits = match parent {
@@ -271,15 +283,13 @@ impl FinishedSpan {
 
     /// The operation name.
     pub fn name(&self) -> &str {
-        if self.name.is_empty()
-            && let Some(name) = self
-                .extras
-                .as_deref()
-                .and_then(|extras| extras.name.as_deref())
-        {
-            return name;
+        if self.name != OWNED_NAME {
+            return names::name_at(self.name);
         }
-        self.name
+        self.extras
+            .as_deref()
+            .and_then(|extras| extras.name.as_deref())
+            .unwrap_or("")
     }
 
     /// The span's identity: trace id, span id, flags, tracestate and routing.

@@ -14,7 +14,8 @@
 //! - [`pipeline`]: the pipeline markers, typed scope ids, per-pipeline selection.
 //! - [`identity`]: `SpanState` (ids, flags, tracestate, routing) and `ParentSpan`;
 //!   [`routing`]: a user trace's routing, encoded once when the trace starts.
-//! - [`clock`]: span timestamps, from the CPU's time-stamp counter.
+//! - [`clock`]: span timestamps, from the CPU's time-stamp counter; [`names`]: span names
+//!   as small indices.
 //! - [`span`]: a span while open: owned by its stack entry, or shared behind an `Arc`;
 //!   [`entry_span`]: which of the two a stack entry holds, and the constructors into it.
 //! - [`finished`]: `FinishedSpan`, the record a finished span becomes.
@@ -49,6 +50,7 @@ pub(crate) mod identity;
 pub(crate) mod joined;
 pub(crate) mod limits;
 pub(crate) mod links;
+pub(crate) mod names;
 pub(crate) mod pipeline;
 pub(crate) mod polled;
 pub(crate) mod queue;

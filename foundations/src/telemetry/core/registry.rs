@@ -25,7 +25,7 @@
 
 use super::clock::Timestamp;
 pub(crate) use super::registry_slots::TagSource;
-use super::registry_slots::{self, Identity, Names, Slot};
+use super::registry_slots::{self, Identity, Slot};
 use crate::telemetry::propagation::ids::{SpanId, TraceId};
 use cf_rustracing::tag::{Tag, TagValue};
 use std::borrow::Cow;
@@ -241,11 +241,10 @@ pub struct LiveTrace {
 pub(crate) fn snapshot() -> Vec<LiveTrace> {
     let now = SystemTime::now();
     let seen = registry_slots::read_all();
-    let names = Names::lock();
     let view = |seen: &registry_slots::Seen| {
         let start_time = seen.start.system_time();
         OpenSpan {
-            name: names.of(seen),
+            name: registry_slots::name_of(seen),
             trace_id: seen.trace_id,
             span_id: seen.span_id,
             parent_span_id: seen.parent_span_id,
@@ -278,7 +277,6 @@ pub(crate) fn snapshot() -> Vec<LiveTrace> {
             trace.descendants.push(view(descendant));
         }
     }
-    drop(names);
     // Read with no lock of ours held: a span's lock is taken before its entry's when
     // tagging. A span that finished since is simply shown as it was copied. Holding the last
     // handle here would finish the span on this thread, as dropping any handle does.

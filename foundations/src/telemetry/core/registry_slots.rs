@@ -15,21 +15,20 @@
 //! name, a root's copied tags, its tag source) sits in the slot's [`Extras`], behind a lock
 //! that only those spans and snapshots take.
 //!
-//! Static names are stored as indices into a process-wide list, looked up through a
-//! per-thread cache keyed by the name's address, so that a slot holds its name in one atomic
-//! and reading it back needs no `unsafe`.
+//! Static names are stored as their index in the process-wide list of span names (`names`),
+//! so that a slot holds its name in one atomic and reading it back needs no `unsafe`.
 //!
-//! This module owns the tables, the slots' protocol and the name list. It must not know what
+//! This module owns the tables and the slots' protocol. It must not know what
 //! a span or a trace is beyond the identity it is given; grouping and presenting entries is
 //! the `registry` module's.
 
 use super::clock::{AtomicTimestamp, Timestamp};
+use super::names;
 use crate::telemetry::propagation::ids::{SpanId, TraceId};
 use cf_rustracing::tag::{Tag, TagValue};
 use parking_lot::Mutex;
 use std::borrow::Cow;
 use std::cell::Cell;
-use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering, fence};
 use std::sync::{OnceLock, Weak};
 
@@ -39,9 +38,7 @@ const FIRST_CHUNK: usize = 32;
 const CHUNKS: usize = 16;
 /// Free slots looked at before a table grows (then the whole table is, once it cannot).
 const PROBES: usize = 8;
-/// Distinct static names indexed; later ones are copied like owned names.
-const MAX_NAMES: usize = 1 << 16;
-/// A slot's name is in its [`Extras`], not the name list.
+/// A slot's name is in its [`Extras`], not the name list (`names`).
 const OWNED_NAME: u32 = u32::MAX;
 /// Times a reader retries a slot that is being written before it passes over it.
 const READ_ATTEMPTS: usize = 64;
@@ -101,7 +98,7 @@ pub(super) struct Seen {
     pub(super) parent_span_id: Option<SpanId>,
     pub(super) root_span_id: SpanId,
     pub(super) start: Timestamp,
-    /// The name, resolved by [`Names`].
+    /// The name, resolved by [`name_of`].
     name: u32,
     pub(super) owned_name: Option<String>,
     pub(super) tags: Vec<Tag>,
@@ -416,7 +413,6 @@ impl Drop for Owner {
 
 thread_local! {
     static OWNER: Owner = const { Owner(Cell::new(None)) };
-    static NAME_CACHE: NameCache = const { NameCache::new() };
 }
 
 /// Takes a free slot of this thread's table and writes `span` into it. `None` when the table
@@ -435,7 +431,7 @@ pub(super) fn occupy(span: &Identity<'_>) -> Option<&'static Slot> {
 #[allow(clippy::ptr_arg)] // Whether the name is `'static` is in the `Cow`, not the `str`.
 fn name_index(name: &Cow<'static, str>) -> Option<u32> {
     match name {
-        Cow::Borrowed(name) => NAME_CACHE.try_with(|cache| cache.index(name)).ok()?,
+        Cow::Borrowed(name) => names::index_of(name),
         Cow::Owned(_) => None,
     }
 }
@@ -446,74 +442,14 @@ pub(super) fn read_all() -> Vec<Seen> {
     tables.iter().flat_map(|table| table.occupied()).collect()
 }
 
-/// The name list, locked once to name a snapshot's entries.
-pub(super) struct Names(parking_lot::MutexGuard<'static, NameList>);
-
-impl Names {
-    pub(super) fn lock() -> Self {
-        Self(NAMES.lock())
+/// `seen`'s name.
+pub(super) fn name_of(seen: &Seen) -> String {
+    match &seen.owned_name {
+        Some(owned) => owned.clone(),
+        None if seen.name != OWNED_NAME => names::name_at(seen.name).to_owned(),
+        // Owned, and renamed meanwhile: the copy was taken as the name moved.
+        None => String::new(),
     }
-
-    /// `seen`'s name.
-    pub(super) fn of(&self, seen: &Seen) -> String {
-        match (&seen.owned_name, self.0.names.get(seen.name as usize)) {
-            (Some(owned), _) => owned.clone(),
-            (None, Some(name)) => (*name).to_owned(),
-            // Owned, and renamed meanwhile: the copy was taken as the name moved.
-            (None, None) => String::new(),
-        }
-    }
-}
-
-/// Static names by index, and the index of each by its address and length.
-struct NameList {
-    names: Vec<&'static str>,
-    index: Option<HashMap<(usize, usize), u32>>,
-}
-
-static NAMES: Mutex<NameList> = Mutex::new(NameList {
-    names: Vec::new(),
-    index: None,
-});
-
-/// A thread's cache of name indices by address: most spans of a thread carry a few names.
-struct NameCache([Cell<(usize, usize, u32)>; 64]);
-
-impl NameCache {
-    const fn new() -> Self {
-        Self([const { Cell::new((0, 0, 0)) }; 64])
-    }
-
-    #[inline]
-    fn index(&self, name: &'static str) -> Option<u32> {
-        let key = (name.as_ptr() as usize, name.len());
-        let hash = (key.0 ^ key.1).wrapping_mul(0x9E37_79B9_7F4A_7C15_u64 as usize);
-        let entry = &self.0[hash >> (usize::BITS - 6)];
-        let (address, len, index) = entry.get();
-        if (address, len) == key && address != 0 {
-            return Some(index);
-        }
-        let index = index_slow(name, key)?;
-        entry.set((key.0, key.1, index));
-        Some(index)
-    }
-}
-
-#[cold]
-fn index_slow(name: &'static str, key: (usize, usize)) -> Option<u32> {
-    let mut list = NAMES.lock();
-    let list = &mut *list;
-    let index = list.index.get_or_insert_with(HashMap::new);
-    if let Some(&found) = index.get(&key) {
-        return Some(found);
-    }
-    if list.names.len() >= MAX_NAMES {
-        return None;
-    }
-    let found = list.names.len() as u32;
-    list.names.push(name);
-    index.insert(key, found);
-    Some(found)
 }
 
 /// The address of the calling thread's table, for tests of its reuse.
