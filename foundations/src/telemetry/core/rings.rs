@@ -46,6 +46,12 @@ pub(super) struct Pushed {
     pub(super) filled: bool,
 }
 
+/// What a push into this thread's ring did with a record it built.
+enum Attempt {
+    Pushed(Pushed),
+    Refused(FinishedSpan),
+}
+
 /// A span a ring did not take: the queue takes it the shared way.
 pub(super) enum NotPushed<F> {
     /// Not built yet: `make` builds it.
@@ -84,8 +90,7 @@ impl Rings {
         make: F,
     ) -> Result<Pushed, NotPushed<F>> {
         let mut make = Some(make);
-        let mut unpushed = None;
-        let pushed = PRODUCERS.try_with(|producers| {
+        let attempt = PRODUCERS.try_with(|producers| {
             // Reentrancy cannot happen (building and pushing a record runs no application
             // code), but a failed borrow must still not lose the span.
             let mut producers = producers.try_borrow_mut().ok()?;
@@ -106,23 +111,25 @@ impl Rings {
             // save the move, but only while the compiler inlines rtrb's chunk filling into
             // this function, which it stops doing with unrelated changes (+70 instructions a
             // span when it does not).
-            let record = make.take().expect("built once")();
+            let record = make.take()?();
             // The ring has room (made above) and this thread alone writes it.
-            if let Err(rtrb::PushError::Full(record)) = producer.push(record) {
-                unpushed = Some(record);
-                return None;
-            }
-            // Reads the consumer's position: a line that changes once per drain.
-            Some(Pushed {
-                len: RING_CAPACITY - producer.slots(),
-                filled,
+            Some(match producer.push(record) {
+                // Reads the consumer's position: a line that changes once per drain.
+                Ok(()) => Attempt::Pushed(Pushed {
+                    len: RING_CAPACITY - producer.slots(),
+                    filled,
+                }),
+                Err(rtrb::PushError::Full(record)) => Attempt::Refused(record),
             })
         });
-        match (pushed, make, unpushed) {
-            (Ok(Some(pushed)), ..) => Ok(pushed),
-            (_, Some(make), _) => Err(NotPushed::Unbuilt(make)),
-            (_, None, Some(record)) => Err(NotPushed::Built(record)),
-            (_, None, None) => unreachable!("a record built is pushed or given back"),
+        match attempt {
+            Ok(Some(Attempt::Pushed(pushed))) => Ok(pushed),
+            Ok(Some(Attempt::Refused(record))) => Err(NotPushed::Built(record)),
+            // Not built: no ring with room (or the thread is exiting).
+            _ => match make {
+                Some(make) => Err(NotPushed::Unbuilt(make)),
+                None => unreachable!("a record built is pushed or refused"),
+            },
         }
     }
 
