@@ -16,58 +16,15 @@
 
 #[cfg(feature = "testing")]
 mod common;
+#[path = "common/tower_requests.rs"]
+mod tower_requests;
 
 use criterion::{Criterion, criterion_group, criterion_main};
 use foundations::telemetry::bridge::TraceServerLayer;
-use http::{Request, Response};
-use http_body::Body;
-use std::convert::Infallible;
-use std::future::{Future, Ready, ready};
-use std::pin::pin;
-use std::task::{Context, Poll, Waker};
+use http::Request;
+use std::task::{Context, Waker};
 use tower_layer::Layer;
-use tower_service::Service;
-
-/// A handler that answers at once with a one-frame body.
-#[derive(Clone)]
-struct Bare;
-
-impl Service<Request<()>> for Bare {
-    type Response = Response<String>;
-    type Error = Infallible;
-    type Future = Ready<Result<Response<String>, Infallible>>;
-
-    fn poll_ready(&mut self, _: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
-        Poll::Ready(Ok(()))
-    }
-
-    fn call(&mut self, _: Request<()>) -> Self::Future {
-        ready(Ok(Response::new(String::from("ok"))))
-    }
-}
-
-/// One request through `service`, its body drained.
-fn one_request<S, B>(service: &mut S, cx: &mut Context<'_>)
-where
-    S: Service<Request<()>, Response = Response<B>>,
-    S::Error: std::fmt::Debug,
-    B: Body,
-{
-    let request = Request::get("/users/42")
-        .header("host", "api.example.test")
-        .header("user-agent", "bench/1.0")
-        .header(
-            "traceparent",
-            "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01",
-        )
-        .body(())
-        .unwrap();
-    let Poll::Ready(Ok(response)) = pin!(service.call(request)).poll(cx) else {
-        panic!("the bench service answers at once");
-    };
-    let mut body = pin!(response.into_body());
-    while let Poll::Ready(Some(_)) = body.as_mut().poll_frame(cx) {}
-}
+use tower_requests::{Bare, one_request};
 
 /// Installs the internal pipeline; what it returns must live as long as the bench.
 #[cfg(feature = "testing")]

@@ -11,24 +11,22 @@
 //! Cases: `registry`, `foundations`, `otel`, `fastrace` (a bridged span: new with two fields,
 //! enter, exit, close; a root per 1000; collect in `bridged_spans`), `bare`, `traced` (one
 //! request through the server layer, its route a `&'static str`), `traced_string_route` (the
-//! same, its route closure allocating a `String`; collect in `callgrind_bridges::requests*`). The count
+//! same, its route closure allocating a `String`; collect in `callgrind_bridges::tower_requests::requests*`). The count
 //! divided by `N` is the cost per span or request on the calling thread; work the peers hand
 //! to threads of their own (exporters, collectors) is not in it.
 
+#[path = "../benches/common/tower_requests.rs"]
+mod tower_requests;
+
 use foundations::telemetry::bridge::{TraceServerLayer, TracingBridge};
 use foundations::telemetry::testing::{HarnessOptions, install_tracing};
-use http::{Request, Response};
-use http_body::Body;
+use http::Request;
 use opentelemetry::trace::TracerProvider as _;
 use opentelemetry_sdk::error::OTelSdkResult;
 use opentelemetry_sdk::trace::{SdkTracerProvider, SpanData, SpanExporter};
-use std::convert::Infallible;
-use std::future::{Future, Ready, ready};
-use std::pin::pin;
-use std::task::{Context, Poll, Waker};
 use std::time::Duration;
 use tower_layer::Layer;
-use tower_service::Service;
+use tower_requests::{Bare, requests};
 use tracing_subscriber::prelude::*;
 
 #[derive(Debug)]
@@ -66,59 +64,6 @@ fn bridged_spans(subscriber: &tracing::Dispatch, iters: u64) {
             }
         }
     })
-}
-
-#[derive(Clone)]
-struct Bare;
-
-impl Service<Request<()>> for Bare {
-    type Response = Response<String>;
-    type Error = Infallible;
-    type Future = Ready<Result<Response<String>, Infallible>>;
-
-    fn poll_ready(&mut self, _: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
-        Poll::Ready(Ok(()))
-    }
-
-    fn call(&mut self, _: Request<()>) -> Self::Future {
-        ready(Ok(Response::new(String::from("ok"))))
-    }
-}
-
-/// `iters` requests through `service`. Out of line, as [`bridged_spans`].
-#[inline(never)]
-fn requests<S, B>(service: &mut S, iters: u64)
-where
-    S: Service<Request<()>, Response = Response<B>>,
-    S::Error: std::fmt::Debug,
-    B: Body,
-{
-    let mut cx = Context::from_waker(Waker::noop());
-    for _ in 0..iters {
-        one_request(service, &mut cx);
-    }
-}
-
-fn one_request<S, B>(service: &mut S, cx: &mut Context<'_>)
-where
-    S: Service<Request<()>, Response = Response<B>>,
-    S::Error: std::fmt::Debug,
-    B: Body,
-{
-    let request = Request::get("/users/42")
-        .header("host", "api.example.test")
-        .header("user-agent", "bench/1.0")
-        .header(
-            "traceparent",
-            "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01",
-        )
-        .body(())
-        .unwrap();
-    let Poll::Ready(Ok(response)) = pin!(service.call(request)).poll(cx) else {
-        panic!("the service answers at once");
-    };
-    let mut body = pin!(response.into_body());
-    while let Poll::Ready(Some(_)) = body.as_mut().poll_frame(cx) {}
 }
 
 fn main() {

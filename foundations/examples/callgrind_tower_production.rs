@@ -7,7 +7,7 @@
 //! ```sh
 //! cargo build --release -p foundations --features tower --example callgrind_tower_production
 //! valgrind --tool=callgrind --collect-atstart=no \
-//!     --toggle-collect='callgrind_tower_production::requests*' \
+//!     --toggle-collect='callgrind_tower_production::tower_requests::requests*' \
 //!     target/release/examples/callgrind_tower_production traced 2000
 //! ```
 //!
@@ -18,62 +18,15 @@
 #[path = "../benches/common/otlp_receiver.rs"]
 mod receiver;
 
+#[path = "../benches/common/tower_requests.rs"]
+mod tower_requests;
+
 use foundations::telemetry::bridge::TraceServerLayer;
 use foundations::telemetry::{self, settings::TelemetrySettings};
-use http::{Request, Response};
-use http_body::Body;
-use std::convert::Infallible;
-use std::future::{Future, Ready, ready};
-use std::pin::pin;
-use std::task::{Context, Poll, Waker};
+use http::Request;
 use std::time::Duration;
 use tower_layer::Layer;
-use tower_service::Service;
-
-/// The handler of `callgrind_bridges` and the `tower_server` bench.
-#[derive(Clone)]
-struct Bare;
-
-impl Service<Request<()>> for Bare {
-    type Response = Response<String>;
-    type Error = Infallible;
-    type Future = Ready<Result<Response<String>, Infallible>>;
-
-    fn poll_ready(&mut self, _: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
-        Poll::Ready(Ok(()))
-    }
-
-    fn call(&mut self, _: Request<()>) -> Self::Future {
-        ready(Ok(Response::new(String::from("ok"))))
-    }
-}
-
-/// `iters` requests through `service`. Out of line: callgrind counts what runs inside it.
-#[inline(never)]
-fn requests<S, B>(service: &mut S, iters: u64)
-where
-    S: Service<Request<()>, Response = Response<B>>,
-    S::Error: std::fmt::Debug,
-    B: Body,
-{
-    let mut cx = Context::from_waker(Waker::noop());
-    for _ in 0..iters {
-        let request = Request::get("/users/42")
-            .header("host", "api.example.test")
-            .header("user-agent", "bench/1.0")
-            .header(
-                "traceparent",
-                "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01",
-            )
-            .body(())
-            .unwrap();
-        let Poll::Ready(Ok(response)) = pin!(service.call(request)).poll(&mut cx) else {
-            panic!("the service answers at once");
-        };
-        let mut body = pin!(response.into_body());
-        while let Poll::Ready(Some(_)) = body.as_mut().poll_frame(&mut cx) {}
-    }
-}
+use tower_requests::{Bare, requests};
 
 fn main() {
     let mut args = std::env::args().skip(1);
