@@ -5,6 +5,7 @@ use crate::add_span_tags;
 use crate::telemetry::TelemetryContext;
 use crate::telemetry::core::pipeline::Internal;
 use crate::telemetry::core::stack::{with_stack, with_stacks_as_they_are};
+use crate::telemetry::propagation::ids::TraceId;
 use crate::telemetry::tracing::{self, StartTraceOptions, TagValue};
 use std::future::Future;
 use std::pin::{Pin, pin};
@@ -21,6 +22,15 @@ fn shape() -> (usize, usize, usize) {
         )
     })
     .expect("stack available")
+}
+
+/// Two contexts of two new traces, "a" and "b", with their trace ids.
+fn two_traces() -> [(TelemetryContext, Option<TraceId>); 2] {
+    ["a", "b"].map(|name| {
+        let ctx = tracing::start_trace(name, StartTraceOptions::default()).into_context();
+        let trace = ctx.scope_and(tracing::trace_id);
+        (ctx, trace)
+    })
 }
 
 /// Polls `future` once with a no-op waker.
@@ -142,12 +152,7 @@ fn an_entry_below_nested_floors_leaving_in_the_inner_poll_lowers_the_outer_floor
     let _test_scope = test.scope();
     let outer = tracing::start_trace("outer", StartTraceOptions::default());
     let (base, ..) = shape();
-    let a = tracing::start_trace("a", StartTraceOptions::default()).into_context();
-    let b = tracing::start_trace("b", StartTraceOptions::default()).into_context();
-    let (a_trace, b_trace) = (
-        a.scope_and(tracing::trace_id),
-        b.scope_and(tracing::trace_id),
-    );
+    let [(a, a_trace), (b, b_trace)] = two_traces();
     let mut outer = Some(outer);
     let mut inner = Some(Box::pin(b.apply(Steps(move || {
         // Below both floors: the inner one moves now, the outer one when this frame leaves.
@@ -209,12 +214,7 @@ fn a_poll_installs_its_frame_only_when_its_code_uses_the_stack() {
 fn an_outer_poll_that_had_not_used_the_stack_gets_its_frame_after_an_inner_poll_did() {
     let test = TelemetryContext::test();
     let _test_scope = test.scope();
-    let a = tracing::start_trace("a", StartTraceOptions::default()).into_context();
-    let b = tracing::start_trace("b", StartTraceOptions::default()).into_context();
-    let (a_trace, b_trace) = (
-        a.scope_and(tracing::trace_id),
-        b.scope_and(tracing::trace_id),
-    );
+    let [(a, a_trace), (b, b_trace)] = two_traces();
     let mut inner = Some(Box::pin(b.apply(Steps(move || {
         let _child = tracing::span("b_child");
         assert_eq!(tracing::trace_id(), b_trace);
@@ -246,12 +246,7 @@ fn an_outer_poll_that_had_not_used_the_stack_gets_its_frame_after_an_inner_poll_
 fn nested_contexts_restore_each_outer_frame() {
     let test = TelemetryContext::test();
     let _test_scope = test.scope();
-    let a = tracing::start_trace("a", StartTraceOptions::default()).into_context();
-    let b = tracing::start_trace("b", StartTraceOptions::default()).into_context();
-    let (a_trace, b_trace) = (
-        a.scope_and(tracing::trace_id),
-        b.scope_and(tracing::trace_id),
-    );
+    let [(a, a_trace), (b, b_trace)] = two_traces();
     let mut inner = Some(Box::pin(b.apply(Steps(move || {
         assert_eq!(tracing::trace_id(), b_trace);
         true

@@ -103,8 +103,7 @@ pub(crate) fn drop_later(routing: Arc<Routing>) {
             deferred.extend(routing.take());
         }
     });
-    // Only when the thread is exiting (or this runs inside a deferred drop): no stack is
-    // usable then anyway.
+    // Still here only while the thread exits: no stack is usable then anyway.
     drop(routing);
 }
 

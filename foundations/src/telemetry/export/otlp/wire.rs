@@ -255,16 +255,14 @@ struct SpanHead<'a> {
 impl<'a> SpanHead<'a> {
     fn of(span: &'a FinishedSpan, kind: SpanKind) -> Self {
         let (parent, flags) = parent_and_flags(span);
-        // One conversion from the counter; the end is the start plus the duration.
-        let start = span.start_unix_nanos();
         Self {
             parent,
             flags,
             trace_state: span.trace_state().map(|ts| ts.header_str()).unwrap_or(""),
             name: span.name(),
             kind: kind as i32 as u64,
-            start,
-            end: start.saturating_add(span.duration_nanos()),
+            start: span.start_unix_nanos(),
+            end: span.finish_unix_nanos(),
         }
     }
 
