@@ -108,7 +108,7 @@ impl ScopeStack {
     }
 
     /// An entry below the floor of the innermost frame was removed at `index` (out of
-    /// order): that floor moves down with the entries now, and the floors the guards keep
+    /// order): that floor moves down with the entries now, and the floors the poll records keep
     /// (of the frames it is nested in) when their frames leave (see [`Outer`]).
     #[cold]
     #[inline(never)]

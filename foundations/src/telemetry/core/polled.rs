@@ -18,7 +18,7 @@ use std::sync::Arc;
 /// The innermost frame installed on a stack (see the `frame` module, which installs and
 /// leaves frames): its floor is kept beside it, inline in the stack, because every access to
 /// the current span reads it.
-#[derive(Clone, Copy, Default)]
+#[derive(Clone, Copy)]
 pub(crate) struct Frame {
     /// The context's span, pointed to for the poll (read it with `frame_span`); `None` when
     /// the context has none of this pipeline (then no span is current at the floor).

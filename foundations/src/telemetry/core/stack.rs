@@ -53,12 +53,12 @@ pub(crate) struct ScopeStack {
     /// The floor of the innermost frame (see `frame`), 0 outside any: entries below it are
     /// hidden, and the frame's span is current when nothing is above it.
     pub(super) floor: usize,
-    /// The innermost frame's span and materialized entry. What entering a frame replaced (the
-    /// frame it is nested in) is kept by the caller's guard, not here: entering and leaving
-    /// are then a few stores, with no list to grow.
+    /// The installed frame's span and materialized entry. What installing a frame replaced
+    /// (the frame it is nested in) is kept by its poll's record (`Polled`), not here:
+    /// installing and leaving are then a few stores, with no list to grow.
     pub(super) frame: Frame,
-    /// Indices of entries removed below the innermost floor while frames were installed, in
-    /// order: the floors that the guards keep are lowered by them when their frames leave.
+    /// Indices of entries removed below the installed floor, in order: the floors that poll
+    /// records keep are lowered by them when their frames leave.
     pub(super) lowered: Vec<usize>,
     /// The harness that roots started on this thread use instead of the global one.
     #[cfg(feature = "testing")]
