@@ -67,6 +67,7 @@ use crate::telemetry::core::pipeline::{Internal, ScopeId};
 use crate::telemetry::core::scope::Scope;
 use crate::telemetry::core::span::{LiveSpan, SpanHandle};
 use crate::telemetry::core::stack;
+use crate::telemetry::core::unsampled::{self, Lane};
 use crate::telemetry::core::user_link::{self, InternalChild};
 use std::borrow::Cow;
 
@@ -203,6 +204,20 @@ pub fn span(name: impl Into<Cow<'static, str>>) -> SpanScope {
     if current::nothing_installed() {
         return SpanScope::inert();
     }
+    // The common child, opened without the general path (which the fast lane hands back
+    // frames to install, an active user trace, and roots).
+    match unsampled::try_join_child() {
+        Lane::Joined(id) => SpanScope::of(Some(id)),
+        Lane::Child => SpanScope::of(unsampled::push_child(name)),
+        Lane::General => span_general(name),
+    }
+}
+
+/// What [`span`] does when the fast lane hands back: out of line, so that the fast lane
+/// pays none of its register saves, and generic, so that a `&'static str` name reaches it
+/// in registers (by a tail call) rather than as a `Cow` in memory.
+#[inline(never)]
+fn span_general(name: impl Into<Cow<'static, str>>) -> SpanScope {
     let mut name = Some(name.into());
     // The common case, a child of the current span, is built and pushed in one go.
     match user_link::push_internal_child(&mut name) {

@@ -73,15 +73,6 @@ impl ScopeStack {
         self.entries[..self.depth].last_mut()
     }
 
-    /// As [`top`](Self::top), by index.
-    #[inline(always)]
-    pub(super) fn top_index(&mut self) -> Option<usize> {
-        if self.depth == self.floor {
-            self.materialize()?;
-        }
-        self.depth.checked_sub(1)
-    }
-
     /// Whether a span is current, without making a frame's span an entry.
     #[inline]
     pub(super) fn has_current(&self) -> bool {

@@ -131,6 +131,25 @@ impl JoinedChildren {
         Some(self.entry_done())
     }
 
+    /// As [`remove_innermost`](Self::remove_innermost), only when the entry stays (its
+    /// owner's scope has not ended, or another child is still joined): `true` when it
+    /// removed the child, else nothing changed. The fast lane's end (`unsampled`).
+    #[inline(always)]
+    pub(crate) fn remove_innermost_keeping_entry(&mut self, id: RawId) -> bool {
+        let Some(last) = usize::from(self.len).checked_sub(1) else {
+            return false;
+        };
+        let is_innermost = self
+            .children
+            .get(last)
+            .is_some_and(|&(child, _)| child == id);
+        if !is_innermost || (last == 0 && self.owner_ended) {
+            return false;
+        }
+        self.len -= 1;
+        true
+    }
+
     #[inline(always)]
     fn live(&self) -> &[(RawId, SpanId)] {
         // `len` never exceeds the array's length.

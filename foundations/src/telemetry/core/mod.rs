@@ -31,7 +31,7 @@
 //! - [`registry`]: the live registry of in-flight tracked roots (`tracing::live_traces`);
 //!   only the tracked constructors of a [`Tracked`](pipeline::Tracked) pipeline enter it.
 //! - [`stack`]: the thread-local scope stacks, made of [`entry`] values, each with its
-//!   [`joined`] unsampled children; [`scope`]: an entry's lifetime;
+//!   [`joined`] unsampled children ([`unsampled`]: their fast lane); [`scope`]: an entry's lifetime;
 //!   [`current`]: what is current on this thread; [`frame`]: the context of the future
 //!   being polled ([`polled`]: what it is made of), and what a suspended future left; [`user_link`]: an internal entry's
 //!   link to a parallel user span.
@@ -64,4 +64,5 @@ pub(crate) mod span;
 pub(crate) mod stack;
 pub(crate) mod status;
 pub(crate) mod tags;
+pub(crate) mod unsampled;
 pub(crate) mod user_link;

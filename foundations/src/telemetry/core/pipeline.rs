@@ -146,7 +146,19 @@ impl<P> ScopeId<P> {
             _pipeline: PhantomData,
         }
     }
+
+    /// Whether this is the scope of an unsampled child joined into its parent's entry
+    /// (see [`JOINED_CHILD_BIT`]).
+    #[inline(always)]
+    pub(crate) fn is_joined_child(self) -> bool {
+        self.raw.get() & JOINED_CHILD_BIT != 0
+    }
 }
+
+/// Set in the id of a joined child's scope, never in an entry's (ids count up from 1 and
+/// would take centuries to reach it): a scope's drop tells which end it needs from the id
+/// alone, without a look at the stack.
+pub(crate) const JOINED_CHILD_BIT: u64 = 1 << 63;
 
 impl<P> Clone for ScopeId<P> {
     fn clone(&self) -> Self {

@@ -134,7 +134,7 @@ impl ScopeStack {
     /// A new scope id: starts at 1 and would take centuries to wrap; `MIN` keeps it
     /// non-zero regardless.
     #[inline]
-    fn next_id(&mut self) -> RawId {
+    pub(super) fn next_id(&mut self) -> RawId {
         self.next_id = self.next_id.wrapping_add(1);
         NonZeroU64::new(self.next_id).unwrap_or(NonZeroU64::MIN)
     }
@@ -199,29 +199,6 @@ impl ScopeStack {
     #[inline]
     fn current_mut(&mut self) -> Option<&mut EntrySpan> {
         self.top()?.span.as_mut()
-    }
-
-    /// Joins an unsampled child into the top entry, if it can be (see the module docs): its
-    /// span is unsampled without routing, no user span is linked or pending there, nor for
-    /// the child, and it has room. The user-link conditions keep a user span's lifetime that
-    /// of exactly one scope; without routing, ending the entry never runs application code.
-    #[inline(always)]
-    pub(super) fn try_join_unsampled_child(&mut self) -> Option<RawId> {
-        let index = self.top_index()?;
-        let top = &self.entries[index];
-        #[cfg(feature = "user-tracing")]
-        if !matches!(top.user, UserLink::None) {
-            return None;
-        }
-        let Some(EntrySpan::Shared(SpanHandle::NonRecording(state))) = &top.span else {
-            return None;
-        };
-        if state.routing().is_some() || top.joined.is_full() {
-            return None;
-        }
-        let id = self.next_id();
-        self.entries[index].joined.push(id);
-        Some(id)
     }
 
     /// Pushes a child of the current span, which the caller checked exists.

@@ -245,3 +245,139 @@ fn a_joined_child_leaves_with_its_own_identity_as_a_context() {
         captured.scope_and(|| assert_eq!(ids(), child_ids));
     });
 }
+
+/// The fast lane (`unsampled`) against the general path: same decisions, same ids.
+mod fast_lane {
+    use super::*;
+    use crate::telemetry::core::scope::Scope;
+    use crate::telemetry::core::unsampled::{Lane, try_join_child};
+
+    fn lane_name(lane: &Lane) -> &'static str {
+        match lane {
+            Lane::Joined(_) => "joined",
+            Lane::Child => "child",
+            Lane::General => "general",
+        }
+    }
+
+    /// What the lane says here; a joined child is ended again at once.
+    fn lane_here() -> &'static str {
+        let lane = try_join_child();
+        let name = lane_name(&lane);
+        if let Lane::Joined(id) = lane {
+            assert!(id.is_joined_child(), "a joined child's id says so");
+            drop(Scope::of(Some(id)));
+        }
+        name
+    }
+
+    #[test]
+    fn the_lane_takes_unsampled_and_recorded_children_and_leaves_the_rest() {
+        let ctx = TelemetryContext::test();
+        ctx.scope_and(|| {
+            let base = depth();
+            assert_eq!(lane_here(), "general", "no current span: a root");
+            let root = unsampled_root();
+            assert_eq!(lane_here(), "joined");
+            assert_eq!(depth(), base + 1, "the joined child ended, the entry stays");
+            drop(root);
+            let recorded = tracing::start_trace("r", StartTraceOptions::default());
+            assert_eq!(lane_here(), "child", "a recorded span takes a child entry");
+            drop(recorded);
+            assert_eq!(depth(), base);
+        });
+    }
+
+    #[test]
+    fn a_full_entry_is_not_joined_by_the_lane() {
+        let ctx = TelemetryContext::test();
+        ctx.scope_and(|| {
+            let root = unsampled_root();
+            let scopes: Vec<_> = (0..super::super::super::joined::MAX_JOINED)
+                .map(|_| tracing::span("j"))
+                .collect();
+            assert_eq!(lane_here(), "child", "no room: an entry of its own");
+            drop(scopes);
+            drop(root);
+        });
+    }
+
+    #[test]
+    fn a_frame_to_install_sends_the_child_to_the_general_path_which_joins_it() {
+        let ctx = TelemetryContext::test();
+        let unsampled = ctx.scope_and(|| {
+            let root = unsampled_root();
+            root.into_context()
+        });
+        let base = ctx.scope_and(depth);
+        let waker = std::task::Waker::noop();
+        let mut cx = std::task::Context::from_waker(waker);
+        let mut future = std::pin::pin!(unsampled.apply(async {
+            // The poll's frame is not installed yet: the lane declines.
+            assert_eq!(lane_here(), "general");
+            let trace = tracing::trace_id();
+            let child = tracing::span("in_poll");
+            assert_eq!(tracing::trace_id(), trace, "joined into the frame's trace");
+            assert!(!tracing::span_is_sampled());
+            drop(child);
+            // Installed now: the lane takes the next child.
+            assert_eq!(lane_here(), "joined");
+        }));
+        assert!(future.as_mut().poll(&mut cx).is_ready());
+        assert_eq!(ctx.scope_and(depth), base);
+    }
+
+    #[test]
+    fn a_joined_scope_that_is_not_the_innermost_ends_by_the_general_path() {
+        let ctx = TelemetryContext::test();
+        ctx.scope_and(|| {
+            let base = depth();
+            let root = unsampled_root();
+            let Lane::Joined(outer) = try_join_child() else {
+                panic!("an unsampled root takes joined children");
+            };
+            let outer_ids = ids();
+            let inner = tracing::span("inner");
+            let inner_ids = ids();
+            // The outer one is not innermost: the lane leaves it to the general end.
+            drop(Scope::<Internal>::of(Some(outer)));
+            assert_eq!(ids(), inner_ids);
+            assert_ne!(outer_ids, inner_ids);
+            drop(root);
+            assert_eq!(depth(), base + 1, "the entry stays for its last scope");
+            // The last scope of an entry whose owner ended: the general end vacates it.
+            drop(inner);
+            assert_eq!(depth(), base);
+        });
+    }
+
+    #[cfg(feature = "user-tracing")]
+    #[test]
+    fn an_active_user_trace_sends_the_child_to_the_general_path() {
+        use crate::telemetry::user_tracing::{self, RoutingMetadata};
+        #[derive(Debug)]
+        struct Tenant;
+        impl RoutingMetadata for Tenant {
+            fn group_key(&self) -> String {
+                "t".into()
+            }
+            fn encode(&self) -> String {
+                "tenant=1".into()
+            }
+        }
+        let ctx = TelemetryContext::test();
+        ctx.scope_and(|| {
+            let _user = user_tracing::start_user_trace("user_root", Tenant, None);
+            let _root = unsampled_root();
+            assert_eq!(lane_here(), "general", "the child must keep its name");
+            // The general path keeps it: the user span is named after the internal one.
+            let child = tracing::span("named").with_user_span();
+            drop(child);
+        });
+        let users = ctx.user_traces(Default::default());
+        assert!(
+            users[0].iter().any(|span| span.name == "named"),
+            "the user span took the internal child's name"
+        );
+    }
+}

@@ -1,0 +1,158 @@
+//! The fast lane of unsampled internal children: joining one into the current entry and
+//! ending it, in small functions of their own.
+//!
+//! An unsampled child of an unsampled span is joined into its parent's entry (see the
+//! `stack` and `joined` modules): a few loads and stores. Through the general paths
+//! (`user_link::push_internal_child`, `stack::end_scope`) it cost about three times that,
+//! mostly in what those paths must be ready for: saving registers for building a recorded
+//! child, installing a poll's frame, a user trace, deferred drops. The two functions here
+//! do the common case only and say `None`/`false` for anything else, before changing
+//! anything; the caller then takes the general path, which gives the same result. They are
+//! small enough that the compiler keeps them free of register saves, so the general paths'
+//! cost is paid only when they run.
+//!
+//! This module owns the rule for which children join (`ScopeStack::try_join_unsampled_child`,
+//! which the general path asks too) and no state: a child joins in the fast lane exactly
+//! when the general path would join it. A joined child's scope id carries
+//! [`JOINED_CHILD_BIT`], so that only joined children's scopes try the fast end. This module
+//! must not open or end entries, install frames, or touch the user stack beyond asking
+//! whether it has a current span.
+
+#[cfg(feature = "user-tracing")]
+use super::entry::UserLink;
+use super::entry_span::EntrySpan;
+use super::pipeline::{Internal, JOINED_CHILD_BIT, Pipeline, RawId, ScopeId};
+use super::span::SpanHandle;
+use super::stack::{ScopeStack, pending_bit, with_stacks_as_they_are};
+use std::borrow::Cow;
+
+impl ScopeStack {
+    /// Where a child of the current entry goes: `Some(true)` when it can join the top entry
+    /// (see the `stack` module docs), `Some(false)` when it needs an entry of its own, `None`
+    /// when no entry is current (none, or only a frame's span). A child joins a live entry
+    /// whose span is unsampled without routing, with no user span linked or pending, and
+    /// room. The user-link conditions keep a user span's lifetime that of exactly one scope;
+    /// without routing, ending the entry never runs application code.
+    #[inline(always)]
+    fn child_joins_top(&self) -> Option<bool> {
+        if self.depth == self.floor {
+            return None;
+        }
+        let top = self.entries.get(self.depth.checked_sub(1)?)?;
+        let joins = match top.span.as_ref()? {
+            EntrySpan::Shared(SpanHandle::NonRecording(state)) => {
+                state.routing().is_none() && !top.joined.is_full()
+            }
+            _ => false,
+        };
+        #[cfg(feature = "user-tracing")]
+        let joins = joins && matches!(top.user, UserLink::None);
+        Some(joins)
+    }
+
+    /// Joins a child into the top entry, which [`child_joins_top`](Self::child_joins_top)
+    /// allowed; its scope id is marked as a joined child's.
+    #[inline(always)]
+    fn join_top(&mut self) -> RawId {
+        let id = self.next_id() | JOINED_CHILD_BIT;
+        self.entries[self.depth - 1].joined.push(id);
+        id
+    }
+
+    /// Joins an unsampled child into the top entry, if it can be (see
+    /// [`child_joins_top`](Self::child_joins_top)); the caller checked that no user trace is
+    /// active (a child would then keep its name for `with_user_span`).
+    #[inline(always)]
+    pub(super) fn try_join_unsampled_child(&mut self) -> Option<RawId> {
+        if self.depth == self.floor {
+            self.materialize()?;
+        }
+        self.child_joins_top()?.then(|| self.join_top())
+    }
+}
+
+/// What [`try_join_child`] found.
+pub(crate) enum Lane {
+    /// An unsampled child joined the current entry: its scope.
+    Joined(ScopeId<Internal>),
+    /// The current internal span takes a child of its own, and nothing needs preparing
+    /// first: [`push_child`] builds it.
+    Child,
+    /// Anything else (a frame to install, a frame's span current, an active user trace, no
+    /// current span, a busy stack): the general path.
+    General,
+}
+
+/// Joins an unsampled child into the current internal entry, as the general path would,
+/// when nothing needs preparing first: no poll frame left to install on either stack, a
+/// current internal entry (not a frame's span), and no user trace active. Otherwise says
+/// which path opens the child, having changed nothing. No name is needed to decide: the
+/// caller keeps it in registers.
+#[inline(always)]
+pub(crate) fn try_join_child() -> Lane {
+    with_stacks_as_they_are(|stacks| {
+        if stacks.pending.get() != 0 {
+            return Lane::General;
+        }
+        let Ok(mut stack) = stacks.pipelines.internal.try_borrow_mut() else {
+            return Lane::General;
+        };
+        let Some(joins) = stack.child_joins_top() else {
+            return Lane::General;
+        };
+        // An active user trace makes a child keep its name for `with_user_span`: a
+        // general-path child. A busy user stack counts as no user trace, as there.
+        #[cfg(feature = "user-tracing")]
+        if stacks
+            .pipelines
+            .user
+            .try_borrow()
+            .is_ok_and(|user| user.has_current())
+        {
+            return Lane::General;
+        }
+        if joins {
+            Lane::Joined(ScopeId::new(stack.join_top()))
+        } else {
+            Lane::Child
+        }
+    })
+    .unwrap_or(Lane::General)
+}
+
+/// Builds a child of the current internal span into an entry of its own, where
+/// [`try_join_child`] said [`Lane::Child`] (nothing ran in between). Out of line and
+/// generic, so that the lane's check stays free of register saves and a `&'static str`
+/// name arrives in registers.
+#[inline(never)]
+pub(crate) fn push_child(name: impl Into<Cow<'static, str>>) -> Option<ScopeId<Internal>> {
+    let name = name.into();
+    with_stacks_as_they_are(|stacks| {
+        let mut stack = stacks.pipelines.internal.try_borrow_mut().ok()?;
+        stack.push_child(name, None).map(ScopeId::new)
+    })
+    .flatten()
+}
+
+/// Ends the joined child's scope `id` when it is the innermost child of the top entry and
+/// the entry stays (its own scope, or another child, still holds it): `true`. `false`,
+/// having changed nothing, in every other case, which the general end handles.
+#[inline(always)]
+pub(crate) fn try_end_child<P: Pipeline>(id: ScopeId<P>) -> bool {
+    with_stacks_as_they_are(|stacks| {
+        if stacks.pending.get() & pending_bit::<P>() != 0 {
+            return false;
+        }
+        let Ok(mut stack) = stacks.pipelines.get::<P>().try_borrow_mut() else {
+            return false;
+        };
+        let Some(top) = stack.depth.checked_sub(1) else {
+            return false;
+        };
+        stack
+            .entries
+            .get_mut(top)
+            .is_some_and(|entry| entry.joined.remove_innermost_keeping_entry(id.raw))
+    })
+    .unwrap_or(false)
+}
