@@ -10,6 +10,7 @@ use crate::telemetry::core::identity::SpanState;
 use crate::telemetry::core::links::SpanLink;
 use crate::telemetry::core::stack;
 use crate::telemetry::core::status::{self, SpanKind, SpanStatus};
+use crate::telemetry::core::unsampled;
 use cf_rustracing::log::LogField;
 use cf_rustracing::span::FinishSpanCallback;
 use cf_rustracing::tag::Tag;
@@ -31,7 +32,7 @@ impl<P: Pipeline> MacroTarget<P> {
     /// `true` when the current span of this pipeline is recorded.
     #[inline]
     pub fn is_recording(self) -> bool {
-        stack::inspect_current::<P, _>(|span| span.is_some_and(|span| span.is_recording()))
+        unsampled::current_is_recording::<P>()
     }
 
     /// Sets tags on the current span.

@@ -9,14 +9,12 @@ use super::harness::{self, HarnessRef};
 use super::identity::SpanState;
 use super::pipeline::Pipeline;
 use super::stack;
-#[cfg(feature = "user-tracing")]
-use super::stack::inspect_current;
 
 #[cfg(feature = "testing")]
 use super::harness::Harness;
 #[cfg(feature = "user-tracing")]
 use super::pipeline::User;
-#[cfg(feature = "testing")]
+#[cfg(any(feature = "testing", feature = "user-tracing"))]
 use super::stack::with_stack;
 #[cfg(feature = "testing")]
 use std::sync::Arc;
@@ -32,8 +30,10 @@ pub(crate) fn current_state<P: Pipeline, R>(f: impl FnOnce(&SpanState) -> R) -> 
 /// `true` while a user span is current on this thread (a user trace is active).
 #[inline]
 pub(crate) fn user_trace_active() -> bool {
+    // `has_current`, not the current span: a frame's span need not become an entry to
+    // tell.
     #[cfg(feature = "user-tracing")]
-    return inspect_current::<User, _>(|span| span.is_some());
+    return with_stack::<User, _>(|stack| stack.has_current()).unwrap_or(false);
     #[cfg(not(feature = "user-tracing"))]
     false
 }

@@ -192,7 +192,7 @@ impl ScopeStack {
     }
 
     #[inline]
-    fn current(&mut self) -> Option<&EntrySpan> {
+    pub(super) fn current(&mut self) -> Option<&EntrySpan> {
         self.top()?.span.as_ref()
     }
 
@@ -251,6 +251,11 @@ pub(super) struct Stacks {
     /// One bit per stack ([`pending_bit`]) whose `installed` is not `polled`: what every
     /// access tests first, one load for both facts.
     pub(super) pending: Cell<u8>,
+    /// `true` from the moment the fast lane (`unsampled`) joins an unsampled internal child
+    /// until anything else touches these stacks: meanwhile that child is the current
+    /// internal span, so "is it recorded?" (every tag macro asks) needs no borrow. Every
+    /// accessor but the lane's clears it, so it can only be stale in the safe direction.
+    pub(super) quiet: Cell<bool>,
 }
 
 /// The bit of pipeline `P` in [`Stacks::pending`].
@@ -269,6 +274,7 @@ thread_local! {
             polled: Cell::new(None),
             installed: PerPipeline::new(Cell::new(None), Cell::new(None)),
             pending: Cell::new(0),
+            quiet: Cell::new(false),
         }
     };
 }
@@ -279,6 +285,7 @@ thread_local! {
 pub(super) fn with_stacks<R>(f: impl FnOnce(&Stacks) -> R) -> Option<R> {
     STACKS
         .try_with(|stacks| {
+            stacks.quiet.set(false);
             if stacks.pending.get() != 0 {
                 stacks.install_both();
             }
@@ -291,6 +298,18 @@ pub(super) fn with_stacks<R>(f: impl FnOnce(&Stacks) -> R) -> Option<R> {
 /// leaving a poll.
 #[inline]
 pub(super) fn with_stacks_as_they_are<R>(f: impl FnOnce(&Stacks) -> R) -> Option<R> {
+    STACKS
+        .try_with(|stacks| {
+            stacks.quiet.set(false);
+            f(stacks)
+        })
+        .ok()
+}
+
+/// Runs `f` on this thread's stacks, leaving [`Stacks::quiet`] to `f`: for the fast lane
+/// (`unsampled`) only, which keeps it true exactly while its joined child is current.
+#[inline(always)]
+pub(super) fn with_stacks_in_lane<R>(f: impl FnOnce(&Stacks) -> R) -> Option<R> {
     STACKS.try_with(f).ok()
 }
 
@@ -303,6 +322,7 @@ pub(super) fn with_stacks_as_they_are<R>(f: impl FnOnce(&Stacks) -> R) -> Option
 pub(super) fn with_stack<P: Pipeline, R>(f: impl FnOnce(&mut ScopeStack) -> R) -> Option<R> {
     STACKS
         .try_with(|stacks| {
+            stacks.quiet.set(false);
             let mut stack = stacks.pipelines.get::<P>().try_borrow_mut().ok()?;
             stacks.install_polled::<P>(&mut stack);
             Some(f(&mut stack))
@@ -544,6 +564,7 @@ pub(crate) fn current_state<P: Pipeline, R>(f: impl FnOnce(&SpanState) -> R) -> 
 /// (and so its `is_recording`), not its span id. `f` must not touch the scope stacks or run
 /// application code.
 #[inline]
+#[cfg_attr(not(feature = "tracing-bridge"), allow(dead_code))]
 pub(crate) fn inspect_current<P: Pipeline, R>(f: impl FnOnce(Option<&EntrySpan>) -> R) -> R {
     let mut f = Some(f);
     let result = with_stack::<P, _>(|stack| {

@@ -351,6 +351,59 @@ mod fast_lane {
         });
     }
 
+    /// The tag names of the recorded span `name`.
+    fn tag_names(traces: &[crate::telemetry::testing::TestSpan], name: &str) -> Vec<String> {
+        fn find(span: &crate::telemetry::testing::TestSpan, name: &str) -> Option<Vec<String>> {
+            if span.name == name {
+                return Some(span.tags.iter().map(|(key, _)| key.to_string()).collect());
+            }
+            span.children.iter().find_map(|child| find(child, name))
+        }
+        traces
+            .iter()
+            .find_map(|root| find(root, name))
+            .unwrap_or_else(|| panic!("no span {name}"))
+    }
+
+    #[test]
+    fn after_a_joined_child_anything_that_changes_the_current_span_ends_the_quiet_stretch() {
+        let ctx = TelemetryContext::test();
+        let recorded = ctx.scope_and(|| {
+            tracing::start_trace(
+                "recorded",
+                StartTraceOptions::default().force_sampling(true),
+            )
+            .into_context()
+        });
+        ctx.scope_and(|| {
+            let root = unsampled_root();
+            let child = tracing::span("joined");
+            crate::add_span_tags!("dropped" => "unsampled");
+            // A context's scope makes a recorded span current: its tags must land.
+            let scope = recorded.scope();
+            crate::add_span_tags!("by_scope" => "1");
+            drop(scope);
+            let joined_again = tracing::span("joined_again");
+            // So must a poll of a context that carries it (the frame's span is current).
+            let waker = std::task::Waker::noop();
+            let mut cx = std::task::Context::from_waker(waker);
+            let mut polled = std::pin::pin!(recorded.clone().apply(async {
+                crate::add_span_tags!("by_poll" => "1");
+            }));
+            assert!(polled.as_mut().poll(&mut cx).is_ready());
+            // And a recorded span opened on top of the joined child.
+            drop(joined_again);
+            let inner =
+                tracing::start_trace("inner", StartTraceOptions::default().force_sampling(true));
+            crate::add_span_tags!("by_root" => "1");
+            drop((inner, child, root));
+        });
+        drop(recorded);
+        let traces = ctx.traces(Default::default());
+        assert_eq!(tag_names(&traces, "recorded"), ["by_poll", "by_scope"]);
+        assert_eq!(tag_names(&traces, "inner"), ["by_root"]);
+    }
+
     #[cfg(feature = "user-tracing")]
     #[test]
     fn an_active_user_trace_sends_the_child_to_the_general_path() {

@@ -1,29 +1,35 @@
-//! The fast lane of unsampled internal children: joining one into the current entry and
-//! ending it, in small functions of their own.
+//! The fast lane: opening a child of the current internal span, ending a joined unsampled
+//! child, and asking whether the current span is recorded, in small functions of their own.
 //!
 //! An unsampled child of an unsampled span is joined into its parent's entry (see the
 //! `stack` and `joined` modules): a few loads and stores. Through the general paths
-//! (`user_link::push_internal_child`, `stack::end_scope`) it cost about three times that,
-//! mostly in what those paths must be ready for: saving registers for building a recorded
-//! child, installing a poll's frame, a user trace, deferred drops. The two functions here
-//! do the common case only and say `None`/`false` for anything else, before changing
-//! anything; the caller then takes the general path, which gives the same result. They are
-//! small enough that the compiler keeps them free of register saves, so the general paths'
-//! cost is paid only when they run.
+//! (`user_link::push_internal_child`, `stack::end_scope`) such a child cost about 40% more
+//! than here, spent on what those paths must be ready for: register saves for building a
+//! recorded child, a poll's frame to install, an active user trace, deferred drops. The
+//! functions here do the common cases only, and hand anything else back before changing
+//! anything; the general path then gives the same result. They are small enough that the compiler keeps
+//! them free of register saves, so the general paths' cost is paid only when they run.
 //!
-//! This module owns the rule for which children join (`ScopeStack::try_join_unsampled_child`,
-//! which the general path asks too) and no state: a child joins in the fast lane exactly
-//! when the general path would join it. A joined child's scope id carries
-//! [`JOINED_CHILD_BIT`], so that only joined children's scopes try the fast end. This module
-//! must not open or end entries, install frames, or touch the user stack beyond asking
-//! whether it has a current span.
+//! - [`try_join_child`] joins an unsampled child, or says that the child needs an entry of
+//!   its own ([`push_child`]) or the general path.
+//! - A joined child's scope id carries [`JOINED_CHILD_BIT`], so that only joined children's
+//!   scopes try [`try_end_child`].
+//! - From a join until anything else touches the stacks, [`Stacks::quiet`] says that the
+//!   joined child is current: [`current_is_recording`], which every tag macro asks first,
+//!   then answers without a borrow.
+//!
+//! This module owns the rule for which children join (the general path asks it too), and
+//! the quiet flag's raising; every other stack accessor lowers it. It must not end entries,
+//! install frames, or touch the user stack beyond asking whether it has a current span.
 
 #[cfg(feature = "user-tracing")]
 use super::entry::UserLink;
 use super::entry_span::EntrySpan;
-use super::pipeline::{Internal, JOINED_CHILD_BIT, Pipeline, RawId, ScopeId};
+use super::pipeline::{Internal, JOINED_CHILD_BIT, PerPipeline, Pipeline, RawId, ScopeId};
 use super::span::SpanHandle;
-use super::stack::{ScopeStack, pending_bit, with_stacks_as_they_are};
+#[cfg(doc)]
+use super::stack::Stacks;
+use super::stack::{ScopeStack, pending_bit, with_stacks_as_they_are, with_stacks_in_lane};
 use std::borrow::Cow;
 
 impl ScopeStack {
@@ -90,7 +96,7 @@ pub(crate) enum Lane {
 /// caller keeps it in registers.
 #[inline(always)]
 pub(crate) fn try_join_child() -> Lane {
-    with_stacks_as_they_are(|stacks| {
+    with_stacks_in_lane(|stacks| {
         if stacks.pending.get() != 0 {
             return Lane::General;
         }
@@ -112,6 +118,8 @@ pub(crate) fn try_join_child() -> Lane {
             return Lane::General;
         }
         if joins {
+            // Until anything else touches the stacks, this child is current.
+            stacks.quiet.set(true);
             Lane::Joined(ScopeId::new(stack.join_top()))
         } else {
             Lane::Child
@@ -153,6 +161,24 @@ pub(crate) fn try_end_child<P: Pipeline>(id: ScopeId<P>) -> bool {
             .entries
             .get_mut(top)
             .is_some_and(|entry| entry.joined.remove_innermost_keeping_entry(id.raw))
+    })
+    .unwrap_or(false)
+}
+
+/// Whether the current span of pipeline `P` is recorded: what every tag macro asks first.
+/// While the fast lane's joined child is current (see [`Stacks::quiet`]) it is not, and
+/// the answer needs no borrow.
+#[inline]
+pub(crate) fn current_is_recording<P: Pipeline>() -> bool {
+    with_stacks_in_lane(|stacks| {
+        if *PerPipeline::new(true, false).get::<P>() && stacks.quiet.get() {
+            return false;
+        }
+        let Ok(mut stack) = stacks.pipelines.get::<P>().try_borrow_mut() else {
+            return false;
+        };
+        stacks.install_polled::<P>(&mut stack);
+        stack.current().is_some_and(EntrySpan::is_recording)
     })
     .unwrap_or(false)
 }
