@@ -252,9 +252,11 @@ pub(super) struct Stacks {
     /// access tests first, one load for both facts.
     pub(super) pending: Cell<u8>,
     /// `true` from the moment the fast lane (`unsampled`) joins an unsampled internal child
-    /// until anything else touches these stacks: meanwhile that child is the current
-    /// internal span, so "is it recorded?" (every tag macro asks) needs no borrow. Every
-    /// accessor but the lane's clears it, so it can only be stale in the safe direction.
+    /// until anything but the lane touches these stacks. Meanwhile the top internal entry
+    /// takes joined children (only its room may run out), and it or one of them is the
+    /// current internal span, unsampled: the lane joins the next child with a room check,
+    /// and "is it recorded?" (every tag macro asks) needs no borrow. Every accessor but the
+    /// lane's lowers it, so it can only be stale in the safe direction.
     pub(super) quiet: Cell<bool>,
 }
 

@@ -56,6 +56,15 @@ impl ScopeStack {
         Some(joins)
     }
 
+    /// Whether the top entry has room for one more joined child.
+    #[inline(always)]
+    fn top_has_room(&self) -> bool {
+        self.depth
+            .checked_sub(1)
+            .and_then(|top| self.entries.get(top))
+            .is_some_and(|top| !top.joined.is_full())
+    }
+
     /// Joins a child into the top entry, which [`child_joins_top`](Self::child_joins_top)
     /// allowed; its scope id is marked as a joined child's.
     #[inline(always)]
@@ -97,12 +106,17 @@ pub(crate) enum Lane {
 #[inline(always)]
 pub(crate) fn try_join_child() -> Lane {
     with_stacks_in_lane(|stacks| {
-        if stacks.pending.get() != 0 {
-            return Lane::General;
-        }
         let Ok(mut stack) = stacks.pipelines.internal.try_borrow_mut() else {
             return Lane::General;
         };
+        // Quiet: everything below was checked at the last join, and nothing has changed
+        // since but joined children coming and going. Only the room is left to see.
+        if stacks.quiet.get() && stack.top_has_room() {
+            return Lane::Joined(ScopeId::new(stack.join_top()));
+        }
+        if stacks.pending.get() != 0 {
+            return Lane::General;
+        }
         let Some(joins) = stack.child_joins_top() else {
             return Lane::General;
         };
@@ -118,7 +132,8 @@ pub(crate) fn try_join_child() -> Lane {
             return Lane::General;
         }
         if joins {
-            // Until anything else touches the stacks, this child is current.
+            // Until anything else touches the stacks, this entry (or a child joined into
+            // it) is current, and takes the next child as this one.
             stacks.quiet.set(true);
             Lane::Joined(ScopeId::new(stack.join_top()))
         } else {
@@ -147,7 +162,8 @@ pub(crate) fn push_child(name: impl Into<Cow<'static, str>>) -> Option<ScopeId<I
 /// having changed nothing, in every other case, which the general end handles.
 #[inline(always)]
 pub(crate) fn try_end_child<P: Pipeline>(id: ScopeId<P>) -> bool {
-    with_stacks_as_they_are(|stacks| {
+    // The entry stays on top when this succeeds: a quiet stretch goes on.
+    with_stacks_in_lane(|stacks| {
         if stacks.pending.get() & pending_bit::<P>() != 0 {
             return false;
         }
