@@ -67,7 +67,7 @@ use crate::telemetry::core::pipeline::{Internal, ScopeId};
 use crate::telemetry::core::scope::Scope;
 use crate::telemetry::core::span::{LiveSpan, SpanHandle};
 use crate::telemetry::core::stack;
-use crate::telemetry::core::unsampled::{self, Lane};
+use crate::telemetry::core::unsampled;
 use crate::telemetry::core::user_link::{self, InternalChild};
 use std::borrow::Cow;
 
@@ -206,10 +206,12 @@ pub fn span(name: impl Into<Cow<'static, str>>) -> SpanScope {
     }
     // The common child, opened without the general path (which the fast lane hands back
     // frames to install, an active user trace, and roots).
-    match unsampled::try_join_child() {
-        Lane::Joined(id) => SpanScope::of(Some(id)),
-        Lane::Child => SpanScope::of(unsampled::push_child(name)),
-        Lane::General => span_general(name),
+    if let Some(id) = unsampled::try_join_quietly() {
+        return SpanScope::of(Some(id));
+    }
+    match unsampled::open_child(name) {
+        Ok(id) => SpanScope::of(id),
+        Err(name) => span_general(name),
     }
 }
 

@@ -250,25 +250,24 @@ fn a_joined_child_leaves_with_its_own_identity_as_a_context() {
 mod fast_lane {
     use super::*;
     use crate::telemetry::core::scope::Scope;
-    use crate::telemetry::core::unsampled::{Lane, try_join_child};
+    use crate::telemetry::core::unsampled::{open_child, try_join_quietly};
 
-    fn lane_name(lane: &Lane) -> &'static str {
-        match lane {
-            Lane::Joined(_) => "joined",
-            Lane::Child => "child",
-            Lane::General => "general",
-        }
-    }
-
-    /// What the lane says here; a joined child is ended again at once.
+    /// What the lane does here: "joined", "child" (an entry of its own) or "general"
+    /// (handed back); what it opened is ended again at once.
     fn lane_here() -> &'static str {
-        let lane = try_join_child();
-        let name = lane_name(&lane);
-        if let Lane::Joined(id) = lane {
-            assert!(id.is_joined_child(), "a joined child's id says so");
-            drop(Scope::of(Some(id)));
+        match open_child("lane") {
+            Ok(Some(id)) => {
+                let kind = if id.is_joined_child() {
+                    "joined"
+                } else {
+                    "child"
+                };
+                drop(Scope::of(Some(id)));
+                kind
+            }
+            Ok(None) => panic!("the stacks are available"),
+            Err(_) => "general",
         }
-        name
     }
 
     #[test]
@@ -296,9 +295,34 @@ mod fast_lane {
             let scopes: Vec<_> = (0..super::super::super::joined::MAX_JOINED)
                 .map(|_| tracing::span("j"))
                 .collect();
+            assert!(try_join_quietly().is_none(), "quiet, but no room");
             assert_eq!(lane_here(), "child", "no room: an entry of its own");
             drop(scopes);
             drop(root);
+        });
+    }
+
+    #[test]
+    fn a_quiet_stretch_starts_at_a_lane_join_and_ends_at_any_other_access() {
+        let ctx = TelemetryContext::test();
+        ctx.scope_and(|| {
+            let root = unsampled_root();
+            assert!(
+                try_join_quietly().is_none(),
+                "a root is pushed by the general path"
+            );
+            let first = tracing::span("first");
+            let quick = try_join_quietly().expect("the lane's join starts a stretch");
+            assert!(quick.is_joined_child());
+            // Ending a joined child in the lane keeps the stretch.
+            drop(Scope::of(Some(quick)));
+            let again = try_join_quietly().expect("still quiet");
+            let _ = tracing::span_id();
+            assert!(
+                try_join_quietly().is_none(),
+                "any other access to the stacks ends the stretch"
+            );
+            drop((Scope::of(Some(again)), first, root));
         });
     }
 
@@ -333,8 +357,9 @@ mod fast_lane {
         ctx.scope_and(|| {
             let base = depth();
             let root = unsampled_root();
-            let Lane::Joined(outer) = try_join_child() else {
-                panic!("an unsampled root takes joined children");
+            let outer = match open_child("outer") {
+                Ok(Some(id)) if id.is_joined_child() => id,
+                _ => panic!("an unsampled root takes joined children"),
             };
             let outer_ids = ids();
             let inner = tracing::span("inner");
@@ -362,7 +387,10 @@ mod fast_lane {
         traces
             .iter()
             .find_map(|root| find(root, name))
-            .unwrap_or_else(|| panic!("no span {name}"))
+            .unwrap_or_else(|| {
+                let roots: Vec<_> = traces.iter().map(|root| &root.name).collect();
+                panic!("no span {name} among the roots {roots:?}")
+            })
     }
 
     #[test]

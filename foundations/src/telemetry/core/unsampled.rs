@@ -10,13 +10,14 @@
 //! anything; the general path then gives the same result. They are small enough that the compiler keeps
 //! them free of register saves, so the general paths' cost is paid only when they run.
 //!
-//! - [`try_join_child`] joins an unsampled child, or says that the child needs an entry of
-//!   its own ([`push_child`]) or the general path.
+//! - [`open_child`] joins an unsampled child or builds a child of a recorded span, or
+//!   hands the child to the general path; [`try_join_quietly`] joins during a quiet
+//!   stretch (below) with a room check only.
 //! - A joined child's scope id carries [`JOINED_CHILD_BIT`], so that only joined children's
 //!   scopes try [`try_end_child`].
 //! - From a join until anything else touches the stacks, [`Stacks::quiet`] says that the
 //!   joined child is current: [`current_is_recording`], which every tag macro asks first,
-//!   then answers without a borrow.
+//!   then answers without a borrow, and the next child joins with a room check.
 //!
 //! This module owns the rule for which children join (the general path asks it too), and
 //! the quiet flag's raising; every other stack accessor lowers it. It must not end entries,
@@ -29,7 +30,7 @@ use super::pipeline::{Internal, JOINED_CHILD_BIT, PerPipeline, Pipeline, RawId, 
 use super::span::SpanHandle;
 #[cfg(doc)]
 use super::stack::Stacks;
-use super::stack::{ScopeStack, pending_bit, with_stacks_as_they_are, with_stacks_in_lane};
+use super::stack::{ScopeStack, pending_bit, with_stacks_in_lane};
 use std::borrow::Cow;
 
 impl ScopeStack {
@@ -86,39 +87,45 @@ impl ScopeStack {
     }
 }
 
-/// What [`try_join_child`] found.
-pub(crate) enum Lane {
-    /// An unsampled child joined the current entry: its scope.
-    Joined(ScopeId<Internal>),
-    /// The current internal span takes a child of its own, and nothing needs preparing
-    /// first: [`push_child`] builds it.
-    Child,
-    /// Anything else (a frame to install, a frame's span current, an active user trace, no
-    /// current span, a busy stack): the general path.
-    General,
+/// Joins an unsampled child into the current internal entry during a quiet stretch (see
+/// [`Stacks::quiet`]): everything [`open_child`] checks was checked at the stretch's first
+/// join, and nothing has changed since but joined children coming and going, so only the
+/// entry's room is left to see. `None`, having changed nothing, otherwise.
+#[inline(always)]
+pub(crate) fn try_join_quietly() -> Option<ScopeId<Internal>> {
+    with_stacks_in_lane(|stacks| {
+        if !stacks.quiet.get() {
+            return None;
+        }
+        let mut stack = stacks.pipelines.internal.try_borrow_mut().ok()?;
+        stack.top_has_room().then(|| ScopeId::new(stack.join_top()))
+    })
+    .flatten()
 }
 
-/// Joins an unsampled child into the current internal entry, as the general path would,
+/// Opens a child of the current internal span named `name`, as the general path would,
 /// when nothing needs preparing first: no poll frame left to install on either stack, a
-/// current internal entry (not a frame's span), and no user trace active. Otherwise says
-/// which path opens the child, having changed nothing. No name is needed to decide: the
-/// caller keeps it in registers.
-#[inline(always)]
-pub(crate) fn try_join_child() -> Lane {
-    with_stacks_in_lane(|stacks| {
-        let Ok(mut stack) = stacks.pipelines.internal.try_borrow_mut() else {
-            return Lane::General;
-        };
-        // Quiet: everything below was checked at the last join, and nothing has changed
-        // since but joined children coming and going. Only the room is left to see.
-        if stacks.quiet.get() && stack.top_has_room() {
-            return Lane::Joined(ScopeId::new(stack.join_top()));
-        }
+/// current internal entry (not a frame's span), and no user trace active. An unsampled
+/// child joins its parent's entry (and a quiet stretch starts); any other is built into
+/// an entry of its own. `Ok(None)` while the thread is torn down. Otherwise `name` comes
+/// back, nothing changed, for the general path.
+///
+/// Out of line and generic: [`try_join_quietly`] stays free of its register saves, and a
+/// `&'static str` name arrives in registers.
+#[inline(never)]
+pub(crate) fn open_child<N: Into<Cow<'static, str>>>(
+    name: N,
+) -> Result<Option<ScopeId<Internal>>, N> {
+    let Some(opened) = with_stacks_in_lane(|stacks| {
+        stacks.quiet.set(false);
         if stacks.pending.get() != 0 {
-            return Lane::General;
+            return Err(name);
         }
+        let Ok(mut stack) = stacks.pipelines.internal.try_borrow_mut() else {
+            return Err(name);
+        };
         let Some(joins) = stack.child_joins_top() else {
-            return Lane::General;
+            return Err(name);
         };
         // An active user trace makes a child keep its name for `with_user_span`: a
         // general-path child. A busy user stack counts as no user trace, as there.
@@ -129,32 +136,20 @@ pub(crate) fn try_join_child() -> Lane {
             .try_borrow()
             .is_ok_and(|user| user.has_current())
         {
-            return Lane::General;
+            return Err(name);
         }
         if joins {
             // Until anything else touches the stacks, this entry (or a child joined into
             // it) is current, and takes the next child as this one.
             stacks.quiet.set(true);
-            Lane::Joined(ScopeId::new(stack.join_top()))
+            Ok(Some(ScopeId::new(stack.join_top())))
         } else {
-            Lane::Child
+            Ok(stack.push_child(name.into(), None).map(ScopeId::new))
         }
-    })
-    .unwrap_or(Lane::General)
-}
-
-/// Builds a child of the current internal span into an entry of its own, where
-/// [`try_join_child`] said [`Lane::Child`] (nothing ran in between). Out of line and
-/// generic, so that the lane's check stays free of register saves and a `&'static str`
-/// name arrives in registers.
-#[inline(never)]
-pub(crate) fn push_child(name: impl Into<Cow<'static, str>>) -> Option<ScopeId<Internal>> {
-    let name = name.into();
-    with_stacks_as_they_are(|stacks| {
-        let mut stack = stacks.pipelines.internal.try_borrow_mut().ok()?;
-        stack.push_child(name, None).map(ScopeId::new)
-    })
-    .flatten()
+    }) else {
+        return Ok(None);
+    };
+    opened
 }
 
 /// Ends the joined child's scope `id` when it is the innermost child of the top entry and
