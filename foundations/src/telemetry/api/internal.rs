@@ -209,6 +209,14 @@ pub fn span(name: impl Into<Cow<'static, str>>) -> SpanScope {
     if let Some(id) = unsampled::try_join_quietly() {
         return SpanScope::of(Some(id));
     }
+    span_not_quiet(name)
+}
+
+/// [`span`] outside a quiet stretch: the fast lane's full check (which joins an unsampled
+/// child or builds a recorded span's child), else the general path. Out of line and
+/// generic, so that `span` keeps the name in registers and pays no register saves.
+#[inline(never)]
+fn span_not_quiet(name: impl Into<Cow<'static, str>>) -> SpanScope {
     match unsampled::open_child(name) {
         Ok(id) => SpanScope::of(id),
         Err(name) => span_general(name),

@@ -110,9 +110,9 @@ pub(crate) fn try_join_quietly() -> Option<ScopeId<Internal>> {
 /// an entry of its own. `Ok(None)` while the thread is torn down. Otherwise `name` comes
 /// back, nothing changed, for the general path.
 ///
-/// Out of line and generic: [`try_join_quietly`] stays free of its register saves, and a
-/// `&'static str` name arrives in registers.
-#[inline(never)]
+/// Its caller keeps it out of line, so that [`try_join_quietly`] stays free of its
+/// register saves.
+#[inline]
 pub(crate) fn open_child<N: Into<Cow<'static, str>>>(
     name: N,
 ) -> Result<Option<ScopeId<Internal>>, N> {
