@@ -7,7 +7,7 @@
 //! through the public API. The inbound headers are read in one pass (`http_attrs`).
 
 use super::http_attrs::{self, Recent};
-use super::request_context::RequestContext;
+use super::request_context::{self, RequestContext};
 use super::traced_body::{TracedBody, TracedResponse};
 use crate::telemetry::core::current;
 use crate::telemetry::core::pipeline::Internal;
@@ -322,7 +322,11 @@ where
         // Empty without the user pipeline compiled in.
         #[allow(clippy::drop_non_drop)]
         drop(user);
-        let inner = ctx.enter_and(|| self.inner.call(request));
+        // Called in this frame: a closure would take the request by a copy.
+        let (polled, parked) = ctx.parts();
+        let entered = request_context::enter(&polled, parked);
+        let inner = self.inner.call(request);
+        drop(entered);
         // Only a 5xx answer is the server's failure; a 4xx is the client's.
         TracedResponse::new(inner, ctx, user_active, 500)
     }
