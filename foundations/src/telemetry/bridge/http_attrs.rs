@@ -1,7 +1,8 @@
 //! HTTP semantic-convention attributes, and the W3C headers, for the tower layers.
 //!
-//! The server reads what it needs of a request's headers in one pass ([`ServerHeaders`]).
-//! Kind and status are recorded through the typed [`SpanKind`] and [`SpanStatus`]. The
+//! The server reads what it needs of a request's headers in one pass ([`ServerHeaders`]),
+//! and the root options from the W3C headers; the strings its last request used
+//! ([`Recent`]) spare a repeat the interning tables' lookups. Kind and status are recorded through the typed [`SpanKind`] and [`SpanStatus`]. The
 //! server's request attributes are written straight into its new root span, a response's
 //! status straight into the request context's spans; the client's request attributes go to
 //! the *current* spans: callers make the request's context current first.
