@@ -1,17 +1,21 @@
 //! HTTP semantic-convention attributes, and the W3C headers, for the tower layers.
 //!
-//! The server reads what it needs of a request's headers in one pass ([`ServerHeaders`]).
-//! Kind and status are recorded through the typed [`SpanKind`] and [`SpanStatus`]. The
+//! The server reads what it needs of a request's headers in one pass ([`ServerHeaders`]),
+//! and the root options from the W3C headers; the strings its last request used
+//! ([`Recent`]) spare a repeat the interning tables' lookups. Kind and status are recorded through the typed [`SpanKind`] and [`SpanStatus`]. The
 //! server's request attributes are written straight into its new root span, a response's
 //! status straight into the request context's spans; the client's request attributes go to
 //! the *current* spans: callers make the request's context current first.
 
 use super::interned;
 use super::request_context::RequestContext;
+use crate::telemetry::core::harness::RootOptions;
 use crate::telemetry::core::pipeline::{Internal, Pipeline};
 use crate::telemetry::core::span::{LiveSpan, SpanHandle, SpilledTags};
 use crate::telemetry::core::stack;
 use crate::telemetry::core::status::{SpanKind, SpanStatus};
+use crate::telemetry::propagation::traceparent::TraceparentContext;
+use crate::telemetry::propagation::tracestate::TraceState;
 use cf_rustracing::tag::{Tag, TagValue};
 use http::header::{HOST, HeaderName, HeaderValue, USER_AGENT};
 use http::{HeaderMap, Request};
@@ -77,10 +81,114 @@ impl<'a> ServerHeaders<'a> {
     }
 }
 
+/// The interned strings a server's last request used, with the header bytes they came from.
+/// A service's requests mostly repeat them (its routes, its host name, its callers'
+/// agents), and a repeat then costs a comparison of bytes instead of a validation, a hash
+/// and a look in the thread's cache. Kept by each service (called through `&mut`): no lock,
+/// no thread-local. An empty value is never taken as a repeat.
+#[derive(Clone, Copy, Debug, Default)]
+pub(crate) struct Recent {
+    /// A span name `"{METHOD} {route}"`.
+    name: &'static str,
+    /// The host of a request's URI (absolute form, HTTP/2's `:authority`).
+    uri_host: &'static str,
+    /// A `Host` header's bytes, and the `server.address` read from it.
+    host_header: &'static str,
+    host: &'static str,
+    /// A `User-Agent` header's value.
+    agent: &'static str,
+}
+
+impl Recent {
+    /// The span name `"{method} {route}"`, interned when there is room (else owned).
+    #[inline]
+    pub(crate) fn span_name(&mut self, method: &'static str, route: &str) -> Cow<'static, str> {
+        if interned::is_name_of(self.name, method, route) {
+            return Cow::Borrowed(self.name);
+        }
+        let name = interned::span_name(method, route);
+        if let Cow::Borrowed(name) = name {
+            self.name = name;
+        }
+        name
+    }
+
+    /// `server.address` from the host of a request's URI.
+    fn uri_host(&mut self, host: &str) -> Cow<'static, str> {
+        if !host.is_empty() && host == self.uri_host {
+            return Cow::Borrowed(self.uri_host);
+        }
+        let host = interned::host(host);
+        if let Cow::Borrowed(host) = host {
+            self.uri_host = host;
+        }
+        host
+    }
+
+    /// `server.address` from a `Host` header.
+    fn header_host(&mut self, header: &HeaderValue) -> Option<Cow<'static, str>> {
+        let bytes = header.as_bytes();
+        if !bytes.is_empty() && bytes == self.host_header.as_bytes() {
+            return Some(Cow::Borrowed(self.host));
+        }
+        let host = header_host(header)?;
+        if let Cow::Borrowed(address) = host {
+            // The header as a `'static` string: the address itself without a port, else
+            // the header interned too (a service answers to few).
+            let whole = match header.to_str().map(interned::host) {
+                _ if bytes == address.as_bytes() => Some(address),
+                Ok(Cow::Borrowed(whole)) => Some(whole),
+                _ => None,
+            };
+            if let Some(whole) = whole {
+                (self.host_header, self.host) = (whole, address);
+            }
+        }
+        Some(host)
+    }
+
+    /// `user_agent.original` from a `User-Agent` header, if it is text.
+    fn agent(&mut self, header: &HeaderValue) -> Option<Cow<'static, str>> {
+        let bytes = header.as_bytes();
+        // Equal bytes are the text the value read as before.
+        if !bytes.is_empty() && bytes == self.agent.as_bytes() {
+            return Some(Cow::Borrowed(self.agent));
+        }
+        let agent = interned::user_agent(header.to_str().ok()?);
+        if let Cow::Borrowed(agent) = agent {
+            self.agent = agent;
+        }
+        Some(agent)
+    }
+}
+
+/// What a server root continues: the inbound `traceparent` and `tracestate` read as
+/// [`StartTraceOptions::continue_from_headers`](crate::telemetry::tracing::StartTraceOptions::continue_from_headers)
+/// reads them (an absent or malformed `traceparent` starts a new trace and its `tracestate`
+/// is ignored; a malformed `tracestate` alone is dropped), straight into the core's options.
+pub(crate) fn root_options(traceparent: Option<&[u8]>, tracestate: Option<&[u8]>) -> RootOptions {
+    let inbound = traceparent
+        .and_then(|value| TraceparentContext::parse(value).ok())
+        .map(|parent| {
+            let state = tracestate.and_then(|value| TraceState::parse(value).ok());
+            (parent, state)
+        });
+    RootOptions {
+        inbound,
+        ..RootOptions::default()
+    }
+}
+
 /// The request attributes of a server span, its kind included, as tags (`headers` are the
-/// request's).
-pub(crate) fn server_request_tags<B>(request: &Request<B>, headers: &ServerHeaders<'_>) -> Tags {
-    let mut tags = Tags::with_capacity(SERVER_TAGS);
+/// request's; `recent` the strings the service used last).
+pub(crate) fn server_request_tags<B>(
+    request: &Request<B>,
+    headers: &ServerHeaders<'_>,
+    recent: &mut Recent,
+) -> Tags {
+    // Collected in a plain vector, which becomes the span's tag storage as it is: more than
+    // the inline room, and a vector's pushes check less than a small vector's.
+    let mut tags = Vec::with_capacity(SERVER_TAGS);
     tags.push(SpanKind::Server.tag());
     tags.push(Tag::new(
         "http.request.method",
@@ -94,18 +202,17 @@ pub(crate) fn server_request_tags<B>(request: &Request<B>, headers: &ServerHeade
         Some(other) => Cow::Owned(other.to_owned()),
     };
     tags.push(Tag::new("url.scheme", scheme));
-    let host = request
-        .uri()
-        .host()
-        .map(interned::host)
-        .or_else(|| header_host(headers.host?));
+    let host = match request.uri().host() {
+        Some(host) => Some(recent.uri_host(host)),
+        None => headers.host.and_then(|host| recent.header_host(host)),
+    };
     if let Some(host) = host {
         tags.push(Tag::new("server.address", host));
     }
-    if let Some(agent) = headers.user_agent.and_then(|agent| agent.to_str().ok()) {
-        tags.push(Tag::new("user_agent.original", agent.to_owned()));
+    if let Some(agent) = headers.user_agent.and_then(|agent| recent.agent(agent)) {
+        tags.push(Tag::new("user_agent.original", agent));
     }
-    tags
+    Tags::from_vec(tags)
 }
 
 /// Records a server span's request attributes into it (a new root nothing else refers to
@@ -114,8 +221,9 @@ pub(crate) fn record_server_request<B>(
     live: &mut LiveSpan,
     request: &Request<B>,
     headers: &ServerHeaders<'_>,
+    recent: &mut Recent,
 ) {
-    live.set_first_tags(server_request_tags(request, headers));
+    live.set_first_tags(server_request_tags(request, headers, recent));
 }
 
 /// The request attributes of a client span, its kind included, as tags.
@@ -258,4 +366,93 @@ pub(crate) fn set_status(
 /// Marks the request's internal span (and its user span, when `user` is set) failed.
 pub(crate) fn set_error(ctx: &RequestContext, message: String, user: bool) {
     set_tags(ctx, SpanStatus::error(message).into_tags(), user);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A request to `uri` with these `Host` and `User-Agent` headers.
+    fn request(uri: &str, host: Option<&[u8]>, agent: Option<&[u8]>) -> Request<()> {
+        let mut request = Request::get(uri).body(()).unwrap();
+        let headers = request.headers_mut();
+        if let Some(host) = host {
+            headers.insert(HOST, HeaderValue::from_bytes(host).unwrap());
+        }
+        if let Some(agent) = agent {
+            headers.insert(USER_AGENT, HeaderValue::from_bytes(agent).unwrap());
+        }
+        request
+    }
+
+    fn as_pairs(tags: Tags) -> Vec<(String, TagValue)> {
+        tags.into_iter()
+            .map(|tag| (tag.name().to_owned(), tag.value().clone()))
+            .collect()
+    }
+
+    #[test]
+    fn repeated_requests_get_the_attributes_a_first_request_gets() {
+        let agents: [&[u8]; 4] = [b"client/1.0", b"client/2.0", b"caf\xc3\xa9", b""];
+        let hosts: [&[u8]; 5] = [
+            b"api.example.test",
+            b"api.example.test:8443",
+            b"[::1]:80",
+            b"",
+            b"other.example.test",
+        ];
+        let mut cases = Vec::new();
+        for round in 0..12 {
+            for (i, host) in hosts.iter().enumerate() {
+                let agent = agents[(i + round) % agents.len()];
+                cases.push(request("/users/42", Some(host), Some(agent)));
+                cases.push(request("/users/42", Some(host), None));
+            }
+            cases.push(request(
+                "https://h2.example.test/a",
+                None,
+                Some(b"client/1.0"),
+            ));
+            cases.push(request("http://h2.example.test:8080/a", Some(b"x"), None));
+        }
+        // Every case twice in a row, and all of them in turn: repeats and changes.
+        let mut recent = Recent::default();
+        for case in cases.iter().flat_map(|case| [case, case]).chain(&cases) {
+            let headers = ServerHeaders::of(case.headers());
+            let expected = server_request_tags(case, &headers, &mut Recent::default());
+            let got = server_request_tags(case, &headers, &mut recent);
+            assert_eq!(as_pairs(got), as_pairs(expected), "{case:?}");
+        }
+    }
+
+    #[test]
+    fn a_repeated_name_is_the_name_of_its_own_method_and_route() {
+        let mut recent = Recent::default();
+        assert_eq!(recent.span_name("GET", "/a"), "GET /a");
+        assert_eq!(recent.span_name("GET", "/a"), "GET /a");
+        assert_eq!(recent.span_name("POST", "/a"), "POST /a");
+        assert_eq!(recent.span_name("POST", "/b"), "POST /b");
+        assert_eq!(recent.span_name("GET", ""), "GET ");
+    }
+
+    #[test]
+    fn root_options_continue_only_a_valid_traceparent() {
+        let traceparent = b"00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
+        let options = root_options(Some(traceparent), Some(b"vendor=value"));
+        let (parent, state) = options.inbound.expect("continued");
+        assert_eq!(parent, TraceparentContext::parse(traceparent).unwrap());
+        assert_eq!(state.unwrap().to_string(), "vendor=value");
+        // A malformed tracestate alone is dropped; a malformed traceparent drops both.
+        let (_, state) = root_options(Some(traceparent), Some(b"=bad"))
+            .inbound
+            .unwrap();
+        assert!(state.is_none());
+        assert!(
+            root_options(Some(b"00-bad"), Some(b"vendor=value"))
+                .inbound
+                .is_none()
+        );
+        assert!(root_options(None, Some(b"vendor=value")).inbound.is_none());
+        assert!(options.force_sampling.is_none() && options.routing.is_none());
+    }
 }

@@ -1,14 +1,17 @@
 //! Strings the bridges record per span that take few distinct values, as `&'static str`s: a
-//! server span's name `"{METHOD} {route}"` and its `server.address`, and the string values of
-//! `tracing` span fields that keep coming back (`kind = "db"`, `status = "ok"`). Each
+//! server span's name `"{METHOD} {route}"`, its `server.address` and its
+//! `user_agent.original`, and the string values of `tracing` span fields that keep coming back
+//! (`kind = "db"`, `status = "ok"`). Each
 //! distinct value is interned once, so that a span costs no allocation for it: a
 //! `&'static str` tag value is kept inline in the span and its record (see the core's `tags`
 //! module), where an owned one needs a `String` per span, freed on the exporter's thread.
 //!
 //! Routes are templates (`/users/{id}`) and a service answers to few host names, so those
-//! values are few. A field's value is interned only once a thread has seen it
-//! [`SIGHTINGS`] times (about in a row: a thread counts one candidate per cache slot), so
-//! that ids and other one-off values, which rarely come back that often, stay owned. The
+//! values are few. A field's value, or a user agent, is interned only once a thread has seen
+//! it [`SIGHTINGS`] times (about in a row: a thread counts one candidate per cache slot), so
+//! that ids and other one-off values, which rarely come back that often, stay owned (a
+//! service's callers are mostly a few clients, each sending its own agent on every request).
+//! The
 //! tables are bounded all the same ([`MAX_VALUES`] values of at most [`MAX_LEN`] bytes per
 //! table, leaked for the life of the process: at most 512 KiB each), since a route closure
 //! may return raw paths, a `Host` header says what the client wants, and a field may carry
@@ -32,7 +35,7 @@ pub(crate) const MAX_VALUES: usize = 4096;
 pub(crate) const MAX_LEN: usize = 128;
 
 /// Sightings on one thread after which a field's value is interned.
-#[cfg(feature = "tracing-bridge")]
+#[cfg(any(feature = "tracing-bridge", feature = "tower"))]
 pub(crate) const SIGHTINGS: u32 = 8;
 
 /// Slots of a thread's cache, by a hash of the value.
@@ -50,7 +53,7 @@ thread_local! {
 
 /// A slot of a thread's cache of field values: an interned value it used, and the value
 /// it is counting the sightings of (by hash) until that one is interned.
-#[cfg(feature = "tracing-bridge")]
+#[cfg(any(feature = "tracing-bridge", feature = "tower"))]
 #[derive(Clone, Copy)]
 struct ValueSlot {
     interned: &'static str,
@@ -58,7 +61,7 @@ struct ValueSlot {
     sightings: u32,
 }
 
-#[cfg(feature = "tracing-bridge")]
+#[cfg(any(feature = "tracing-bridge", feature = "tower"))]
 thread_local! {
     static VALUE_CACHE: [Cell<ValueSlot>; CACHE_SLOTS] = const {
         [const {
@@ -113,7 +116,7 @@ impl Table {
 static NAMES: Table = Table::new();
 #[cfg(feature = "tower")]
 static HOSTS: Table = Table::new();
-#[cfg(feature = "tracing-bridge")]
+#[cfg(any(feature = "tracing-bridge", feature = "tower"))]
 static VALUES: Table = Table::new();
 
 /// The interned value `is_it` recognises (hashed as `hash`), from this thread's `cache`,
@@ -147,7 +150,7 @@ fn lookup(
 
 /// A `tracing` field's string value: interned once this thread has seen it [`SIGHTINGS`]
 /// times and while there is room, else owned (an owned `value` is moved, not copied).
-#[cfg(feature = "tracing-bridge")]
+#[cfg(any(feature = "tracing-bridge", feature = "tower"))]
 #[inline]
 pub(crate) fn field_value(value: Cow<'_, str>) -> Cow<'static, str> {
     if value.len() > MAX_LEN {
@@ -168,7 +171,7 @@ pub(crate) fn field_value(value: Cow<'_, str>) -> Cow<'static, str> {
 
 /// [`field_value`] when this thread's cache missed: counts a sighting, and interns the
 /// value at the last. Out of line, so that the hit stays small.
-#[cfg(feature = "tracing-bridge")]
+#[cfg(any(feature = "tracing-bridge", feature = "tower"))]
 #[inline(never)]
 fn field_value_missed(value: Cow<'_, str>, hash: usize, slot: usize) -> Cow<'static, str> {
     let interned = VALUE_CACHE.try_with(|cache| {
@@ -196,17 +199,23 @@ fn field_value_missed(value: Cow<'_, str>, hash: usize, slot: usize) -> Cow<'sta
     }
 }
 
+/// A request's `user_agent.original`: interned as a field value is (once seen often on this
+/// thread, while there is room), else owned.
+#[cfg(feature = "tower")]
+#[inline]
+pub(crate) fn user_agent(agent: &str) -> Cow<'static, str> {
+    field_value(Cow::Borrowed(agent))
+}
+
 /// The span name `"{method} {route}"`: interned when there is room, else owned.
 #[cfg(feature = "tower")]
 pub(crate) fn span_name(method: &'static str, route: &str) -> Cow<'static, str> {
     if method.len() + 1 + route.len() > MAX_LEN {
         return Cow::Owned(build(method, route));
     }
+    // The method's first byte and length tell the standard ones apart.
     let first = method.as_bytes().first().copied().unwrap_or(0);
-    let hash = hash(
-        route.as_bytes(),
-        u64::from(first) << 32 | method.len() as u64,
-    );
+    let hash = short_hash(route.as_bytes()) ^ usize::from(first) ^ method.len() << 3;
     lookup(
         &NAME_CACHE,
         &NAMES,
@@ -225,7 +234,7 @@ pub(crate) fn host(host: &str) -> Cow<'static, str> {
     lookup(
         &HOST_CACHE,
         &HOSTS,
-        hash(host.as_bytes(), 0),
+        short_hash(host.as_bytes()),
         // An empty cache slot is never a host: an empty host is not interned.
         |cached| cached == host && !host.is_empty(),
         || host.to_owned(),
@@ -234,7 +243,8 @@ pub(crate) fn host(host: &str) -> Cow<'static, str> {
 
 /// `true` when `name` is `"{method} {route}"`.
 #[cfg(feature = "tower")]
-fn is_name_of(name: &str, method: &str, route: &str) -> bool {
+#[inline]
+pub(crate) fn is_name_of(name: &str, method: &str, route: &str) -> bool {
     name.len() == method.len() + 1 + route.len()
         && name.as_bytes()[method.len() + 1..] == *route.as_bytes()
         && name.as_bytes()[..method.len()] == *method.as_bytes()
@@ -253,7 +263,7 @@ fn build(method: &str, route: &str) -> String {
 
 /// A hash of `bytes` for a cache slot, in a few loads for up to 16 bytes (the start and the
 /// end, overlapping, cover them all) and no call.
-#[cfg(feature = "tracing-bridge")]
+#[cfg(any(feature = "tracing-bridge", feature = "tower"))]
 fn short_hash(bytes: &[u8]) -> usize {
     let n = bytes.len();
     let word = |at: usize| u64::from_le_bytes(bytes[at..at + 8].try_into().unwrap_or([0; 8]));

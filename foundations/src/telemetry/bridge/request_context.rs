@@ -76,17 +76,37 @@ impl RequestContext {
     /// Runs `f` with the request's spans current (as frames), then parks what `f` left.
     #[inline]
     pub(crate) fn enter_and<R>(&mut self, f: impl FnOnce() -> R) -> R {
+        let (polled, parked) = self.parts();
+        let _leave = enter(&polled, parked);
+        f()
+    }
+
+    /// The request's spans as a poll's record, and where what the code run inside leaves
+    /// is parked: [`enter`] them. For a caller that runs its code in its own frame, where
+    /// [`enter_and`](Self::enter_and) would move what the code takes into a closure.
+    #[inline]
+    pub(crate) fn parts(&mut self) -> (Polled<'_>, &mut PerPipeline<Parked>) {
         let polled = Polled::new(
             &self.spans,
             #[cfg(feature = "testing")]
             &self.test_harnesses,
         );
-        let _leave = Leave {
-            entered: frame::enter(&polled, &mut self.parked),
-            polled: &polled,
-            parked: &mut self.parked,
-        };
-        f()
+        (polled, &mut self.parked)
+    }
+}
+
+/// Makes a request's spans current (as frames) until the returned guard drops, also when
+/// the code run meanwhile panics; then parks what that code left. `polled` and `parked` come
+/// from [`RequestContext::parts`].
+#[inline]
+pub(crate) fn enter<'a, 'spans>(
+    polled: &'a Polled<'spans>,
+    parked: &'a mut PerPipeline<Parked>,
+) -> Leave<'a, 'spans> {
+    Leave {
+        entered: frame::enter(polled, parked),
+        polled,
+        parked,
     }
 }
 
@@ -99,10 +119,9 @@ impl std::fmt::Debug for RequestContext {
     }
 }
 
-/// Leaves the frames [`RequestContext::enter_and`] entered, also when `f` panics. It
-/// borrows the poll's record, which borrows the spans, for as long as the stacks point to
-/// them.
-struct Leave<'a, 'spans> {
+/// Leaves the frames [`enter`] entered, also on a panic. It borrows the poll's record,
+/// which borrows the spans, for as long as the stacks point to them.
+pub(crate) struct Leave<'a, 'spans> {
     polled: &'a Polled<'spans>,
     parked: &'a mut PerPipeline<Parked>,
     entered: bool,

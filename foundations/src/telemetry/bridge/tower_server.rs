@@ -6,14 +6,12 @@
 //! request's context, entered as frames: `request_context`); the user trace is started
 //! through the public API. The inbound headers are read in one pass (`http_attrs`).
 
-use super::http_attrs;
-use super::interned;
-use super::request_context::RequestContext;
+use super::http_attrs::{self, Recent};
+use super::request_context::{self, RequestContext};
 use super::traced_body::{TracedBody, TracedResponse};
 use crate::telemetry::core::current;
-use crate::telemetry::core::entry_span::EntrySpan;
 use crate::telemetry::core::pipeline::Internal;
-use crate::telemetry::tracing::StartTraceOptions;
+use crate::telemetry::core::span::SpanHandle;
 use http::{Request, Response};
 use std::borrow::Cow;
 #[cfg(feature = "user-tracing")]
@@ -259,6 +257,7 @@ impl<S, R: Clone, U: Clone> Layer<S> for TraceServerLayer<R, U> {
             inner,
             route: self.route.clone(),
             user: self.user.clone(),
+            recent: Recent::default(),
         }
     }
 }
@@ -269,6 +268,7 @@ pub struct TraceServer<S, R = NoRoute, U = NoUserTrace> {
     inner: S,
     route: R,
     user: U,
+    recent: Recent,
 }
 
 impl<S, R, U, B, ResB> Service<Request<B>> for TraceServer<S, R, U>
@@ -289,7 +289,7 @@ where
     fn call(&mut self, request: Request<B>) -> Self::Future {
         let method = http_attrs::static_method(request.method());
         let name: Cow<'static, str> = match self.route.route_of(&request) {
-            Some(route) => interned::span_name(method, route.as_ref()),
+            Some(route) => self.recent.span_name(method, route.as_ref()),
             None => Cow::Borrowed(method),
         };
         let headers = http_attrs::ServerHeaders::of(request.headers());
@@ -301,21 +301,20 @@ where
             .user
             .start_user_trace(&request, &name, traceparent, tracestate);
         let user_active = user.is_active();
-        let options = StartTraceOptions::default().continue_from_headers(traceparent, tracestate);
         // The server span is a root built off the stack, its attributes recorded straight
         // into it: it is current only inside the request's context.
+        let recent = &mut self.recent;
         let internal = current::root_harness::<Internal>().map(|harness| {
-            let root = EntrySpan::start_tracked_root::<Internal>(
+            SpanHandle::start_tracked_root::<Internal>(
                 harness,
                 name,
-                options.into_root_options(),
-            );
-            root.into_shared_with(|live| {
-                http_attrs::record_server_request(live, &request, &headers)
-            })
+                http_attrs::root_options(traceparent, tracestate),
+                |live| http_attrs::record_server_request(live, &request, &headers, recent),
+            )
         });
         if user_active {
-            http_attrs::set_user_tags(http_attrs::server_request_tags(&request, &headers));
+            let tags = http_attrs::server_request_tags(&request, &headers, &mut self.recent);
+            http_attrs::set_user_tags(tags);
         }
         drop(headers);
         // The context takes both spans: the server span, and the user root current here.
@@ -323,7 +322,11 @@ where
         // Empty without the user pipeline compiled in.
         #[allow(clippy::drop_non_drop)]
         drop(user);
-        let inner = ctx.enter_and(|| self.inner.call(request));
+        // Called in this frame: a closure would take the request by a copy.
+        let (polled, parked) = ctx.parts();
+        let entered = request_context::enter(&polled, parked);
+        let inner = self.inner.call(request);
+        drop(entered);
         // Only a 5xx answer is the server's failure; a 4xx is the client's.
         TracedResponse::new(inner, ctx, user_active, 500)
     }

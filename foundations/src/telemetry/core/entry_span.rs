@@ -89,7 +89,7 @@ impl EntrySpan {
 
     /// A handle that can be shared, with `fill` recorded first if the span is owned (a
     /// shared span is left as it is: the caller records through its lock).
-    #[cfg(any(feature = "tracing-bridge", feature = "tower"))]
+    #[cfg(feature = "tracing-bridge")]
     #[inline]
     pub(crate) fn into_shared_with(self, fill: impl FnOnce(&mut LiveSpan)) -> SpanHandle {
         match self {
@@ -171,6 +171,25 @@ impl EntrySpan {
 // Here rather than beside `SpanHandle`'s other methods: a child is an entry's span, and
 // recording must not know about entries.
 impl SpanHandle {
+    /// Starts a tracked root of pipeline `P` as [`EntrySpan::start_tracked_root`] does, but
+    /// straight as a shared handle, `fill` recorded into it first (only if it is recorded):
+    /// for a root that is shared from the start, never an entry's (a server request's).
+    #[cfg(feature = "tower")]
+    #[inline]
+    pub(crate) fn start_tracked_root<P: Tracked>(
+        harness: HarnessRef,
+        name: Cow<'static, str>,
+        options: RootOptions,
+        fill: impl FnOnce(&mut LiveSpan),
+    ) -> SpanHandle {
+        match harness.plan_root::<P>(options) {
+            RootPlan::Unsampled(state) => SpanHandle::NonRecording(state),
+            RootPlan::Recorded { state, parent } => SpanHandle::Recording(
+                SharedLiveSpan::start_tracked_root::<P>(harness, name, state, parent, fill),
+            ),
+        }
+    }
+
     /// Starts a `ChildOf` span. The child inherits the parent's harness, finish callback
     /// and (through its state) routing; an unsampled parent has unsampled children.
     #[inline]

@@ -431,6 +431,50 @@ impl SharedLiveSpan {
         shared
     }
 
+    /// Starts a tracked root straight behind its `Arc`, `fill` recorded into it first (no
+    /// lock: nothing else refers to it yet). A server root is shared from its first moment
+    /// (its request's context holds it): built in its shared place, the live span is
+    /// written once, where [`new`](Self::new) would copy it there from an entry.
+    #[cfg(feature = "tower")]
+    #[inline]
+    // The bound is the point: only a tracked pipeline's roots compile.
+    #[allow(clippy::extra_unused_type_parameters)]
+    pub(super) fn start_tracked_root<P: Tracked>(
+        harness: HarnessRef,
+        name: Cow<'static, str>,
+        state: SpanState,
+        parent: Option<ParentSpan>,
+        fill: impl FnOnce(&mut LiveSpan),
+    ) -> Arc<Self> {
+        let mut shared = Arc::new(Self {
+            state: state.clone(),
+            harness: harness.clone(),
+            // A new root has no finish callback to pass on.
+            has_finish_callback: AtomicBool::new(false),
+            live: None,
+            span: Mutex::new(LiveSpan::start_as(
+                harness,
+                name,
+                state,
+                parent,
+                None,
+                Track::Root,
+            )),
+        });
+        let this = Arc::get_mut(&mut shared).expect("a new span has one handle");
+        let span = this.span.get_mut();
+        // The registry reads a tracked root's tags from it once it is shared, as it is from
+        // here on: its first tags go straight to the span, and are copied nowhere.
+        let root = span.read_tags_live();
+        fill(span);
+        this.live = span.live;
+        if let Some(root) = root {
+            let source: Weak<dyn TagSource> = Arc::downgrade(&shared) as Weak<dyn TagSource>;
+            registry::set_tag_source(root, source);
+        }
+        shared
+    }
+
     /// Runs `f` on the span under its lock.
     ///
     /// Callers must not run application code inside `f`: build tags and log fields before
@@ -510,7 +554,7 @@ impl SpanHandle {
         }
     }
 
-    #[cfg(any(feature = "tracing-bridge", feature = "tower"))]
+    #[cfg(feature = "tracing-bridge")]
     #[inline]
     pub(super) fn shared_with(mut span: LiveSpan, fill: impl FnOnce(&mut LiveSpan)) -> SpanHandle {
         // A tracked root's first tags go straight to the span: the registry reads them

@@ -177,6 +177,22 @@ fn hex8(x: u64) -> (u64, u64) {
     ((quads | quads >> 16) & 0xffff_ffff, bad)
 }
 
+/// Decodes 16 lowercase hex digits, the first the most significant, as two [`hex8`]
+/// words. The flag is `true` when every byte was one of `0-9a-f`; otherwise the value
+/// means nothing. No branch: callers check once for many. (An SSE2 version took about a
+/// hundred instructions fewer per `traceparent`, but needs `unsafe` to call: not worth a
+/// third `unsafe` in the crate.)
+#[inline(always)]
+fn hex16(digits: &[u8; 16]) -> (u64, bool) {
+    let word = |at: usize| {
+        let mut bytes = [0; 8];
+        bytes.copy_from_slice(&digits[at..at + 8]);
+        u64::from_be_bytes(bytes)
+    };
+    let ((high, high_bad), (low, low_bad)) = (hex8(word(0)), hex8(word(8)));
+    (high << 32 | low, high_bad | low_bad == 0)
+}
+
 /// A parsed W3C `traceparent` header: the remote caller's trace id, its span
 /// id (`parent-id`) and the trace flags.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -248,34 +264,18 @@ impl TraceparentContext {
         if v[..3] != *b"00-" || v[35] != b'-' || v[52] != b'-' {
             return None;
         }
-        let word = |at: usize| {
-            let mut bytes = [0; 8];
-            bytes.copy_from_slice(&v[at..at + 8]);
-            u64::from_be_bytes(bytes)
-        };
+        let digits =
+            |at: usize| -> &[u8; 16] { v[at..at + 16].try_into().expect("16 bytes within the 55") };
         // The flags: two digits, behind six zeros.
         let flags = u64::from_be_bytes(*b"000000\0\0") | u64::from(v[53]) << 8 | u64::from(v[54]);
-        // Every word decoded, then one check for all of them.
-        let words = [
-            word(3),
-            word(11),
-            word(19),
-            word(27),
-            word(36),
-            word(44),
-            flags,
-        ];
-        let mut decoded = [0u64; 7];
-        let mut bad = 0;
-        for (out, word) in decoded.iter_mut().zip(words) {
-            let (value, word_bad) = hex8(word);
-            *out = value;
-            bad |= word_bad;
-        }
-        let [t0, t1, t2, t3, p0, p1, flags] = decoded;
-        let trace_id = u128::from(t0 << 32 | t1) << 64 | u128::from(t2 << 32 | t3);
-        let parent_id = p0 << 32 | p1;
-        if bad != 0 || trace_id == 0 || parent_id == 0 {
+        // Every field decoded, then one check for all of them.
+        let (high, high_valid) = hex16(digits(3));
+        let (low, low_valid) = hex16(digits(19));
+        let (parent_id, parent_valid) = hex16(digits(36));
+        let (flags, flags_bad) = hex8(flags);
+        let trace_id = u128::from(high) << 64 | u128::from(low);
+        let valid = high_valid & low_valid & parent_valid & (flags_bad == 0);
+        if !valid || trace_id == 0 || parent_id == 0 {
             return None;
         }
         Some(TraceparentContext {
@@ -439,6 +439,34 @@ mod canonical_tests {
                         ),
                     }
                     assert_eq!(TraceparentContext::parse(&mutated), full);
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn sixteen_digits_decode_as_the_plain_reading_for_every_byte_in_every_lane() {
+        let plain = |bytes: [u8; 16]| -> Option<u64> {
+            bytes.iter().try_fold(0u64, |acc, &b| {
+                let digit = match b {
+                    b'0'..=b'9' => b - b'0',
+                    b'a'..=b'f' => b - b'a' + 10,
+                    _ => return None,
+                };
+                Some(acc << 4 | u64::from(digit))
+            })
+        };
+        for base in [
+            *b"0000000000000000",
+            *b"0123456789abcdef",
+            *b"ffffffffffffffff",
+        ] {
+            for lane in 0..16 {
+                for byte in 0..=u8::MAX {
+                    let mut bytes = base;
+                    bytes[lane] = byte;
+                    let (value, valid) = hex16(&bytes);
+                    assert_eq!(valid.then_some(value), plain(bytes), "{bytes:?}");
                 }
             }
         }
