@@ -517,8 +517,8 @@ macro_rules! record_span_error {
 macro_rules! add_span_tags {
     ($($name:expr => $value:expr),+ $(,)?) => {
         if $crate::telemetry::tracing::__private::INTERNAL.is_recording() {
-            $crate::telemetry::tracing::__private::INTERNAL.set_tags([
-                $($crate::telemetry::tracing::Tag::new($name, $value)),+
+            $crate::telemetry::tracing::__private::INTERNAL.set_macro_tags([
+                $($crate::telemetry::tracing::__private::MacroTag::new($name, $value)),+
             ]);
         }
     };

@@ -16,6 +16,7 @@ use cf_rustracing::tag::Tag;
 use std::marker::PhantomData;
 
 pub use crate::telemetry::core::pipeline::{Internal, PerPipeline, Pipeline, Tracked, User};
+pub use crate::telemetry::core::tags::MacroTag;
 
 /// The pipeline a macro writes to: [`INTERNAL`] or [`USER`].
 #[derive(Clone, Copy, Debug)]
@@ -37,6 +38,12 @@ impl<P: Pipeline> MacroTarget<P> {
     /// Sets tags on the current span.
     #[inline]
     pub fn set_tags<const N: usize>(self, tags: [Tag; N]) {
+        stack::with_current::<P>(|span| span.set_tags(tags));
+    }
+
+    /// Sets tags on the current span, as the tag macros build them.
+    #[inline]
+    pub fn set_macro_tags<const N: usize>(self, tags: [MacroTag; N]) {
         stack::with_current::<P>(|span| span.set_tags(tags));
     }
 

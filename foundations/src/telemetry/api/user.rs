@@ -398,8 +398,8 @@ macro_rules! record_user_span_error {
 macro_rules! add_user_span_tags {
     ($($name:expr => $value:expr),+ $(,)?) => {
         if $crate::telemetry::tracing::__private::USER.is_recording() {
-            $crate::telemetry::tracing::__private::USER.set_tags([
-                $($crate::telemetry::tracing::Tag::new($name, $value)),+
+            $crate::telemetry::tracing::__private::USER.set_macro_tags([
+                $($crate::telemetry::tracing::__private::MacroTag::new($name, $value)),+
             ]);
         }
     };

@@ -9,9 +9,9 @@ use super::identity::SpanState;
 use super::links::SpanLink;
 use super::pipeline::{Pipeline, Tracked};
 use super::span::{LiveSpan, ReplacedCallbacks, SharedLiveSpan, SpanHandle};
+use super::tags::NewTag;
 use cf_rustracing::log::LogField;
 use cf_rustracing::span::FinishSpanCallback;
-use cf_rustracing::tag::Tag;
 use std::borrow::Cow;
 
 /// What a scope stack entry holds: a span it owns, or a handle to a shared one.
@@ -120,7 +120,7 @@ impl EntrySpan {
 
     /// Sets tags if the span is recorded.
     #[inline]
-    pub(crate) fn set_tags(&mut self, tags: impl IntoIterator<Item = Tag>) {
+    pub(crate) fn set_tags<T: NewTag>(&mut self, tags: impl IntoIterator<Item = T>) {
         match self {
             EntrySpan::Owned(span) => span.set_tags(tags),
             EntrySpan::Shared(SpanHandle::Recording(span)) => {

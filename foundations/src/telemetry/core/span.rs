@@ -36,6 +36,7 @@ use super::links::SpanLink;
 use super::pipeline::Tracked;
 use super::registry::{self, Registration, TagSource, Token};
 use super::routing::{self, log_rate_limited};
+use super::tags::NewTag;
 use cf_rustracing::log::LogField;
 use cf_rustracing::span::FinishSpanCallback;
 use cf_rustracing::tag::{Tag, TagValue};
@@ -171,9 +172,9 @@ impl LiveSpan {
     /// Inlined, so that the tags go from where the macro built them into the span without
     /// intermediate copies.
     #[inline]
-    pub(crate) fn set_tags(&mut self, tags: impl IntoIterator<Item = Tag>) {
+    pub(crate) fn set_tags<T: NewTag>(&mut self, tags: impl IntoIterator<Item = T>) {
         if let Some(root) = self.live.filter(|live| live.copies_tags()) {
-            return self.set_tracked_root_tags(root, tags);
+            return self.set_tracked_root_tags(root, tags.into_iter().map(NewTag::into_tag));
         }
         let limits = self.harness.limits();
         for tag in tags {
@@ -311,7 +312,8 @@ impl LiveSpan {
 
 impl Drop for LiveSpan {
     fn drop(&mut self) {
-        if let Some(live) = self.live.take() {
+        // Copied, not taken: nothing reads it after this, and a token has no drop.
+        if let Some(live) = self.live {
             registry::leave(live);
         }
         if self.finish_cb.is_some() || self.full.is_some() {
@@ -346,7 +348,8 @@ impl Drop for LiveSpan {
             }
             return;
         }
-        // The parts are moved, not copied, into the record.
+        // The parts are moved, not copied, into the record; what has no drop (the tags,
+        // the ids) is copied, leaving nothing behind to write.
         self.harness.finish_with(|| {
             FinishedSpan::new(
                 std::mem::take(&mut self.name),
@@ -354,7 +357,7 @@ impl Drop for LiveSpan {
                 self.parent,
                 self.start_time,
                 Timestamp::now(),
-                std::mem::take(&mut self.tags),
+                self.tags,
                 self.bounded.take(),
             )
         });
