@@ -41,6 +41,12 @@ impl<P: Pipeline> MacroTarget<P> {
         stack::with_current::<P>(|span| span.set_tags(tags));
     }
 
+    /// Sets one tag on the current span, as the tag macros build it.
+    #[inline]
+    pub fn set_macro_tag(self, tag: MacroTag) {
+        stack::with_current::<P>(|span| span.set_tag(tag));
+    }
+
     /// Sets tags on the current span, as the tag macros build them.
     #[inline]
     pub fn set_macro_tags<const N: usize>(self, tags: [MacroTag; N]) {

@@ -396,6 +396,14 @@ macro_rules! record_user_span_error {
 /// ```
 #[macro_export]
 macro_rules! add_user_span_tags {
+    // One tag, the common case, is handed over as it is: no array to iterate.
+    ($name:expr => $value:expr $(,)?) => {
+        if $crate::telemetry::tracing::__private::USER.is_recording() {
+            $crate::telemetry::tracing::__private::USER.set_macro_tag(
+                $crate::telemetry::tracing::__private::MacroTag::new($name, $value),
+            );
+        }
+    };
     ($($name:expr => $value:expr),+ $(,)?) => {
         if $crate::telemetry::tracing::__private::USER.is_recording() {
             $crate::telemetry::tracing::__private::USER.set_macro_tags([

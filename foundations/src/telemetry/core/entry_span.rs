@@ -130,6 +130,18 @@ impl EntrySpan {
         }
     }
 
+    /// Sets one tag if the span is recorded.
+    #[inline]
+    pub(crate) fn set_tag(&mut self, tag: impl NewTag) {
+        match self {
+            EntrySpan::Owned(span) => span.set_tag(tag),
+            EntrySpan::Shared(SpanHandle::Recording(span)) => {
+                span.with_span(|span| span.set_tag(tag))
+            }
+            EntrySpan::Shared(SpanHandle::NonRecording(_)) => {}
+        }
+    }
+
     /// Adds a link if the span is recorded.
     pub(crate) fn add_link(&mut self, link: SpanLink) {
         match self {

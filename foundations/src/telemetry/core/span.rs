@@ -182,6 +182,22 @@ impl LiveSpan {
         }
     }
 
+    /// Sets one tag, as [`set_tags`](Self::set_tags) does: the tag goes from where the macro
+    /// built it into the span with no iterator between, so that its value's kind stays
+    /// known to the compiler.
+    #[inline]
+    pub(crate) fn set_tag(&mut self, tag: impl NewTag) {
+        if let Some(root) = self.live.filter(|live| live.copies_tags()) {
+            return self.set_tracked_root_tags(root, [tag.into_tag()]);
+        }
+        limits::set_tag(
+            &mut self.tags,
+            &mut self.bounded,
+            tag,
+            self.harness.limits(),
+        );
+    }
+
     /// Sets the first tags of a new span, as [`set_tags`](Self::set_tags) would; `tags`
     /// usually becomes the span's tag storage as it is (see [`limits::set_first_tags`]).
     #[cfg(any(feature = "tower", feature = "tracing-bridge"))]
