@@ -278,7 +278,7 @@ fn set_unspilled_tag(
     if let Some(inline) = tag.inline()
         && tags.try_set(inline)
     {
-        return;
+        return tag.drop_inlined();
     }
     let tag = tag.into_tag();
     let spilled = &mut bounded.get_or_insert_default().tags;

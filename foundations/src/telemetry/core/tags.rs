@@ -120,6 +120,16 @@ pub(crate) trait NewTag {
 
     /// The tag as a `cf_rustracing` tag, for the storage that keeps tags apart.
     fn into_tag(self) -> Tag;
+
+    /// Drops the tag once its [`inline`](Self::inline) form was kept (its value then owns
+    /// nothing, so only its name may need freeing), as cheaply as the tag allows. Only for
+    /// a tag whose inline form was kept: another one's value may own a string.
+    fn drop_inlined(self)
+    where
+        Self: Sized,
+    {
+        drop(self);
+    }
 }
 
 impl NewTag for Tag {
@@ -190,6 +200,20 @@ impl NewTag for MacroTag {
     #[inline(always)]
     fn into_tag(self) -> Tag {
         Tag::new(self.name, self.value)
+    }
+
+    #[inline(always)]
+    fn drop_inlined(self) {
+        // Taken apart here, so that the common tag (a literal name, a value that owns
+        // nothing) is dropped with two tests and no call to the tag's general drop.
+        let Self { name, value } = self;
+        if let Cow::Owned(name) = name {
+            drop(name);
+        }
+        // An inlined tag's value is borrowed, numeric or boolean: nothing to free (testing
+        // which one it is costs more than the rest of the drop).
+        debug_assert!(!matches!(value, TagValue::String(Cow::Owned(_))));
+        std::mem::forget(value);
     }
 }
 
