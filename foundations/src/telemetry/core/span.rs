@@ -365,16 +365,20 @@ impl Drop for LiveSpan {
             return;
         }
         // The parts are moved, not copied, into the record; what has no drop (the tags,
-        // the ids) is copied, leaving nothing behind to write.
-        self.harness.finish_with(|| {
+        // the ids) is copied, leaving nothing behind to write. The closure captures the
+        // span as one reference: capturing each field it reads (as closures do) cost a
+        // pointer each, written before the push and read back after it.
+        let harness = self.harness.clone();
+        let span = &mut *self;
+        harness.finish_with(move || {
             FinishedSpan::new(
-                std::mem::take(&mut self.name),
-                self.state.take(),
-                self.parent,
-                self.start_time,
+                std::mem::take(&mut span.name),
+                span.state.take(),
+                span.parent,
+                span.start_time,
                 Timestamp::now(),
-                self.tags,
-                self.bounded.take(),
+                span.tags,
+                span.bounded.take(),
             )
         });
         // Still here: the record was refused (and counted). This may be the routing's last
