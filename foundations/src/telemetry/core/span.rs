@@ -373,7 +373,7 @@ impl Drop for LiveSpan {
         harness.finish_with(move || {
             FinishedSpan::new(
                 std::mem::take(&mut span.name),
-                span.state.take(),
+                span.state.take_parts(),
                 span.parent,
                 span.start_time,
                 Timestamp::now(),
