@@ -8,12 +8,12 @@
 
 use crate::telemetry::core::current;
 use crate::telemetry::core::entry_span::EntrySpan;
+use crate::telemetry::core::entry_span::SpanHandle;
 use crate::telemetry::core::frame::{self, Parked};
 use crate::telemetry::core::harness::RootOptions;
 use crate::telemetry::core::pipeline::{Internal, PerPipeline, Pipeline, ScopeId, User};
 use crate::telemetry::core::polled::Polled;
 use crate::telemetry::core::scope::Scope;
-use crate::telemetry::core::span::SpanHandle;
 use crate::telemetry::core::stack;
 use pin_project_lite::pin_project;
 use std::borrow::Cow;

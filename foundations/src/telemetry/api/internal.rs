@@ -61,11 +61,12 @@ pub use cf_rustracing::tag::{Tag, TagValue};
 
 use crate::telemetry::core::current;
 use crate::telemetry::core::entry_span::EntrySpan;
+use crate::telemetry::core::entry_span::SpanHandle;
 use crate::telemetry::core::harness::{HarnessRef, RootOptions, RootPlan};
 use crate::telemetry::core::identity::ParentSpan;
 use crate::telemetry::core::pipeline::{Internal, ScopeId};
 use crate::telemetry::core::scope::Scope;
-use crate::telemetry::core::span::{LiveSpan, SpanHandle};
+use crate::telemetry::core::span::LiveSpan;
 use crate::telemetry::core::stack;
 use crate::telemetry::core::unsampled;
 use crate::telemetry::core::user_link::{self, InternalChild};
@@ -492,113 +493,4 @@ pub fn set_span_status(status: SpanStatus) {
 /// ```
 pub fn record_error<E: std::error::Error + ?Sized>(error: &E) {
     super::macros::INTERNAL.record_error(error);
-}
-
-/// Records an error on the current span of the internal pipeline, as
-/// [`tracing::record_error`](crate::telemetry::tracing::record_error) does; the expression
-/// (anything that derefs to a `std::error::Error`, by reference) is evaluated only when the
-/// span is recorded.
-///
-/// # Examples
-///
-/// ```
-/// use foundations::record_span_error;
-/// use foundations::telemetry::tracing::{self, StartTraceOptions};
-///
-/// # let ctx = foundations::telemetry::TelemetryContext::test();
-/// # let _scope = ctx.scope();
-/// let _root = tracing::start_trace("parse", StartTraceOptions::default());
-/// if let Err(error) = "x".parse::<u8>() {
-///     record_span_error!(error);
-/// }
-/// ```
-#[macro_export]
-macro_rules! record_span_error {
-    ($error:expr $(,)?) => {
-        if $crate::telemetry::tracing::__private::INTERNAL.is_recording() {
-            $crate::telemetry::tracing::__private::INTERNAL.record_error(&$error);
-        }
-    };
-}
-
-/// Adds tags to the current span of the internal pipeline.
-///
-/// Each tag is `name => value`, where the name converts into `Cow<'static, str>` and the
-/// value into a [`TagValue`] (string, `bool`, `i64` or `f64`). A tag replaces an earlier one
-/// of the same name. The expressions are evaluated only when the current span is recorded.
-///
-/// # Examples
-///
-/// ```
-/// use foundations::add_span_tags;
-/// use foundations::telemetry::tracing::{self, StartTraceOptions};
-///
-/// # let ctx = foundations::telemetry::TelemetryContext::test();
-/// # let _scope = ctx.scope();
-/// let _root = tracing::start_trace("request", StartTraceOptions::default());
-/// add_span_tags!("http.request.method" => "GET", "retry" => false, "attempt" => 1);
-/// ```
-#[macro_export]
-macro_rules! add_span_tags {
-    ($($name:expr => $value:expr),+ $(,)?) => {
-        if $crate::telemetry::tracing::__private::INTERNAL.is_recording() {
-            $crate::telemetry::tracing::__private::INTERNAL.set_tags([
-                $($crate::telemetry::tracing::Tag::new($name, $value)),+
-            ]);
-        }
-    };
-}
-
-/// Adds a log entry (timestamped key–value fields) to the current span of the internal
-/// pipeline.
-///
-/// Names and values convert into `Cow<'static, str>`. The expressions are evaluated only when
-/// the current span is recorded.
-///
-/// # Examples
-///
-/// ```
-/// use foundations::add_span_log_fields;
-/// use foundations::telemetry::tracing::{self, StartTraceOptions};
-///
-/// # let ctx = foundations::telemetry::TelemetryContext::test();
-/// # let _scope = ctx.scope();
-/// let _root = tracing::start_trace("request", StartTraceOptions::default());
-/// add_span_log_fields!("event" => "cache_miss", "key" => format!("user/{}", 42));
-/// ```
-#[macro_export]
-macro_rules! add_span_log_fields {
-    ($($name:expr => $value:expr),+ $(,)?) => {
-        if $crate::telemetry::tracing::__private::INTERNAL.is_recording() {
-            $crate::telemetry::tracing::__private::INTERNAL.log([
-                $($crate::telemetry::tracing::LogField::new($name, $value)),+
-            ]);
-        }
-    };
-}
-
-/// Sets a callback that runs when the current span of the internal pipeline finishes.
-///
-/// The callback receives the span (`&mut Span`) just before it is queued, so it can add
-/// last-minute tags; children opened later inherit it. It runs on whichever thread drops the
-/// span's last handle, never under a lock of ours.
-///
-/// # Examples
-///
-/// ```
-/// use foundations::set_span_finish_callback;
-/// use foundations::telemetry::tracing::{self, Span, StartTraceOptions, Tag};
-///
-/// # let ctx = foundations::telemetry::TelemetryContext::test();
-/// # let _scope = ctx.scope();
-/// let _root = tracing::start_trace("request", StartTraceOptions::default());
-/// set_span_finish_callback!(|span: &mut Span| span.set_tag(|| Tag::new("finished", true)));
-/// ```
-#[macro_export]
-macro_rules! set_span_finish_callback {
-    ($callback:expr) => {
-        if $crate::telemetry::tracing::__private::INTERNAL.is_recording() {
-            $crate::telemetry::tracing::__private::INTERNAL.set_finish_callback($callback);
-        }
-    };
 }

@@ -17,6 +17,7 @@ use cf_rustracing::tag::Tag;
 use std::marker::PhantomData;
 
 pub use crate::telemetry::core::pipeline::{Internal, PerPipeline, Pipeline, Tracked, User};
+pub use crate::telemetry::core::tags::MacroTag;
 
 /// The pipeline a macro writes to: [`INTERNAL`] or [`USER`].
 #[derive(Clone, Copy, Debug)]
@@ -38,6 +39,18 @@ impl<P: Pipeline> MacroTarget<P> {
     /// Sets tags on the current span.
     #[inline]
     pub fn set_tags<const N: usize>(self, tags: [Tag; N]) {
+        stack::with_current::<P>(|span| span.set_tags(tags));
+    }
+
+    /// Sets one tag on the current span, as the tag macros build it.
+    #[inline]
+    pub fn set_macro_tag(self, tag: MacroTag) {
+        stack::with_current::<P>(|span| span.set_tag(tag));
+    }
+
+    /// Sets tags on the current span, as the tag macros build them.
+    #[inline]
+    pub fn set_macro_tags<const N: usize>(self, tags: [MacroTag; N]) {
         stack::with_current::<P>(|span| span.set_tags(tags));
     }
 

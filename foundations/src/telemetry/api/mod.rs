@@ -1,6 +1,7 @@
 //! The public span API, one module per pipeline, and the one place they meet:
 //!
-//! - [`internal`]: `telemetry::tracing`, the service's own spans.
+//! - [`internal`]: `telemetry::tracing`, the service's own spans; `internal_macros`: its
+//!   tag, log, error and finish-callback macros.
 //! - [`user`]: `telemetry::user_tracing`, spans for customers (feature `user-tracing`).
 //! - [`dual`]: a user span beside an internal one, and a scope's hand-over to a context:
 //!   the only API code that touches both pipelines' stacks.
@@ -12,6 +13,7 @@
 
 pub(crate) mod dual;
 pub mod internal;
+mod internal_macros;
 pub(crate) mod live;
 #[doc(hidden)]
 pub mod macros;

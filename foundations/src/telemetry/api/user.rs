@@ -53,11 +53,11 @@ pub use cf_rustracing::span::RoutingMetadata;
 use crate::telemetry::TelemetryContext;
 use crate::telemetry::core::current;
 use crate::telemetry::core::entry_span::EntrySpan;
+use crate::telemetry::core::entry_span::SpanHandle;
 use crate::telemetry::core::harness::RootOptions;
 use crate::telemetry::core::pipeline::User;
 use crate::telemetry::core::routing::Routing;
 use crate::telemetry::core::scope::Scope;
-use crate::telemetry::core::span::SpanHandle;
 use crate::telemetry::core::stack;
 use crate::telemetry::propagation::traceparent::TraceparentContext;
 use crate::telemetry::propagation::tracestate::TraceState;
@@ -396,10 +396,18 @@ macro_rules! record_user_span_error {
 /// ```
 #[macro_export]
 macro_rules! add_user_span_tags {
+    // One tag, the common case, is handed over as it is: no array to iterate.
+    ($name:expr => $value:expr $(,)?) => {
+        if $crate::telemetry::tracing::__private::USER.is_recording() {
+            $crate::telemetry::tracing::__private::USER.set_macro_tag(
+                $crate::telemetry::tracing::__private::MacroTag::new($name, $value),
+            );
+        }
+    };
     ($($name:expr => $value:expr),+ $(,)?) => {
         if $crate::telemetry::tracing::__private::USER.is_recording() {
-            $crate::telemetry::tracing::__private::USER.set_tags([
-                $($crate::telemetry::tracing::Tag::new($name, $value)),+
+            $crate::telemetry::tracing::__private::USER.set_macro_tags([
+                $($crate::telemetry::tracing::__private::MacroTag::new($name, $value)),+
             ]);
         }
     };

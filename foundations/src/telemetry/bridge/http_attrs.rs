@@ -9,9 +9,10 @@
 
 use super::interned;
 use super::request_context::RequestContext;
+use crate::telemetry::core::entry_span::SpanHandle;
 use crate::telemetry::core::harness::RootOptions;
 use crate::telemetry::core::pipeline::{Internal, Pipeline};
-use crate::telemetry::core::span::{LiveSpan, SpanHandle, SpilledTags};
+use crate::telemetry::core::span::{LiveSpan, SpilledTags};
 use crate::telemetry::core::stack;
 use crate::telemetry::core::status::{SpanKind, SpanStatus};
 use crate::telemetry::propagation::traceparent::TraceparentContext;

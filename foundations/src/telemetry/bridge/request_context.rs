@@ -12,10 +12,10 @@
 //! This module owns only that entering; which spans a request has is the layers' choice.
 
 use crate::telemetry::TelemetryContext;
+use crate::telemetry::core::entry_span::SpanHandle;
 use crate::telemetry::core::frame::{self, Parked};
 use crate::telemetry::core::pipeline::{Internal, PerPipeline, Pipeline, User};
 use crate::telemetry::core::polled::Polled;
-use crate::telemetry::core::span::SpanHandle;
 #[cfg(feature = "user-tracing")]
 use crate::telemetry::core::stack;
 

@@ -10,8 +10,8 @@ use super::http_attrs::{self, Recent};
 use super::request_context::{self, RequestContext};
 use super::traced_body::{TracedBody, TracedResponse};
 use crate::telemetry::core::current;
+use crate::telemetry::core::entry_span::SpanHandle;
 use crate::telemetry::core::pipeline::Internal;
-use crate::telemetry::core::span::SpanHandle;
 use http::{Request, Response};
 use std::borrow::Cow;
 #[cfg(feature = "user-tracing")]

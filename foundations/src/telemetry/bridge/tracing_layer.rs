@@ -13,10 +13,11 @@
 use super::fields::{EventFields, SpanFields};
 use crate::telemetry::core::current;
 use crate::telemetry::core::entry_span::EntrySpan;
+use crate::telemetry::core::entry_span::SpanHandle;
 use crate::telemetry::core::harness::RootOptions;
 use crate::telemetry::core::pipeline::Internal;
 use crate::telemetry::core::scope::Scope;
-use crate::telemetry::core::span::{LiveSpan, SpanHandle};
+use crate::telemetry::core::span::LiveSpan;
 use crate::telemetry::core::stack;
 use crate::telemetry::core::status::SpanStatus;
 use cf_rustracing::log::LogField;

@@ -7,11 +7,15 @@
 //! usable (not x86 Linux, or a counter that is not invariant), `fastant` falls back to the
 //! system clock by itself.
 //!
-//! The counter is tied to wall time by an *anchor*: one (counter, wall time) pair. The wall
-//! clock is slewed by NTP while the counter is not, so the anchor is renewed every
-//! [`REANCHOR_EVERY`] by whichever thread converts a timestamp first after it expires: a
-//! timestamp is then off wall time by at most what the clock slews in that time (≤ 0.5 ms at
-//! NTP's maximum rate). A span's end is never before its start.
+//! The counter is tied to wall time by an *anchor*: one (counter, wall time) pair. Each
+//! thread keeps its own, so that a conversion reads nothing another thread writes (a shared
+//! anchor cost every span a sequence lock's loads and a call). The wall clock is slewed by
+//! NTP while the counter is not, so a thread renews its anchor when it converts a timestamp
+//! at or after the anchor's expiry, [`REANCHOR_EVERY`] after it was taken: a timestamp is
+//! then off wall time by at most what the clock slews in that time (≤ 0.5 ms at NTP's
+//! maximum rate), plus the few nanoseconds between the two readings that make an anchor
+//! (so two threads' anchors may differ by that much). A span's end is never before its
+//! start: its duration is the counters' difference, not a difference of conversions.
 //!
 //! Under Miri, which cannot run fastant's calibration, the counter is `std::time::Instant`
 //! (see `miri_counter`); everything else is the same code.
@@ -22,8 +26,8 @@
 use fastant::{Atomic, Instant};
 #[cfg(miri)]
 use miri_counter::{Atomic, Instant};
-use std::sync::LazyLock;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::cell::Cell;
+use std::sync::atomic::Ordering;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 /// How long an anchor is used before it is renewed.
@@ -41,8 +45,9 @@ impl Timestamp {
     }
 
     /// UNIX nanoseconds.
+    #[inline]
     pub(crate) fn unix_nanos(self) -> u64 {
-        ANCHOR.unix_nanos(self.0)
+        unix_nanos(self.0)
     }
 
     /// The wall-clock time.
@@ -83,72 +88,68 @@ pub(crate) fn system_time_nanos(time: SystemTime) -> u64 {
         .map_or(0, |d| u64::try_from(d.as_nanos()).unwrap_or(u64::MAX))
 }
 
-/// The current anchor, behind a sequence lock: readers never wait and never see a torn
-/// pair; the rare renewal is a few stores.
+/// One (counter, UNIX nanoseconds) pair, and the counter reading from which it is renewed.
+#[derive(Clone, Copy)]
 struct Anchor {
-    /// Odd while a renewal writes the pair.
-    sequence: AtomicU64,
-    counter: Atomic,
-    unix_nanos: AtomicU64,
-    /// The counter reading after which the anchor is renewed.
-    expires: Atomic,
+    counter: Instant,
+    unix_nanos: u64,
+    expires: Instant,
 }
 
-// Lazy only because `fastant::Atomic::new` is not `const`; the first conversion anchors it.
-static ANCHOR: LazyLock<Anchor> = LazyLock::new(|| Anchor {
-    sequence: AtomicU64::new(0),
-    counter: Atomic::new(Instant::ZERO),
-    unix_nanos: AtomicU64::new(0),
-    expires: Atomic::new(Instant::ZERO),
-});
-
 impl Anchor {
-    fn unix_nanos(&self, at: Instant) -> u64 {
-        if at >= self.expires.load(Ordering::Relaxed) {
-            self.renew(at);
-        }
-        let (counter, unix_nanos) = self.pair();
-        match at.checked_duration_since(counter) {
-            Some(after) => unix_nanos.saturating_add(nanos(after)),
-            None => unix_nanos.saturating_sub(nanos(counter.duration_since(at))),
+    /// No anchor yet: every timestamp is at or after its expiry.
+    const EXPIRED: Self = Self {
+        counter: Instant::ZERO,
+        unix_nanos: 0,
+        expires: Instant::ZERO,
+    };
+
+    /// A new anchor, now.
+    fn now() -> Self {
+        let unix_nanos = system_time_nanos(SystemTime::now());
+        let counter = Instant::now();
+        Self {
+            counter,
+            unix_nanos,
+            expires: counter.checked_add(REANCHOR_EVERY).unwrap_or(counter),
         }
     }
 
-    /// The (counter, UNIX nanoseconds) pair, never torn.
-    fn pair(&self) -> (Instant, u64) {
-        loop {
-            let before = self.sequence.load(Ordering::Acquire);
-            let counter = self.counter.load(Ordering::Acquire);
-            let unix_nanos = self.unix_nanos.load(Ordering::Acquire);
-            if before % 2 == 0 && self.sequence.load(Ordering::Acquire) == before {
-                return (counter, unix_nanos);
-            }
-            std::hint::spin_loop();
+    /// `at` in UNIX nanoseconds, by this anchor.
+    #[inline]
+    fn convert(self, at: Instant) -> u64 {
+        match at.checked_duration_since(self.counter) {
+            Some(after) => self.unix_nanos.saturating_add(nanos(after)),
+            None => self
+                .unix_nanos
+                .saturating_sub(nanos(self.counter.duration_since(at))),
         }
     }
+}
 
-    #[cold]
-    fn renew(&self, at: Instant) {
-        let sequence = self.sequence.load(Ordering::Acquire);
-        // One renewer; the others go on with the current anchor.
-        if sequence % 2 == 1
-            || self
-                .sequence
-                .compare_exchange(sequence, sequence + 1, Ordering::AcqRel, Ordering::Relaxed)
-                .is_err()
-        {
-            return;
-        }
-        if at >= self.expires.load(Ordering::Acquire) {
-            let wall = system_time_nanos(SystemTime::now());
-            let counter = Instant::now();
-            self.counter.store(counter, Ordering::Release);
-            self.unix_nanos.store(wall, Ordering::Release);
-            let expires = counter.checked_add(REANCHOR_EVERY).unwrap_or(counter);
-            self.expires.store(expires, Ordering::Release);
-        }
-        self.sequence.store(sequence + 2, Ordering::Release);
+thread_local! {
+    /// This thread's anchor (see the module docs).
+    static ANCHOR: Cell<Anchor> = const { Cell::new(Anchor::EXPIRED) };
+}
+
+/// `at` in UNIX nanoseconds, by this thread's anchor, renewed first if `at` is at or after
+/// its expiry.
+#[inline]
+fn unix_nanos(at: Instant) -> u64 {
+    match ANCHOR.try_with(Cell::get) {
+        Ok(anchor) if at < anchor.expires => anchor.convert(at),
+        _ => renew().convert(at),
     }
+}
+
+/// Takes this thread's new anchor. Out of line: once a second per thread at most.
+#[cold]
+#[inline(never)]
+fn renew() -> Anchor {
+    let anchor = Anchor::now();
+    // A thread being torn down has no anchor to keep: it takes a new one per conversion.
+    let _ = ANCHOR.try_with(|current| current.set(anchor));
+    anchor
 }
 
 fn nanos(duration: Duration) -> u64 {
@@ -232,11 +233,44 @@ mod tests {
     #[test]
     fn renewing_the_anchor_keeps_time_moving_forward() {
         let first = Timestamp::now();
-        ANCHOR.expires.store(Instant::ZERO, Ordering::Release);
+        let a = first.unix_nanos();
+        ANCHOR.with(|anchor| anchor.set(Anchor::EXPIRED));
         let second = Timestamp::now();
-        let (a, b) = (first.unix_nanos(), second.unix_nanos());
+        let b = second.unix_nanos();
         // Renewal may move the mapping by what the clocks drifted: a few microseconds.
         assert!(b + 100_000 >= a, "{a} then {b}");
+    }
+
+    #[test]
+    fn a_thread_converts_by_its_own_anchor_until_it_expires() {
+        let now = Timestamp::now();
+        let in_a_minute = now.0.checked_add(Duration::from_secs(60)).unwrap();
+        let made_up = Anchor {
+            counter: now.0,
+            unix_nanos: 42,
+            expires: in_a_minute,
+        };
+        ANCHOR.with(|anchor| anchor.set(made_up));
+        assert_eq!(now.unix_nanos(), 42);
+        // Another thread converts by its own anchor, from the wall clock.
+        let wall = system_time_nanos(SystemTime::now());
+        let elsewhere = std::thread::spawn(move || now.unix_nanos()).join().unwrap();
+        assert!(
+            elsewhere.abs_diff(wall) < 1_000_000_000,
+            "{elsewhere} vs {wall}"
+        );
+        // Expired: this thread renews its anchor before converting.
+        ANCHOR.with(|anchor| {
+            anchor.set(Anchor {
+                expires: now.0,
+                ..made_up
+            })
+        });
+        let renewed = now.unix_nanos();
+        assert!(
+            renewed.abs_diff(wall) < 1_000_000_000,
+            "{renewed} vs {wall}"
+        );
     }
 
     #[test]

@@ -6,9 +6,9 @@
 //! which one is current is the stack's (see the `stack` module).
 
 use super::entry_span::EntrySpan;
+use super::entry_span::SpanHandle;
 use super::joined::JoinedChildren;
 use super::pipeline::{RawId, ScopeId, User};
-use super::span::SpanHandle;
 #[cfg(feature = "user-tracing")]
 use std::borrow::Cow;
 use std::num::NonZeroU64;

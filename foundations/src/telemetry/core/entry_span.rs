@@ -1,5 +1,6 @@
-//! [`EntrySpan`]: what a scope stack entry holds, a span it owns or a handle to a shared
-//! one, and the constructors that start spans into it (roots, tracked or not, and children).
+//! [`EntrySpan`]: what a scope stack entry holds, a span it owns or a [`SpanHandle`] to a
+//! shared one (what contexts hold), and the constructors that start spans into them (roots,
+//! tracked or not, and children).
 //!
 //! This module owns the choice between the two shapes; recording itself is `span`'s, and
 //! where the entry sits is the stack's.
@@ -8,11 +9,12 @@ use super::harness::{HarnessRef, RootOptions, RootPlan};
 use super::identity::SpanState;
 use super::links::SpanLink;
 use super::pipeline::{Pipeline, Tracked};
-use super::span::{LiveSpan, ReplacedCallbacks, SharedLiveSpan, SpanHandle};
+use super::span::{LiveSpan, ReplacedCallbacks, SharedLiveSpan};
+use super::tags::NewTag;
 use cf_rustracing::log::LogField;
 use cf_rustracing::span::FinishSpanCallback;
-use cf_rustracing::tag::Tag;
 use std::borrow::Cow;
+use std::sync::Arc;
 
 /// What a scope stack entry holds: a span it owns, or a handle to a shared one.
 // The owned span is inline on purpose: boxing it would cost an allocation per span, and
@@ -120,11 +122,23 @@ impl EntrySpan {
 
     /// Sets tags if the span is recorded.
     #[inline]
-    pub(crate) fn set_tags(&mut self, tags: impl IntoIterator<Item = Tag>) {
+    pub(crate) fn set_tags<T: NewTag>(&mut self, tags: impl IntoIterator<Item = T>) {
         match self {
             EntrySpan::Owned(span) => span.set_tags(tags),
             EntrySpan::Shared(SpanHandle::Recording(span)) => {
                 span.with_span(|span| span.set_tags(tags))
+            }
+            EntrySpan::Shared(SpanHandle::NonRecording(_)) => {}
+        }
+    }
+
+    /// Sets one tag if the span is recorded.
+    #[inline]
+    pub(crate) fn set_tag(&mut self, tag: impl NewTag) {
+        match self {
+            EntrySpan::Owned(span) => span.set_tag(tag),
+            EntrySpan::Shared(SpanHandle::Recording(span)) => {
+                span.with_span(|span| span.set_tag(tag))
             }
             EntrySpan::Shared(SpanHandle::NonRecording(_)) => {}
         }
@@ -202,5 +216,69 @@ impl SpanHandle {
                 EntrySpan::Shared(SpanHandle::NonRecording(state.child()))
             }
         }
+    }
+}
+
+/// The handle to an open span that telemetry contexts hold, and that scope stack entries
+/// hold once the span is shared.
+#[derive(Clone)]
+pub(crate) enum SpanHandle {
+    /// A sampled span: tags and logs are recorded and it is exported when it finishes.
+    Recording(Arc<SharedLiveSpan>),
+    /// An unsampled span: it records nothing and allocates nothing, but has its own
+    /// identity (trace, span id, flags) so that the "not sampled" decision and the span
+    /// that took part are propagated downstream.
+    NonRecording(SpanState),
+}
+
+impl SpanHandle {
+    pub(crate) fn state(&self) -> &SpanState {
+        match self {
+            SpanHandle::Recording(span) => &span.state,
+            SpanHandle::NonRecording(state) => state,
+        }
+    }
+
+    pub(crate) fn as_recording(&self) -> Option<&Arc<SharedLiveSpan>> {
+        match self {
+            SpanHandle::Recording(span) => Some(span),
+            SpanHandle::NonRecording(_) => None,
+        }
+    }
+
+    /// Starts a `ChildOf` span as a shared handle, `fill` recorded into it first (no lock:
+    /// nothing else refers to it yet), built straight into its `Arc` rather than copied
+    /// through an [`EntrySpan`]. `fill` runs only for a recorded child.
+    #[cfg(feature = "tracing-bridge")]
+    #[inline]
+    pub(crate) fn child_shared(
+        &self,
+        name: Cow<'static, str>,
+        fill: impl FnOnce(&mut LiveSpan),
+    ) -> SpanHandle {
+        match self {
+            SpanHandle::Recording(parent) => SpanHandle::shared_with(parent.child(name), fill),
+            SpanHandle::NonRecording(state) => SpanHandle::NonRecording(state.child()),
+        }
+    }
+
+    #[cfg(feature = "tracing-bridge")]
+    #[inline]
+    pub(super) fn shared_with(mut span: LiveSpan, fill: impl FnOnce(&mut LiveSpan)) -> SpanHandle {
+        // A tracked root's first tags go straight to the span: the registry reads them
+        // from it once it is shared.
+        span.read_tags_live();
+        fill(&mut span);
+        SpanHandle::Recording(SharedLiveSpan::new(span))
+    }
+}
+
+impl std::fmt::Debug for SpanHandle {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let kind = match self {
+            SpanHandle::Recording(_) => "Recording",
+            SpanHandle::NonRecording(_) => "NonRecording",
+        };
+        f.debug_tuple(kind).field(self.state()).finish()
     }
 }

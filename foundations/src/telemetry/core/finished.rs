@@ -147,7 +147,7 @@ impl FinishedSpan {
     #[inline]
     pub(crate) fn new(
         name: Cow<'static, str>,
-        state: SpanState,
+        state: StateParts,
         parent: Option<ParentSpan>,
         start_time: Timestamp,
         finish_time: Timestamp,
@@ -162,15 +162,7 @@ impl FinishedSpan {
             None => None,
             Some(bounded) => extras_of(Vec::new(), bounded),
         };
-        Self::assemble(
-            name,
-            state.into_parts(),
-            parent,
-            start_nanos,
-            duration,
-            tags,
-            extras,
-        )
+        Self::assemble(name, state, parent, start_nanos, duration, tags, extras)
     }
 
     /// Copies what a record needs out of a `cf_rustracing` span, with the tags and counts the

@@ -40,9 +40,9 @@
 
 use super::entry::Entry;
 use super::entry_span::EntrySpan;
+use super::entry_span::SpanHandle;
 use super::pipeline::{Internal, PerPipeline, Pipeline, RawId, User};
 use super::polled::{Frame, Outer, Polled, PolledRef};
-use super::span::SpanHandle;
 use super::stack::{ScopeStack, Stacks, pending_bit, with_stacks_as_they_are};
 use std::cell::Cell;
 use std::ptr::NonNull;

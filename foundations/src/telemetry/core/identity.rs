@@ -198,21 +198,22 @@ impl SpanState {
         self.routing.take()
     }
 
-    /// Moves the state out, leaving the ids behind and `None` for tracestate and routing:
-    /// how a finishing span hands its state to its record without cloning it.
-    pub(crate) fn take(&mut self) -> Self {
-        Self {
+    /// The state's parts, moved out: the ids stay behind, tracestate and routing are taken
+    /// (`None` is left). How a finishing span's record gets them, without cloning them and
+    /// with no whole state built between.
+    #[inline]
+    pub(crate) fn take_parts(&mut self) -> StateParts {
+        StateParts {
             trace_id: self.trace_id,
             span_id: self.span_id,
             flags: self.flags,
             trace_state: self.trace_state.take(),
-            remote: self.remote,
             routing: self.routing.take(),
         }
     }
 }
 
-/// A local span's state taken apart ([`SpanState::into_parts`]).
+/// A local span's state taken apart ([`SpanState::into_parts`], [`SpanState::take_parts`]).
 pub(crate) struct StateParts {
     pub(crate) trace_id: TraceId,
     pub(crate) span_id: SpanId,

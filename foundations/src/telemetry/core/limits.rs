@@ -41,6 +41,7 @@ use std::cell::RefCell;
 use std::hash::{BuildHasher, RandomState};
 
 pub(crate) use super::tags::InlineTags;
+use super::tags::NewTag;
 
 /// The default links limit: a span keeps at most this many links unless its pipeline's
 /// `span_limits.max_links` says otherwise; later ones are dropped and counted in
@@ -233,22 +234,53 @@ fn count(counter: &mut u32, n: u32) {
 pub(crate) fn set_tag(
     tags: &mut InlineTags,
     bounded: &mut Option<Box<Bounded>>,
-    tag: Tag,
+    tag: impl NewTag,
     limits: &SpanLimits,
 ) {
     if let Some(spilled) = bounded.as_deref_mut().filter(|b| !b.tags.is_empty()) {
-        return set_spilled_tag(spilled, tag, limits);
+        return set_spilled_tag(spilled, tag.into_tag(), limits);
     }
-    let tag = bounded_tag(tag, limits);
+    match limits.max_attribute_value_length {
+        // Without a length limit (the default), the tag goes on as it came: a tag macro's
+        // `'static` name is interned by its address.
+        None => set_unspilled_tag(tags, bounded, tag, limits),
+        Some(max) => set_cut_tag(tags, bounded, tag.into_tag(), max, limits),
+    }
+}
+
+/// [`set_tag`] with a value length limit: the tag's string value is cut first. Out of
+/// line, so that the default (no limit) does not carry it.
+#[inline(never)]
+fn set_cut_tag(
+    tags: &mut InlineTags,
+    bounded: &mut Option<Box<Bounded>>,
+    tag: Tag,
+    max: usize,
+    limits: &SpanLimits,
+) {
+    set_unspilled_tag(tags, bounded, cut_tag(tag, max), limits);
+}
+
+/// [`set_tag`] on a span whose tags are not (yet) kept apart in `bounded`.
+#[inline(always)]
+fn set_unspilled_tag(
+    tags: &mut InlineTags,
+    bounded: &mut Option<Box<Bounded>>,
+    tag: impl NewTag,
+    limits: &SpanLimits,
+) {
     // Only a span at its limit looks for a tag to replace.
     let full = tags.len() >= limits.max_attributes;
     if full && (tags.len() > limits.max_attributes || !tags.has(tag.name())) {
         count(&mut bounded.get_or_insert_default().dropped_attributes, 1);
         return;
     }
-    if tags.try_set(&tag) {
-        return;
+    if let Some(inline) = tag.inline()
+        && tags.try_set(inline)
+    {
+        return tag.drop_inlined();
     }
+    let tag = tag.into_tag();
     let spilled = &mut bounded.get_or_insert_default().tags;
     spilled.extend(tags.take_except(tag.name()));
     spilled.push(tag);

@@ -56,6 +56,22 @@ fn a_later_tag_replaces_the_earlier_and_moves_last_below_and_above_the_index() {
 }
 
 #[test]
+fn a_static_and_an_owned_name_are_one_tag_and_a_cut_macro_tag_spills() {
+    let root = one_root(SpanLimits::default(), || {
+        add_span_tags!("macro.k" => 1);
+        add_span_tags!(String::from("macro.k") => 2, "macro.b" => true);
+        add_span_tags!("macro.k" => 3);
+    });
+    let names: Vec<&str> = root.tags.iter().map(|(name, _)| name.as_str()).collect();
+    assert_eq!(names, ["macro.b", "macro.k"]);
+    assert_eq!(root.tag("macro.k"), Some(&TagValue::Integer(3)));
+    // With a value length limit, a macro's tag is cut like any other.
+    let limits = SpanLimits::default().with_max_attribute_value_length(Some(3));
+    let root = one_root(limits, || add_span_tags!("macro.s" => "abcdef"));
+    assert_eq!(root.tag("macro.s"), Some(&TagValue::from("abc")));
+}
+
+#[test]
 fn the_last_status_written_wins_on_a_span_with_many_tags() {
     use crate::telemetry::tracing::SpanStatus;
     let root = one_root(SpanLimits::default(), || {

@@ -5,8 +5,8 @@
 //! This module owns these types only. Installing and leaving frames is the `frame`
 //! module's; the stacks are the `stack` module's.
 
+use super::entry_span::SpanHandle;
 use super::pipeline::{PerPipeline, RawId};
-use super::span::SpanHandle;
 use std::cell::Cell;
 use std::ptr::NonNull;
 

@@ -56,7 +56,7 @@ enum Attempt {
 pub(super) enum NotPushed<F> {
     /// Not built yet: `make` builds it.
     Unbuilt(F),
-    /// Built, then refused by the ring (which does not happen: the ring had room).
+    /// Built, then refused: the thread's ring was full and no new one could be made.
     Built(FinishedSpan),
 }
 
@@ -82,8 +82,9 @@ impl Rings {
 
     /// Pushes the record `make` builds into this thread's ring (creating the ring on first
     /// use, or a new one when it is full) and says how many spans the ring holds now. Gives
-    /// `make` back, unrun, when this thread cannot have a ring with room (no ring left, too
-    /// many queues, or the thread is exiting).
+    /// `make` back, unrun, when this thread has no ring (none left to create, too many
+    /// queues, or the thread is exiting), or the record, built, when its ring was full and no
+    /// new one could be made.
     #[inline]
     pub(super) fn push<F: FnOnce() -> FinishedSpan>(
         &self,
@@ -98,38 +99,57 @@ impl Rings {
                 Some(at) => at,
                 None => self.register(&mut producers)?,
             };
-            let mut filled = false;
-            if producers[at].1.is_full() {
-                // The full ring stays with the consumer, which drops it once drained (its
-                // producer is gone); this thread goes on in a new one. Spans stay in their
-                // thread's order: the consumer drains rings in the order they were made.
-                producers[at].1 = self.new_ring()?;
-                filled = true;
-            }
             let producer = &mut producers[at].1;
             // Built here and moved in: building it in its slot (`write_chunk_uninit`) would
             // save the move, but only while the compiler inlines rtrb's chunk filling into
             // this function, which it stops doing with unrelated changes (+70 instructions a
             // span when it does not).
             let record = make.take()?();
-            // The ring has room (made above) and this thread alone writes it.
+            // Pushed without asking first whether the ring is full: the push asks that itself.
             Some(match producer.push(record) {
                 // Reads the consumer's position: a line that changes once per drain.
                 Ok(()) => Attempt::Pushed(Pushed {
                     len: RING_CAPACITY - producer.slots(),
-                    filled,
+                    filled: false,
                 }),
-                Err(rtrb::PushError::Full(record)) => Attempt::Refused(record),
+                Err(rtrb::PushError::Full(record)) => self.push_into_new_ring(producer, record),
             })
         });
         match attempt {
             Ok(Some(Attempt::Pushed(pushed))) => Ok(pushed),
             Ok(Some(Attempt::Refused(record))) => Err(NotPushed::Built(record)),
-            // Not built: no ring with room (or the thread is exiting).
+            // Not built: no ring (or the thread is exiting).
             _ => match make {
                 Some(make) => Err(NotPushed::Unbuilt(make)),
                 None => unreachable!("a record built is pushed or refused"),
             },
+        }
+    }
+
+    /// This thread's ring `full` is full: the full ring stays with the consumer, which drops
+    /// it once drained (its producer is gone), and this thread goes on in a new one, if the
+    /// queue's bound leaves room for it. Spans stay in their thread's order: the consumer
+    /// drains rings in the order they were made.
+    #[cold]
+    #[inline(never)]
+    fn push_into_new_ring(
+        &self,
+        full: &mut Producer<FinishedSpan>,
+        record: FinishedSpan,
+    ) -> Attempt {
+        let Some(mut ring) = self.new_ring() else {
+            return Attempt::Refused(record);
+        };
+        match ring.push(record) {
+            Ok(()) => {
+                *full = ring;
+                Attempt::Pushed(Pushed {
+                    len: 1,
+                    filled: true,
+                })
+            }
+            // A new ring has room; were it not so, the span goes the shared way.
+            Err(rtrb::PushError::Full(record)) => Attempt::Refused(record),
         }
     }
 

@@ -6,7 +6,7 @@
 //!   to is *owned* by its entry: the stack is thread-local and scopes are not `Send`, so
 //!   tags, logs and children need no lock, no reference count and no allocation of their
 //!   own. Only when the span must be shared does it move behind an `Arc`.
-//! - [`SpanHandle`]: what a [`TelemetryContext`](crate::telemetry::TelemetryContext) holds;
+//! - [`SpanHandle`] (in `entry_span`): what a [`TelemetryContext`](crate::telemetry::TelemetryContext) holds;
 //!   a recorded one is an `Arc<SharedLiveSpan>` (the live span under a lock), an unsampled
 //!   one just its identity.
 //!
@@ -36,6 +36,7 @@ use super::links::SpanLink;
 use super::pipeline::Tracked;
 use super::registry::{self, Registration, TagSource, Token};
 use super::routing::{self, log_rate_limited};
+use super::tags::NewTag;
 use cf_rustracing::log::LogField;
 use cf_rustracing::span::FinishSpanCallback;
 use cf_rustracing::tag::{Tag, TagValue};
@@ -171,14 +172,30 @@ impl LiveSpan {
     /// Inlined, so that the tags go from where the macro built them into the span without
     /// intermediate copies.
     #[inline]
-    pub(crate) fn set_tags(&mut self, tags: impl IntoIterator<Item = Tag>) {
+    pub(crate) fn set_tags<T: NewTag>(&mut self, tags: impl IntoIterator<Item = T>) {
         if let Some(root) = self.live.filter(|live| live.copies_tags()) {
-            return self.set_tracked_root_tags(root, tags);
+            return self.set_tracked_root_tags(root, tags.into_iter().map(NewTag::into_tag));
         }
         let limits = self.harness.limits();
         for tag in tags {
             limits::set_tag(&mut self.tags, &mut self.bounded, tag, limits);
         }
+    }
+
+    /// Sets one tag, as [`set_tags`](Self::set_tags) does: the tag goes from where the macro
+    /// built it into the span with no iterator between, so that its value's kind stays
+    /// known to the compiler.
+    #[inline]
+    pub(crate) fn set_tag(&mut self, tag: impl NewTag) {
+        if let Some(root) = self.live.filter(|live| live.copies_tags()) {
+            return self.set_tracked_root_tags(root, [tag.into_tag()]);
+        }
+        limits::set_tag(
+            &mut self.tags,
+            &mut self.bounded,
+            tag,
+            self.harness.limits(),
+        );
     }
 
     /// Sets the first tags of a new span, as [`set_tags`](Self::set_tags) would; `tags`
@@ -199,7 +216,7 @@ impl LiveSpan {
 
     /// From now on, the registry reads this span's tags from it (it is becoming shared)
     /// instead of being given copies. Returns its token if it is a tracked root.
-    fn read_tags_live(&mut self) -> Option<Token> {
+    pub(super) fn read_tags_live(&mut self) -> Option<Token> {
         let root = self.live.filter(|live| live.is_root())?;
         self.live = Some(root.reading_tags_live());
         Some(root)
@@ -311,7 +328,8 @@ impl LiveSpan {
 
 impl Drop for LiveSpan {
     fn drop(&mut self) {
-        if let Some(live) = self.live.take() {
+        // Copied, not taken: nothing reads it after this, and a token has no drop.
+        if let Some(live) = self.live {
             registry::leave(live);
         }
         if self.finish_cb.is_some() || self.full.is_some() {
@@ -346,16 +364,21 @@ impl Drop for LiveSpan {
             }
             return;
         }
-        // The parts are moved, not copied, into the record.
-        self.harness.finish_with(|| {
+        // The parts are moved, not copied, into the record; what has no drop (the tags,
+        // the ids) is copied, leaving nothing behind to write. The closure captures the
+        // span as one reference: capturing each field it reads (as closures do) cost a
+        // pointer each, written before the push and read back after it.
+        let harness = self.harness.clone();
+        let span = &mut *self;
+        harness.finish_with(move || {
             FinishedSpan::new(
-                std::mem::take(&mut self.name),
-                self.state.take(),
-                self.parent,
-                self.start_time,
+                std::mem::take(&mut span.name),
+                span.state.take_parts(),
+                span.parent,
+                span.start_time,
                 Timestamp::now(),
-                std::mem::take(&mut self.tags),
-                self.bounded.take(),
+                span.tags,
+                span.bounded.take(),
             )
         });
         // Still here: the record was refused (and counted). This may be the routing's last
@@ -389,7 +412,7 @@ pub(crate) type ReplacedCallbacks = [Option<FinishSpanCallback<SpanState>>; 2];
 pub(crate) struct SharedLiveSpan {
     /// A copy of the span's identity, so that reading ids and starting children never
     /// takes the lock.
-    state: SpanState,
+    pub(super) state: SpanState,
     harness: HarnessRef,
     /// `true` once the span has (or inherited) a finish callback: only then does a child
     /// take the lock, to inherit it.
@@ -508,70 +531,6 @@ impl SharedLiveSpan {
             finish_cb,
             Track::Under(self.live),
         )
-    }
-}
-
-/// The handle to an open span that telemetry contexts hold, and that scope stack entries
-/// hold once the span is shared.
-#[derive(Clone)]
-pub(crate) enum SpanHandle {
-    /// A sampled span: tags and logs are recorded and it is exported when it finishes.
-    Recording(Arc<SharedLiveSpan>),
-    /// An unsampled span: it records nothing and allocates nothing, but has its own
-    /// identity (trace, span id, flags) so that the "not sampled" decision and the span
-    /// that took part are propagated downstream.
-    NonRecording(SpanState),
-}
-
-impl SpanHandle {
-    pub(crate) fn state(&self) -> &SpanState {
-        match self {
-            SpanHandle::Recording(span) => &span.state,
-            SpanHandle::NonRecording(state) => state,
-        }
-    }
-
-    pub(crate) fn as_recording(&self) -> Option<&Arc<SharedLiveSpan>> {
-        match self {
-            SpanHandle::Recording(span) => Some(span),
-            SpanHandle::NonRecording(_) => None,
-        }
-    }
-
-    /// Starts a `ChildOf` span as a shared handle, `fill` recorded into it first (no lock:
-    /// nothing else refers to it yet), built straight into its `Arc` rather than copied
-    /// through an [`EntrySpan`]. `fill` runs only for a recorded child.
-    #[cfg(feature = "tracing-bridge")]
-    #[inline]
-    pub(crate) fn child_shared(
-        &self,
-        name: Cow<'static, str>,
-        fill: impl FnOnce(&mut LiveSpan),
-    ) -> SpanHandle {
-        match self {
-            SpanHandle::Recording(parent) => SpanHandle::shared_with(parent.child(name), fill),
-            SpanHandle::NonRecording(state) => SpanHandle::NonRecording(state.child()),
-        }
-    }
-
-    #[cfg(feature = "tracing-bridge")]
-    #[inline]
-    pub(super) fn shared_with(mut span: LiveSpan, fill: impl FnOnce(&mut LiveSpan)) -> SpanHandle {
-        // A tracked root's first tags go straight to the span: the registry reads them
-        // from it once it is shared.
-        span.read_tags_live();
-        fill(&mut span);
-        SpanHandle::Recording(SharedLiveSpan::new(span))
-    }
-}
-
-impl std::fmt::Debug for SpanHandle {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        let kind = match self {
-            SpanHandle::Recording(_) => "Recording",
-            SpanHandle::NonRecording(_) => "NonRecording",
-        };
-        f.debug_tuple(kind).field(self.state()).finish()
     }
 }
 

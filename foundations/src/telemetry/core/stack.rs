@@ -29,11 +29,11 @@
 use super::entry::UserLink;
 use super::entry::{Entry, RemovedEntry};
 use super::entry_span::EntrySpan;
+use super::entry_span::SpanHandle;
 use super::identity::SpanState;
 use super::pipeline::{PerPipeline, Pipeline, RawId, ScopeId, User};
 use super::polled::{Frame, PolledRef};
 use super::routing;
-use super::span::SpanHandle;
 use std::borrow::Cow;
 use std::cell::{Cell, RefCell};
 use std::num::NonZeroU64;
@@ -224,9 +224,13 @@ impl ScopeStack {
             EntrySpan::Shared(SpanHandle::NonRecording(state)) => {
                 entry.span = Some(EntrySpan::Shared(SpanHandle::NonRecording(state.child())));
             }
-            // A vacant entry holds no span: this writes the child in place.
+            // A vacant entry holds no span: storing into it drops nothing (said outright, so
+            // that no out-of-line drop of the old slot is called).
             _ => {
-                entry.span.get_or_insert_with(|| parent.child(name));
+                let child = parent.child(name);
+                if entry.span.is_none() {
+                    entry.span = Some(child);
+                }
             }
         }
         #[cfg(feature = "user-tracing")]

@@ -7,13 +7,17 @@
 //! it is (a `&'static str` borrowed from the tag, never copied), the name as the index of
 //! an interned name. A second one is stored beside it in 8 bytes when one of the two is a
 //! boolean or an integer that fits in 32 bits (that one then takes the small slot, with a
-//! bit saying which tag was written first, so that the order of writes is kept). A `Tag` cannot say whether its
-//! name is `'static`, so names are interned: each thread remembers the names it met (a hit
-//! costs a short hash and one comparison of the name's bytes), and a process-wide table
-//! gives each distinct name an index once. The table is bounded ([`MAX_NAMES`] names of at
-//! most [`MAX_NAME_LEN`] bytes, leaked for the life of the process: at most 64 KiB); tags
-//! that do not fit (a name too long, an owned string value, a second tag when neither is
-//! small, a third tag) are kept as full `Tag`s by the span limits' storage instead (`limits`).
+//! bit saying which tag was written first, so that the order of writes is kept). A `Tag`
+//! cannot say whether its name is `'static`, so names are interned: each thread remembers
+//! the names it met (a hit costs a short hash and one comparison of the name's bytes), and
+//! a process-wide table gives each distinct name an index once. The tag macros build a
+//! [`MacroTag`] instead, which keeps its name as given: a `'static` name (a literal, the
+//! common case) is found in a second per-thread cache by its address and length, none of
+//! its bytes read; a miss interns it by its bytes, so both ways give a name the same index.
+//! The table is bounded ([`MAX_NAMES`] names of at most [`MAX_NAME_LEN`] bytes, leaked for
+//! the life of the process: at most 64 KiB); tags that do not fit (a name too long, an
+//! owned string value, a second tag when neither is small, a third tag) are kept as full
+//! `Tag`s by the span limits' storage instead (`limits`).
 //!
 //! This module owns the inline representation and the interning; it does not decide which
 //! tags a span keeps (that is `limits`).
@@ -49,15 +53,22 @@ impl InlineTag {
     /// is interned (or can be).
     #[inline(always)]
     pub(crate) fn of(tag: &Tag) -> Option<Self> {
+        Self::with_name(tag.value(), || intern(tag.name()))
+    }
+
+    /// A tag of value `value` as an inline tag, if the value is borrowed, numeric or
+    /// boolean and `name` gives its name's index (asked only then).
+    #[inline(always)]
+    fn with_name(value: &TagValue, name: impl FnOnce() -> Option<u32>) -> Option<Self> {
         // The value first: an owned string is never inlined, whatever the name.
-        let value = match tag.value() {
+        let value = match value {
             TagValue::String(Cow::Borrowed(value)) => InlineValue::Str(value),
             TagValue::String(Cow::Owned(_)) => return None,
             TagValue::Boolean(value) => InlineValue::Bool(*value),
             TagValue::Integer(value) => InlineValue::Int(*value),
             TagValue::Float(value) => InlineValue::Float(*value),
         };
-        let name = intern(tag.name())?;
+        let name = name()?;
         Some(match value {
             InlineValue::Str(value) => InlineTag::Str(name, value),
             InlineValue::Bool(value) => InlineTag::Bool(name, value),
@@ -96,6 +107,114 @@ enum InlineValue {
     Bool(bool),
     Int(i64),
     Float(f64),
+}
+
+/// A tag on its way into a span: a `cf_rustracing` [`Tag`], whose name is interned by its
+/// bytes, or a [`MacroTag`], whose `'static` name is interned by its address.
+pub(crate) trait NewTag {
+    /// The tag's name.
+    fn name(&self) -> &str;
+
+    /// The tag in the inline form, if it can take it (see [`InlineTag::of`]).
+    fn inline(&self) -> Option<InlineTag>;
+
+    /// The tag as a `cf_rustracing` tag, for the storage that keeps tags apart.
+    fn into_tag(self) -> Tag;
+
+    /// Drops the tag once its [`inline`](Self::inline) form was kept (its value then owns
+    /// nothing, so only its name may need freeing), as cheaply as the tag allows. Only for
+    /// a tag whose inline form was kept: another one's value may own a string.
+    fn drop_inlined(self)
+    where
+        Self: Sized,
+    {
+        drop(self);
+    }
+}
+
+impl NewTag for Tag {
+    #[inline(always)]
+    fn name(&self) -> &str {
+        Tag::name(self)
+    }
+
+    #[inline(always)]
+    fn inline(&self) -> Option<InlineTag> {
+        InlineTag::of(self)
+    }
+
+    #[inline(always)]
+    fn into_tag(self) -> Tag {
+        self
+    }
+}
+
+/// A tag as the tag macros (`add_span_tags!`, `add_user_span_tags!`) build it. Not a public
+/// API: it may change in any release.
+///
+/// Unlike a [`Tag`], it keeps its name as given: a `'static` name (a literal, the common
+/// case) is then known by its address, and goes inline without its bytes being read.
+///
+/// # Examples
+///
+/// ```
+/// use foundations::telemetry::tracing::__private::{INTERNAL, MacroTag};
+/// use foundations::telemetry::tracing::{self, StartTraceOptions};
+///
+/// # let ctx = foundations::telemetry::TelemetryContext::test();
+/// # let _scope = ctx.scope();
+/// let _root = tracing::start_trace("request", StartTraceOptions::default());
+/// INTERNAL.set_macro_tags([MacroTag::new("cache.hit", true)]);
+/// ```
+#[derive(Clone, Debug)]
+pub struct MacroTag {
+    name: Cow<'static, str>,
+    value: TagValue,
+}
+
+impl MacroTag {
+    /// A tag named `name` of value `value`.
+    #[inline(always)]
+    pub fn new(name: impl Into<Cow<'static, str>>, value: impl Into<TagValue>) -> Self {
+        Self {
+            name: name.into(),
+            value: value.into(),
+        }
+    }
+}
+
+impl NewTag for MacroTag {
+    #[inline(always)]
+    fn name(&self) -> &str {
+        &self.name
+    }
+
+    #[inline(always)]
+    fn inline(&self) -> Option<InlineTag> {
+        InlineTag::with_name(&self.value, || match &self.name {
+            Cow::Borrowed(name) => intern_static(name),
+            Cow::Owned(name) => intern(name),
+        })
+    }
+
+    #[inline(always)]
+    fn into_tag(self) -> Tag {
+        Tag::new(self.name, self.value)
+    }
+
+    #[inline(always)]
+    fn drop_inlined(self) {
+        // Taken apart here, so that the common tag (a literal name, a value that owns
+        // nothing) is dropped with two tests and no call to the tag's general drop.
+        let Self { name, value } = self;
+        if let Cow::Owned(name) = name {
+            drop(name);
+        }
+        // An inlined tag's value is borrowed, numeric or boolean: nothing to free (testing
+        // which one it is costs more than the rest of the drop).
+        debug_assert!(!matches!(value, TagValue::String(Cow::Owned(_))));
+        std::mem::forget(value);
+    }
 }
 
 /// A second inline tag, in 8 bytes: a boolean or an integer that fits in 32 bits, its
@@ -208,15 +327,12 @@ impl InlineTags {
         self.get().into_iter().any(|tag| tag.name() == name)
     }
 
-    /// Sets `tag` inline if it can be, as the span limits set tags: it replaces the tag of
+    /// Sets `new` inline if it can be, as the span limits set tags: it replaces the tag of
     /// the same name (and becomes the last written), or is added. `false`, with nothing
     /// changed, when the tags with it cannot all be inline: the caller keeps them apart.
     /// The caller has checked the attribute limit.
     #[inline]
-    pub(crate) fn try_set(&mut self, tag: &Tag) -> bool {
-        let Some(new) = InlineTag::of(tag) else {
-            return false;
-        };
+    pub(crate) fn try_set(&mut self, new: InlineTag) -> bool {
         let Some(first) = self.first else {
             self.first = Some(new);
             return true;
@@ -396,6 +512,42 @@ fn intern(name: &str) -> Option<u32> {
     intern_missed(name, words, slot)
 }
 
+/// Slots of a thread's cache of the `'static` names it interned, by address.
+const STATIC_SLOTS: usize = 64;
+
+thread_local! {
+    /// Per slot: a `'static` name's address and length, and its index plus one (0: empty).
+    static BY_ADDRESS: [Cell<(usize, usize, u32)>; STATIC_SLOTS] =
+        const { [const { Cell::new((0, 0, 0)) }; STATIC_SLOTS] };
+}
+
+/// [`intern`] for a `'static` name: by its address and length, which name the same bytes for
+/// the life of the process (a `'static` string is never freed nor changed), so a hit reads
+/// none of them.
+#[inline]
+fn intern_static(name: &'static str) -> Option<u32> {
+    let key = (name.as_ptr() as usize, name.len());
+    let hash = (key.0 ^ key.1).wrapping_mul(0x9e37_79b9_7f4a_7c15_u64 as usize);
+    let slot = hash >> (usize::BITS - STATIC_SLOTS.trailing_zeros());
+    if let Ok((address, len, index)) = BY_ADDRESS.try_with(|cache| cache[slot].get())
+        && (address, len) == key
+        && let Some(index) = index.checked_sub(1)
+    {
+        return Some(index);
+    }
+    intern_static_missed(name, key, slot)
+}
+
+/// [`intern_static`] when this thread's cache missed: out of line, so that the hit stays
+/// small.
+#[cold]
+#[inline(never)]
+fn intern_static_missed(name: &'static str, key: (usize, usize), slot: usize) -> Option<u32> {
+    let index = intern(name)?;
+    let _ = BY_ADDRESS.try_with(|cache| cache[slot].set((key.0, key.1, index + 1)));
+    Some(index)
+}
+
 /// [`intern`] when this thread's cache missed: out of line, so that the hit stays small.
 #[cold]
 #[inline(never)]
@@ -462,6 +614,37 @@ mod tests {
         assert_ne!(intern(&other), Some(index));
         assert_eq!(name_of(intern(&other).unwrap()), "tags_test.other");
         assert_eq!(intern(&String::from("tags_test.owned")), Some(index));
+    }
+
+    #[test]
+    fn a_static_name_gets_the_index_its_bytes_get_at_any_address() {
+        let literal: &'static str = "tags_test.static";
+        // The same bytes at another `'static` address, and as a name made at run time.
+        let leaked: &'static str = Box::leak(String::from("tags_test.static").into_boxed_str());
+        let index = intern_static(literal).unwrap();
+        assert_eq!(intern_static(literal), Some(index), "a cache hit");
+        assert_eq!(intern_static(leaked), Some(index));
+        assert_eq!(intern(&String::from("tags_test.static")), Some(index));
+        assert_ne!(intern_static("tags_test.statik"), Some(index));
+        let long: &'static str = "x".repeat(MAX_NAME_LEN + 1).leak();
+        assert_eq!(intern_static(long), None);
+    }
+
+    #[test]
+    fn a_macro_tag_inlines_as_the_same_tag_would() {
+        let pairs = [
+            (MacroTag::new("k", "v"), Tag::new("k", "v")),
+            (MacroTag::new(String::from("k"), 7i64), Tag::new("k", 7i64)),
+            (MacroTag::new("k", true), Tag::new(String::from("k"), true)),
+            (MacroTag::new("k", 1.5f64), Tag::new("k", 1.5f64)),
+        ];
+        for (macro_tag, tag) in pairs {
+            assert_eq!(NewTag::inline(&macro_tag), InlineTag::of(&tag));
+            assert!(NewTag::inline(&macro_tag).is_some());
+            let back = macro_tag.into_tag();
+            assert_eq!((back.name(), back.value()), (tag.name(), tag.value()));
+        }
+        assert_eq!(NewTag::inline(&MacroTag::new("k", String::from("v"))), None);
     }
 
     #[test]

@@ -26,8 +26,8 @@
 #[cfg(feature = "user-tracing")]
 use super::entry::UserLink;
 use super::entry_span::EntrySpan;
+use super::entry_span::SpanHandle;
 use super::pipeline::{Internal, JOINED_CHILD_BIT, PerPipeline, Pipeline, RawId, ScopeId};
-use super::span::SpanHandle;
 #[cfg(doc)]
 use super::stack::Stacks;
 use super::stack::{ScopeStack, pending_bit, with_stacks_in_lane};
