@@ -24,7 +24,7 @@ use foundations::telemetry::bridge::TraceServerLayer;
 use http::Request;
 use std::task::{Context, Waker};
 use tower_layer::Layer;
-use tower_requests::{Bare, one_request};
+use tower_requests::{Bare, one_request, traced};
 
 /// Installs the internal pipeline; what it returns must live as long as the bench.
 #[cfg(feature = "testing")]
@@ -39,14 +39,7 @@ fn install() -> (&'static str, ()) {
 /// Installs the internal pipeline; what it returns must live as long as the bench.
 #[cfg(not(feature = "testing"))]
 fn install() -> (&'static str, foundations::telemetry::TelemetryDriver) {
-    use foundations::telemetry::{self, settings::TelemetrySettings};
-    let address = receiver::start();
-    let settings = TelemetrySettings::from_yaml(&format!(
-        "tracing:\n  service_name: bench\n  sampling:\n    ratio: 1.0\n  output:\n    \
-         otlp_http:\n      endpoint: http://{address}\n"
-    ))
-    .expect("valid settings");
-    let driver = telemetry::init(&settings).expect("telemetry starts");
+    let driver = receiver::init_exporting_to_receiver("bench");
     ("tower_server_production", driver)
 }
 
@@ -61,9 +54,7 @@ fn server_layer(c: &mut Criterion) {
     let mut cx = Context::from_waker(Waker::noop());
 
     let mut bare = Bare;
-    let mut traced = TraceServerLayer::new()
-        .with_route(|_: &Request<()>| Some("/users/{id}"))
-        .layer(Bare);
+    let mut traced = traced();
 
     // A route closure that allocates its route, as one reading axum's `MatchedPath` into a
     // `String` does.

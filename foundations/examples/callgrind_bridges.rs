@@ -26,7 +26,7 @@ use opentelemetry_sdk::error::OTelSdkResult;
 use opentelemetry_sdk::trace::{SdkTracerProvider, SpanData, SpanExporter};
 use std::time::Duration;
 use tower_layer::Layer;
-use tower_requests::{Bare, requests};
+use tower_requests::{Bare, requests, traced};
 use tracing_subscriber::prelude::*;
 
 #[derive(Debug)]
@@ -124,12 +124,7 @@ fn main() {
             fastrace::flush();
         }
         "bare" => requests(&mut Bare, iters),
-        "traced" => {
-            let mut traced = TraceServerLayer::new()
-                .with_route(|_: &Request<()>| Some("/users/{id}"))
-                .layer(Bare);
-            requests(&mut traced, iters);
-        }
+        "traced" => requests(&mut traced(), iters),
         "traced_string_route" => {
             // A route closure that allocates its route, as one reading axum's `MatchedPath`
             // into a `String` does.

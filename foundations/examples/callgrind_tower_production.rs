@@ -21,34 +21,19 @@ mod receiver;
 #[path = "../benches/common/tower_requests.rs"]
 mod tower_requests;
 
-use foundations::telemetry::bridge::TraceServerLayer;
-use foundations::telemetry::{self, settings::TelemetrySettings};
-use http::Request;
 use std::time::Duration;
-use tower_layer::Layer;
-use tower_requests::{Bare, requests};
+use tower_requests::{Bare, requests, traced};
 
 fn main() {
     let mut args = std::env::args().skip(1);
     let case = args.next().unwrap_or_else(|| "traced".to_owned());
     let iters: u64 = args.next().map_or(2000, |n| n.parse().expect("a count"));
 
-    let address = receiver::start();
-    let settings = TelemetrySettings::from_yaml(&format!(
-        "tracing:\n  service_name: callgrind\n  sampling:\n    ratio: 1.0\n  output:\n    \
-         otlp_http:\n      endpoint: http://{address}\n"
-    ))
-    .expect("valid settings");
-    let driver = telemetry::init(&settings).expect("telemetry starts");
+    let driver = receiver::init_exporting_to_receiver("callgrind");
 
     match case.as_str() {
         "bare" => requests(&mut Bare, iters),
-        "traced" => {
-            let mut traced = TraceServerLayer::new()
-                .with_route(|_: &Request<()>| Some("/users/{id}"))
-                .layer(Bare);
-            requests(&mut traced, iters);
-        }
+        "traced" => requests(&mut traced(), iters),
         other => panic!("unknown case {other}"),
     }
 

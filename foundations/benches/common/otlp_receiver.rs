@@ -6,6 +6,19 @@
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
 
+/// Starts the receiver and `telemetry::init` exporting every span to it over OTLP/HTTP,
+/// sampling ratio 1.0, under `service_name`.
+pub fn init_exporting_to_receiver(service_name: &str) -> foundations::telemetry::TelemetryDriver {
+    use foundations::telemetry::{self, settings::TelemetrySettings};
+    let address = start();
+    let settings = TelemetrySettings::from_yaml(&format!(
+        "tracing:\n  service_name: {service_name}\n  sampling:\n    ratio: 1.0\n  output:\n    \
+         otlp_http:\n      endpoint: http://{address}\n"
+    ))
+    .expect("valid settings");
+    telemetry::init(&settings).expect("telemetry starts")
+}
+
 /// Starts the receiver on a local port, a thread per connection.
 pub fn start() -> SocketAddr {
     let listener = TcpListener::bind("127.0.0.1:0").expect("a local port");

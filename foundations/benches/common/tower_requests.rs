@@ -2,12 +2,14 @@
 //! (the `tower_server` bench and the `callgrind_bridges` and `callgrind_tower_production`
 //! examples): one definition, so that every figure times the same work.
 
+use foundations::telemetry::bridge::TraceServerLayer;
 use http::{Request, Response};
 use http_body::Body;
 use std::convert::Infallible;
 use std::future::{Future, Ready, ready};
 use std::pin::pin;
 use std::task::{Context, Poll, Waker};
+use tower_layer::Layer;
 use tower_service::Service;
 
 /// A handler that answers at once with a one-frame body.
@@ -26,6 +28,15 @@ impl Service<Request<()>> for Bare {
     fn call(&mut self, _: Request<()>) -> Self::Future {
         ready(Ok(Response::new(String::from("ok"))))
     }
+}
+
+/// [`Bare`] behind the server layer, the route a `&'static str` from a closure: the traced
+/// case of every server-layer measurement.
+pub fn traced()
+-> impl Service<Request<()>, Response = Response<impl Body>, Error = impl std::fmt::Debug> {
+    TraceServerLayer::new()
+        .with_route(|_: &Request<()>| Some("/users/{id}"))
+        .layer(Bare)
 }
 
 /// One request through `service` (inbound `traceparent`, host and user agent), its response

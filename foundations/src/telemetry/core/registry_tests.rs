@@ -149,19 +149,8 @@ fn descendants_opened_in_other_threads_are_listed_under_their_root() {
 #[cfg(feature = "user-tracing")]
 mod user_spans {
     use super::*;
-    use crate::telemetry::user_tracing::{self, RoutingMetadata};
-
-    #[derive(Debug)]
-    struct Tenant;
-
-    impl RoutingMetadata for Tenant {
-        fn group_key(&self) -> String {
-            "t".into()
-        }
-        fn encode(&self) -> String {
-            "tenant=1".into()
-        }
-    }
+    use crate::telemetry::core::routing::TestTenant as Tenant;
+    use crate::telemetry::user_tracing;
 
     /// The current user span's ids.
     fn user_ids() -> (TraceId, SpanId) {

@@ -163,6 +163,22 @@ pub(crate) fn log_rate_limited(last: &AtomicU64, log: impl FnOnce()) {
     }
 }
 
+/// One tenant's routing, for the crate's own unit tests.
+#[cfg(all(test, feature = "user-tracing"))]
+#[derive(Debug)]
+pub(crate) struct TestTenant;
+
+#[cfg(all(test, feature = "user-tracing"))]
+impl RoutingMetadata for TestTenant {
+    fn group_key(&self) -> String {
+        "t".into()
+    }
+
+    fn encode(&self) -> String {
+        "tenant=1".into()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

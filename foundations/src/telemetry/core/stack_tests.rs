@@ -447,20 +447,11 @@ mod fast_lane {
     #[cfg(feature = "user-tracing")]
     #[test]
     fn an_active_user_trace_sends_the_child_to_the_general_path() {
-        use crate::telemetry::user_tracing::{self, RoutingMetadata};
-        #[derive(Debug)]
-        struct Tenant;
-        impl RoutingMetadata for Tenant {
-            fn group_key(&self) -> String {
-                "t".into()
-            }
-            fn encode(&self) -> String {
-                "tenant=1".into()
-            }
-        }
+        use crate::telemetry::core::routing::TestTenant;
+        use crate::telemetry::user_tracing;
         let ctx = TelemetryContext::test();
         ctx.scope_and(|| {
-            let _user = user_tracing::start_user_trace("user_root", Tenant, None);
+            let _user = user_tracing::start_user_trace("user_root", TestTenant, None);
             let _root = unsampled_root();
             assert_eq!(lane_here(), "general", "the child must keep its name");
             // The general path keeps it: the user span is named after the internal one.
