@@ -45,6 +45,7 @@ use std::borrow::Cow;
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Weak};
+use std::time::{Duration, SystemTime};
 
 /// A recorded span while it is open. Dropping it finishes it: its record goes to the
 /// harness it was started from.
@@ -69,7 +70,7 @@ pub(crate) struct LiveSpan {
     /// The span as a `cf_rustracing` span, once it needed to be one (see the module docs).
     /// From then on it holds the name, logs and finish callback, and finishing it is
     /// dropping it. Boxed so that the common span, which never has one, stays small.
-    full: Option<Box<Span>>,
+    full: Option<Box<FullSpan>>,
     /// Its entry in the live registry: set for a tracked root and its recorded descendants
     /// (see the `registry` module), never for a user span.
     live: Option<Token>,
@@ -263,7 +264,13 @@ impl LiveSpan {
         }
         let mut dropped = 0;
         let mut kept_any = false;
-        self.full().log(|log| {
+        let (started, now) = (self.start_time, Timestamp::now());
+        let full = self.full_with_start();
+        // On the span's own time line (its start plus the counters' difference), so that
+        // the event falls within the span whatever the thread's anchor did meanwhile.
+        let time = full.at(started, now);
+        full.span.log(|log| {
+            log.time(time);
             for field in limits::bounded_fields(fields, &limits, &mut dropped) {
                 kept_any = true;
                 log.field(field);
@@ -306,13 +313,15 @@ impl LiveSpan {
     /// The span as a `cf_rustracing` span, created on first use from what was recorded so
     /// far.
     fn full(&mut self) -> &mut Span {
+        &mut self.full_with_start().span
+    }
+
+    /// As [`full`](Self::full), with the wall-clock start it was given.
+    fn full_with_start(&mut self) -> &mut FullSpan {
         if self.full.is_none() {
             let name = std::mem::take(&mut self.name);
-            let mut options = self
-                .harness
-                .tracer()
-                .span(name)
-                .start_time(self.start_time.system_time());
+            let start = self.start_time.system_time();
+            let mut options = self.harness.tracer().span(name).start_time(start);
             if let Some(parent) = self.parent {
                 options = options.child_of(&parent.state(&self.state).into_parent_context());
             }
@@ -320,7 +329,7 @@ impl LiveSpan {
             if let Some(callback) = &self.finish_cb {
                 span.set_finish_callback(callback.clone());
             }
-            self.full = Some(Box::new(span));
+            self.full = Some(Box::new(FullSpan { span, start }));
         }
         self.full.as_mut().expect("created above")
     }
@@ -345,8 +354,10 @@ impl Drop for LiveSpan {
             }
             let mut full = self.full.take();
             if let Some(full) = &mut full {
-                // The same clock as the start, so that the end is never before it.
-                full.set_finish_time(|| Timestamp::now().system_time());
+                // On the span's own time line, as its events: never before the start or an
+                // event.
+                let end = full.at(self.start_time, Timestamp::now());
+                full.span.set_finish_time(|| end);
             }
             // The callback is application code: a panic in it costs this span (counted), not
             // the thread that finished it.
@@ -386,6 +397,35 @@ impl Drop for LiveSpan {
         if let Some(routing) = self.state.take_routing() {
             routing::drop_later(routing);
         }
+    }
+}
+
+/// A live span as a `cf_rustracing` span, with the wall-clock start it was given: its events
+/// and its end are placed from there by the counters' difference, one time line per span.
+struct FullSpan {
+    span: Span,
+    start: SystemTime,
+}
+
+impl FullSpan {
+    /// The wall-clock time of `now` on this span's time line (`started` is its start's
+    /// counter reading).
+    fn at(&self, started: Timestamp, now: Timestamp) -> SystemTime {
+        self.start + Duration::from_nanos(now.nanos_since(started))
+    }
+}
+
+impl std::ops::Deref for FullSpan {
+    type Target = Span;
+
+    fn deref(&self) -> &Span {
+        &self.span
+    }
+}
+
+impl std::ops::DerefMut for FullSpan {
+    fn deref_mut(&mut self) -> &mut Span {
+        &mut self.span
     }
 }
 
