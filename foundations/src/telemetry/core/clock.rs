@@ -152,6 +152,15 @@ fn renew() -> Anchor {
     anchor
 }
 
+/// Renews this thread's anchor `ahead_nanos` ahead of the wall clock: an anchor that
+/// drifted, for tests of what must not depend on the anchor's accuracy.
+#[cfg(all(test, feature = "testing"))]
+pub(crate) fn skew_this_threads_anchor(ahead_nanos: u64) {
+    let mut anchor = Anchor::now();
+    anchor.unix_nanos += ahead_nanos;
+    ANCHOR.with(|current| current.set(anchor));
+}
+
 fn nanos(duration: Duration) -> u64 {
     u64::try_from(duration.as_nanos()).unwrap_or(u64::MAX)
 }

@@ -102,3 +102,29 @@ fn children_of_a_shared_span_inherit_its_finish_callback() {
     assert_eq!(root.tag("cb"), Some(&TagValue::Boolean(true)));
     assert_eq!(root.children[0].tag("cb"), Some(&TagValue::Boolean(true)));
 }
+
+#[test]
+fn events_and_the_end_fall_within_the_span_whatever_the_threads_anchor_says() {
+    let ctx = TelemetryContext::test();
+    ctx.scope_and(|| {
+        // The anchor 5 ms ahead of the wall clock: the span's start, converted by it, is
+        // ahead of what the wall clock says at its events.
+        crate::telemetry::core::clock::skew_this_threads_anchor(5_000_000);
+        let _root = tracing::start_trace("skewed", StartTraceOptions::default());
+        add_span_log_fields!("event" => "first");
+        add_span_log_fields!("event" => "second");
+    });
+    let root = &ctx.traces(Default::default())[0];
+    assert_eq!(root.logs.len(), 2);
+    for log in &root.logs {
+        assert!(
+            root.start_time <= log.time,
+            "an event before its span's start"
+        );
+        assert!(
+            log.time <= root.finish_time,
+            "an event after its span's end"
+        );
+    }
+    assert!(root.logs[0].time <= root.logs[1].time);
+}
