@@ -61,7 +61,6 @@ pub use cf_rustracing::tag::{Tag, TagValue};
 
 use crate::telemetry::core::current;
 use crate::telemetry::core::entry_span::EntrySpan;
-use crate::telemetry::core::entry_span::SpanHandle;
 use crate::telemetry::core::harness::{HarnessRef, RootOptions, RootPlan};
 use crate::telemetry::core::identity::ParentSpan;
 use crate::telemetry::core::pipeline::{Internal, ScopeId};
@@ -305,10 +304,26 @@ impl SpanScope {
         options: RootOptions,
         pending_user_name: Option<Cow<'static, str>>,
     ) -> Self {
+        if options.inbound.is_none() {
+            // A new trace: its identity is built straight into its entry, recorded or not
+            // (the common case when sampling is turned down).
+            let sampled = harness.samples_new_root::<Internal>(options.force_sampling);
+            return Self::of(match options.routing {
+                None if !sampled => {
+                    unsampled::push_root(|| SpanState::new_root(false), pending_user_name)
+                }
+                routing => {
+                    let state = SpanState::new_root(sampled).with_routing(routing);
+                    if sampled {
+                        Self::push_recorded_root(harness, name, state, None, pending_user_name)
+                    } else {
+                        unsampled::push_root(|| state, pending_user_name)
+                    }
+                }
+            });
+        }
         let id = match harness.plan_root::<Internal>(options) {
-            RootPlan::Unsampled(state) => stack::push::<Internal>(pending_user_name, |slot| {
-                *slot = Some(EntrySpan::Shared(SpanHandle::NonRecording(state)));
-            }),
+            RootPlan::Unsampled(state) => unsampled::push_root(|| state, pending_user_name),
             RootPlan::Recorded { state, parent } => {
                 Self::push_recorded_root(harness, name, state, parent, pending_user_name)
             }

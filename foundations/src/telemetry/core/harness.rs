@@ -244,17 +244,34 @@ impl Harness {
         false
     }
 
+    #[inline]
     fn sample_new_root(&self) -> bool {
         match self.sampling {
             RootSampling::Always => true,
             RootSampling::Ratio(ratio) | RootSampling::RatioIgnoringParent(ratio) => {
-                ratio >= 1.0 || (ratio > 0.0 && rand::random::<f64>() < ratio)
+                ratio >= 1.0 || (ratio > 0.0 && Self::draw_below(ratio))
             }
         }
+    }
+
+    /// A random draw that succeeds with probability `ratio`: out of line, so that the
+    /// ratios that need no draw (0 and 1) stay a compare in the caller.
+    #[inline(never)]
+    fn draw_below(ratio: f64) -> bool {
+        rand::random::<f64>() < ratio
     }
 }
 
 impl HarnessRef {
+    /// Whether a new trace (no inbound `traceparent`) of pipeline `P` is recorded: as
+    /// `force_sampling` says, else by the sampling ratio and then the rate limit. What
+    /// [`plan_root`](Self::plan_root) decides for such a root, for callers that build the
+    /// root's identity themselves (once per root: a limit counts each call).
+    #[inline]
+    pub(crate) fn samples_new_root<P: Pipeline>(&self, force_sampling: Option<bool>) -> bool {
+        force_sampling.unwrap_or_else(|| self.sample_new_root() && self.admit::<P>())
+    }
+
     /// Decides a new root of pipeline `P`: its identity, and whether it is recorded. Cheap,
     /// and runs no application code; callers then build the span where it will live.
     ///
@@ -289,9 +306,7 @@ impl HarnessRef {
                 }
             }
             None => {
-                let sampled = options
-                    .force_sampling
-                    .unwrap_or_else(|| limited(self.sample_new_root()));
+                let sampled = self.samples_new_root::<P>(options.force_sampling);
                 let state = SpanState::new_root(sampled).with_routing(options.routing);
                 if sampled {
                     RootPlan::Recorded {

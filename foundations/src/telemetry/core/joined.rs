@@ -6,11 +6,13 @@
 //! parent's entry, which keeps just that span id here, inline (no allocation), innermost
 //! last. The id is drawn when it is first read (most unsampled spans are never asked for
 //! theirs), and kept from then on, so a span reports the same id all its life. This module
-//! owns that small list only; which entry a child joins, and what is current, is the
-//! stack's.
+//! owns that small list, and [`QuietChildren`], the same children held outside the
+//! stack for a while; which entry a child joins, and what is current, is the stack's.
 
-use super::pipeline::RawId;
+use super::pipeline::{JOINED_CHILD_BIT, LANE_BIT, QUIET_CHILD_BIT, RawId};
 use crate::telemetry::propagation::ids::SpanId;
+use std::cell::Cell;
+use std::num::NonZeroU64;
 
 /// How many unsampled children one entry holds inline; a deeper unsampled child takes an
 /// entry of its own, as a recorded one does.
@@ -43,6 +45,12 @@ impl JoinedChildren {
     #[inline]
     pub(crate) fn is_full(&self) -> bool {
         usize::from(self.len) == MAX_JOINED
+    }
+
+    /// How many more children fit.
+    #[inline]
+    pub(crate) fn room(&self) -> usize {
+        MAX_JOINED.saturating_sub(usize::from(self.len))
     }
 
     /// Joins a child whose scope is `id`; the caller checked [`is_full`](Self::is_full).
@@ -154,5 +162,94 @@ impl JoinedChildren {
     fn live(&self) -> &[(RawId, SpanId)] {
         // `len` never exceeds the array's length.
         &self.children[..usize::from(self.len).min(MAX_JOINED)]
+    }
+}
+
+/// Children joined during a quiet stretch (see the `unsampled` module), kept beside the
+/// stacks rather than in their entry's [`JoinedChildren`]: opening and ending one then
+/// takes no borrow of the stack, only these cells. They belong to the top internal entry,
+/// and move into its list (`settle`) the moment anything but the fast lane touches the
+/// stacks; until then nothing else can see them, so nothing needs to.
+pub(crate) struct QuietChildren {
+    len: Cell<u8>,
+    /// How many the entry has room for: its free joined slots when the stretch began.
+    room: Cell<u8>,
+    /// The last id handed out: quiet ids count on their own (see [`QUIET_CHILD_BIT`]).
+    last_id: Cell<u64>,
+    ids: [Cell<u64>; MAX_JOINED],
+}
+
+/// The bits every quiet child's id carries: a joined child's, and a quiet one's.
+const QUIET_ID: NonZeroU64 =
+    NonZeroU64::new(LANE_BIT | JOINED_CHILD_BIT | QUIET_CHILD_BIT).unwrap();
+
+impl QuietChildren {
+    pub(crate) const fn new() -> Self {
+        Self {
+            len: Cell::new(0),
+            room: Cell::new(0),
+            last_id: Cell::new(0),
+            ids: [const { Cell::new(0) }; MAX_JOINED],
+        }
+    }
+
+    /// Begins a stretch over an entry with `room` free joined slots; none is held yet.
+    #[inline(always)]
+    pub(crate) fn begin(&self, room: usize) {
+        self.len.set(0);
+        // `room` never exceeds `MAX_JOINED`.
+        self.room.set(room.min(MAX_JOINED) as u8);
+    }
+
+    /// Whether none is held.
+    #[inline(always)]
+    pub(crate) fn is_empty(&self) -> bool {
+        self.len.get() == 0
+    }
+
+    /// Joins one more child, innermost, if the entry has room for it; its scope id.
+    #[inline(always)]
+    pub(crate) fn push(&self) -> Option<RawId> {
+        let len = self.len.get();
+        if len >= self.room.get() {
+            return None;
+        }
+        let slot = self.ids.get(usize::from(len))?;
+        let number = self.last_id.get().wrapping_add(1) & !QUIET_ID.get();
+        self.last_id.set(number);
+        let id = QUIET_ID | number;
+        slot.set(id.get());
+        self.len.set(len + 1);
+        Some(id)
+    }
+
+    /// Ends the innermost child if its scope is `id`: `true` when it did.
+    #[inline(always)]
+    pub(crate) fn pop(&self, id: RawId) -> bool {
+        let len = self.len.get();
+        let Some(last) = usize::from(len).checked_sub(1) else {
+            return false;
+        };
+        if self.ids.get(last).map(Cell::get) != Some(id.get()) {
+            return false;
+        }
+        self.len.set(len - 1);
+        true
+    }
+
+    /// Hands every child held over to `list`, outermost first, and holds none after.
+    pub(crate) fn settle(&self, list: &mut JoinedChildren) {
+        let len = usize::from(self.len.replace(0));
+        for id in self.ids.iter().take(len) {
+            if list.is_full() {
+                // Cannot happen (the room was the list's); dropping the child's scope later
+                // then finds nothing to end, which is harmless.
+                debug_assert!(false, "quiet children beyond their entry's room");
+                break;
+            }
+            if let Some(id) = NonZeroU64::new(id.get()) {
+                list.push(id);
+            }
+        }
     }
 }

@@ -153,12 +153,29 @@ impl<P> ScopeId<P> {
     pub(crate) fn is_joined_child(self) -> bool {
         self.raw.get() & JOINED_CHILD_BIT != 0
     }
+
+    /// Whether this scope's end tries the fast lane first (see [`LANE_BIT`]).
+    #[inline(always)]
+    pub(crate) fn ends_in_lane_first(self) -> bool {
+        self.raw.get() & LANE_BIT != 0
+    }
 }
 
-/// Set in the id of a joined child's scope, never in an entry's (ids count up from 1 and
-/// would take centuries to reach it): a scope's drop tells which end it needs from the id
-/// alone, without a look at the stack.
-pub(crate) const JOINED_CHILD_BIT: u64 = 1 << 63;
+/// Set in the id of every scope whose end tries the fast lane (`unsampled`) first: a
+/// joined child's, and an entry's pushed for an unsampled span that owns nothing (no
+/// routing, no tracestate, no user span pending). Ids count up from 1 and would take
+/// centuries to reach the bits used here, so a scope's drop tells which end it needs from
+/// the id alone, with one test, and without a look at the stack. Only a hint for an entry:
+/// the lane checks it again and hands anything else to the general end.
+pub(crate) const LANE_BIT: u64 = 1 << 63;
+
+/// Set, with [`LANE_BIT`], in the id of a joined child's scope, never in an entry's.
+pub(crate) const JOINED_CHILD_BIT: u64 = 1 << 62;
+
+/// Set, with [`JOINED_CHILD_BIT`], in the id of a child joined during a quiet stretch
+/// (`joined::QuietChildren`): those ids count on their own, and this bit keeps them apart
+/// from the stack's.
+pub(crate) const QUIET_CHILD_BIT: u64 = 1 << 61;
 
 impl<P> Clone for ScopeId<P> {
     fn clone(&self) -> Self {

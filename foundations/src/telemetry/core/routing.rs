@@ -164,11 +164,11 @@ pub(crate) fn log_rate_limited(last: &AtomicU64, log: impl FnOnce()) {
 }
 
 /// One tenant's routing, for the crate's own unit tests.
-#[cfg(all(test, feature = "user-tracing"))]
+#[cfg(all(test, feature = "user-tracing", feature = "testing"))]
 #[derive(Debug)]
 pub(crate) struct TestTenant;
 
-#[cfg(all(test, feature = "user-tracing"))]
+#[cfg(all(test, feature = "user-tracing", feature = "testing"))]
 impl RoutingMetadata for TestTenant {
     fn group_key(&self) -> String {
         "t".into()

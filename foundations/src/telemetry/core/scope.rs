@@ -61,11 +61,11 @@ impl<P: Pipeline> Drop for Scope<P> {
     #[inline(always)]
     fn drop(&mut self) {
         if let Some(id) = self.id {
-            // An unsampled child joined into its parent's entry (the commonest scope when
-            // not sampling) has a small end of its own, free of the general end's register
-            // saves; the id tells, so other scopes pay nothing for it.
-            if id.is_joined_child() {
-                end_joined_child(id);
+            // The commonest scopes when not sampling (an unsampled child joined into its
+            // parent's entry, an unsampled root's entry) have a small end of their own, free
+            // of the general end's register saves; the id tells, so other scopes pay one test.
+            if id.ends_in_lane_first() {
+                end_in_lane(id);
             } else {
                 end_out_of_line(id);
             }
@@ -74,8 +74,13 @@ impl<P: Pipeline> Drop for Scope<P> {
 }
 
 #[inline(never)]
-fn end_joined_child<P: Pipeline>(id: ScopeId<P>) {
-    if !unsampled::try_end_child(id) {
+fn end_in_lane<P: Pipeline>(id: ScopeId<P>) {
+    let ended = if id.is_joined_child() {
+        unsampled::try_end_child(id)
+    } else {
+        unsampled::try_end_entry(id)
+    };
+    if !ended {
         end_out_of_line(id);
     }
 }

@@ -31,6 +31,7 @@ use super::entry::{Entry, RemovedEntry};
 use super::entry_span::EntrySpan;
 use super::entry_span::SpanHandle;
 use super::identity::SpanState;
+use super::joined::QuietChildren;
 use super::pipeline::{PerPipeline, Pipeline, RawId, ScopeId, User};
 use super::polled::{Frame, PolledRef};
 use super::routing;
@@ -258,10 +259,11 @@ pub(super) struct Stacks {
     /// `true` from the moment the fast lane (`unsampled`) joins an unsampled internal child
     /// until anything but the lane touches these stacks. Meanwhile the top internal entry
     /// takes joined children (only its room may run out), and it or one of them is the
-    /// current internal span, unsampled: the lane joins the next child with a room check,
-    /// and "is it recorded?" (every tag macro asks) needs no borrow. Every accessor but the
-    /// lane's lowers it, so it can only be stale in the safe direction.
+    /// current internal span, unsampled. Every accessor but the lane's ends the stretch
+    /// first (`leave_quiet`), so it can only be stale in the safe direction.
     pub(super) quiet: Cell<bool>,
+    /// The children the lane joined during the quiet stretch, not yet in their entry.
+    pub(super) quiet_children: QuietChildren,
 }
 
 /// The bit of pipeline `P` in [`Stacks::pending`].
@@ -281,6 +283,7 @@ thread_local! {
             installed: PerPipeline::new(Cell::new(None), Cell::new(None)),
             pending: Cell::new(0),
             quiet: Cell::new(false),
+            quiet_children: QuietChildren::new(),
         }
     };
 }
@@ -291,7 +294,7 @@ thread_local! {
 pub(super) fn with_stacks<R>(f: impl FnOnce(&Stacks) -> R) -> Option<R> {
     STACKS
         .try_with(|stacks| {
-            stacks.quiet.set(false);
+            stacks.leave_quiet();
             if stacks.pending.get() != 0 {
                 stacks.install_both();
             }
@@ -306,14 +309,14 @@ pub(super) fn with_stacks<R>(f: impl FnOnce(&Stacks) -> R) -> Option<R> {
 pub(super) fn with_stacks_as_they_are<R>(f: impl FnOnce(&Stacks) -> R) -> Option<R> {
     STACKS
         .try_with(|stacks| {
-            stacks.quiet.set(false);
+            stacks.leave_quiet();
             f(stacks)
         })
         .ok()
 }
 
-/// Runs `f` on this thread's stacks, leaving [`Stacks::quiet`] to `f`: for the fast lane
-/// (`unsampled`) only, which keeps it true exactly while its joined child is current.
+/// Runs `f` on this thread's stacks, leaving the quiet stretch to `f`: for the fast lane
+/// (`unsampled`) only.
 #[inline(always)]
 pub(super) fn with_stacks_in_lane<R>(f: impl FnOnce(&Stacks) -> R) -> Option<R> {
     STACKS.try_with(f).ok()
@@ -328,7 +331,7 @@ pub(super) fn with_stacks_in_lane<R>(f: impl FnOnce(&Stacks) -> R) -> Option<R> 
 pub(super) fn with_stack<P: Pipeline, R>(f: impl FnOnce(&mut ScopeStack) -> R) -> Option<R> {
     STACKS
         .try_with(|stacks| {
-            stacks.quiet.set(false);
+            stacks.leave_quiet();
             let mut stack = stacks.pipelines.get::<P>().try_borrow_mut().ok()?;
             stacks.install_polled::<P>(&mut stack);
             Some(f(&mut stack))
@@ -573,14 +576,9 @@ pub(crate) fn current_state<P: Pipeline, R>(f: impl FnOnce(&SpanState) -> R) -> 
 #[cfg_attr(not(feature = "tracing-bridge"), allow(dead_code))]
 pub(crate) fn inspect_current<P: Pipeline, R>(f: impl FnOnce(Option<&EntrySpan>) -> R) -> R {
     let mut f = Some(f);
-    let result = with_stack::<P, _>(|stack| {
-        let current = stack.current();
-        (f.take().expect("called once"))(current)
-    });
-    match result {
-        Some(result) => result,
-        None => (f.take().expect("not called"))(None),
-    }
+    with_stack::<P, _>(|stack| f.take().map(|f| f(stack.current())))
+        .flatten()
+        .unwrap_or_else(|| (f.take().expect("not called"))(None))
 }
 
 /// Runs `f` on the current span, if there is one. `f` must not touch the scope stacks or

@@ -250,6 +250,7 @@ fn a_joined_child_leaves_with_its_own_identity_as_a_context() {
 mod fast_lane {
     use super::*;
     use crate::telemetry::core::scope::Scope;
+    use crate::telemetry::core::stack::with_stacks_in_lane;
     use crate::telemetry::core::unsampled::{open_child, try_join_quietly};
 
     /// What the lane does here: "joined", "child" (an entry of its own) or "general"
@@ -372,6 +373,109 @@ mod fast_lane {
             assert_eq!(depth(), base + 1, "the entry stays for its last scope");
             // The last scope of an entry whose owner ended: the general end vacates it.
             drop(inner);
+            assert_eq!(depth(), base);
+        });
+    }
+
+    /// Whether the lane holds children beside the stack (a quiet stretch's, not settled).
+    fn quiet_children_held() -> bool {
+        with_stacks_in_lane(|stacks| !stacks.quiet_children.is_empty()).expect("stacks")
+    }
+
+    /// The id the top internal entry is pushed under.
+    fn top_entry_id() -> u64 {
+        with_stack::<Internal, _>(|stack| stack.entries[stack.depth - 1].id.get()).unwrap()
+    }
+
+    fn quiet_child() -> Scope<Internal> {
+        Scope::of(Some(try_join_quietly().expect("a quiet stretch with room")))
+    }
+
+    #[test]
+    fn children_of_a_quiet_stretch_reach_their_entry_at_the_next_access_with_ids_of_their_own() {
+        let ctx = TelemetryContext::test();
+        ctx.scope_and(|| {
+            let base = depth();
+            let root = unsampled_root();
+            let first = tracing::span("first");
+            let first_ids = ids().unwrap();
+            // Reading ids ended the stretch; a lane join (opened and ended at once) starts
+            // another.
+            drop(tracing::span("starts_a_stretch_again"));
+            let (a, b, c) = (quiet_child(), quiet_child(), quiet_child());
+            assert!(quiet_children_held(), "held beside the stack");
+            let c_ids = ids().unwrap();
+            assert!(!quiet_children_held(), "any other access settles them");
+            assert_eq!(depth(), base + 1, "joined into the root's entry");
+            assert_eq!(c_ids.0, first_ids.0);
+            assert_ne!(
+                c_ids.1, first_ids.1,
+                "the innermost has a span id of its own"
+            );
+            drop(b);
+            assert_eq!(ids(), Some(c_ids), "the innermost stays current");
+            drop(c);
+            let a_ids = ids().unwrap();
+            assert_ne!(a_ids.1, c_ids.1);
+            assert_ne!(a_ids.1, first_ids.1);
+            drop(a);
+            assert_eq!(ids(), Some(first_ids));
+            drop((first, root));
+            assert_eq!(depth(), base);
+        });
+    }
+
+    #[test]
+    fn a_quiet_child_ended_out_of_order_settles_the_stretch_and_ends_alone() {
+        let ctx = TelemetryContext::test();
+        ctx.scope_and(|| {
+            let base = depth();
+            let root = unsampled_root();
+            let first = tracing::span("first");
+            let (outer, inner) = (quiet_child(), quiet_child());
+            // Nothing read yet: the outer one ends while both are held beside the stack.
+            drop(outer);
+            assert!(!quiet_children_held());
+            let inner_ids = ids().unwrap();
+            drop(inner);
+            assert_ne!(ids(), Some(inner_ids), "the inner one ended too");
+            drop((first, root));
+            assert_eq!(depth(), base);
+        });
+    }
+
+    #[test]
+    fn an_unsampled_root_that_owns_nothing_ends_in_the_lane_and_waits_for_its_children() {
+        use crate::telemetry::core::pipeline::LANE_BIT;
+        let ctx = TelemetryContext::test();
+        ctx.scope_and(|| {
+            let base = depth();
+            let root = unsampled_root();
+            assert_ne!(top_entry_id() & LANE_BIT, 0, "marked for the lane");
+            let first = tracing::span("first");
+            let quiet = quiet_child();
+            // The root's scope ends first: its children keep the entry.
+            drop(root);
+            assert_eq!(depth(), base + 1);
+            let quiet_ids = ids().unwrap();
+            drop(quiet);
+            assert_ne!(ids(), Some(quiet_ids));
+            drop(first);
+            assert_eq!(depth(), base, "the last child takes the entry with it");
+
+            // A root with a tracestate owns it: the general end drops it.
+            let inbound = crate::telemetry::tracing::TraceparentContext::parse(
+                b"00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-00",
+            )
+            .unwrap();
+            let state = "vendor=value".parse().unwrap();
+            let continued = tracing::start_trace(
+                "continued",
+                StartTraceOptions::default().continue_trace(inbound, Some(state)),
+            );
+            assert_eq!(top_entry_id() & LANE_BIT, 0, "not marked");
+            assert!(tracing::w3c_tracestate().is_some());
+            drop(continued);
             assert_eq!(depth(), base);
         });
     }
