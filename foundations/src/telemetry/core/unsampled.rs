@@ -138,10 +138,12 @@ impl Stacks {
     /// everything else looks for them. What every accessor but the lane's does first.
     #[inline(always)]
     pub(super) fn leave_quiet(&self) {
-        self.quiet.set(false);
-        // Children are held only during a stretch: none outside one.
-        if !self.quiet_children.is_empty() {
-            self.settle_quiet_children();
+        // Children are held only during a stretch: outside one, a load and a branch.
+        if self.quiet.get() {
+            self.quiet.set(false);
+            if !self.quiet_children.is_empty() {
+                self.settle_quiet_children();
+            }
         }
     }
 
