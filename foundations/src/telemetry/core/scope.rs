@@ -9,6 +9,7 @@
 //! holds (its constructor's caller does) nor carry spans elsewhere (that is the context).
 
 use super::pipeline::{Pipeline, ScopeId};
+use super::routing;
 use super::stack;
 use super::unsampled;
 use std::marker::PhantomData;
@@ -75,12 +76,14 @@ impl<P: Pipeline> Drop for Scope<P> {
 
 #[inline(never)]
 fn end_in_lane<P: Pipeline>(id: ScopeId<P>) {
-    let ended = if id.is_joined_child() {
-        unsampled::try_end_child(id)
+    if id.is_joined_child() {
+        if !unsampled::try_end_child(id) {
+            end_out_of_line(id);
+        }
+    } else if unsampled::try_end_entry(id) {
+        // A span finished in place may have left its routing to drop now.
+        routing::drop_deferred();
     } else {
-        unsampled::try_end_entry(id)
-    };
-    if !ended {
         end_out_of_line(id);
     }
 }

@@ -480,6 +480,35 @@ mod fast_lane {
         });
     }
 
+    #[test]
+    fn a_recorded_child_ends_in_the_lane_unless_its_finish_runs_application_code() {
+        use crate::telemetry::core::pipeline::LANE_BIT;
+        let ctx = TelemetryContext::test();
+        ctx.scope_and(|| {
+            let base = depth();
+            let root = tracing::start_trace("root", StartTraceOptions::default());
+            let plain = tracing::span("plain");
+            assert_ne!(top_entry_id() & LANE_BIT, 0, "the lane's child is marked");
+            drop(plain);
+            assert_eq!(depth(), base + 1);
+            let with_callback = tracing::span("with_callback");
+            crate::set_span_finish_callback!(|_: &mut cf_rustracing::span::Span<SpanState>| {
+                // Runs only with the stack released: this span is recorded then.
+                drop(tracing::span("opened_in_callback"));
+            });
+            drop(with_callback);
+            assert_eq!(depth(), base + 1);
+            drop(root);
+            assert_eq!(depth(), base);
+        });
+        let traces = ctx.traces(Default::default());
+        let names: Vec<&str> = traces[0].children.iter().map(|c| c.name.as_ref()).collect();
+        // The callback's span is the root's child: its parent had left the stack.
+        for name in ["plain", "with_callback", "opened_in_callback"] {
+            assert!(names.contains(&name), "{name} not among {names:?}");
+        }
+    }
+
     /// The tag names of the recorded span `name`.
     fn tag_names(traces: &[crate::telemetry::testing::TestSpan], name: &str) -> Vec<String> {
         fn find(span: &crate::telemetry::testing::TestSpan, name: &str) -> Option<Vec<String>> {

@@ -17,7 +17,9 @@
 //! - A joined child's scope id carries [`JOINED_CHILD_BIT`]; [`try_end_child`] ends it
 //!   (a quiet one with no borrow either).
 //! - [`push_root`] pushes an unsampled root's entry; when the span owns nothing, its id
-//!   carries [`LANE_BIT`] and [`try_end_entry`] ends it without the general end.
+//!   carries [`LANE_BIT`] and [`try_end_entry`] ends it without the general end. So does
+//!   the entry of a recorded child that [`open_child`] builds: its end finishes the span
+//!   in place when that runs no application code (no finish callback).
 //!
 //! A quiet stretch lasts from a lane join until anything else touches the stacks: every
 //! other accessor ends it first (`Stacks::leave_quiet`), which moves the children held
@@ -27,8 +29,9 @@
 //! entry.
 //!
 //! This module owns which children join (the general path asks it too), the quiet
-//! stretch, and the lane's ends. It must not install frames, run application code, or
-//! touch the user stack beyond asking whether it has a current span.
+//! stretch, and the lane's ends. It must not install frames, run application code (a span
+//! whose finish may run some goes to the general end), or touch the user stack beyond
+//! asking whether it has a current span.
 
 #[cfg(feature = "user-tracing")]
 use super::entry::UserLink;
@@ -40,6 +43,17 @@ use super::pipeline::{
 };
 use super::stack::{ScopeStack, Stacks, pending_bit, with_stack, with_stacks_in_lane};
 use std::borrow::Cow;
+
+/// How an entry ends in the lane (see [`try_end_entry`]).
+#[derive(Clone, Copy)]
+enum LaneEnd {
+    /// Not in the lane: the general end does it.
+    No,
+    /// An unsampled span that owns nothing: let go of, no drop to run.
+    LetGo,
+    /// An owned recorded span that finishes without application code: finished in place.
+    Finish,
+}
 
 impl ScopeStack {
     /// Where a child of the current entry goes: `Some(true)` when it can join the top entry
@@ -74,35 +88,61 @@ impl ScopeStack {
         id
     }
 
-    /// Whether the top entry is entry `id`, current (above any frame's floor), with nothing
-    /// joined or linked, and holds an unsampled span that owns nothing: it can then go
-    /// without running any drop.
+    /// How the top entry can end in the lane, if it is entry `id`, current (above any
+    /// frame's floor), with nothing joined or linked.
     #[inline(always)]
-    fn top_ends_in_lane(&self, id: RawId) -> bool {
+    fn top_ends_in_lane(&self, id: RawId) -> LaneEnd {
         let Some(top) = self.depth.checked_sub(1) else {
-            return false;
+            return LaneEnd::No;
         };
         let Some(entry) = self.entries.get(top) else {
-            return false;
+            return LaneEnd::No;
         };
         let alone = top >= self.floor && entry.id == id && entry.joined.is_empty();
         #[cfg(feature = "user-tracing")]
         let alone = alone && matches!(entry.user, UserLink::None);
-        alone
-            && matches!(
-                &entry.span,
-                Some(EntrySpan::Shared(SpanHandle::NonRecording(state))) if state.owns_nothing()
-            )
+        if !alone {
+            return LaneEnd::No;
+        }
+        match &entry.span {
+            Some(EntrySpan::Shared(SpanHandle::NonRecording(state))) if state.owns_nothing() => {
+                LaneEnd::LetGo
+            }
+            Some(span @ EntrySpan::Owned(_)) if span.finish_runs_no_app_code() => LaneEnd::Finish,
+            _ => LaneEnd::No,
+        }
     }
 
-    /// Removes the top entry, which [`top_ends_in_lane`](Self::top_ends_in_lane) allowed.
+    /// Removes the top entry, which [`top_ends_in_lane`](Self::top_ends_in_lane) allowed
+    /// to end as `end` says.
     #[inline(always)]
-    fn pop_lane_entry(&mut self) {
+    fn pop_lane_entry(&mut self, end: LaneEnd) {
         let top = self.depth - 1;
-        // The span owns nothing (checked above): letting go of it without its drop frees
-        // nothing, and saves the drop's dispatch on the enum.
-        std::mem::forget(self.entries[top].span.take());
+        let span = &mut self.entries[top].span;
+        if let LaneEnd::LetGo = end {
+            // The span owns nothing: letting go of it without its drop frees nothing, and
+            // saves the drop's dispatch on the enum.
+            std::mem::forget(span.take());
+        } else {
+            // It finishes right here, running no application code.
+            *span = None;
+        }
         self.depth = top;
+    }
+
+    /// Gives the entry just pushed on top under `id` an id whose scope's end tries the
+    /// lane first (see [`LANE_BIT`]).
+    #[inline(always)]
+    fn mark_top_for_lane(&mut self, id: RawId) -> RawId {
+        let id = id | LANE_BIT;
+        if let Some(top) = self
+            .depth
+            .checked_sub(1)
+            .and_then(|top| self.entries.get_mut(top))
+        {
+            top.id = id;
+        }
+        id
     }
 
     /// Joins an unsampled child into the top entry, if it can be (see
@@ -210,7 +250,8 @@ pub(crate) fn open_child<N: Into<Cow<'static, str>>>(
                 .begin(stack.entries[stack.depth - 1].joined.room());
             Ok(Some(ScopeId::new(id)))
         } else {
-            Ok(stack.push_child(name.into(), None).map(ScopeId::new))
+            let id = stack.push_child(name.into(), None);
+            Ok(id.map(|id| ScopeId::new(stack.mark_top_for_lane(id))))
         }
     }) else {
         return Ok(None);
@@ -252,8 +293,11 @@ pub(crate) fn push_root(
 }
 
 /// Ends entry `id` when it is the current entry of its stack, with nothing joined or
-/// linked, and its span is unsampled and owns nothing (what [`push_root`] marked): `true`.
-/// `false`, having changed nothing, in every other case, which the general end handles.
+/// linked, and its span is unsampled and owns nothing (what [`push_root`] marks) or is
+/// owned and finishes without application code (what [`open_child`] marks): `true`. The
+/// caller then drops any routing a finished span left to drop (`routing::drop_deferred`),
+/// the stack released. `false`, having changed nothing, in every other case, which the
+/// general end handles.
 #[inline(always)]
 pub(crate) fn try_end_entry<P: Pipeline>(id: ScopeId<P>) -> bool {
     with_stacks_in_lane(|stacks| {
@@ -265,10 +309,11 @@ pub(crate) fn try_end_entry<P: Pipeline>(id: ScopeId<P>) -> bool {
         let Ok(mut stack) = stacks.pipelines.get::<P>().try_borrow_mut() else {
             return false;
         };
-        if !stack.top_ends_in_lane(id.raw) {
+        let end = stack.top_ends_in_lane(id.raw);
+        if let LaneEnd::No = end {
             return false;
         }
-        stack.pop_lane_entry();
+        stack.pop_lane_entry(end);
         true
     })
     .unwrap_or(false)
