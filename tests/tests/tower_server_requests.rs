@@ -5,7 +5,7 @@
 
 use foundations::telemetry::bridge::TraceServerLayer;
 use foundations::telemetry::tracing::{self as ftracing, TagValue};
-use foundations::telemetry::{TelemetryContext, TestSpan, TestTelemetryContext};
+use foundations::telemetry::{SpanLimits, TelemetryContext, TestSpan, TestTelemetryContext};
 use http::{Request, Response};
 use std::convert::Infallible;
 use std::time::Duration;
@@ -120,6 +120,72 @@ async fn the_host_header_gives_the_address_without_its_port() {
             Some(&TagValue::String("probe/2".into()))
         );
     }
+}
+
+/// A request with `Host`, `User-Agent` and a path, answered 200: six request attributes and
+/// the status code.
+fn request_with_attributes() -> Request<String> {
+    Request::get("/users/42")
+        .header("host", "api.example.test")
+        .header("user-agent", "probe/2")
+        .body(String::new())
+        .unwrap()
+}
+
+#[tokio::test]
+async fn the_request_attributes_obey_the_span_limits() {
+    let all = [
+        "span.kind",
+        "http.request.method",
+        "url.path",
+        "url.scheme",
+        "server.address",
+        "user_agent.original",
+        "http.response.status_code",
+    ];
+    // The names of a span's tags, sorted (as test spans list them).
+    let names = |server: &TestSpan| {
+        let mut names: Vec<String> = server.tags.iter().map(|(name, _)| name.clone()).collect();
+        names.sort();
+        names
+    };
+    let sorted = |names: &[&str]| {
+        let mut names: Vec<String> = names.iter().map(|name| name.to_string()).collect();
+        names.sort();
+        names
+    };
+    // Room for all of them.
+    let ctx = TelemetryContext::test();
+    serve_one(&ctx, request_with_attributes()).await;
+    let server = server_span(&ctx);
+    assert_eq!(names(&server), sorted(&all));
+    assert_eq!(server.dropped_attributes_count, 0);
+
+    // Room for three: the first three written kept, the others dropped and counted.
+    let ctx = TelemetryContext::test_with_span_limits(SpanLimits::default().with_max_attributes(3));
+    serve_one(&ctx, request_with_attributes()).await;
+    let server = server_span(&ctx);
+    assert_eq!(names(&server), sorted(&all[..3]));
+    assert_eq!(server.dropped_attributes_count, 4);
+
+    // Values cut to four bytes.
+    let limits = SpanLimits::default().with_max_attribute_value_length(Some(4));
+    let ctx = TelemetryContext::test_with_span_limits(limits);
+    serve_one(&ctx, request_with_attributes()).await;
+    let server = server_span(&ctx);
+    assert_eq!(
+        server.tag("url.path"),
+        Some(&TagValue::String("/use".into()))
+    );
+    assert_eq!(
+        server.tag("server.address"),
+        Some(&TagValue::String("api.".into()))
+    );
+    assert_eq!(
+        server.tag("http.response.status_code"),
+        Some(&TagValue::Integer(200))
+    );
+    assert_eq!(server.tags.len(), all.len());
 }
 
 /// Two requests on one thread, interleaved: the first handler holds a scope across

@@ -180,6 +180,9 @@ pub(crate) fn root_options(traceparent: Option<&[u8]>, tracestate: Option<&[u8]>
     }
 }
 
+/// Most request attributes a server span gets, its kind included.
+const SERVER_REQUEST_TAGS: usize = 6;
+
 /// The request attributes of a server span, its kind included, as tags (`headers` are the
 /// request's; `recent` the strings the service used last).
 pub(crate) fn server_request_tags<B>(
@@ -187,9 +190,20 @@ pub(crate) fn server_request_tags<B>(
     headers: &ServerHeaders<'_>,
     recent: &mut Recent,
 ) -> Tags {
-    // Collected in a plain vector, which becomes the span's tag storage as it is: more than
-    // the inline room, and a vector's pushes check less than a small vector's.
-    let mut tags = Vec::with_capacity(SERVER_TAGS);
+    let mut tags = Tags::with_capacity(SERVER_TAGS);
+    write_server_request_tags(&mut tags, request, headers, recent);
+    tags
+}
+
+/// Pushes the request attributes of a server span, its kind included, onto `tags` (at
+/// most [`SERVER_REQUEST_TAGS`], of distinct names).
+#[inline]
+fn write_server_request_tags<B>(
+    tags: &mut Tags,
+    request: &Request<B>,
+    headers: &ServerHeaders<'_>,
+    recent: &mut Recent,
+) {
     tags.push(SpanKind::Server.tag());
     tags.push(Tag::new(
         "http.request.method",
@@ -213,18 +227,21 @@ pub(crate) fn server_request_tags<B>(
     if let Some(agent) = headers.user_agent.and_then(|agent| recent.agent(agent)) {
         tags.push(Tag::new("user_agent.original", agent));
     }
-    Tags::from_vec(tags)
 }
 
 /// Records a server span's request attributes into it (a new root nothing else refers to
-/// yet), in one batch.
+/// yet), written straight where the span keeps its tags, with room for what the response
+/// adds.
 pub(crate) fn record_server_request<B>(
     live: &mut LiveSpan,
     request: &Request<B>,
     headers: &ServerHeaders<'_>,
     recent: &mut Recent,
 ) {
-    live.set_first_tags(server_request_tags(request, headers, recent));
+    live.write_first_tags(SERVER_REQUEST_TAGS, |tags| {
+        tags.reserve_exact(SERVER_TAGS);
+        write_server_request_tags(tags, request, headers, recent)
+    });
 }
 
 /// The request attributes of a client span, its kind included, as tags.
@@ -316,6 +333,21 @@ fn set_tags<const N: usize>(ctx: &RequestContext, tags: [Tag; N], user: bool) {
     set_on::<Internal, N>(ctx, tags);
 }
 
+/// Sets one tag on the request's internal span (`ctx`'s), and its user span when `user` is
+/// set, as [`set_tags`] does, with no loop over it.
+fn set_tag(ctx: &RequestContext, tag: Tag, user: bool) {
+    #[cfg(feature = "user-tracing")]
+    if user && let Some(span) = ctx.span::<User>().and_then(SpanHandle::as_recording) {
+        let tag = tag.clone();
+        span.with_span(|live| live.set_tag(tag));
+    }
+    #[cfg(not(feature = "user-tracing"))]
+    let _ = user;
+    if let Some(span) = ctx.span::<Internal>().and_then(SpanHandle::as_recording) {
+        span.with_span(|live| live.set_tag(tag));
+    }
+}
+
 /// Sets tags on `ctx`'s span of pipeline `P`, if it is recorded.
 fn set_on<P: Pipeline, const N: usize>(ctx: &RequestContext, tags: [Tag; N]) {
     if let Some(span) = ctx.span::<P>().and_then(SpanHandle::as_recording) {
@@ -358,7 +390,7 @@ pub(crate) fn set_status(
 ) {
     let code = Tag::new("http.response.status_code", i64::from(status.as_u16()));
     if status.as_u16() < error_from {
-        return set_tags(ctx, [code], user);
+        return set_tag(ctx, code, user);
     }
     let [error, message, status_code] = SpanStatus::error(status.to_string()).into_tags();
     set_tags(ctx, [code, error, message, status_code], user);

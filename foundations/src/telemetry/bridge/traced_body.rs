@@ -65,11 +65,12 @@ where
             Some(ctx) => ctx.enter_and(|| this.inner.as_mut().poll_frame(cx)),
             None => this.inner.as_mut().poll_frame(cx),
         };
+        // Ended in place: taking the context out would copy it first.
         match &polled {
-            Poll::Ready(None) => drop(this.ctx.take()),
+            Poll::Ready(None) => *this.ctx = None,
             // The last frame: the body is complete, and a caller that knows it (hyper asks
             // `is_end_stream`) polls no more.
-            Poll::Ready(Some(Ok(_))) if this.inner.is_end_stream() => drop(this.ctx.take()),
+            Poll::Ready(Some(Ok(_))) if this.inner.is_end_stream() => *this.ctx = None,
             Poll::Ready(Some(Err(error))) => {
                 if let Some(ctx) = this.ctx.take() {
                     let message = format!("response body: {error}");

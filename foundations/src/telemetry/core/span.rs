@@ -215,6 +215,27 @@ impl LiveSpan {
         );
     }
 
+    /// [`set_first_tags`](Self::set_first_tags) on a new server root (at most `most` tags, all
+    /// names distinct): `write` pushes them straight into the span's storage if limits allow.
+    #[cfg(feature = "tower")]
+    #[inline]
+    pub(crate) fn write_first_tags(&mut self, most: usize, write: impl FnOnce(&mut SpilledTags)) {
+        let limits = self.harness.limits();
+        let as_they_are = (3..=limits.max_attributes()).contains(&most)
+            && limits.max_attribute_value_length().is_none()
+            && self.tags.is_empty()
+            && self.bounded.is_none()
+            && !self.live.is_some_and(|live| live.copies_tags());
+        if !as_they_are {
+            let mut tags = SpilledTags::new();
+            write(&mut tags);
+            return self.set_first_tags(tags);
+        }
+        let bounded = self.bounded.insert(Box::default());
+        write(&mut bounded.tags);
+        debug_assert!(bounded.tags.len() <= most);
+    }
+
     /// From now on, the registry reads this span's tags from it (it is becoming shared)
     /// instead of being given copies. Returns its token if it is a tracked root.
     pub(super) fn read_tags_live(&mut self) -> Option<Token> {
