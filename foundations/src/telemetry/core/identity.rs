@@ -104,6 +104,7 @@ impl SpanState {
     }
 
     /// A new trace: random ids and the W3C Level 2 random-trace-id flag.
+    #[inline]
     pub(crate) fn new_root(sampled: bool) -> Self {
         let (trace_id, span_id) = TraceId::random_with_root_span_id();
         Self {

@@ -382,12 +382,13 @@ impl Drop for LiveSpan {
         let harness = self.harness.clone();
         let span = &mut *self;
         harness.finish_with(move || {
+            // The clock first: its conversions then need none of the parts kept around.
+            let times = span.start_time.start_and_duration(Timestamp::now());
             FinishedSpan::new(
                 std::mem::take(&mut span.name),
-                span.state.take_parts(),
+                &mut span.state,
                 span.parent,
-                span.start_time,
-                Timestamp::now(),
+                times,
                 span.tags,
                 span.bounded.take(),
             )
