@@ -77,11 +77,21 @@ impl Timestamp {
     /// not later): what a finished record keeps, with one read of this thread's anchor.
     #[inline]
     pub(crate) fn start_and_duration(self, end: Timestamp) -> (u64, u64) {
-        let anchor = anchor_for(self);
-        (
-            anchor.convert(self),
-            anchor.scale.nanos(end.0.saturating_sub(self.0)),
-        )
+        let convert = |anchor: Anchor| {
+            (
+                anchor.convert(self),
+                anchor.scale.nanos(end.0.saturating_sub(self.0)),
+            )
+        };
+        // Converted inside the thread-local's access: an anchor handed out of it is copied
+        // through the stack first.
+        match ANCHOR.try_with(|anchor| {
+            let anchor = anchor.get();
+            (self.0 < anchor.expires).then(|| convert(anchor))
+        }) {
+            Ok(Some(converted)) => converted,
+            _ => convert(renew()),
+        }
     }
 }
 
