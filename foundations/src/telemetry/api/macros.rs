@@ -4,7 +4,9 @@
 //! A macro first asks whether the current span of its pipeline is recorded, then evaluates
 //! its arguments (application code, run outside any borrow or lock of ours), then hands the
 //! built values over. Handing over borrows the thread's scope stack; a span the stack owns
-//! takes them directly, a shared one under its lock, held only for the push.
+//! takes them directly, a shared one under its lock, held only for the push. A tag made of
+//! literals only runs no application code when it is built: it is checked and handed over in
+//! one borrow ([`MacroTarget::set_literal_tag`]).
 
 use crate::telemetry::core::identity::SpanState;
 use crate::telemetry::core::links::SpanLink;
@@ -46,6 +48,14 @@ impl<P: Pipeline> MacroTarget<P> {
     #[inline]
     pub fn set_macro_tag(self, tag: MacroTag) {
         stack::with_current::<P>(|span| span.set_tag(tag));
+    }
+
+    /// Sets the tag `tag` builds from literals on the current span, if it is recorded: the
+    /// check and the hand-over in one borrow of the stack, since building the tag runs no
+    /// application code. Built only once the span is known to be recorded.
+    #[inline]
+    pub fn set_literal_tag(self, tag: impl FnOnce() -> MacroTag) {
+        unsampled::with_current_if_recording::<P>(|span| span.set_tag(tag()));
     }
 
     /// Sets tags on the current span, as the tag macros build them.

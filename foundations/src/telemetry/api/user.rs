@@ -396,6 +396,13 @@ macro_rules! record_user_span_error {
 /// ```
 #[macro_export]
 macro_rules! add_user_span_tags {
+    // One tag of literals, the commonest case: building it runs no application code, so
+    // the check and the hand-over take one borrow of the stack.
+    ($name:literal => $value:literal $(,)?) => {
+        $crate::telemetry::tracing::__private::USER.set_literal_tag(|| {
+            $crate::telemetry::tracing::__private::MacroTag::new($name, $value)
+        })
+    };
     // One tag, the common case, is handed over as it is: no array to iterate.
     ($name:expr => $value:expr $(,)?) => {
         if $crate::telemetry::tracing::__private::USER.is_recording() {

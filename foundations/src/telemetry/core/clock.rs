@@ -17,37 +17,48 @@
 //! (so two threads' anchors may differ by that much). A span's end is never before its
 //! start: its duration is the counters' difference, not a difference of conversions.
 //!
+//! Conversions read the counter's value itself (fastant keeps it private; see [`counter`])
+//! and scale it by a fixed-point factor taken once from fastant's calibration: a multiply
+//! and a shift, where fastant's own conversions go through floating point. A span's
+//! conversions are on its finishing thread's hot path, twice per span.
+//!
 //! Under Miri, which cannot run fastant's calibration, the counter is `std::time::Instant`
 //! (see `miri_counter`); everything else is the same code.
 //!
 //! This module owns time only; it knows nothing about spans.
 
 #[cfg(not(miri))]
-use fastant::{Atomic, Instant};
+use fastant::Instant;
 #[cfg(miri)]
-use miri_counter::{Atomic, Instant};
+use miri_counter::Instant;
 use std::cell::Cell;
-use std::sync::atomic::Ordering;
+use std::hash::{Hash, Hasher};
+use std::sync::OnceLock;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 /// How long an anchor is used before it is renewed.
 const REANCHOR_EVERY: Duration = Duration::from_secs(1);
 
-/// A moment, as the time-stamp counter read it.
+/// Fractional bits of [`Scale`]: 32 keep a conversion within a nanosecond per second.
+const SCALE_SHIFT: u32 = 32;
+
+/// A moment, as the time-stamp counter read it: the counter's value itself (cycles, or
+/// nanoseconds where fastant falls back to the system clock).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
-pub(crate) struct Timestamp(Instant);
+pub(crate) struct Timestamp(u64);
 
 impl Timestamp {
     /// Now.
     #[inline]
     pub(crate) fn now() -> Self {
-        Self(Instant::now())
+        Self(counter(Instant::now()))
     }
 
     /// UNIX nanoseconds.
     #[inline]
     pub(crate) fn unix_nanos(self) -> u64 {
-        unix_nanos(self.0)
+        anchor_for(self).convert(self)
     }
 
     /// The wall-clock time.
@@ -59,17 +70,115 @@ impl Timestamp {
     /// needs no anchor, so it never moves with one.
     #[inline]
     pub(crate) fn nanos_since(self, earlier: Timestamp) -> u64 {
-        self.0.checked_duration_since(earlier.0).map_or(0, nanos)
+        scale().nanos(self.0.saturating_sub(earlier.0))
+    }
+
+    /// A span's start in UNIX nanoseconds and its duration in nanoseconds (0 if `end` is
+    /// not later): what a finished record keeps, with one read of this thread's anchor.
+    #[inline]
+    pub(crate) fn start_and_duration(self, end: Timestamp) -> (u64, u64) {
+        let convert = |anchor: Anchor| {
+            (
+                anchor.convert(self),
+                anchor.scale.nanos(end.0.saturating_sub(self.0)),
+            )
+        };
+        // Converted inside the thread-local's access: an anchor handed out of it is copied
+        // through the stack first.
+        match ANCHOR.try_with(|anchor| {
+            let anchor = anchor.get();
+            (self.0 < anchor.expires).then(|| convert(anchor))
+        }) {
+            Ok(Some(converted)) => converted,
+            _ => convert(renew()),
+        }
+    }
+}
+
+/// The counter's value in `instant`. fastant keeps it private but hashes it as its only
+/// field (`derive(Hash)` on a `u64` newtype): capturing that hash reads it with no
+/// conversion. The test `the_counter_reads_as_fastant_converts_it` holds this to fastant's
+/// own conversions.
+#[inline(always)]
+fn counter(instant: Instant) -> u64 {
+    /// A "hasher" that keeps the last `u64` it is given.
+    struct Capture(u64);
+
+    impl Hasher for Capture {
+        fn finish(&self) -> u64 {
+            self.0
+        }
+
+        fn write(&mut self, bytes: &[u8]) {
+            // Not how a `u64` is written; were it ever, its bytes still make the value.
+            let mut word = [0; 8];
+            let n = bytes.len().min(8);
+            word[..n].copy_from_slice(&bytes[..n]);
+            self.0 = u64::from_ne_bytes(word);
+        }
+
+        #[inline(always)]
+        fn write_u64(&mut self, value: u64) {
+            self.0 = value;
+        }
+    }
+
+    let mut capture = Capture(0);
+    instant.hash(&mut capture);
+    capture.0
+}
+
+/// Nanoseconds per counter tick, in fixed point ([`SCALE_SHIFT`] fractional bits): a
+/// multiply and a shift per conversion, where fastant's own conversions go through `f64`.
+#[derive(Clone, Copy)]
+struct Scale(u64);
+
+impl Scale {
+    /// The process's scale, measured once from fastant's calibration.
+    #[inline]
+    fn get() -> Self {
+        static SCALE: OnceLock<Scale> = OnceLock::new();
+        *SCALE.get_or_init(Self::measure)
+    }
+
+    /// fastant's ticks in 1000 s, read off an instant that far from its zero.
+    #[cold]
+    fn measure() -> Self {
+        let span = Duration::from_secs(1000);
+        let ticks = Instant::ZERO.checked_add(span).map_or(0, counter);
+        if ticks == 0 {
+            // No usable calibration: a tick is a nanosecond, as in fastant's fallback.
+            return Self(1 << SCALE_SHIFT);
+        }
+        let scaled = (span.as_nanos() << SCALE_SHIFT) / u128::from(ticks);
+        Self(u64::try_from(scaled).unwrap_or(u64::MAX))
+    }
+
+    /// `ticks` in nanoseconds (saturated).
+    #[inline]
+    fn nanos(self, ticks: u64) -> u64 {
+        let nanos = (u128::from(ticks) * u128::from(self.0)) >> SCALE_SHIFT;
+        u64::try_from(nanos).unwrap_or(u64::MAX)
+    }
+}
+
+/// The process's scale, for conversions that read no anchor.
+#[inline]
+fn scale() -> Scale {
+    match ANCHOR.try_with(Cell::get) {
+        // Set with every anchor: one thread-local read, where the shared one costs a check.
+        Ok(anchor) if anchor.scale.0 != 0 => anchor.scale,
+        _ => Scale::get(),
     }
 }
 
 /// A timestamp that one thread writes and others read at any time (the live registry's start
 /// times, written when a span starts and turned into wall time only when someone looks).
-pub(crate) struct AtomicTimestamp(Atomic);
+pub(crate) struct AtomicTimestamp(AtomicU64);
 
 impl AtomicTimestamp {
     pub(crate) fn new() -> Self {
-        Self(Atomic::new(Instant::ZERO))
+        Self(AtomicU64::new(0))
     }
 
     #[inline]
@@ -88,41 +197,48 @@ pub(crate) fn system_time_nanos(time: SystemTime) -> u64 {
         .map_or(0, |d| u64::try_from(d.as_nanos()).unwrap_or(u64::MAX))
 }
 
-/// One (counter, UNIX nanoseconds) pair, and the counter reading from which it is renewed.
+/// One (counter, UNIX nanoseconds) pair, the counter reading from which it is renewed, and
+/// the process's scale (kept here so that a conversion reads one thread-local only).
 #[derive(Clone, Copy)]
 struct Anchor {
-    counter: Instant,
+    counter: u64,
     unix_nanos: u64,
-    expires: Instant,
+    expires: u64,
+    scale: Scale,
 }
 
 impl Anchor {
     /// No anchor yet: every timestamp is at or after its expiry.
     const EXPIRED: Self = Self {
-        counter: Instant::ZERO,
+        counter: 0,
         unix_nanos: 0,
-        expires: Instant::ZERO,
+        expires: 0,
+        scale: Scale(0),
     };
 
     /// A new anchor, now.
     fn now() -> Self {
         let unix_nanos = system_time_nanos(SystemTime::now());
-        let counter = Instant::now();
+        let now = Instant::now();
+        let counter = counter(now);
         Self {
             counter,
             unix_nanos,
-            expires: counter.checked_add(REANCHOR_EVERY).unwrap_or(counter),
+            expires: now
+                .checked_add(REANCHOR_EVERY)
+                .map_or(counter, self::counter),
+            scale: Scale::get(),
         }
     }
 
     /// `at` in UNIX nanoseconds, by this anchor.
     #[inline]
-    fn convert(self, at: Instant) -> u64 {
-        match at.checked_duration_since(self.counter) {
-            Some(after) => self.unix_nanos.saturating_add(nanos(after)),
+    fn convert(self, at: Timestamp) -> u64 {
+        match at.0.checked_sub(self.counter) {
+            Some(after) => self.unix_nanos.saturating_add(self.scale.nanos(after)),
             None => self
                 .unix_nanos
-                .saturating_sub(nanos(self.counter.duration_since(at))),
+                .saturating_sub(self.scale.nanos(self.counter - at.0)),
         }
     }
 }
@@ -132,13 +248,12 @@ thread_local! {
     static ANCHOR: Cell<Anchor> = const { Cell::new(Anchor::EXPIRED) };
 }
 
-/// `at` in UNIX nanoseconds, by this thread's anchor, renewed first if `at` is at or after
-/// its expiry.
+/// This thread's anchor, renewed first if `at` is at or after its expiry.
 #[inline]
-fn unix_nanos(at: Instant) -> u64 {
+fn anchor_for(at: Timestamp) -> Anchor {
     match ANCHOR.try_with(Cell::get) {
-        Ok(anchor) if at < anchor.expires => anchor.convert(at),
-        _ => renew().convert(at),
+        Ok(anchor) if at.0 < anchor.expires => anchor,
+        _ => renew(),
     }
 }
 
@@ -161,19 +276,14 @@ pub(crate) fn skew_this_threads_anchor(ahead_nanos: u64) {
     ANCHOR.with(|current| current.set(anchor));
 }
 
-fn nanos(duration: Duration) -> u64 {
-    u64::try_from(duration.as_nanos()).unwrap_or(u64::MAX)
-}
-
 /// The part of fastant's API this module uses, on `std::time::Instant`, for Miri.
 #[cfg(miri)]
 mod miri_counter {
     use std::sync::LazyLock;
-    use std::sync::atomic::{AtomicU64, Ordering};
     use std::time::Duration;
 
-    /// Nanoseconds since the first reading.
-    #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+    /// Nanoseconds since the first reading; hashed as its one field, as fastant's is.
+    #[derive(Clone, Copy, Debug, Hash)]
     pub(super) struct Instant(u64);
 
     static ORIGIN: LazyLock<std::time::Instant> = LazyLock::new(std::time::Instant::now);
@@ -185,33 +295,9 @@ mod miri_counter {
             Self(u64::try_from(ORIGIN.elapsed().as_nanos()).unwrap_or(u64::MAX))
         }
 
-        pub(super) fn checked_duration_since(self, earlier: Self) -> Option<Duration> {
-            self.0.checked_sub(earlier.0).map(Duration::from_nanos)
-        }
-
-        pub(super) fn duration_since(self, earlier: Self) -> Duration {
-            self.checked_duration_since(earlier).unwrap_or_default()
-        }
-
         pub(super) fn checked_add(self, duration: Duration) -> Option<Self> {
             let nanos = u64::try_from(duration.as_nanos()).ok()?;
             self.0.checked_add(nanos).map(Self)
-        }
-    }
-
-    pub(super) struct Atomic(AtomicU64);
-
-    impl Atomic {
-        pub(super) fn new(instant: Instant) -> Self {
-            Self(AtomicU64::new(instant.0))
-        }
-
-        pub(super) fn load(&self, order: Ordering) -> Instant {
-            Instant(self.0.load(order))
-        }
-
-        pub(super) fn store(&self, instant: Instant, order: Ordering) {
-            self.0.store(instant.0, order);
         }
     }
 }
@@ -253,11 +339,12 @@ mod tests {
     #[test]
     fn a_thread_converts_by_its_own_anchor_until_it_expires() {
         let now = Timestamp::now();
-        let in_a_minute = now.0.checked_add(Duration::from_secs(60)).unwrap();
+        let in_a_minute = Timestamp::now().0 + 60 * (Anchor::now().expires - Anchor::now().counter);
         let made_up = Anchor {
             counter: now.0,
             unix_nanos: 42,
             expires: in_a_minute,
+            scale: Scale::get(),
         };
         ANCHOR.with(|anchor| anchor.set(made_up));
         assert_eq!(now.unix_nanos(), 42);
@@ -279,6 +366,45 @@ mod tests {
         assert!(
             renewed.abs_diff(wall) < 1_000_000_000,
             "{renewed} vs {wall}"
+        );
+    }
+
+    /// The counter read through fastant's hash (see [`counter`]) converts as fastant
+    /// converts it: a change in how fastant hashes its instants fails here.
+    #[test]
+    #[cfg_attr(miri, ignore = "fastant is not used under Miri")]
+    fn the_counter_reads_as_fastant_converts_it() {
+        let start = Instant::now();
+        std::thread::sleep(Duration::from_millis(2));
+        let end = Instant::now();
+        let fastants = end.duration_since(start).as_nanos() as u64;
+        let ours = Timestamp(counter(end)).nanos_since(Timestamp(counter(start)));
+        assert!(fastants >= 2_000_000);
+        // Both scale the same ticks; they differ by rounding only.
+        assert!(
+            ours.abs_diff(fastants) <= fastants / 1_000_000 + 2,
+            "{ours} vs {fastants}"
+        );
+        // A second from an instant is a second's ticks from its counter.
+        let second = start.checked_add(Duration::from_secs(1)).unwrap();
+        let ticks = counter(second) - counter(start);
+        let nanos = Scale::get().nanos(ticks);
+        assert!(nanos.abs_diff(1_000_000_000) <= 1_000, "{nanos}");
+    }
+
+    #[test]
+    fn a_span_is_its_start_converted_and_its_counters_difference() {
+        let start = Timestamp::now();
+        std::thread::sleep(Duration::from_millis(1));
+        let end = Timestamp::now();
+        let (start_nanos, duration) = start.start_and_duration(end);
+        assert_eq!(start_nanos, start.unix_nanos());
+        assert_eq!(duration, end.nanos_since(start));
+        assert!(duration >= 1_000_000);
+        assert_eq!(
+            end.start_and_duration(start).1,
+            0,
+            "a reversed pair is clamped"
         );
     }
 

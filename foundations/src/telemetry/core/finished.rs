@@ -23,7 +23,7 @@
 //!
 //! This module owns the record and the conversions; it does not decide where records go.
 
-use super::clock::{self, Timestamp};
+use super::clock;
 use super::identity::{ParentSpan, RawFinishedSpan, SpanState, StateParts};
 use super::limits::{self, Bounded, HandedOver, InlineTags, SpanLimits};
 use super::links::SpanLink;
@@ -142,27 +142,33 @@ const _: () = assert!(std::mem::size_of::<FinishedSpan>() <= 120);
 // Public through `telemetry::testing`: some accessors are for its users only.
 #[cfg_attr(not(feature = "testing"), allow(dead_code))]
 impl FinishedSpan {
-    /// The record of a span that was never a `cf_rustracing` span: its parts are moved in.
-    /// Such a span has no log entries (logging makes a span a `cf_rustracing` one).
+    /// The record of a span that was never a `cf_rustracing` span: its parts are moved in,
+    /// with its start in UNIX nanoseconds and its duration in nanoseconds
+    /// ([`clock::Timestamp::start_and_duration`]). Such a span has no log entries (logging makes a
+    /// span a `cf_rustracing` one).
     #[inline]
     pub(crate) fn new(
         name: Cow<'static, str>,
-        state: StateParts,
+        state: &mut SpanState,
         parent: Option<ParentSpan>,
-        start_time: Timestamp,
-        finish_time: Timestamp,
+        (start_nanos, duration): (u64, u64),
         tags: InlineTags,
         bounded: Option<Box<Bounded>>,
     ) -> Self {
-        // One conversion: the duration needs none.
-        let start_nanos = start_time.unix_nanos();
-        let duration = finish_time.nanos_since(start_time);
         // Most spans have nothing bounded: one test, and nothing else on their way.
         let extras = match bounded {
             None => None,
             Some(bounded) => extras_of(Vec::new(), bounded),
         };
-        Self::assemble(name, state, parent, start_nanos, duration, tags, extras)
+        Self::assemble(
+            name,
+            || state.take_parts(),
+            parent,
+            start_nanos,
+            duration,
+            tags,
+            extras,
+        )
     }
 
     /// Copies what a record needs out of a `cf_rustracing` span, with the tags and counts the
@@ -208,7 +214,7 @@ impl FinishedSpan {
         };
         Self::assemble(
             Cow::Owned(span.operation_name().to_owned()),
-            state.clone().into_parts(),
+            || state.clone().into_parts(),
             parent,
             clock::system_time_nanos(start),
             duration,
@@ -217,7 +223,9 @@ impl FinishedSpan {
         )
     }
 
-    /// The record of these parts: what does not fit inline goes to the extras.
+    /// The record of these parts: what does not fit inline goes to the extras. `state` is
+    /// taken last, right into the record: taken first, its parts would wait on the stack
+    /// while the name and duration are worked out, and be copied once more.
     ///
     /// Always inlined: the record is built in its queue slot, and a call here would build it
     /// on the stack and copy it in (and the compiler's own choice changes with unrelated
@@ -225,7 +233,7 @@ impl FinishedSpan {
     #[inline(always)]
     fn assemble(
         name: Cow<'static, str>,
-        state: StateParts,
+        state: impl FnOnce() -> StateParts,
         parent: Option<ParentSpan>,
         start_nanos: u64,
         duration_nanos: u64,
@@ -257,6 +265,7 @@ impl FinishedSpan {
             Some(parent) if parent.is_remote => HAS_PARENT | PARENT_IS_REMOTE,
             Some(_) => HAS_PARENT,
         };
+        let state = state();
         Self {
             trace_id: state.trace_id.to_bytes(),
             span_id: state.span_id,

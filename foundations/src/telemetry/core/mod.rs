@@ -39,6 +39,7 @@
 //! This module imports nothing from the API, export, settings or context modules: they
 //! build on it, never the other way round. It uses the W3C value types of `propagation`.
 
+pub(crate) mod bounded_slot;
 pub(crate) mod clock;
 pub(crate) mod current;
 pub(crate) mod entry;

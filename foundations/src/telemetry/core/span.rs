@@ -25,13 +25,14 @@
 //! This module owns recording. It knows nothing about which span is current (that is the
 //! scope stack) nor where finished spans go beyond handing them to their harness.
 
+use super::bounded_slot::BoundedSlot;
 use super::clock::Timestamp;
 use super::finished::FinishedSpan;
 use super::harness::HarnessRef;
 use super::identity::{ParentSpan, Span, SpanState};
 #[cfg(any(feature = "tower", feature = "tracing-bridge"))]
 pub(crate) use super::limits::SpilledTags;
-use super::limits::{self, Bounded, HandedOver, InlineTags};
+use super::limits::{self, HandedOver, InlineTags};
 use super::links::SpanLink;
 use super::pipeline::Tracked;
 use super::registry::{self, Registration, TagSource, Token};
@@ -66,7 +67,7 @@ pub(crate) struct LiveSpan {
     finish_cb: Option<FinishSpanCallback<SpanState>>,
     /// Links, a tag index and the span limits' counts, kept here whatever the
     /// representation (`cf_rustracing` has none of them); `None` until there are any.
-    bounded: Option<Box<Bounded>>,
+    bounded: BoundedSlot,
     /// The span as a `cf_rustracing` span, once it needed to be one (see the module docs).
     /// From then on it holds the name, logs and finish callback, and finishing it is
     /// dropping it. Boxed so that the common span, which never has one, stays small.
@@ -133,7 +134,7 @@ impl LiveSpan {
             name,
             tags: InlineTags::new(),
             finish_cb,
-            bounded: None,
+            bounded: BoundedSlot::default(),
             full: None,
             live,
         }
@@ -403,12 +404,13 @@ impl Drop for LiveSpan {
         let harness = self.harness.clone();
         let span = &mut *self;
         harness.finish_with(move || {
+            // The clock first: its conversions then need none of the parts kept around.
+            let times = span.start_time.start_and_duration(Timestamp::now());
             FinishedSpan::new(
                 std::mem::take(&mut span.name),
-                span.state.take_parts(),
+                &mut span.state,
                 span.parent,
-                span.start_time,
-                Timestamp::now(),
+                times,
                 span.tags,
                 span.bounded.take(),
             )

@@ -327,6 +327,33 @@ mod fast_lane {
         });
     }
 
+    /// A tag of literals is checked and handed over in one borrow: during a quiet stretch it
+    /// is skipped without ending the stretch, on a recorded span it lands, and with no span
+    /// it is a no-op.
+    #[test]
+    fn a_tag_of_literals_keeps_a_quiet_stretch_and_lands_on_a_recorded_span() {
+        let ctx = TelemetryContext::test();
+        ctx.scope_and(|| {
+            crate::add_span_tags!("nowhere" => "1");
+            let root = unsampled_root();
+            let first = tracing::span("first");
+            let quick = try_join_quietly().expect("the lane's join starts a stretch");
+            crate::add_span_tags!("skipped" => 2);
+            let again = try_join_quietly().expect("a tag of literals keeps the stretch");
+            drop((Scope::of(Some(again)), Scope::of(Some(quick)), first, root));
+            let recorded = tracing::start_trace(
+                "recorded",
+                StartTraceOptions::default().force_sampling(true),
+            );
+            crate::add_span_tags!("landed" => "yes");
+            crate::add_span_tags!("landed" => "again", "second" => true);
+            drop(recorded);
+        });
+        let traces = ctx.traces(Default::default());
+        assert_eq!(traces.len(), 1, "only the recorded trace");
+        assert_eq!(tag_names(&traces, "recorded"), ["landed", "second"]);
+    }
+
     #[test]
     fn a_frame_to_install_sends_the_child_to_the_general_path_which_joins_it() {
         let ctx = TelemetryContext::test();

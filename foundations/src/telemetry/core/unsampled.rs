@@ -369,3 +369,26 @@ pub(crate) fn current_is_recording<P: Pipeline>() -> bool {
     })
     .unwrap_or(false)
 }
+
+/// [`current_is_recording`] and the hand-over in one borrow: runs `f` on the current span of
+/// `P` if it is recorded. For what the tag macros build from literals only: `f` runs while
+/// the stack is borrowed, so it must run no application code. Like the check, it returns at
+/// once while the fast lane's joined child is current, and leaves the quiet flag as it is (it
+/// changes no entry).
+#[inline]
+pub(crate) fn with_current_if_recording<P: Pipeline>(f: impl FnOnce(&mut EntrySpan)) {
+    with_stacks_in_lane(|stacks| {
+        if *PerPipeline::new(true, false).get::<P>() && stacks.quiet.get() {
+            return;
+        }
+        let Ok(mut stack) = stacks.pipelines.get::<P>().try_borrow_mut() else {
+            return;
+        };
+        stacks.install_polled::<P>(&mut stack);
+        if let Some(span) = stack.top().and_then(|entry| entry.span.as_mut())
+            && span.is_recording()
+        {
+            f(span);
+        }
+    });
+}
