@@ -1,7 +1,6 @@
 //! The shapes a span takes while it is open, from the cheapest to the most shared:
 //!
-//! - [`LiveSpan`]: a recorded span's data. It finishes (and is handed to its harness) when
-//!   it is dropped.
+//! - [`LiveSpan`]: a recorded span's data; dropping it finishes it, to its harness.
 //! - [`EntrySpan`]: what a scope stack entry holds. A recorded span that nothing else refers
 //!   to is *owned* by its entry: the stack is thread-local and scopes are not `Send`, so
 //!   tags, logs and children need no lock, no reference count and no allocation of their
@@ -217,7 +216,7 @@ impl LiveSpan {
     }
 
     /// [`set_first_tags`](Self::set_first_tags) on a new server root (at most `most` tags, all
-    /// names distinct): `write` pushes them straight into the span's storage if limits allow.
+    /// distinct): `write` pushes them straight into the span's storage if limits allow.
     #[cfg(feature = "tower")]
     #[inline]
     pub(crate) fn write_first_tags(&mut self, most: usize, write: impl FnOnce(&mut SpilledTags)) {
@@ -469,9 +468,7 @@ enum Track {
 pub(crate) type ReplacedCallbacks = [Option<FinishSpanCallback<SpanState>>; 2];
 
 /// A recorded span that is shared: by [`TelemetryContext`](crate::telemetry::TelemetryContext)s,
-/// `UserSpan`s and scope stack entries.
-///
-/// The span finishes when the last handle is dropped.
+/// `UserSpan`s and scope stack entries. It finishes when the last handle is dropped.
 pub(crate) struct SharedLiveSpan {
     /// A copy of the span's identity, so that reading ids and starting children never
     /// takes the lock.

@@ -594,4 +594,4 @@ pub(crate) fn with_current<P: Pipeline>(f: impl FnOnce(&mut EntrySpan)) {
 
 #[cfg(all(test, feature = "testing"))]
 #[path = "stack_tests.rs"]
-mod tests;
+pub(super) mod tests;

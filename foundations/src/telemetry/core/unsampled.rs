@@ -392,3 +392,7 @@ pub(crate) fn with_current_if_recording<P: Pipeline>(f: impl FnOnce(&mut EntrySp
         }
     });
 }
+
+#[cfg(all(test, feature = "testing"))]
+#[path = "unsampled_tests.rs"]
+mod tests;
