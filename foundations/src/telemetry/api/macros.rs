@@ -8,6 +8,7 @@
 //! literals only runs no application code when it is built: it is checked and handed over in
 //! one borrow ([`MacroTarget::set_literal_tag`]).
 
+use crate::telemetry::core::current;
 use crate::telemetry::core::identity::SpanState;
 use crate::telemetry::core::links::SpanLink;
 use crate::telemetry::core::stack;
@@ -35,7 +36,8 @@ impl<P: Pipeline> MacroTarget<P> {
     /// `true` when the current span of this pipeline is recorded.
     #[inline]
     pub fn is_recording(self) -> bool {
-        unsampled::current_is_recording::<P>()
+        // Tracing off: no span can be current, and one load says so.
+        !current::nothing_installed() && unsampled::current_is_recording::<P>()
     }
 
     /// Sets tags on the current span.
@@ -55,6 +57,10 @@ impl<P: Pipeline> MacroTarget<P> {
     /// application code. Built only once the span is known to be recorded.
     #[inline]
     pub fn set_literal_tag(self, tag: impl FnOnce() -> MacroTag) {
+        // Tracing off: no span can be current, and one load says so.
+        if current::nothing_installed() {
+            return;
+        }
         unsampled::with_current_if_recording::<P>(|span| span.set_tag(tag()));
     }
 
