@@ -305,21 +305,15 @@ impl SpanScope {
         pending_user_name: Option<Cow<'static, str>>,
     ) -> Self {
         if options.inbound.is_none() {
-            // A new trace: its identity is built straight into its entry, recorded or not
-            // (the common case when sampling is turned down).
+            // A new trace: its identity is built straight into its entry, recorded or not.
+            // Internal roots carry no routing (see `StartTraceOptions::into_root_options`).
+            debug_assert!(options.routing.is_none());
             let sampled = harness.samples_new_root::<Internal>(options.force_sampling);
-            return Self::of(match options.routing {
-                None if !sampled => {
-                    unsampled::push_root(|| SpanState::new_root(false), pending_user_name)
-                }
-                routing => {
-                    let state = SpanState::new_root(sampled).with_routing(routing);
-                    if sampled {
-                        Self::push_recorded_root(harness, name, state, None, pending_user_name)
-                    } else {
-                        unsampled::push_root(|| state, pending_user_name)
-                    }
-                }
+            return Self::of(if sampled {
+                let state = SpanState::new_root(true);
+                Self::push_recorded_root(harness, name, state, None, pending_user_name)
+            } else {
+                unsampled::push_root(|| SpanState::new_root(false), pending_user_name)
             });
         }
         let id = match harness.plan_root::<Internal>(options) {

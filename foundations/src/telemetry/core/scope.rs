@@ -62,9 +62,10 @@ impl<P: Pipeline> Drop for Scope<P> {
     #[inline(always)]
     fn drop(&mut self) {
         if let Some(id) = self.id {
-            // The commonest scopes when not sampling (an unsampled child joined into its
-            // parent's entry, an unsampled root's entry) have a small end of their own, free
-            // of the general end's register saves; the id tells, so other scopes pay one test.
+            // The commonest scopes (an unsampled child joined into its parent's entry, an
+            // unsampled root's entry, a recorded child the fast lane built) have a small end
+            // of their own, free of the general end's register saves; the id tells, so other
+            // scopes pay one test.
             if id.ends_in_lane_first() {
                 end_in_lane(id);
             } else {
