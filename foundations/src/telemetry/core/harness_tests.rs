@@ -82,6 +82,120 @@ async fn recv_batch_wakes_when_the_batch_is_full() {
     producer.join().unwrap();
 }
 
+#[test]
+fn a_thread_whose_ring_fills_goes_on_in_one_twice_its_size_within_the_bound() {
+    // Room for rings of 512, 1024 and 2048 spans, and 600 more.
+    let (queue, drain) = SpanDrain::new(Some(512 + 1024 + 2048 + 600));
+    let harness = Arc::new(Harness::with_sink(
+        RootSampling::Always,
+        Sink::Queue(Arc::clone(&queue)),
+        SpanLimits::default(),
+    ));
+    let producer = Arc::clone(&harness);
+    std::thread::spawn(move || finish_spans(&producer, 512 + 1024 + 2048 + 512))
+        .join()
+        .unwrap();
+    // The fourth ring would be 4096 spans; the bound leaves room for a first ring's 512.
+    assert_eq!(queue.ring_capacities(), [512, 1024, 2048, 512]);
+    // No room for a fifth ring: the next span of a new thread takes the shared queue.
+    let producer = Arc::clone(&harness);
+    std::thread::spawn(move || finish_spans(&producer, 1))
+        .join()
+        .unwrap();
+    assert_eq!(queue.ring_capacities(), [512, 1024, 2048, 512]);
+    assert_eq!(drain.len(), 4097);
+    assert_eq!(drain.stats().dropped_queue_full, 0);
+    // Drained, the rings of exited threads are gone and their room is back.
+    assert_eq!(drain.drain_into(&mut Vec::new(), usize::MAX), 4097);
+    assert_eq!(queue.ring_capacities(), [] as [usize; 0]);
+    let producer = Arc::clone(&harness);
+    std::thread::spawn(move || finish_spans(&producer, 512 + 1024 + 1))
+        .join()
+        .unwrap();
+    assert_eq!(queue.ring_capacities(), [512, 1024, 2048]);
+}
+
+#[test]
+fn a_thread_that_woke_a_consumer_recently_defers_the_next_wake_to_half_its_ring() {
+    use super::super::queue::{BATCH_WAKE_SPACING, wake_or_defer};
+    let recently = Some(BATCH_WAKE_SPACING / 2);
+    let long_ago = Some(BATCH_WAKE_SPACING * 2);
+    // A batch ready wakes a consumer, unless this thread woke one a moment ago.
+    assert_eq!(wake_or_defer(false, 512, 4096, None), None);
+    assert_eq!(wake_or_defer(false, 512, 4096, long_ago), None);
+    assert_eq!(wake_or_defer(false, 512, 4096, recently), Some(2048));
+    // Half the ring is a backlog: woken however recently.
+    assert_eq!(wake_or_defer(false, 2048, 4096, recently), None);
+    assert_eq!(wake_or_defer(false, 3000, 4096, recently), None);
+    // A ring that filled always wakes, and so does one too small to defer in.
+    assert_eq!(wake_or_defer(true, 1, 1024, recently), None);
+    assert_eq!(wake_or_defer(false, 512, 1024, recently), None);
+    assert_eq!(wake_or_defer(false, 512, 0, recently), None);
+}
+
+/// A thread that woke the consumer a moment ago does not wake it for its next batch, but
+/// at half its ring; every span is taken.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_busy_thread_wakes_the_consumer_at_half_its_ring_not_per_batch() {
+    use super::super::queue::pretend_this_thread_just_woke_a_consumer;
+    let (harness, drain) = harness(None);
+    let (go, orders) = std::sync::mpsc::channel::<usize>();
+    // One thread throughout: its rings grow as they fill. A count of 0 marks it busy.
+    let producer = std::thread::spawn(move || {
+        for count in orders {
+            if count == 0 {
+                pretend_this_thread_just_woke_a_consumer();
+            }
+            finish_spans(&harness, count);
+        }
+    });
+    // Rings of 512, 1024 and 2048 spans, then one of 4096 that holds 1000.
+    let grown = 512 + 1024 + 2048 + 1000;
+    go.send(grown).unwrap();
+    while drain.len() < grown {
+        tokio::time::sleep(Duration::from_millis(1)).await;
+    }
+    let mut batch = Vec::new();
+    while drain.drain_into(&mut batch, usize::MAX) > 0 {}
+    batch.clear();
+    go.send(0).unwrap();
+
+    // A batch and a bit: not worth a wake-up from a busy thread. The consumer waits
+    // first (the orders come 200 ms later), and returns at its deadline.
+    let wait = Duration::from_millis(1000);
+    let started = Instant::now();
+    let send_later = |count| {
+        let go = go.clone();
+        std::thread::spawn(move || {
+            std::thread::sleep(Duration::from_millis(200));
+            go.send(count).unwrap();
+        })
+    };
+    let order = send_later(600);
+    let taken = drain.recv_batch(&mut batch, 512, wait).await;
+    order.join().unwrap();
+    assert_eq!(taken, 512);
+    assert!(started.elapsed() >= wait, "not woken by a batch");
+
+    // 88 left: half the ring (2048) wakes it at once.
+    let started = Instant::now();
+    let order = send_later(2048 - 88);
+    let taken = drain
+        .recv_batch(&mut batch, 512, Duration::from_secs(30))
+        .await;
+    order.join().unwrap();
+    assert_eq!(taken, 512);
+    assert!(
+        started.elapsed() < Duration::from_secs(10),
+        "woken at half the ring"
+    );
+    drop(go);
+    producer.join().unwrap();
+    while drain.drain_into(&mut batch, usize::MAX) > 0 {}
+    assert_eq!(batch.len(), 600 + 2048 - 88, "every span is taken");
+    assert_eq!(drain.stats().dropped_queue_full, 0);
+}
+
 #[tokio::test(flavor = "current_thread", start_paused = true)]
 async fn recv_batch_returns_a_partial_batch_after_max_wait() {
     let (harness, drain) = harness(None);

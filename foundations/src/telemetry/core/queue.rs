@@ -13,11 +13,12 @@
 use super::finished::FinishedSpan;
 use super::rings::{NotPushed, Rings};
 use crossbeam_queue::SegQueue;
+use std::cell::Cell;
 use std::fmt;
 use std::ops::Deref;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 use tokio::sync::Notify;
 
 /// A snapshot of a harness queue's counters. All counts are since installation.
@@ -40,10 +41,13 @@ pub struct QueueStats {
 
 /// The bounded queue between finished spans and their consumer.
 ///
-/// Lock-free on the producer side: a finished span costs a push and one atomic add.
+/// Lock-free on the producer side: a finished span costs a push into its thread's ring.
 /// Producers never wake the consumer per span (that is a syscall each time); they wake it
-/// only when the queue length reaches the threshold a waiting consumer asked for, so a
-/// batching consumer is woken once per batch, or by its own flush timeout.
+/// only when their ring, or the shared queue, reaches the threshold a waiting consumer
+/// asked for, so a batching consumer is woken once per batch, or by its own flush timeout.
+/// A busy thread skips even that: one that woke a consumer less than
+/// [`BATCH_WAKE_SPACING`] ago raises the threshold to half its ring instead, which on a
+/// busy thread is soon reached (see [`wake_or_defer`]).
 ///
 /// Producers and consumers run on different cores, so what each side writes per span lives
 /// on its own cache line, and a batch consumer settles `len` once per batch: every write the
@@ -113,6 +117,12 @@ impl SpanQueue {
         }
     }
 
+    /// The size of each thread's ring, oldest first.
+    #[cfg(test)]
+    pub(super) fn ring_capacities(&self) -> Vec<usize> {
+        self.rings.capacities()
+    }
+
     /// Spans in the shared queue.
     fn shared_len(&self) -> usize {
         self.producers.len.load(Ordering::Acquire)
@@ -132,9 +142,10 @@ impl SpanQueue {
                 Ok(pushed) => {
                     let wake_at = self.producers.wake_at.load(Ordering::Relaxed);
                     // This ring alone holds the batch a consumer waits for, or a full one
-                    // was left behind: a batch is ready, whatever the others hold.
+                    // was left behind: a batch is ready, whatever the others hold. Whether
+                    // it is worth a wake-up yet is decided out of line.
                     if pushed.len == wake_at || (pushed.filled && wake_at != usize::MAX) {
-                        self.wake.notify_waiters();
+                        self.wake_from_ring(pushed.filled, pushed.len, wake_at);
                     }
                 }
                 Err(not_pushed) => {
@@ -151,6 +162,35 @@ impl SpanQueue {
             return;
         }
         self.push_shared(make);
+    }
+
+    /// Wakes the waiting consumers, or defers it as [`wake_or_defer`] says.
+    #[cold]
+    #[inline(never)]
+    fn wake_from_ring(&self, filled: bool, len: usize, wake_at: usize) {
+        let now = Instant::now();
+        // `None` on an exiting thread: no record of its wake-ups, no reason to skip one.
+        let since_last_wake = LAST_RING_WAKE
+            .try_with(Cell::get)
+            .ok()
+            .flatten()
+            .map(|last| now - last);
+        let ring = self.rings.this_threads_capacity().unwrap_or(0);
+        match wake_or_defer(filled, len, ring, since_last_wake) {
+            None => {
+                let _ = LAST_RING_WAKE.try_with(|last| last.set(Some(now)));
+                self.wake.notify_waiters();
+            }
+            // Unless a consumer has set a threshold of its own since.
+            Some(later) => {
+                let _ = self.producers.wake_at.compare_exchange(
+                    wake_at,
+                    later,
+                    Ordering::AcqRel,
+                    Ordering::Relaxed,
+                );
+            }
+        }
     }
 
     /// Pushes into the shared queue, if there is room.
@@ -254,6 +294,43 @@ impl SpanQueue {
             }
         }
     }
+}
+
+/// The least time between two wake-ups a thread makes for a batch in its ring: a wake-up
+/// is a system call on the producing thread (a futex, and on a virtual machine an
+/// interrupt to another processor), which at a batch of 512 spans every few dozen
+/// microseconds took a tenth of a busy thread's time.
+pub(super) const BATCH_WAKE_SPACING: Duration = Duration::from_millis(1);
+
+thread_local! {
+    /// When this thread last woke a consumer from its ring.
+    static LAST_RING_WAKE: Cell<Option<Instant>> = const { Cell::new(None) };
+}
+
+/// Makes this thread a busy one for the next hour, as if it had just woken a consumer.
+#[cfg(test)]
+pub(super) fn pretend_this_thread_just_woke_a_consumer() {
+    let later = Instant::now() + Duration::from_secs(3600);
+    LAST_RING_WAKE.with(|last| last.set(Some(later)));
+}
+
+/// What a push that brought a thread's ring (`ring` spans in all) to `len` spans, the
+/// waiting consumer's threshold or a full ring, does: `None` to wake the consumer, or the
+/// later threshold to wait for instead.
+///
+/// - A ring that filled (the thread went on in a new one) always wakes it: a batch is
+///   ready, and the thread is not slowed by the consumer's absence.
+/// - A thread that woke a consumer less than [`BATCH_WAKE_SPACING`] ago (`since_last_wake`)
+///   is busy: it raises the threshold to half its ring, which it reaches soon, and the
+///   consumer drains it then, or at its deadline. A ring already half full wakes it.
+pub(super) fn wake_or_defer(
+    filled: bool,
+    len: usize,
+    ring: usize,
+    since_last_wake: Option<Duration>,
+) -> Option<usize> {
+    let busy = since_last_wake.is_some_and(|since| since < BATCH_WAKE_SPACING);
+    (!filled && busy && ring / 2 > len).then_some(ring / 2)
 }
 
 /// How often a consumer waiting without a deadline looks into the rings.

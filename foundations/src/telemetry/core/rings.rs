@@ -15,6 +15,12 @@
 //! it the shared way. A backlog thus sits in rings, a record per slot and nothing more
 //! (the shared queue adds a word per span).
 //!
+//! A thread's first ring is small ([`FIRST_RING`] spans); each one that fills is followed
+//! by one twice its size, up to [`LARGEST_RING`]. A thread that finishes few spans keeps a
+//! few KiB, and a busy one a ring in which spans can gather for longer than one batch:
+//! waking a consumer costs its producer a system call, which a busy thread makes only
+//! once its ring is half full (`queue`).
+//!
 //! This module owns the rings and their registration. It counts nothing: the queue derives
 //! what it holds from what the rings hold.
 
@@ -24,8 +30,11 @@ use rtrb::{Consumer, Producer, RingBuffer};
 use std::cell::RefCell;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 
-/// Spans a thread's ring holds.
-pub(super) const RING_CAPACITY: usize = 512;
+/// Spans a thread's first ring holds.
+const FIRST_RING: usize = 512;
+
+/// Spans the largest ring holds: 480 KiB of records, touched only as they are written.
+const LARGEST_RING: usize = 4096;
 
 /// Queues one thread keeps rings for; beyond it (rings of dropped queues are pruned first),
 /// a thread pushes the shared way.
@@ -64,10 +73,10 @@ pub(super) enum NotPushed<F> {
 pub(super) struct Rings {
     id: u64,
     consumers: Mutex<Vec<Consumer<FinishedSpan>>>,
-    /// How many more rings may be created: together they hold at most the queue's bound,
-    /// so that a queue holds at most twice its bound (a queue smaller than one ring has
-    /// none, and its bound is exact).
-    rings_left: AtomicUsize,
+    /// How many more spans new rings may hold: together rings hold at most the queue's
+    /// bound, so that a queue holds at most twice its bound (a queue smaller than a first
+    /// ring has none, and its bound is exact).
+    room_left: AtomicUsize,
 }
 
 impl Rings {
@@ -76,7 +85,7 @@ impl Rings {
         Self {
             id: NEXT_ID.fetch_add(1, Ordering::Relaxed),
             consumers: Mutex::new(Vec::new()),
-            rings_left: AtomicUsize::new(max_len.map_or(usize::MAX, |max| max / RING_CAPACITY)),
+            room_left: AtomicUsize::new(max_len.unwrap_or(usize::MAX)),
         }
     }
 
@@ -109,7 +118,7 @@ impl Rings {
             Some(match producer.push(record) {
                 // Reads the consumer's position: a line that changes once per drain.
                 Ok(()) => Attempt::Pushed(Pushed {
-                    len: RING_CAPACITY - producer.slots(),
+                    len: producer.buffer().capacity() - producer.slots(),
                     filled: false,
                 }),
                 Err(rtrb::PushError::Full(record)) => self.push_into_new_ring(producer, record),
@@ -127,8 +136,9 @@ impl Rings {
     }
 
     /// This thread's ring `full` is full: the full ring stays with the consumer, which drops
-    /// it once drained (its producer is gone), and this thread goes on in a new one, if the
-    /// queue's bound leaves room for it. Spans stay in their thread's order: the consumer
+    /// it once drained (its producer is gone), and this thread goes on in a new one: twice
+    /// its size up to [`LARGEST_RING`], or a first ring's size when the queue's bound leaves
+    /// room for no more. Spans stay in their thread's order: the consumer
     /// drains rings in the order they were made.
     #[cold]
     #[inline(never)]
@@ -137,7 +147,8 @@ impl Rings {
         full: &mut Producer<FinishedSpan>,
         record: FinishedSpan,
     ) -> Attempt {
-        let Some(mut ring) = self.new_ring() else {
+        let grown = (full.buffer().capacity() * 2).min(LARGEST_RING);
+        let Some(mut ring) = self.new_ring(grown).or_else(|| self.new_ring(FIRST_RING)) else {
             return Attempt::Refused(record);
         };
         match ring.push(record) {
@@ -163,19 +174,19 @@ impl Rings {
                 return None;
             }
         }
-        producers.push((self.id, self.new_ring()?));
+        producers.push((self.id, self.new_ring(FIRST_RING)?));
         Some(producers.len() - 1)
     }
 
-    /// A new ring, if the queue's bound leaves room for one.
+    /// A new ring of `capacity` spans, if the queue's bound leaves room for one.
     #[cold]
-    fn new_ring(&self) -> Option<Producer<FinishedSpan>> {
-        self.rings_left
+    fn new_ring(&self, capacity: usize) -> Option<Producer<FinishedSpan>> {
+        self.room_left
             .fetch_update(Ordering::AcqRel, Ordering::Acquire, |left| {
-                left.checked_sub(1)
+                left.checked_sub(capacity)
             })
             .ok()?;
-        let (producer, consumer) = RingBuffer::new(RING_CAPACITY);
+        let (producer, consumer) = RingBuffer::new(capacity);
         self.consumers.lock().push(consumer);
         Some(producer)
     }
@@ -200,13 +211,33 @@ impl Rings {
                 popped += n;
             }
             if abandoned && consumer.is_empty() {
-                consumers.remove(at);
-                self.rings_left.fetch_add(1, Ordering::AcqRel);
+                let ring = consumers.remove(at);
+                self.room_left
+                    .fetch_add(ring.buffer().capacity(), Ordering::AcqRel);
             } else {
                 at += 1;
             }
         }
         popped
+    }
+
+    /// The size of this thread's ring, if it has one.
+    pub(super) fn this_threads_capacity(&self) -> Option<usize> {
+        PRODUCERS
+            .try_with(|producers| {
+                let producers = producers.try_borrow().ok()?;
+                let (_, producer) = producers.iter().find(|(id, _)| *id == self.id)?;
+                Some(producer.buffer().capacity())
+            })
+            .ok()
+            .flatten()
+    }
+
+    /// The size of each ring, oldest first.
+    #[cfg(test)]
+    pub(super) fn capacities(&self) -> Vec<usize> {
+        let consumers = self.consumers.lock();
+        consumers.iter().map(|c| c.buffer().capacity()).collect()
     }
 
     /// Spans waiting in the rings.
