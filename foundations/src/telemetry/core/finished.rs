@@ -19,13 +19,17 @@
 //! copying anything to the heap: the box a live span kept its tags in becomes the record's
 //! extras as it is. Spans that needed the full `cf_rustracing`
 //! representation (log entries, finish callbacks) are copied out with
-//! [`FinishedSpan::from_raw`].
+//! [`FinishedSpan::from_raw`]; such a span hands its tags and counts over on the finishing
+//! thread, keyed by span id ([`hand_over`], [`take_handed_over`]), as `cf_rustracing`
+//! carries neither. Dropping a record gives its box of extras back for new spans to reuse
+//! (`limits::give_back`).
 //!
-//! This module owns the record and the conversions; it does not decide where records go.
+//! This module owns the record, the conversions and that hand-over; it does not decide
+//! where records go.
 
 use super::clock;
 use super::identity::{ParentSpan, RawFinishedSpan, SpanState, StateParts};
-use super::limits::{self, Bounded, HandedOver, InlineTags, SpanLimits};
+use super::limits::{self, Bounded, InlineTags, SpanLimits};
 use super::links::SpanLink;
 use super::names;
 use super::routing::{Routing, RoutingFault};
@@ -37,6 +41,7 @@ use cf_rustracing::span::RoutingMetadata;
 use cf_rustracing::tag::{Tag, TagValue};
 use smallvec::SmallVec;
 use std::borrow::Cow;
+use std::cell::RefCell;
 use std::ops::Deref;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -186,7 +191,7 @@ impl FinishedSpan {
         let HandedOver {
             mut tags,
             mut bounded,
-        } = limits::take_handed_over(state.span_id()).unwrap_or(HandedOver {
+        } = take_handed_over(state.span_id()).unwrap_or(HandedOver {
             tags: InlineTags::new(),
             bounded: None,
         });
@@ -462,4 +467,53 @@ impl FinishedSpan {
     pub(crate) fn routing_header(&self) -> Option<Result<&str, RoutingFault>> {
         self.routing.as_deref().map(Routing::header)
     }
+}
+
+/// A record's box of extras goes back to the spare boxes when the record is dropped
+/// (`limits::give_back`): its consumer drops it on its own thread (the exporter's, once
+/// the span is sent or counted), and the memory of the box is then filled again by a
+/// producing thread instead of being freed on the consumer's.
+impl Drop for FinishedSpan {
+    #[inline]
+    fn drop(&mut self) {
+        if let Some(extras) = self.extras.take() {
+            limits::give_back(extras);
+        }
+    }
+}
+
+/// What a span finishing as a `cf_rustracing` span hands to its record.
+pub(crate) struct HandedOver {
+    pub(crate) tags: InlineTags,
+    pub(crate) bounded: Option<Box<Bounded>>,
+}
+
+thread_local! {
+    /// Tags and counts of spans finishing as `cf_rustracing` spans on this thread, until
+    /// their record takes them.
+    static HANDED_OVER: RefCell<Vec<(SpanId, HandedOver)>> = const { RefCell::new(Vec::new()) };
+}
+
+/// Keeps what span `span_id` recorded for its record, about to be built on this thread.
+pub(crate) fn hand_over(span_id: SpanId, recorded: HandedOver) {
+    let _ = HANDED_OVER.try_with(|pending| {
+        if let Ok(mut pending) = pending.try_borrow_mut() {
+            pending.push((span_id, recorded));
+        }
+    });
+}
+
+/// What span `span_id` handed over, if anything.
+pub(crate) fn take_handed_over(span_id: SpanId) -> Option<HandedOver> {
+    HANDED_OVER
+        .try_with(|pending| {
+            let mut pending = pending.try_borrow_mut().ok()?;
+            if pending.is_empty() {
+                return None;
+            }
+            let index = pending.iter().rposition(|(id, _)| *id == span_id)?;
+            Some(pending.swap_remove(index).1)
+        })
+        .ok()
+        .flatten()
 }

@@ -23,22 +23,20 @@
 //! dead slots being squeezed out in one pass once they are half the slots. Only spans with
 //! many tags pay for the index, and it is bounded by the attribute limit like the tags are.
 //!
-//! A span that finishes as a `cf_rustracing` span (see the `span` module) hands its tags and
-//! counts over on the finishing thread, keyed by span id, to the record that span becomes
-//! ([`hand_over`], [`take_handed_over`]); `cf_rustracing` carries neither.
+//! A [`Bounded`] box goes with its span's record, and back for reuse ([`SPARE_BOXES`]).
 //!
-//! This module owns the limits and the bounded recording; it does not know which span is
-//! current or where finished spans go.
+//! This module owns the limits, the bounded recording and the spare boxes; it does not
+//! know which span is current or where finished spans go.
 
 use super::links::{SpanLink, SpanLinks};
-use crate::telemetry::propagation::ids::SpanId;
 use cf_rustracing::log::{Log, LogField};
 use cf_rustracing::tag::{Tag, TagValue};
+use crossbeam_queue::ArrayQueue;
 use hashbrown::HashTable;
 use smallvec::SmallVec;
 use std::borrow::Cow;
-use std::cell::RefCell;
 use std::hash::{BuildHasher, RandomState};
+use std::sync::LazyLock;
 
 pub(crate) use super::tags::InlineTags;
 use super::tags::NewTag;
@@ -272,7 +270,10 @@ fn set_unspilled_tag(
     // Only a span at its limit looks for a tag to replace.
     let full = tags.len() >= limits.max_attributes;
     if full && (tags.len() > limits.max_attributes || !tags.has(tag.name())) {
-        count(&mut bounded.get_or_insert_default().dropped_attributes, 1);
+        count(
+            &mut bounded.get_or_insert_with(new_box).dropped_attributes,
+            1,
+        );
         return;
     }
     if let Some(inline) = tag.inline()
@@ -281,7 +282,7 @@ fn set_unspilled_tag(
         return tag.drop_inlined();
     }
     let tag = tag.into_tag();
-    let spilled = &mut bounded.get_or_insert_default().tags;
+    let spilled = &mut bounded.get_or_insert_with(new_box).tags;
     spilled.extend(tags.take_except(tag.name()));
     spilled.push(tag);
 }
@@ -333,7 +334,7 @@ pub(crate) fn set_first_tags(
         }
         return;
     }
-    bounded.get_or_insert_default().tags = new;
+    bounded.get_or_insert_with(new_box).tags = new;
 }
 
 /// `true` when no two of `tags` (a few) have the same name.
@@ -485,6 +486,51 @@ fn cut(value: &str, max: usize) -> Cow<'static, str> {
     Cow::Owned(value[..end].to_owned())
 }
 
+/// Boxes of span extras that the exporter is done with, for new spans to fill.
+///
+/// A `Bounded` box travels with its record to the exporter's thread. Freed there, glibc's
+/// allocator made both threads take one arena lock, to free and to allocate again: with
+/// server spans (eight tags), a futex call on each side per request. So a dropped record
+/// gives its box back ([`give_back`]) and a span takes one from here first ([`new_box`]),
+/// emptied by the taking thread: a box holds one span's data at a time, whichever
+/// pipeline, trace or routing it served before.
+static SPARE_BOXES: LazyLock<ArrayQueue<Box<Bounded>>> =
+    LazyLock::new(|| ArrayQueue::new(MAX_SPARE_BOXES));
+
+/// Spare boxes kept at most, process-wide; past that, a box given back is dropped.
+const MAX_SPARE_BOXES: usize = 1024;
+
+/// Most tags a spare box keeps room for: more is rare, and not worth keeping spare.
+const MAX_SPARE_TAGS: usize = 16;
+
+/// A box for a span's extras: a spare one, emptied, or a new one.
+pub(crate) fn new_box() -> Box<Bounded> {
+    let Some(mut spare) = SPARE_BOXES.pop() else {
+        return Box::default();
+    };
+    let mut tags = std::mem::take(&mut spare.tags);
+    tags.clear();
+    *spare = Bounded::default();
+    spare.tags = tags;
+    spare
+}
+
+/// Keeps `extras`, the box of a record its consumer is done with, for a new span; one that
+/// holds room for more than [`MAX_SPARE_TAGS`] tags or any other memory is dropped, and
+/// so is one past [`MAX_SPARE_BOXES`].
+pub(crate) fn give_back(extras: Box<Bounded>) {
+    let small = extras.tags.capacity() <= MAX_SPARE_TAGS
+        && extras.links.links.capacity() == 0
+        && extras.index.is_none()
+        && extras.dead.capacity() == 0
+        && extras.event_dropped_attributes.capacity() == 0
+        && extras.name.is_none()
+        && extras.logs.capacity() == 0;
+    if small {
+        let _ = SPARE_BOXES.push(extras);
+    }
+}
+
 impl Bounded {
     /// Counts a log entry about to be recorded: `false` when the span has no room for it
     /// (it is then counted as dropped).
@@ -545,42 +591,6 @@ pub(crate) fn bounded_fields<'a>(
         }
         Some(bounded_field(field, limits))
     })
-}
-
-/// What a span finishing as a `cf_rustracing` span hands to its record.
-pub(crate) struct HandedOver {
-    pub(crate) tags: InlineTags,
-    pub(crate) bounded: Option<Box<Bounded>>,
-}
-
-thread_local! {
-    /// Tags and counts of spans finishing as `cf_rustracing` spans on this thread, until
-    /// their record takes them.
-    static HANDED_OVER: RefCell<Vec<(SpanId, HandedOver)>> = const { RefCell::new(Vec::new()) };
-}
-
-/// Keeps what span `span_id` recorded for its record, about to be built on this thread.
-pub(crate) fn hand_over(span_id: SpanId, recorded: HandedOver) {
-    let _ = HANDED_OVER.try_with(|pending| {
-        if let Ok(mut pending) = pending.try_borrow_mut() {
-            pending.push((span_id, recorded));
-        }
-    });
-}
-
-/// What span `span_id` handed over, if anything.
-pub(crate) fn take_handed_over(span_id: SpanId) -> Option<HandedOver> {
-    HANDED_OVER
-        .try_with(|pending| {
-            let mut pending = pending.try_borrow_mut().ok()?;
-            if pending.is_empty() {
-                return None;
-            }
-            let index = pending.iter().rposition(|(id, _)| *id == span_id)?;
-            Some(pending.swap_remove(index).1)
-        })
-        .ok()
-        .flatten()
 }
 
 #[cfg(all(test, feature = "testing"))]

@@ -18,12 +18,13 @@
 //!   as small indices.
 //! - [`span`]: a span while open: owned by its stack entry, or shared behind an `Arc`;
 //!   [`entry_span`]: which of the two a stack entry holds, and the constructors into it.
-//! - [`finished`]: `FinishedSpan`, the record a finished span becomes.
+//! - [`finished`]: `FinishedSpan`, the record a finished span becomes, and the hand-over of
+//!   what a `cf_rustracing` span cannot carry.
 //! - [`queue`]: the bounded hand-over to a consumer (`SpanDrain`), with its counters;
 //!   [`rings`]: the per-thread rings it tries first.
 //! - [`links`]: span links and their bound.
 //! - [`limits`]: span limits (attributes, events, links, value length), the bounded
-//!   recording of tags, and the hand-over of what a `cf_rustracing` span cannot carry;
+//!   recording of tags, and the spare boxes of tags that consumers give back;
 //!   [`tags`]: the one tag a span keeps inline, and the interned tag names that allow it.
 //! - [`status`]: a span's kind and status as typed values, and their tags.
 //! - [`harness`]: per pipeline, the sampling decision for roots and where records go;

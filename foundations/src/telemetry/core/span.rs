@@ -26,12 +26,12 @@
 
 use super::bounded_slot::BoundedSlot;
 use super::clock::Timestamp;
-use super::finished::FinishedSpan;
+use super::finished::{self, FinishedSpan, HandedOver};
 use super::harness::HarnessRef;
 use super::identity::{ParentSpan, Span, SpanState};
 #[cfg(any(feature = "tower", feature = "tracing-bridge"))]
 pub(crate) use super::limits::SpilledTags;
-use super::limits::{self, HandedOver, InlineTags};
+use super::limits::{self, InlineTags};
 use super::links::SpanLink;
 use super::pipeline::Tracked;
 use super::registry::{self, Registration, TagSource, Token};
@@ -231,7 +231,7 @@ impl LiveSpan {
             write(&mut tags);
             return self.set_first_tags(tags);
         }
-        let bounded = self.bounded.insert(Box::default());
+        let bounded = self.bounded.insert(limits::new_box());
         write(&mut bounded.tags);
         debug_assert!(bounded.tags.len() <= most);
     }
@@ -371,7 +371,7 @@ impl Drop for LiveSpan {
             let tags = std::mem::take(&mut self.tags);
             let bounded = self.bounded.take();
             if !tags.is_empty() || bounded.is_some() {
-                limits::hand_over(self.state.span_id(), HandedOver { tags, bounded });
+                finished::hand_over(self.state.span_id(), HandedOver { tags, bounded });
             }
             let mut full = self.full.take();
             if let Some(full) = &mut full {
@@ -384,7 +384,7 @@ impl Drop for LiveSpan {
             // the thread that finished it.
             if catch_unwind(AssertUnwindSafe(move || drop(full))).is_err() {
                 // The record was never built: what it was handed must not wait for it.
-                drop(limits::take_handed_over(self.state.span_id()));
+                drop(finished::take_handed_over(self.state.span_id()));
                 self.harness.count_callback_panic();
                 static LAST_LOG_SECS: AtomicU64 = AtomicU64::new(0);
                 log_rate_limited(&LAST_LOG_SECS, || {
