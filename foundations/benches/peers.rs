@@ -18,6 +18,8 @@ use common::Zone;
 
 #[path = "common/polls.rs"]
 mod polls;
+#[path = "common/thread_cpu.rs"]
+mod thread_cpu;
 
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use fastrace::collector::{Config, Reporter, SpanContext};
@@ -104,6 +106,20 @@ fn two_producer_threads(c: &mut Criterion) {
                 work();
             }
             let elapsed = started.elapsed();
+            other.join().unwrap();
+            elapsed
+        })
+    });
+    // On 2 cores the two producers and the consumer share the machine, and the wall time
+    // counts each thread's wait for a core: its own CPU time is what a span costs it,
+    // cache lines that bounce between cores included.
+    group.bench_function("foundations_internal_one_thread_cpu", |b| {
+        b.iter_custom(|iters| thread_cpu::thread_cpu(|| (0..iters).for_each(|_| work())))
+    });
+    group.bench_function("foundations_internal_each_of_two_threads_cpu", |b| {
+        b.iter_custom(|iters| {
+            let other = std::thread::spawn(move || (0..iters).for_each(|_| work()));
+            let elapsed = thread_cpu::thread_cpu(|| (0..iters).for_each(|_| work()));
             other.join().unwrap();
             elapsed
         })

@@ -16,6 +16,8 @@
 
 #[cfg(feature = "testing")]
 mod common;
+#[path = "common/thread_cpu.rs"]
+mod thread_cpu;
 #[path = "common/tower_requests.rs"]
 mod tower_requests;
 
@@ -23,6 +25,7 @@ use criterion::{Criterion, criterion_group, criterion_main};
 use foundations::telemetry::bridge::TraceServerLayer;
 use http::Request;
 use std::task::{Context, Waker};
+use thread_cpu::thread_cpu;
 use tower_layer::Layer;
 use tower_requests::{Bare, one_request, traced};
 
@@ -87,23 +90,6 @@ fn server_layer(c: &mut Criterion) {
     });
     group.finish();
     report(installed);
-}
-
-/// The CPU time this thread spends in `work` (its CPU clock, `CLOCK_THREAD_CPUTIME_ID`).
-fn thread_cpu(work: impl FnOnce()) -> std::time::Duration {
-    fn now() -> std::time::Duration {
-        let mut time = libc::timespec {
-            tv_sec: 0,
-            tv_nsec: 0,
-        };
-        // SAFETY: `clock_gettime` writes one `timespec`, which `time` is, and keeps no pointer.
-        let status = unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut time) };
-        assert_eq!(status, 0, "the thread CPU clock is readable");
-        std::time::Duration::new(time.tv_sec as u64, time.tv_nsec as u32)
-    }
-    let before = now();
-    work();
-    now().saturating_sub(before)
 }
 
 #[cfg(feature = "testing")]
