@@ -39,9 +39,13 @@
 //! calling [`start_user_trace`] *is* the decision to record, so outbound headers always say
 //! "sampled".
 //!
-//! A trace's [`RoutingMetadata::encode`] is called once, when the trace starts; its value is
-//! the routing header of every request that carries the trace's spans, and spans are grouped
-//! into requests by that value alone (`group_key` is not consulted). A panic in `encode` is
+//! A trace's [`RoutingMetadata::encode`] is called once per trace, the first time its value
+//! is needed: in the exporter, when it sends the trace's first span (or in whatever reads
+//! the header first, such as the test harness). The request path never pays for it.
+//! Its value is the routing header of every request that carries the trace's spans, and
+//! spans are grouped into requests by that value alone (`group_key` is not consulted). So
+//! `encode` must depend on the metadata's value only, not on when or on which thread it
+//! runs, and should not block: it runs on the exporter's task. A panic in `encode` is
 //! caught: that trace's spans are dropped and counted, other traces are unaffected.
 //!
 //! This module owns the public API of the user pipeline (`telemetry::user_tracing`). It
@@ -146,8 +150,8 @@ fn start(
     let options = RootOptions {
         inbound,
         force_sampling: None,
-        // `encode()` runs once, here: its value is the header every span of the trace is
-        // sent under.
+        // `encode()` runs once per trace, when the header is first needed (the exporter):
+        // its value is the header every span of the trace is sent under.
         routing: Some(Routing::resolve(routing)),
     };
     UserSpanScope::enter_with(|slot| {
