@@ -152,7 +152,7 @@ fn start(
         force_sampling: None,
         // `encode()` runs once per trace, when the header is first needed (the exporter):
         // its value is the header every span of the trace is sent under.
-        routing: Some(Routing::resolve(routing)),
+        routing: Some(Routing::new(routing)),
     };
     UserSpanScope::enter_with(|slot| {
         *slot = Some(EntrySpan::start_untracked_root::<User>(

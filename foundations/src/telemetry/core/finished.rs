@@ -457,7 +457,7 @@ impl FinishedSpan {
         self.routing.as_deref().map(Routing::metadata)
     }
 
-    /// The routing of the span's trace as resolved when it started (user pipeline).
+    /// The routing of the span's trace (user pipeline): its metadata and its header.
     pub(crate) fn resolved_routing(&self) -> Option<&Arc<Routing>> {
         self.routing.as_ref()
     }

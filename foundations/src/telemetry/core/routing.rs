@@ -4,10 +4,9 @@
 //! value of the routing header that every request carrying the trace's spans is sent
 //! under. It is called here, exactly once per trace, the first time the header is asked
 //! for: by the exporter, on its own thread, so that the thread recording the trace pays
-//! for neither the application's formatting nor the string's allocation and free (with
-//! jemalloc, a string allocated by one thread and freed by another cost the user spans of
-//! a root + 9 children about a fifth more time than internal ones). The routing, and with
-//! it the header, travels with every span of the trace. The exporter groups spans by that value and nothing else, so two
+//! for neither the application's formatting nor the string's allocation, which the
+//! exporter's thread would free. The routing, and with it the header, travels with every
+//! span of the trace. The exporter groups spans by that value and nothing else, so two
 //! routings can only share a request when they encode to the same header (application
 //! code such as `group_key()` is never asked to decide it), and a panicking `encode()`
 //! costs only its own trace's spans, counted.
@@ -32,7 +31,7 @@ use std::sync::{Arc, OnceLock};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 /// A user trace's routing: the header value the application's metadata encoded to, and
-/// the metadata itself (last, unsized: one allocation holds both, see [`Routing::resolve`]).
+/// the metadata itself (last, unsized: one allocation holds both, see [`Routing::new`]).
 pub(crate) struct Routing<M: ?Sized = dyn RoutingMetadata> {
     // A `String` as `encode()` made it: boxing it as a `str` could cost a reallocation.
     header: OnceLock<Result<String, RoutingFault>>,
@@ -52,7 +51,7 @@ pub(crate) enum RoutingFault {
 impl Routing {
     /// The routing of a trace described by `metadata`, its header not encoded yet (see
     /// [`Routing::header`]).
-    pub(crate) fn resolve<M: RoutingMetadata + 'static>(metadata: M) -> Arc<Routing> {
+    pub(crate) fn new<M: RoutingMetadata + 'static>(metadata: M) -> Arc<Routing> {
         // Coerced to the unsized `Routing`: the metadata is not boxed apart.
         Arc::new(Routing {
             header: OnceLock::new(),
@@ -215,14 +214,14 @@ mod tests {
 
     #[test]
     fn encode_is_resolved_once_into_a_header_value_or_a_fault() {
-        let ok = Routing::resolve(Encodes("tenant=1; plan=pro"));
+        let ok = Routing::new(Encodes("tenant=1; plan=pro"));
         assert_eq!(ok.header(), Ok("tenant=1; plan=pro"));
         assert_eq!(ok.metadata().group_key(), "same");
-        let invalid = Routing::resolve(Encodes("line\nbreak"));
+        let invalid = Routing::new(Encodes("line\nbreak"));
         assert_eq!(invalid.header(), Err(RoutingFault::InvalidHeader));
-        let non_ascii = Routing::resolve(Encodes("café"));
+        let non_ascii = Routing::new(Encodes("café"));
         assert_eq!(non_ascii.header(), Err(RoutingFault::InvalidHeader));
-        let panicked = Routing::resolve(Encodes("panic"));
+        let panicked = Routing::new(Encodes("panic"));
         assert_eq!(panicked.header(), Err(RoutingFault::Panicked));
     }
 
@@ -242,7 +241,7 @@ mod tests {
     #[test]
     fn encode_runs_once_on_first_use_whichever_thread_asks() {
         static CALLS: AtomicU64 = AtomicU64::new(0);
-        let routing = Routing::resolve(Counting(&CALLS));
+        let routing = Routing::new(Counting(&CALLS));
         let calls = || CALLS.load(Ordering::SeqCst);
         assert_eq!(calls(), 0, "resolving a routing runs no application code");
         let headers: Vec<String> = std::thread::scope(|scope| {
